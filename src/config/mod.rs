@@ -1,0 +1,5 @@
+//! Configuration: the validated types churnstile runs with.
+
+mod types;
+
+pub use types::*;

@@ -1,0 +1,147 @@
+//! The validated configuration churnstile runs with: listeners, pool defaults,
+//! databases and users. Loading and validation live in `load.rs`; the
+//! zero-config `--upstream URL` form is built in `url.rs`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything churnstile needs to run, after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: ListenConfig,
+    pub general: GeneralConfig,
+    /// Pool settings every database inherits unless it overrides them.
+    pub pool: PoolSettings,
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    pub users: BTreeMap<String, UserConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenConfig {
+    /// TCP addresses that speak the PostgreSQL protocol.
+    pub postgres: Vec<SocketAddr>,
+    /// Directory for the Unix socket `.s.PGSQL.<port>`; `None` disables it.
+    pub unix_socket_dir: Option<PathBuf>,
+    /// Port number in the Unix socket's file name (what `psql -p` expects).
+    pub unix_socket_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneralConfig {
+    /// How clients prove who they are.
+    pub auth_type: AuthType,
+    /// Client connections accepted at once, over all databases.
+    pub max_client_conn: usize,
+    /// How long SIGTERM waits for clients to finish before closing them.
+    pub shutdown_timeout: Duration,
+}
+
+/// Client authentication method, PgBouncer's `auth_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthType {
+    /// No password asked; the user must still exist in `[users]`.
+    Trust,
+    /// MD5 challenge when the stored secret allows it, SCRAM when the stored
+    /// secret is a SCRAM verifier (as PgBouncer does).
+    Md5,
+    /// SCRAM-SHA-256 always.
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+}
+
+/// How long a client keeps a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    Session,
+    Transaction,
+    Statement,
+}
+
+/// PgBouncer's pool settings, with PgBouncer's names and meanings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSettings {
+    pub pool_mode: PoolMode,
+    /// Most server connections per (database, user) pool.
+    pub default_pool_size: usize,
+    /// Server connections kept open even when idle.
+    pub min_pool_size: usize,
+    /// Close a server connection older than this when it is released;
+    /// zero means each server connection serves one client only.
+    pub server_lifetime: Duration,
+    /// Close a server connection idle for longer; `None` never.
+    pub server_idle_timeout: Option<Duration>,
+    /// A client waiting longer than this for a server connection gets an
+    /// error; `None` waits forever.
+    pub query_wait_timeout: Option<Duration>,
+    /// Close a client idle (between queries) for longer; `None` never.
+    pub client_idle_timeout: Option<Duration>,
+    /// A client must finish logging in within this; `None` never.
+    pub client_login_timeout: Option<Duration>,
+    /// Limit for opening and logging in one server connection.
+    pub server_connect_timeout: Duration,
+    /// Sent before a server connection goes back to the pool; empty disables.
+    pub server_reset_query: String,
+}
+
+/// Wire protocol a database speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Postgres,
+}
+
+/// One `[databases.NAME]` entry: the name clients ask for, mapped upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    pub protocol: Protocol,
+    pub host: String,
+    pub port: u16,
+    /// Database name on the upstream server.
+    pub dbname: String,
+    /// The global `[pool]` settings with this database's overrides applied.
+    pub pool: PoolSettings,
+}
+
+/// One `[users.NAME]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserConfig {
+    /// What the client must present; `None` only with `auth_type = "trust"`.
+    pub secret: Option<ClientSecret>,
+    /// User name churnstile logs in with upstream.
+    pub upstream_user: String,
+    /// Password churnstile logs in with upstream, when the server asks.
+    pub upstream_password: Option<String>,
+}
+
+/// A client secret in one of the forms PostgreSQL itself stores.
+#[derive(Clone, PartialEq)]
+pub enum ClientSecret {
+    Plain(String),
+    /// `md5` followed by 32 hex digits of md5(password || user).
+    Md5([u8; 16]),
+    Scram(ScramVerifier),
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            ClientSecret::Plain(_) => "plain",
+            ClientSecret::Md5(_) => "md5",
+            ClientSecret::Scram(_) => "scram-sha-256",
+        };
+        write!(f, "ClientSecret({kind}, redacted)")
+    }
+}
+
+/// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, decoded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramVerifier {
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    pub stored_key: [u8; 32],
+    pub server_key: [u8; 32],
+}
