@@ -2,3 +2,6 @@
 //! connections (and TIME_WAIT sockets) bounded however fast clients churn.
 
 pub mod config;
+pub mod pool;
+pub mod postgres;
+pub mod stream;

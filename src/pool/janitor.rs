@@ -1,0 +1,53 @@
+//! The background task of each pool: closes connections past
+//! `server_idle_timeout` or `server_lifetime`, and keeps `min_pool_size`
+//! connections open. It ends when the pool is dropped.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::shared::Shared;
+use super::{Connector, Pool};
+
+/// How often the janitor looks at a pool.
+const TICK: Duration = Duration::from_millis(500);
+
+pub(super) fn spawn<C: Connector>(shared: Weak<Shared<C>>) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if shared.permits.is_closed() {
+                return;
+            }
+            let pool = Pool { shared };
+            pool.reap(
+                Instant::now(),
+                pool.limits().min_size,
+                pool.limits().idle_timeout,
+            );
+            top_up(&pool).await;
+        }
+    });
+}
+
+/// Opens connections until `min_pool_size` are open. Only takes permits that
+/// are free at once, so it never makes a waiting client wait longer.
+async fn top_up<C: Connector>(pool: &Pool<C>) {
+    while pool.shared.stats.open_now() < pool.limits().min_size {
+        let Ok(permit) = Arc::clone(&pool.shared.permits).try_acquire_owned() else {
+            return;
+        };
+        match pool.open().await {
+            Ok(slot) => pool.shared.return_idle(slot),
+            Err(error) => {
+                tracing::warn!(%error, "could not open a connection to keep min_pool_size");
+                return;
+            }
+        }
+        drop(permit);
+    }
+}

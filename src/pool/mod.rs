@@ -1,0 +1,36 @@
+//! The protocol-agnostic connection pool: a bounded set of server connections
+//! per (database, user), handed to waiting clients strictly first come first
+//! served. A protocol plugs in through [`Connector`]; the pool knows nothing
+//! about PostgreSQL or MySQL.
+
+mod checkout;
+mod janitor;
+mod limits;
+mod shared;
+mod stats;
+
+pub use checkout::{CheckoutError, Pooled};
+pub use limits::PoolLimits;
+pub use shared::Pool;
+pub use stats::{PoolStats, PoolStatsSnapshot};
+
+use std::future::Future;
+
+/// What a protocol supplies so the pool can manage its server connections.
+pub trait Connector: Send + Sync + 'static {
+    type Conn: Send + 'static;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens and logs in one server connection.
+    fn connect(&self) -> impl Future<Output = Result<Self::Conn, Self::Error>> + Send;
+
+    /// Cheap check, without waiting, that an idle connection can be handed
+    /// out (the server has not closed it or sent a fatal error meanwhile).
+    fn is_healthy(&self, conn: &mut Self::Conn) -> bool;
+
+    /// Closes a connection politely and at once, without waiting.
+    fn close(&self, conn: Self::Conn);
+}
+
+#[cfg(test)]
+mod tests;

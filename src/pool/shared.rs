@@ -1,0 +1,153 @@
+//! The pool itself: its limits, the FIFO semaphore that bounds it, and the
+//! idle connections waiting for a client.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use super::stats::PoolStatsSnapshot;
+use super::{Connector, PoolLimits, PoolStats};
+
+/// A server connection with the times the pool decides by.
+pub(super) struct Slot<T> {
+    pub(super) conn: T,
+    /// When this connection stops being reused (`server_lifetime` minus jitter).
+    pub(super) expires_at: Instant,
+    pub(super) idle_since: Instant,
+}
+
+/// State shared by the pool handle, checked-out connections and the janitor.
+pub(super) struct Shared<C: Connector> {
+    pub(super) connector: C,
+    pub(super) limits: PoolLimits,
+    /// One permit per server connection that may be in use. Tokio's semaphore
+    /// queues waiters first come first served, so late clients never overtake.
+    pub(super) permits: Arc<Semaphore>,
+    /// Idle connections; the most recently used at the back.
+    idle: Mutex<VecDeque<Slot<C::Conn>>>,
+    pub(super) stats: PoolStats,
+}
+
+impl<C: Connector> Shared<C> {
+    pub(super) fn idle(&self) -> MutexGuard<'_, VecDeque<Slot<C::Conn>>> {
+        // A panic while holding this lock leaves the deque consistent.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wraps a freshly opened connection; its lifetime is shortened by up to
+    /// 10% at random so connections opened together do not expire together.
+    pub(super) fn new_slot(&self, conn: C::Conn) -> Slot<C::Conn> {
+        let now = Instant::now();
+        let jitter = self.limits.lifetime.mul_f64(rand::random_range(0.0..0.1));
+        Slot {
+            conn,
+            expires_at: now + (self.limits.lifetime - jitter),
+            idle_since: now,
+        }
+    }
+
+    pub(super) fn close(&self, slot: Slot<C::Conn>) {
+        self.connector.close(slot.conn);
+        self.stats.connection_closed();
+    }
+
+    /// Puts a connection back unless it has outlived `server_lifetime`.
+    pub(super) fn return_idle(&self, mut slot: Slot<C::Conn>) {
+        let now = Instant::now();
+        if now >= slot.expires_at || self.permits.is_closed() {
+            self.close(slot);
+            return;
+        }
+        slot.idle_since = now;
+        self.idle().push_back(slot);
+    }
+}
+
+/// A pool of server connections for one (database, user).
+pub struct Pool<C: Connector> {
+    pub(super) shared: Arc<Shared<C>>,
+}
+
+impl<C: Connector> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Pool {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<C: Connector> Pool<C> {
+    /// Creates the pool and starts its janitor, which enforces
+    /// `server_idle_timeout`, `server_lifetime` and `min_pool_size`.
+    /// Must be called inside a Tokio runtime.
+    pub fn new(connector: C, limits: PoolLimits) -> Self {
+        let shared = Arc::new(Shared {
+            connector,
+            permits: Arc::new(Semaphore::new(limits.max_size)),
+            limits,
+            idle: Mutex::new(VecDeque::new()),
+            stats: PoolStats::default(),
+        });
+        super::janitor::spawn(Arc::downgrade(&shared));
+        Pool { shared }
+    }
+
+    pub fn limits(&self) -> &PoolLimits {
+        &self.shared.limits
+    }
+
+    pub fn connector(&self) -> &C {
+        &self.shared.connector
+    }
+
+    pub fn stats(&self) -> PoolStatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Idle connections now.
+    pub fn idle_count(&self) -> usize {
+        self.shared.idle().len()
+    }
+
+    /// Stops handing out connections and closes the idle ones; connections
+    /// in use are closed when their clients let go of them.
+    pub fn close(&self) {
+        self.shared.permits.close();
+        let drained: Vec<_> = self.shared.idle().drain(..).collect();
+        for slot in drained {
+            self.shared.close(slot);
+        }
+    }
+
+    /// Closes idle connections that have been idle at least `min_idle`,
+    /// keeping `keep` of them; returns how many were closed.
+    pub(super) fn reap(&self, now: Instant, keep: usize, min_idle: Option<Duration>) -> usize {
+        let reaped: Vec<_> = {
+            let mut idle = self.shared.idle();
+            let mut reaped = Vec::new();
+            let mut index = 0;
+            while index < idle.len() {
+                let open = self.shared.stats.open_now() - reaped.len();
+                let slot = &idle[index];
+                let expired = now >= slot.expires_at;
+                let idle_too_long =
+                    min_idle.is_some_and(|limit| now.duration_since(slot.idle_since) >= limit);
+                if expired || (idle_too_long && open > keep) {
+                    reaped.extend(idle.remove(index));
+                } else {
+                    index += 1;
+                }
+            }
+            reaped
+        };
+        let count = reaped.len();
+        for slot in reaped {
+            self.shared.close(slot);
+        }
+        count
+    }
+}

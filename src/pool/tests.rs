@@ -1,0 +1,260 @@
+//! Behaviour of the pool on its own, with an in-memory connector that counts
+//! what it opens and closes (the database itself is exercised by tests/).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::*;
+
+#[derive(Default)]
+struct Counting {
+    opened: AtomicUsize,
+    closed: AtomicUsize,
+    fail: AtomicBool,
+    hang: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("refused")]
+struct Refused;
+
+struct Conn {
+    id: usize,
+    healthy: bool,
+}
+
+impl Connector for Arc<Counting> {
+    type Conn = Conn;
+    type Error = Refused;
+
+    async fn connect(&self) -> Result<Conn, Refused> {
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(Refused);
+        }
+        let id = self.opened.fetch_add(1, Ordering::SeqCst);
+        Ok(Conn { id, healthy: true })
+    }
+
+    fn is_healthy(&self, conn: &mut Conn) -> bool {
+        conn.healthy
+    }
+
+    fn close(&self, _conn: Conn) {
+        self.closed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn limits(max_size: usize) -> PoolLimits {
+    PoolLimits {
+        max_size,
+        min_size: 0,
+        lifetime: Duration::from_secs(3600),
+        idle_timeout: None,
+        connect_timeout: Duration::from_secs(5),
+    }
+}
+
+async fn wait_until(mut condition: impl FnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("condition not reached within 5 s");
+}
+
+#[tokio::test]
+async fn reuses_one_connection_for_sequential_clients() {
+    let connector = Arc::new(Counting::default());
+    let pool = Pool::new(Arc::clone(&connector), limits(4));
+    for _ in 0..100 {
+        let conn = pool.checkout(None).await.unwrap();
+        conn.release();
+    }
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 1);
+    let stats = pool.stats();
+    assert_eq!((stats.opened, stats.checkouts, stats.open), (1, 100, 1));
+}
+
+#[tokio::test]
+async fn never_opens_more_than_max_size() {
+    let connector = Arc::new(Counting::default());
+    let pool = Pool::new(Arc::clone(&connector), limits(3));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let conn = pool.checkout(None).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            conn.release();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 3);
+    assert_eq!(pool.stats().checkouts, 50);
+}
+
+#[tokio::test]
+async fn waiters_are_served_first_come_first_served() {
+    let pool = Pool::new(Arc::new(Counting::default()), limits(1));
+    let held = pool.checkout(None).await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for index in 0..20 {
+        let (pool2, order2) = (pool.clone(), Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            let conn = pool2.checkout(None).await.unwrap();
+            order2.lock().unwrap().push(index);
+            tokio::task::yield_now().await;
+            conn.release();
+        }));
+        wait_until(|| pool.stats().waiting == index + 1).await;
+    }
+    held.release();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_late_client_does_not_overtake_waiters() {
+    let pool = Pool::new(Arc::new(Counting::default()), limits(1));
+    let held = pool.checkout(None).await.unwrap();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let early = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let conn = pool.checkout(None).await.unwrap();
+            done_rx.await.unwrap();
+            conn.release();
+        }
+    });
+    wait_until(|| pool.stats().waiting == 1).await;
+    held.release();
+    let late = pool.checkout(Some(Duration::from_millis(50))).await;
+    assert!(
+        matches!(late, Err(CheckoutError::WaitTimeout(_))),
+        "the connection went to the late client, not the waiting one"
+    );
+    done_tx.send(()).unwrap();
+    early.await.unwrap();
+    pool.checkout(Some(Duration::from_secs(1)))
+        .await
+        .unwrap()
+        .release();
+}
+
+#[tokio::test]
+async fn wait_timeout_gives_a_clean_error() {
+    let pool = Pool::new(Arc::new(Counting::default()), limits(1));
+    let _held = pool.checkout(None).await.unwrap();
+    let error = pool
+        .checkout(Some(Duration::from_millis(50)))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(error, CheckoutError::WaitTimeout(_)));
+    assert_eq!(pool.stats().wait_timeouts, 1);
+    assert_eq!(pool.stats().waiting, 0);
+}
+
+#[tokio::test]
+async fn failing_and_hanging_upstreams_return_errors_and_free_the_slot() {
+    let connector = Arc::new(Counting::default());
+    let mut pool_limits = limits(1);
+    pool_limits.connect_timeout = Duration::from_millis(50);
+    let pool = Pool::new(Arc::clone(&connector), pool_limits);
+    connector.fail.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        pool.checkout(None).await.err().unwrap(),
+        CheckoutError::Connect(_)
+    ));
+    connector.fail.store(false, Ordering::SeqCst);
+    connector.hang.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        pool.checkout(None).await.err().unwrap(),
+        CheckoutError::ConnectTimeout(_)
+    ));
+    connector.hang.store(false, Ordering::SeqCst);
+    pool.checkout(None)
+        .await
+        .expect("the permit was given back")
+        .release();
+    assert_eq!(pool.stats().connect_failures, 2);
+}
+
+#[tokio::test]
+async fn dropped_or_unhealthy_connections_are_closed_not_reused() {
+    let connector = Arc::new(Counting::default());
+    let pool = Pool::new(Arc::clone(&connector), limits(2));
+    drop(pool.checkout(None).await.unwrap());
+    assert_eq!(connector.closed.load(Ordering::SeqCst), 1);
+    let mut conn = pool.checkout(None).await.unwrap();
+    conn.conn().healthy = false;
+    conn.release();
+    let mut next = pool.checkout(None).await.unwrap();
+    assert_eq!(next.conn().id, 2, "unhealthy idle connection skipped");
+    assert!(!next.was_reused());
+    next.discard();
+    assert_eq!(pool.stats().open, 0);
+}
+
+#[tokio::test]
+async fn server_lifetime_closes_old_connections_on_release() {
+    let connector = Arc::new(Counting::default());
+    let mut pool_limits = limits(1);
+    pool_limits.lifetime = Duration::ZERO;
+    let pool = Pool::new(Arc::clone(&connector), pool_limits);
+    for _ in 0..3 {
+        pool.checkout(None).await.unwrap().release();
+    }
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 3);
+    assert_eq!(connector.closed.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn janitor_reaps_idle_connections_and_keeps_min_size() {
+    let connector = Arc::new(Counting::default());
+    let mut pool_limits = limits(4);
+    pool_limits.min_size = 2;
+    pool_limits.idle_timeout = Some(Duration::from_millis(100));
+    let pool = Pool::new(Arc::clone(&connector), pool_limits);
+    wait_until(|| pool.idle_count() == 2).await;
+    let held: Vec<_> = futures_checkouts(&pool, 4).await;
+    for conn in held {
+        conn.release();
+    }
+    assert_eq!(pool.idle_count(), 4);
+    wait_until(|| pool.idle_count() == 2).await;
+    assert_eq!(pool.stats().open, 2);
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 4);
+}
+
+async fn futures_checkouts(pool: &Pool<Arc<Counting>>, count: usize) -> Vec<Pooled<Arc<Counting>>> {
+    let mut held = Vec::new();
+    for _ in 0..count {
+        held.push(pool.checkout(None).await.unwrap());
+    }
+    held
+}
+
+#[tokio::test]
+async fn close_refuses_new_checkouts_and_closes_idle() {
+    let connector = Arc::new(Counting::default());
+    let pool = Pool::new(Arc::clone(&connector), limits(2));
+    pool.checkout(None).await.unwrap().release();
+    pool.close();
+    assert_eq!(connector.closed.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        pool.checkout(None).await.err().unwrap(),
+        CheckoutError::Closed
+    ));
+}
