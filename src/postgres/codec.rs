@@ -190,12 +190,13 @@ impl MessageScanner {
     }
 
     /// Scans `buf`; `inspects(tag)` says which messages the caller needs
-    /// whole, and `on_message` sees each of those.
+    /// whole. `on_message` sees every message once: with its body when
+    /// inspected, otherwise with `None` as soon as its header arrives.
     pub fn scan(
         &mut self,
         buf: &[u8],
         inspects: impl Fn(u8) -> bool,
-        mut on_message: impl FnMut(u8, &[u8]) -> Verdict,
+        mut on_message: impl FnMut(u8, Option<&[u8]>) -> Verdict,
     ) -> Result<Scanned, ProtocolError> {
         let mut pos = 0;
         loop {
@@ -234,7 +235,7 @@ impl MessageScanner {
                         stopped: false,
                     });
                 }
-                if on_message(tag, &rest[5..5 + body_len]) == Verdict::StopBefore {
+                if on_message(tag, Some(&rest[5..5 + body_len])) == Verdict::StopBefore {
                     return Ok(Scanned {
                         forward: pos,
                         stopped: true,
@@ -242,6 +243,12 @@ impl MessageScanner {
                 }
                 pos += 5 + body_len;
             } else {
+                if on_message(tag, None) == Verdict::StopBefore {
+                    return Ok(Scanned {
+                        forward: pos,
+                        stopped: true,
+                    });
+                }
                 pos += 5;
                 self.pending_body = body_len;
             }
@@ -361,7 +368,14 @@ mod tests {
         let mut scanner = MessageScanner::default();
         let mut seen = Vec::new();
         let first = scanner
-            .scan(&row[..300], |t| t == b'Z', |_, _| Verdict::Forward)
+            .scan(
+                &row[..300],
+                |t| t == b'Z',
+                |t, b| {
+                    seen.push((t, b.map(<[u8]>::to_vec)));
+                    Verdict::Forward
+                },
+            )
             .unwrap();
         assert_eq!(first.forward, 300);
         assert!(!scanner.at_boundary());
@@ -372,7 +386,7 @@ mod tests {
                 &rest,
                 |t| t == b'Z',
                 |t, b| {
-                    seen.push((t, b.to_vec()));
+                    seen.push((t, b.map(<[u8]>::to_vec)));
                     Verdict::Forward
                 },
             )
@@ -384,13 +398,13 @@ mod tests {
                 &ready,
                 |t| t == b'Z',
                 |t, b| {
-                    seen.push((t, b.to_vec()));
+                    seen.push((t, b.map(<[u8]>::to_vec)));
                     Verdict::Forward
                 },
             )
             .unwrap();
         assert_eq!(third.forward, ready.len());
-        assert_eq!(seen, vec![(b'Z', b"I".to_vec())]);
+        assert_eq!(seen, vec![(b'D', None), (b'Z', Some(b"I".to_vec()))]);
     }
 
     #[test]
@@ -399,7 +413,17 @@ mod tests {
         stream.extend_from_slice(&message(b'X', b""));
         let mut scanner = MessageScanner::default();
         let result = scanner
-            .scan(&stream, |t| t == b'X', |_, _| Verdict::StopBefore)
+            .scan(
+                &stream,
+                |t| t == b'X',
+                |t, _| {
+                    if t == b'X' {
+                        Verdict::StopBefore
+                    } else {
+                        Verdict::Forward
+                    }
+                },
+            )
             .unwrap();
         assert_eq!(
             result,

@@ -1,0 +1,378 @@
+//! One upstream PostgreSQL server connection: opening and logging in (trust,
+//! cleartext, md5, SCRAM-SHA-256), and the state churnstile tracks on it —
+//! parameter values, transaction status, and what is still in flight.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+
+use super::codec::{self, MAX_INSPECTED_MESSAGE, Message, MessageScanner, Verdict};
+use super::messages::{ErrorFields, parse_error_fields};
+use crate::stream::Stream;
+
+/// Where and as whom churnstile logs in upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    /// Host name or address; a path starting with '/' is a Unix socket directory.
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: Option<String>,
+}
+
+impl UpstreamTarget {
+    /// `host:port` for messages, or the socket path.
+    pub fn describe(&self) -> String {
+        if self.host.starts_with('/') {
+            format!("{}/.s.PGSQL.{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Opens a raw stream to the server (for a login or a CancelRequest).
+    pub async fn open_stream(&self) -> io::Result<Stream> {
+        if self.host.starts_with('/') {
+            Ok(Stream::Unix(UnixStream::connect(self.describe()).await?))
+        } else {
+            Stream::tcp(TcpStream::connect((self.host.as_str(), self.port)).await?)
+        }
+    }
+}
+
+/// Why an upstream connection could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot reach {target}: {source}")]
+    Connect { target: String, source: io::Error },
+    #[error("connection to upstream lost: {0}")]
+    Io(#[from] io::Error),
+    #[error("upstream server refused login: {} (SQLSTATE {})", .0.message, .0.code)]
+    Rejected(ErrorFields),
+    #[error(
+        "upstream server asks for a password for user {0:?} but none is configured (set upstream_password)"
+    )]
+    PasswordMissing(String),
+    #[error(
+        "upstream server asks for an authentication method churnstile does not support (code {0})"
+    )]
+    UnsupportedAuth(i32),
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+    #[error("upstream server did not finish within {0:?}")]
+    Timeout(Duration),
+}
+
+impl From<codec::ProtocolError> for UpstreamError {
+    fn from(error: codec::ProtocolError) -> Self {
+        UpstreamError::Protocol(error.to_string())
+    }
+}
+
+/// Identifies the server process serving a connection, for CancelRequest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendKey {
+    pub process_id: i32,
+    pub secret_key: i32,
+}
+
+/// A logged-in server connection and what churnstile knows of its state.
+pub struct ServerConn {
+    pub stream: Stream,
+    pub read_buf: BytesMut,
+    pub target: UpstreamTarget,
+    pub key: BackendKey,
+    /// Current values of the parameters the server reports (ParameterStatus).
+    pub params: BTreeMap<String, String>,
+    /// Status byte of the last ReadyForQuery: 'I', 'T' or 'E'.
+    pub tx_status: u8,
+    /// ReadyForQuery messages still owed for queries and Syncs sent.
+    pub pending_ready: usize,
+    /// Extended-protocol messages were sent with no Sync after them.
+    pub unsynced: bool,
+    /// The server is in COPY FROM STDIN (or COPY BOTH) and wants data.
+    pub copy_in: bool,
+}
+
+impl ServerConn {
+    /// Opens a connection and logs in as the target user.
+    pub async fn connect(target: &UpstreamTarget) -> Result<ServerConn, UpstreamError> {
+        let stream = target
+            .open_stream()
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                target: target.describe(),
+                source,
+            })?;
+        let mut conn = ServerConn {
+            stream,
+            read_buf: BytesMut::with_capacity(16 * 1024),
+            target: target.clone(),
+            key: BackendKey {
+                process_id: 0,
+                secret_key: 0,
+            },
+            params: BTreeMap::new(),
+            tx_status: b'I',
+            pending_ready: 0,
+            unsynced: false,
+            copy_in: false,
+        };
+        conn.login().await?;
+        Ok(conn)
+    }
+
+    async fn login(&mut self) -> Result<(), UpstreamError> {
+        let mut out = BytesMut::new();
+        let params = [
+            ("user", self.target.user.as_str()),
+            ("database", self.target.dbname.as_str()),
+        ];
+        frontend::startup_message(params, &mut out)?;
+        self.stream.write_all(&out).await?;
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            let message = self.read_message().await?;
+            out.clear();
+            match message.tag {
+                b'R' => {
+                    let mut body = message.body.clone();
+                    if body.len() < 4 {
+                        return Err(UpstreamError::Protocol(
+                            "short authentication request".into(),
+                        ));
+                    }
+                    match body.get_i32() {
+                        0 => {}
+                        3 => frontend::password_message(self.password()?.as_bytes(), &mut out)?,
+                        5 => {
+                            let salt: [u8; 4] = body
+                                .get(..4)
+                                .and_then(|s| s.try_into().ok())
+                                .ok_or_else(|| UpstreamError::Protocol("short md5 salt".into()))?;
+                            let hash = md5_hash(
+                                self.target.user.as_bytes(),
+                                self.password()?.as_bytes(),
+                                salt,
+                            );
+                            frontend::password_message(hash.as_bytes(), &mut out)?;
+                        }
+                        10 => {
+                            let client = ScramSha256::new(
+                                self.password()?.as_bytes(),
+                                ChannelBinding::unsupported(),
+                            );
+                            frontend::sasl_initial_response(
+                                "SCRAM-SHA-256",
+                                client.message(),
+                                &mut out,
+                            )?;
+                            scram = Some(client);
+                        }
+                        11 => {
+                            let client = scram.as_mut().ok_or_else(|| {
+                                UpstreamError::Protocol("SASL continue before start".into())
+                            })?;
+                            client.update(&body)?;
+                            frontend::sasl_response(client.message(), &mut out)?;
+                        }
+                        12 => {
+                            let client = scram.as_mut().ok_or_else(|| {
+                                UpstreamError::Protocol("SASL final before start".into())
+                            })?;
+                            client.finish(&body)?;
+                        }
+                        code => return Err(UpstreamError::UnsupportedAuth(code)),
+                    }
+                    if !out.is_empty() {
+                        self.stream.write_all(&out).await?;
+                    }
+                }
+                b'K' => {
+                    let mut body = message.body.clone();
+                    if body.len() < 8 {
+                        return Err(UpstreamError::Protocol("short BackendKeyData".into()));
+                    }
+                    self.key = BackendKey {
+                        process_id: body.get_i32(),
+                        secret_key: body.get_i32(),
+                    };
+                }
+                b'E' => return Err(UpstreamError::Rejected(parse_error_fields(&message.body))),
+                b'Z' => {
+                    self.observe(b'Z', Some(&message.body));
+                    return Ok(());
+                }
+                tag => {
+                    self.observe(tag, Some(&message.body));
+                }
+            }
+        }
+    }
+
+    fn password(&self) -> Result<&str, UpstreamError> {
+        self.target
+            .password
+            .as_deref()
+            .ok_or_else(|| UpstreamError::PasswordMissing(self.target.user.clone()))
+    }
+
+    /// Reads one whole message (only for small protocol messages).
+    async fn read_message(&mut self) -> Result<Message, UpstreamError> {
+        loop {
+            if let Some(message) = codec::decode_message(&mut self.read_buf, MAX_INSPECTED_MESSAGE)?
+            {
+                return Ok(message);
+            }
+            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+                return Err(UpstreamError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    /// Server messages churnstile needs whole to track state.
+    pub fn inspects(tag: u8) -> bool {
+        matches!(tag, b'Z' | b'S' | b'E')
+    }
+
+    /// Updates tracked state from a message the server sent.
+    pub fn observe(&mut self, tag: u8, body: Option<&[u8]>) {
+        match (tag, body) {
+            (b'Z', Some(&[status])) => {
+                self.tx_status = status;
+                self.pending_ready = self.pending_ready.saturating_sub(1);
+                self.copy_in = false;
+            }
+            (b'S', Some(mut body)) => {
+                if let (Some(name), Some(value)) =
+                    (codec::take_cstr(&mut body), codec::take_cstr(&mut body))
+                {
+                    self.params.insert(name.to_owned(), value.to_owned());
+                }
+            }
+            (b'G' | b'W', _) => self.copy_in = true,
+            _ => {}
+        }
+    }
+
+    /// Updates in-flight tracking for a message sent to the server.
+    pub fn note_sent(&mut self, tag: u8) {
+        match tag {
+            b'Q' | b'F' => self.pending_ready += 1,
+            b'S' => {
+                self.pending_ready += 1;
+                self.unsynced = false;
+            }
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => self.unsynced = true,
+            _ => {}
+        }
+    }
+
+    /// True when nothing is in flight and no transaction is open.
+    pub fn is_idle(&self) -> bool {
+        self.pending_ready == 0 && !self.unsynced && !self.copy_in && self.tx_status == b'I'
+    }
+
+    /// Sends a simple query and reads to its ReadyForQuery within `limit`,
+    /// discarding rows; returns the first error the server reported.
+    pub async fn simple_query(
+        &mut self,
+        sql: &str,
+        limit: Duration,
+    ) -> Result<Option<ErrorFields>, UpstreamError> {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out)?;
+        self.stream.write_all(&out).await?;
+        self.note_sent(b'Q');
+        self.drain(limit).await
+    }
+
+    /// Writes raw protocol bytes to the server.
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Reads and discards server output until every owed ReadyForQuery has
+    /// arrived, within `limit`; returns the first error reported meanwhile.
+    pub async fn drain(&mut self, limit: Duration) -> Result<Option<ErrorFields>, UpstreamError> {
+        tokio::time::timeout(limit, self.drain_unbounded())
+            .await
+            .map_err(|_| UpstreamError::Timeout(limit))?
+    }
+
+    async fn drain_unbounded(&mut self) -> Result<Option<ErrorFields>, UpstreamError> {
+        let mut scanner = MessageScanner::default();
+        let mut first_error = None;
+        while self.pending_ready > 0 {
+            let mut buf = std::mem::take(&mut self.read_buf);
+            let scanned = scanner.scan(&buf, Self::inspects, |tag, body| {
+                if tag == b'E' && first_error.is_none() {
+                    first_error = body.map(parse_error_fields);
+                }
+                self.observe(tag, body);
+                if tag == b'Z' && self.pending_ready == 0 {
+                    Verdict::StopBefore
+                } else {
+                    Verdict::Forward
+                }
+            })?;
+            if scanned.stopped {
+                // Consume the final ReadyForQuery too: 6 bytes.
+                buf.advance(scanned.forward + 6);
+                self.read_buf = buf;
+                break;
+            }
+            buf.advance(scanned.forward);
+            self.read_buf = buf;
+            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+                return Err(UpstreamError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        Ok(first_error)
+    }
+
+    /// Asks the server, over a separate connection, to cancel what it runs.
+    pub async fn send_cancel(&self) -> io::Result<()> {
+        send_cancel_request(&self.target, &self.key).await
+    }
+
+    /// True when the server has sent nothing and not closed the connection
+    /// while idle: anything else (a FATAL after a server restart, EOF) means
+    /// the connection must not be handed out.
+    pub fn is_healthy(&mut self) -> bool {
+        let mut probe = [0u8; 64];
+        self.read_buf.is_empty() && matches!(self.stream.try_read_now(&mut probe), Ok(None))
+    }
+
+    /// Sends Terminate if it can be written at once; the socket closes on drop.
+    pub fn terminate(self) {
+        let mut out = BytesMut::new();
+        frontend::terminate(&mut out);
+        let _ = match &self.stream {
+            Stream::Tcp(s) => s.try_write(&out),
+            Stream::Unix(s) => s.try_write(&out),
+        };
+    }
+}
+
+/// Sends a CancelRequest for `key` over a fresh connection to `target`.
+pub async fn send_cancel_request(target: &UpstreamTarget, key: &BackendKey) -> io::Result<()> {
+    let mut stream = target.open_stream().await?;
+    let mut out = BytesMut::new();
+    frontend::cancel_request(key.process_id, key.secret_key, &mut out);
+    stream.write_all(&out).await?;
+    // The server closes once it has read the request; wait for that so the
+    // request is not lost to an early reset.
+    let mut sink = [0u8; 16];
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut sink)).await;
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! Making a server connection fit for the next client after one leaves: end
+//! what is in flight (cancel, CopyFail, Sync), ROLLBACK an open transaction,
+//! run `server_reset_query`. If that cannot finish in time the connection is
+//! closed instead, so no client ever inherits another's state.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+
+use super::backend::{ServerConn, UpstreamError};
+
+/// Bound on making one server connection clean again.
+pub const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a server connection was closed instead of reused.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    #[error("the client left in the middle of a message")]
+    MidMessage,
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("reset query {query:?} failed: {message} (SQLSTATE {code})")]
+    ResetQueryFailed {
+        query: String,
+        code: String,
+        message: String,
+    },
+    #[error("server still not idle after reset (transaction status '{0}')")]
+    NotIdle(char),
+}
+
+/// Brings `conn` back to idle with no session state, within [`RESET_TIMEOUT`].
+/// `mid_message` says the client stopped partway through a message, which
+/// the server would wait for forever.
+pub async fn clean_for_reuse(
+    conn: &mut ServerConn,
+    mid_message: bool,
+    reset_query: &str,
+) -> Result<(), ResetError> {
+    if mid_message {
+        return Err(ResetError::MidMessage);
+    }
+    match tokio::time::timeout(RESET_TIMEOUT, clean(conn, reset_query)).await {
+        Ok(result) => result,
+        Err(_) => Err(UpstreamError::Timeout(RESET_TIMEOUT).into()),
+    }
+}
+
+async fn clean(conn: &mut ServerConn, reset_query: &str) -> Result<(), ResetError> {
+    finish_in_flight(conn).await?;
+    if conn.tx_status != b'I' {
+        conn.simple_query("ROLLBACK", RESET_TIMEOUT).await?;
+    }
+    if !reset_query.is_empty()
+        && let Some(error) = conn.simple_query(reset_query, RESET_TIMEOUT).await?
+    {
+        return Err(ResetError::ResetQueryFailed {
+            query: reset_query.to_owned(),
+            code: error.code,
+            message: error.message,
+        });
+    }
+    if conn.is_idle() {
+        Ok(())
+    } else {
+        Err(ResetError::NotIdle(conn.tx_status as char))
+    }
+}
+
+/// Ends whatever the departed client left running and reads to the last
+/// ReadyForQuery owed.
+async fn finish_in_flight(conn: &mut ServerConn) -> Result<(), ResetError> {
+    if conn.pending_ready == 0 && !conn.unsynced && !conn.copy_in {
+        return Ok(());
+    }
+    let mut out = BytesMut::new();
+    if conn.copy_in {
+        frontend::copy_fail("client disconnected during COPY", &mut out)
+            .map_err(UpstreamError::from)?;
+    } else if conn.pending_ready > 0 {
+        // A long query (pg_sleep, a runaway report) must not hold the reset.
+        conn.send_cancel().await.map_err(UpstreamError::from)?;
+    }
+    if conn.unsynced {
+        frontend::sync(&mut out);
+        conn.note_sent(b'S');
+    }
+    conn.send(&out).await?;
+    conn.drain(RESET_TIMEOUT).await?;
+    Ok(())
+}
