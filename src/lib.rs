@@ -2,3 +2,4 @@
 //! connections (and TIME_WAIT sockets) bounded however fast clients churn.
 
 pub mod config;
+pub mod postgres;
