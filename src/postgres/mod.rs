@@ -1,6 +1,8 @@
-//! PostgreSQL protocol support: framing, the client-facing session, upstream
-//! connections and their pool connector, and cancel routing.
+//! PostgreSQL protocol support: framing, client authentication, the
+//! client-facing session, upstream connections and their pool connector,
+//! and cancel routing.
 
+pub mod auth;
 pub mod backend;
 pub mod cancel;
 pub mod codec;
@@ -8,3 +10,4 @@ pub mod connector;
 pub mod messages;
 pub mod params;
 pub mod release;
+pub mod startup;

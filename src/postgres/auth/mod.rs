@@ -1,0 +1,15 @@
+//! Server side of PostgreSQL client authentication, sans-IO: checking the
+//! MD5 challenge response and running the SCRAM-SHA-256 exchange against the
+//! secrets in the configuration. The session owns the sockets and the
+//! Authentication* messages; this module only turns client bytes into
+//! verdicts and reply bytes.
+
+mod crypto;
+mod md5;
+mod scram;
+mod scram_messages;
+mod scram_verifier;
+
+pub use md5::{new_md5_salt, verify_md5_response};
+pub use scram::{ScramError, ScramExchange};
+pub use scram_verifier::{scram_secret_text, scram_verifier_from_password};
