@@ -2,3 +2,5 @@
 //! connections (and TIME_WAIT sockets) bounded however fast clients churn.
 
 pub mod config;
+pub mod doctor;
+pub mod server;
