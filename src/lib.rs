@@ -1,7 +1,10 @@
 //! churnstile: a connection-pooling proxy for PostgreSQL that keeps upstream
-//! connections (and TIME_WAIT sockets) bounded however fast clients churn.
+//! connections (and TIME_WAIT sockets) bounded however fast clients churn,
+//! and diagnoses why hosts run out of ports.
 
 pub mod config;
+pub mod doctor;
 pub mod pool;
 pub mod postgres;
+pub mod server;
 pub mod stream;

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cancel;
 pub mod codec;
 pub mod connector;
+pub mod login;
 pub mod messages;
 pub mod params;
 pub mod release;

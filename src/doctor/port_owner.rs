@@ -1,0 +1,90 @@
+//! Who holds the TCP port we want: the listener whose address collides with
+//! a bind to `addr`, and the process behind it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{ProcessInfo, listening_on, owners_of_inodes};
+
+/// The process holding a LISTEN socket that keeps `addr` from being bound:
+/// same port, and the same IP or a wildcard (`0.0.0.0` / `::`) on either
+/// side. IPv6 binds are taken to be IPv6-only, as churnstile makes them.
+/// `None` when /proc does not show one (another user's process without root,
+/// another network namespace, or the listener is already gone).
+pub fn port_owner(addr: SocketAddr) -> Option<ProcessInfo> {
+    let wanted = addr.ip().to_canonical();
+    let mut listeners = listening_on(addr.port());
+    listeners.retain(|listener| collides(listener.local.ip(), wanted));
+    // An exact address match explains the failure better than a wildcard.
+    listeners.sort_by_key(|listener| listener.local.ip() != wanted);
+    let inodes: Vec<u64> = listeners.iter().map(|listener| listener.inode).collect();
+    let owners = owners_of_inodes(&inodes);
+    inodes.iter().find_map(|inode| {
+        owners
+            .iter()
+            .find(|(held, _)| held == inode)
+            .map(|(_, process)| process.clone())
+    })
+}
+
+/// Whether a listener on `held` takes the port from a bind to `wanted`;
+/// both are canonical (IPv4-mapped addresses already folded to IPv4).
+fn collides(held: IpAddr, wanted: IpAddr) -> bool {
+    match (held, wanted) {
+        (IpAddr::V4(held), IpAddr::V4(wanted)) => {
+            held == wanted || held.is_unspecified() || wanted.is_unspecified()
+        }
+        (IpAddr::V6(held), IpAddr::V6(wanted)) => {
+            held == wanted || held.is_unspecified() || wanted.is_unspecified()
+        }
+        // A dual-stack `::` listener also holds the port on every IPv4 address.
+        (IpAddr::V6(held), IpAddr::V4(_)) => held.is_unspecified(),
+        // An IPv6-only bind never meets IPv4 listeners.
+        (IpAddr::V4(_), IpAddr::V6(_)) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn names_this_process_for_a_port_it_holds() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let owner = port_owner(addr).expect("our own listener is visible");
+        assert_eq!(owner.pid, i32::try_from(std::process::id()).unwrap());
+        let exe = std::env::current_exe().unwrap();
+        let binary = exe.file_name().unwrap().to_str().unwrap();
+        assert!(owner.command.contains(binary), "{owner}");
+
+        let wildcard = SocketAddr::new(ip("0.0.0.0"), addr.port());
+        assert_eq!(port_owner(wildcard), Some(owner));
+    }
+
+    #[test]
+    fn a_different_address_on_the_port_is_no_conflict() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(port_owner(SocketAddr::new(ip("127.0.0.2"), port)), None);
+        assert_eq!(port_owner(SocketAddr::new(ip("::1"), port)), None);
+    }
+
+    #[test]
+    fn collision_rules() {
+        assert!(collides(ip("127.0.0.1"), ip("127.0.0.1")));
+        assert!(collides(ip("0.0.0.0"), ip("127.0.0.1")));
+        assert!(collides(ip("127.0.0.1"), ip("0.0.0.0")));
+        assert!(!collides(ip("127.0.0.1"), ip("10.0.0.1")));
+        assert!(collides(ip("::"), ip("::1")));
+        assert!(collides(ip("::1"), ip("::")));
+        assert!(!collides(ip("::1"), ip("fe80::1")));
+        assert!(collides(ip("::"), ip("127.0.0.1")));
+        assert!(!collides(ip("::1"), ip("127.0.0.1")));
+        assert!(!collides(ip("0.0.0.0"), ip("::")));
+    }
+}

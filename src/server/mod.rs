@@ -1,0 +1,4 @@
+//! The server side: opening listeners (TCP and Unix) and, later, accepting
+//! clients, limits, signals and shutdown.
+
+pub mod bind;
