@@ -1,3 +1,96 @@
-//! CLI entry point.
+//! CLI entry point: parse arguments, set up logging, dispatch.
 
-fn main() {}
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use churnstile::config::{self, Config};
+use cli::{Cli, Command};
+
+/// Exit status for configuration errors (as `check-config` promises).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("churnstile=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        None => match load(&cli) {
+            Ok(config) => run(config, &cli),
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load_file(file) {
+        Ok(config) => {
+            println!(
+                "{}: OK ({} databases, {} users)",
+                file.display(),
+                config.databases.len(),
+                config.users.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// The configuration from `--config` or the zero-config flags.
+fn load(cli: &Cli) -> Result<Config, String> {
+    if let (Some(listen), Some(upstream)) = (cli.listen, cli.upstream.as_deref()) {
+        return config::sidecar_config(
+            listen,
+            upstream,
+            cli.pool_mode.map(Into::into),
+            cli.pool_size,
+        )
+        .map_err(|error| format!("--upstream: {error}"));
+    }
+    let Some(path) = &cli.config else {
+        return Err(
+            "nothing to run: give --config FILE, or --listen ADDR --upstream URL (see --help)"
+                .into(),
+        );
+    };
+    config::load_file(path).map_err(|errors| errors.to_string())
+}
+
+fn run(config: Config, cli: &Cli) -> ExitCode {
+    if let Some(addr) = cli.metrics_listen {
+        tracing::warn!(%addr, "the metrics endpoint is not available in this version; --metrics-listen is ignored");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(churnstile::server::run::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("churnstile: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

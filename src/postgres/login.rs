@@ -94,7 +94,12 @@ pub async fn authenticate(
     Ok(())
 }
 
-async fn scram(stream: &mut Stream, buf: &mut BytesMut, user: &str, verifier: &ScramVerifier) -> Result<(), LoginError> {
+async fn scram(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    user: &str,
+    verifier: &ScramVerifier,
+) -> Result<(), LoginError> {
     let mut out = BytesMut::new();
     messages::authentication_sasl(&mut out);
     stream.write_all(&out).await?;
@@ -102,13 +107,17 @@ async fn scram(stream: &mut Stream, buf: &mut BytesMut, user: &str, verifier: &S
     let initial = read_password_message(stream, buf).await?;
     let (mechanism, data) = parse_sasl_initial(&initial.body)?;
     let mut exchange = ScramExchange::new(verifier.clone());
-    let server_first = exchange.client_first(&mechanism, &data).map_err(|e| scram_error(e, user))?;
+    let server_first = exchange
+        .client_first(&mechanism, &data)
+        .map_err(|e| scram_error(e, user))?;
     out.clear();
     messages::authentication_sasl_continue(&mut out, &server_first);
     stream.write_all(&out).await?;
 
     let response = read_password_message(stream, buf).await?;
-    let server_final = exchange.client_final(&response.body).map_err(|e| scram_error(e, user))?;
+    let server_final = exchange
+        .client_final(&response.body)
+        .map_err(|e| scram_error(e, user))?;
     out.clear();
     messages::authentication_sasl_final(&mut out, &server_final);
     stream.write_all(&out).await?;
@@ -126,7 +135,9 @@ fn scram_error(error: ScramError, user: &str) -> LoginError {
 fn parse_sasl_initial(body: &[u8]) -> Result<(String, Vec<u8>), LoginError> {
     let malformed = || LoginError::Protocol("malformed SASLInitialResponse".into());
     let mut rest = body;
-    let mechanism = codec::take_cstr(&mut rest).ok_or_else(malformed)?.to_owned();
+    let mechanism = codec::take_cstr(&mut rest)
+        .ok_or_else(malformed)?
+        .to_owned();
     if rest.len() < 4 {
         return Err(malformed());
     }
@@ -140,7 +151,10 @@ fn parse_sasl_initial(body: &[u8]) -> Result<(String, Vec<u8>), LoginError> {
 }
 
 /// Reads the client's next message, which must be a password-type message.
-async fn read_password_message(stream: &mut Stream, buf: &mut BytesMut) -> Result<Message, LoginError> {
+async fn read_password_message(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<Message, LoginError> {
     let message = loop {
         if let Some(message) = codec::decode_message(buf, MAX_AUTH_MESSAGE)? {
             break message;
@@ -167,7 +181,10 @@ mod tests {
         let mut body = b"SCRAM-SHA-256\0".to_vec();
         body.extend_from_slice(&3i32.to_be_bytes());
         body.extend_from_slice(b"abc");
-        assert_eq!(parse_sasl_initial(&body).unwrap(), ("SCRAM-SHA-256".into(), b"abc".to_vec()));
+        assert_eq!(
+            parse_sasl_initial(&body).unwrap(),
+            ("SCRAM-SHA-256".into(), b"abc".to_vec())
+        );
         body.push(b'x');
         assert!(parse_sasl_initial(&body).is_err());
         assert!(parse_sasl_initial(b"SCRAM").is_err());
@@ -177,14 +194,23 @@ mod tests {
     fn md5_falls_back_to_scram_for_scram_verifiers() {
         let verifier = crate::postgres::auth::scram_verifier_from_password("pw");
         let scram = ClientSecret::Scram(verifier.clone());
-        assert!(matches!(challenge_for(AuthType::Md5, Some(&scram), None), Some(Challenge::Scram(_))));
+        assert!(matches!(
+            challenge_for(AuthType::Md5, Some(&scram), None),
+            Some(Challenge::Scram(_))
+        ));
         let plain = ClientSecret::Plain("pw".into());
-        assert!(matches!(challenge_for(AuthType::Md5, Some(&plain), None), Some(Challenge::Md5(_))));
+        assert!(matches!(
+            challenge_for(AuthType::Md5, Some(&plain), None),
+            Some(Challenge::Md5(_))
+        ));
         assert!(matches!(
             challenge_for(AuthType::ScramSha256, Some(&plain), Some(&verifier)),
             Some(Challenge::Scram(_))
         ));
         assert!(challenge_for(AuthType::Md5, None, None).is_none());
-        assert!(matches!(challenge_for(AuthType::Trust, None, None), Some(Challenge::Trust)));
+        assert!(matches!(
+            challenge_for(AuthType::Trust, None, None),
+            Some(Challenge::Trust)
+        ));
     }
 }

@@ -11,4 +11,6 @@ pub mod login;
 pub mod messages;
 pub mod params;
 pub mod release;
+pub mod service;
+pub mod session;
 pub mod startup;

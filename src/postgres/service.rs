@@ -1,0 +1,184 @@
+//! Everything a PostgreSQL client connection needs from the running proxy:
+//! the pools (one per database and user), the cancel registry, the derived
+//! SCRAM verifiers, and the shutdown signal. `serve` takes one accepted
+//! connection from its first byte to its close.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::scram_verifier_from_password;
+use super::backend::UpstreamTarget;
+use super::cancel::CancelRegistry;
+use super::connector::PgConnector;
+use super::login::{self, challenge_for};
+use super::messages::sqlstate;
+use super::session;
+use super::startup::{self, Opening, Startup, StartupError};
+use crate::config::{AuthType, ClientSecret, Config, DatabaseConfig, ScramVerifier, UserConfig};
+use crate::pool::{Pool, PoolLimits};
+use crate::stream::Stream;
+
+/// Pool of server connections for one (database, user).
+pub type PgPool = Pool<PgConnector>;
+
+/// Shared state of the PostgreSQL side of the proxy.
+pub struct PgService {
+    pub config: Arc<Config>,
+    pools: HashMap<(String, String), PgPool>,
+    /// Verifiers derived once from plaintext secrets, for SCRAM logins.
+    derived_verifiers: HashMap<String, ScramVerifier>,
+    pub cancels: Arc<CancelRegistry>,
+    pub shutdown: CancellationToken,
+}
+
+impl PgService {
+    /// Builds a pool for every (database, user) pair. Must run inside a
+    /// Tokio runtime (each pool starts its janitor).
+    pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Self {
+        let mut pools = HashMap::new();
+        for (db_name, db) in &config.databases {
+            for (user_name, user) in &config.users {
+                let connector = PgConnector {
+                    target: upstream_target(db, user),
+                };
+                let pool = Pool::new(connector, PoolLimits::from(&db.pool));
+                pools.insert((db_name.clone(), user_name.clone()), pool);
+            }
+        }
+        let derived_verifiers = if config.general.auth_type == AuthType::ScramSha256 {
+            config
+                .users
+                .iter()
+                .filter_map(|(name, user)| match &user.secret {
+                    Some(ClientSecret::Plain(password)) => {
+                        Some((name.clone(), scram_verifier_from_password(password)))
+                    }
+                    _ => None,
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        PgService {
+            config,
+            pools,
+            derived_verifiers,
+            cancels: Arc::default(),
+            shutdown,
+        }
+    }
+
+    pub fn pool(&self, database: &str, user: &str) -> Option<&PgPool> {
+        self.pools.get(&(database.to_owned(), user.to_owned()))
+    }
+
+    pub fn pools(&self) -> impl Iterator<Item = (&(String, String), &PgPool)> {
+        self.pools.iter()
+    }
+
+    /// Closes every pool: idle server connections now, busy ones on release.
+    pub fn close_pools(&self) {
+        for pool in self.pools.values() {
+            pool.close();
+        }
+    }
+
+    /// Serves one client connection until it closes.
+    pub async fn serve(self: Arc<Self>, mut stream: Stream, peer: String) {
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let login_timeout = self.config.pool.client_login_timeout;
+        let login = async {
+            match startup::read_opening(&mut stream, &mut buf).await? {
+                Opening::Cancel {
+                    process_id,
+                    secret_key,
+                } => {
+                    self.cancels.cancel(process_id, secret_key).await;
+                    Ok(None)
+                }
+                Opening::Startup(startup) => {
+                    self.log_in(&mut stream, &mut buf, startup).await.map(Some)
+                }
+            }
+        };
+        let outcome = match login_timeout {
+            Some(limit) => tokio::time::timeout(limit, login)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StartupError::Refused {
+                        code: sqlstate::PROTOCOL_VIOLATION,
+                        message: format!(
+                            "client did not log in within client_login_timeout ({limit:?})"
+                        ),
+                    })
+                }),
+            None => login.await,
+        };
+        match outcome {
+            Ok(Some(startup)) => session::run(&self, stream, buf, startup, &peer).await,
+            Ok(None) | Err(StartupError::Closed) | Err(StartupError::Io(_)) => {}
+            Err(StartupError::Refused { code, message }) => {
+                tracing::debug!(%peer, %code, %message, "client login refused");
+                startup::send_fatal(&mut stream, code, &message).await;
+            }
+        }
+    }
+
+    /// Authenticates the client and checks its database exists; a client
+    /// that fails here never touches an upstream connection.
+    async fn log_in(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        startup: Startup,
+    ) -> Result<Startup, StartupError> {
+        let refused = |code, message: String| StartupError::Refused { code, message };
+        let user: &UserConfig = self.config.users.get(&startup.user).ok_or_else(|| {
+            refused(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!("role \"{}\" does not exist", startup.user),
+            )
+        })?;
+        let challenge = challenge_for(
+            self.config.general.auth_type,
+            user.secret.as_ref(),
+            self.derived_verifiers.get(&startup.user),
+        )
+        .ok_or_else(|| {
+            refused(
+                sqlstate::INVALID_PASSWORD,
+                format!(
+                    "password authentication failed for user \"{}\"",
+                    startup.user
+                ),
+            )
+        })?;
+        login::authenticate(stream, buf, &startup.user, challenge)
+            .await
+            .map_err(|error| match error {
+                login::LoginError::Closed => StartupError::Closed,
+                login::LoginError::Io(io) => StartupError::Io(io),
+                other => refused(other.sqlstate(), other.to_string()),
+            })?;
+        if !self.config.databases.contains_key(&startup.database) {
+            return Err(refused(
+                sqlstate::INVALID_CATALOG_NAME,
+                format!("database \"{}\" does not exist", startup.database),
+            ));
+        }
+        Ok(startup)
+    }
+}
+
+fn upstream_target(db: &DatabaseConfig, user: &UserConfig) -> UpstreamTarget {
+    UpstreamTarget {
+        host: db.host.clone(),
+        port: db.port,
+        dbname: db.dbname.clone(),
+        user: user.upstream_user.clone(),
+        password: user.upstream_password.clone(),
+    }
+}

@@ -1,0 +1,106 @@
+//! Running the proxy: bind every listener first (so a taken port fails fast
+//! with its owner named), start the pools and accept loops, then on SIGTERM
+//! or SIGINT stop accepting, let clients finish up to `shutdown_timeout`,
+//! send Terminate upstream and return.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::accept::{Listener, accept_loop};
+use super::bind::{BindError, bind_tcp, bind_unix};
+use crate::config::{Config, PoolMode};
+use crate::postgres::service::PgService;
+
+/// Why the proxy could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("database {database:?}: pool_mode = \"{mode}\" is not available yet; use \"session\"")]
+    UnsupportedPoolMode {
+        database: String,
+        mode: &'static str,
+    },
+    #[error("nothing to listen on: [listen] has no postgres addresses and no unix_socket_dir")]
+    NoListeners,
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Runs until SIGTERM or SIGINT and a graceful shutdown.
+pub async fn run(config: Config) -> Result<(), RunError> {
+    for (name, db) in &config.databases {
+        let mode = match db.pool.pool_mode {
+            PoolMode::Session => continue,
+            PoolMode::Transaction => "transaction",
+            PoolMode::Statement => "statement",
+        };
+        return Err(RunError::UnsupportedPoolMode {
+            database: name.clone(),
+            mode,
+        });
+    }
+    let (listeners, socket_file) = bind_all(&config)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+
+    let config = Arc::new(config);
+    let shutdown = CancellationToken::new();
+    let service = Arc::new(PgService::new(Arc::clone(&config), shutdown.clone()));
+    let max_clients = config.general.max_client_conn;
+    let client_slots = Arc::new(Semaphore::new(max_clients));
+    for listener in listeners {
+        tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&service),
+            Arc::clone(&client_slots),
+        ));
+    }
+    tracing::info!(
+        listen = ?config.listen.postgres,
+        unix_socket = ?socket_file,
+        databases = config.databases.len(),
+        "churnstile is accepting clients"
+    );
+
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    tracing::info!(timeout = ?config.general.shutdown_timeout, "shutting down: no new clients; waiting for clients to finish");
+    shutdown.cancel();
+    let all_clients_gone = client_slots.acquire_many(max_clients as u32);
+    if tokio::time::timeout(config.general.shutdown_timeout, all_clients_gone)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown_timeout passed with clients still connected; closing them");
+    }
+    service.close_pools();
+    if let Some(path) = socket_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Binds every configured listener, failing on the first that cannot be.
+fn bind_all(config: &Config) -> Result<(Vec<Listener>, Option<PathBuf>), RunError> {
+    let mut listeners = Vec::new();
+    for addr in &config.listen.postgres {
+        listeners.push(Listener::Tcp(bind_tcp(*addr)?));
+    }
+    let mut socket_file = None;
+    if let Some(dir) = &config.listen.unix_socket_dir {
+        let (listener, path) = bind_unix(dir, config.listen.unix_socket_port)?;
+        listeners.push(Listener::Unix(listener));
+        socket_file = Some(path);
+    }
+    if listeners.is_empty() {
+        return Err(RunError::NoListeners);
+    }
+    Ok((listeners, socket_file))
+}
