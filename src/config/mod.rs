@@ -2,8 +2,14 @@
 //! a TOML file with line and column errors, and building them from a single
 //! upstream URL for zero-config sidecar use.
 
+mod error;
+mod load;
+mod pool;
 mod secret;
+mod section;
 mod types;
 
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load_file, parse_str};
 pub use secret::parse_client_secret;
 pub use types::*;
