@@ -28,6 +28,34 @@ pub struct ListenConfig {
     pub unix_socket_port: u16,
 }
 
+/// PgBouncer's listening port, churnstile's too.
+const DEFAULT_LISTEN_PORT: u16 = 6432;
+
+/// The port upstream PostgreSQL servers listen on unless told otherwise.
+pub(crate) const DEFAULT_UPSTREAM_PORT: u16 = 5432;
+
+impl ListenConfig {
+    /// The Unix socket port when none is configured: the first TCP
+    /// listener's port (unless it asks for an ephemeral port), else 6432.
+    pub fn default_unix_socket_port(postgres: &[SocketAddr]) -> u16 {
+        postgres
+            .first()
+            .map(SocketAddr::port)
+            .filter(|&port| port != 0)
+            .unwrap_or(DEFAULT_LISTEN_PORT)
+    }
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            postgres: vec![SocketAddr::from(([127, 0, 0, 1], DEFAULT_LISTEN_PORT))],
+            unix_socket_dir: Some(PathBuf::from("/tmp")),
+            unix_socket_port: DEFAULT_LISTEN_PORT,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneralConfig {
     /// How clients prove who they are.
@@ -36,6 +64,16 @@ pub struct GeneralConfig {
     pub max_client_conn: usize,
     /// How long SIGTERM waits for clients to finish before closing them.
     pub shutdown_timeout: Duration,
+}
+
+impl Default for GeneralConfig {
+    fn default() -> Self {
+        GeneralConfig {
+            auth_type: AuthType::Md5,
+            max_client_conn: 100,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Client authentication method, PgBouncer's `auth_type`.
@@ -50,6 +88,17 @@ pub enum AuthType {
     /// SCRAM-SHA-256 always.
     #[serde(rename = "scram-sha-256")]
     ScramSha256,
+}
+
+/// The spelling used in the configuration file.
+impl std::fmt::Display for AuthType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuthType::Trust => "trust",
+            AuthType::Md5 => "md5",
+            AuthType::ScramSha256 => "scram-sha-256",
+        })
+    }
 }
 
 /// How long a client keeps a server connection.
@@ -85,6 +134,24 @@ pub struct PoolSettings {
     pub server_connect_timeout: Duration,
     /// Sent before a server connection goes back to the pool; empty disables.
     pub server_reset_query: String,
+}
+
+/// PgBouncer's defaults.
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            pool_mode: PoolMode::Session,
+            default_pool_size: 20,
+            min_pool_size: 0,
+            server_lifetime: Duration::from_secs(3600),
+            server_idle_timeout: Some(Duration::from_secs(600)),
+            query_wait_timeout: Some(Duration::from_secs(120)),
+            client_idle_timeout: None,
+            client_login_timeout: Some(Duration::from_secs(60)),
+            server_connect_timeout: Duration::from_secs(15),
+            server_reset_query: "DISCARD ALL".to_owned(),
+        }
+    }
 }
 
 /// Wire protocol a database speaks.

@@ -1,0 +1,437 @@
+//! The zero-config sidecar form: one upstream URL such as
+//! `postgres://USER:PASSWORD@HOST:PORT/DB` becomes a full [`Config`] with
+//! one database and one user, so no file is needed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use super::types::{
+    AuthType, ClientSecret, Config, DEFAULT_UPSTREAM_PORT, DatabaseConfig, GeneralConfig,
+    ListenConfig, PoolMode, PoolSettings, Protocol, UserConfig,
+};
+
+const SCHEMES: &[&str] = &["postgres", "postgresql"];
+const FORM: &str = "postgres://USER:PASSWORD@HOST:PORT/DB";
+
+/// Why an upstream URL was refused. Messages never repeat the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("the upstream URL must start with postgres:// or postgresql://, as in {FORM}")]
+    MissingScheme,
+    #[error(
+        "unsupported scheme \"{scheme}://\" in the upstream URL; supported: postgres://, postgresql://"
+    )]
+    UnsupportedScheme { scheme: String },
+    #[error("the upstream URL has no user name; write {FORM}")]
+    MissingUser,
+    #[error("the upstream URL has no host; write {FORM}")]
+    MissingHost,
+    #[error("the upstream URL lists several hosts ({hosts}); churnstile connects to exactly one")]
+    SeveralHosts { hosts: String },
+    #[error(
+        "the upstream URL's IPv6 host must be written [ADDRESS] or [ADDRESS]:PORT, e.g. [::1]:5432"
+    )]
+    BadIpv6Host,
+    #[error("invalid port {port:?} in the upstream URL; use a number from 1 to 65535")]
+    InvalidPort { port: String },
+    #[error(
+        "the {part} in the upstream URL has a bad percent escape; write %XX with two hex digits \
+         that decode to UTF-8"
+    )]
+    BadPercentEncoding { part: &'static str },
+    #[error(
+        "the upstream URL has query parameters or a fragment ('?' or '#' after the database); \
+         none are supported, remove them"
+    )]
+    QueryParameters,
+    #[error("the pool size must be at least 1")]
+    ZeroPoolSize,
+}
+
+/// A configuration for sidecar use: clients connect to `listen` (TCP only,
+/// no Unix socket) and are pooled to the one upstream in `upstream`.
+///
+/// With a password in the URL the URL's user must present it (`md5`
+/// authentication) and churnstile logs in upstream with it. Without one
+/// (or with an empty one) clients are trusted and no upstream password is sent.
+pub fn sidecar_config(
+    listen: SocketAddr,
+    upstream: &str,
+    pool_mode: Option<PoolMode>,
+    pool_size: Option<usize>,
+) -> Result<Config, UrlError> {
+    let url = UpstreamUrl::parse(upstream)?;
+    let mut pool = PoolSettings::default();
+    if let Some(mode) = pool_mode {
+        pool.pool_mode = mode;
+    }
+    if let Some(size) = pool_size {
+        if size == 0 {
+            return Err(UrlError::ZeroPoolSize);
+        }
+        pool.default_pool_size = size;
+    }
+    let auth_type = match url.password {
+        Some(_) => AuthType::Md5,
+        None => AuthType::Trust,
+    };
+    let database = DatabaseConfig {
+        protocol: Protocol::Postgres,
+        host: url.host,
+        port: url.port,
+        dbname: url.dbname.clone(),
+        pool: pool.clone(),
+    };
+    let user = UserConfig {
+        secret: url.password.clone().map(ClientSecret::Plain),
+        upstream_user: url.user.clone(),
+        upstream_password: url.password,
+    };
+    Ok(Config {
+        listen: ListenConfig {
+            postgres: vec![listen],
+            unix_socket_dir: None,
+            unix_socket_port: ListenConfig::default_unix_socket_port(&[listen]),
+        },
+        general: GeneralConfig {
+            auth_type,
+            ..GeneralConfig::default()
+        },
+        pool,
+        databases: BTreeMap::from([(url.dbname, database)]),
+        users: BTreeMap::from([(url.user, user)]),
+    })
+}
+
+/// The parts of `postgres://USER:PASSWORD@HOST:PORT/DB`, percent-decoded.
+#[derive(Debug, PartialEq)]
+struct UpstreamUrl {
+    user: String,
+    password: Option<String>,
+    /// IPv6 addresses without brackets; a path starting with '/' is a Unix
+    /// socket directory (written `%2Ftmp` in the URL).
+    host: String,
+    port: u16,
+    dbname: String,
+}
+
+impl UpstreamUrl {
+    fn parse(url: &str) -> Result<Self, UrlError> {
+        let (scheme, rest) = url.split_once("://").ok_or(UrlError::MissingScheme)?;
+        let scheme_chars = |c: char| c.is_ascii_alphanumeric() || "+-.".contains(c);
+        if scheme.is_empty() || !scheme.chars().all(scheme_chars) {
+            return Err(UrlError::MissingScheme);
+        }
+        if !SCHEMES
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(scheme))
+        {
+            return Err(UrlError::UnsupportedScheme {
+                scheme: scheme.to_owned(),
+            });
+        }
+        // The last '@' ends the user info, so a password may hold a raw '@',
+        // '/', '?' or '#'.
+        let (user_info, after_user_info) = rest.rsplit_once('@').ok_or(UrlError::MissingUser)?;
+        let host_end = after_user_info
+            .find(['/', '?', '#'])
+            .unwrap_or(after_user_info.len());
+        let (host_and_port, tail) = after_user_info.split_at(host_end);
+        let path = tail.strip_prefix('/').unwrap_or(tail);
+        if path.contains(['?', '#']) || tail.starts_with(['?', '#']) {
+            return Err(UrlError::QueryParameters);
+        }
+
+        let (user, password) = match user_info.split_once(':') {
+            Some((user, password)) => (user, Some(password)),
+            None => (user_info, None),
+        };
+        let user = percent_decode(user, "user name")?;
+        if user.is_empty() {
+            return Err(UrlError::MissingUser);
+        }
+        let password = password
+            .map(|password| percent_decode(password, "password"))
+            .transpose()?
+            .filter(|password| !password.is_empty());
+        let (host, port) = split_host_port(host_and_port)?;
+        let dbname = percent_decode(path, "database name")?;
+        Ok(UpstreamUrl {
+            dbname: if dbname.is_empty() {
+                user.clone()
+            } else {
+                dbname
+            },
+            user,
+            password,
+            host,
+            port,
+        })
+    }
+}
+
+fn split_host_port(text: &str) -> Result<(String, u16), UrlError> {
+    let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']').ok_or(UrlError::BadIpv6Host)?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or(UrlError::BadIpv6Host)?),
+        };
+        (host.to_owned(), port)
+    } else {
+        if text.contains(',') {
+            return Err(UrlError::SeveralHosts {
+                hosts: text.to_owned(),
+            });
+        }
+        let (host, port) = match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        };
+        (percent_decode(host, "host")?, port)
+    };
+    if host.is_empty() {
+        return Err(UrlError::MissingHost);
+    }
+    let port = match port {
+        None => DEFAULT_UPSTREAM_PORT,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|&port| port != 0)
+            .ok_or_else(|| UrlError::InvalidPort {
+                port: port.to_owned(),
+            })?,
+    };
+    Ok((host, port))
+}
+
+/// Decodes `%XX` escapes; `part` names the URL part for the error.
+fn percent_decode(text: &str, part: &'static str) -> Result<String, UrlError> {
+    let error = UrlError::BadPercentEncoding { part };
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, after)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = after.get(..2).ok_or_else(|| error.clone())?;
+            let hex = std::str::from_utf8(hex).map_err(|_| error.clone())?;
+            bytes.push(u8::from_str_radix(hex, 16).map_err(|_| error.clone())?);
+            rest = &after[2..];
+        } else {
+            bytes.push(byte);
+            rest = after;
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listen() -> SocketAddr {
+        "127.0.0.1:6432".parse().unwrap()
+    }
+
+    fn parse(url: &str) -> Result<UpstreamUrl, UrlError> {
+        UpstreamUrl::parse(url)
+    }
+
+    fn url(user: &str, password: Option<&str>, host: &str, port: u16, dbname: &str) -> UpstreamUrl {
+        UpstreamUrl {
+            user: user.to_owned(),
+            password: password.map(str::to_owned),
+            host: host.to_owned(),
+            port,
+            dbname: dbname.to_owned(),
+        }
+    }
+
+    #[test]
+    fn full_url() {
+        assert_eq!(
+            parse("postgres://alice:secret@db.internal:6543/app"),
+            Ok(url("alice", Some("secret"), "db.internal", 6543, "app"))
+        );
+        assert_eq!(
+            parse("postgresql://alice:secret@10.0.0.5/app"),
+            Ok(url("alice", Some("secret"), "10.0.0.5", 5432, "app"))
+        );
+        assert_eq!(
+            parse("POSTGRES://alice@h"),
+            Ok(url("alice", None, "h", 5432, "alice"))
+        );
+    }
+
+    #[test]
+    fn defaults_port_and_database() {
+        assert_eq!(
+            parse("postgres://bob:pw@localhost"),
+            Ok(url("bob", Some("pw"), "localhost", 5432, "bob"))
+        );
+        assert_eq!(
+            parse("postgres://bob:pw@localhost/"),
+            Ok(url("bob", Some("pw"), "localhost", 5432, "bob"))
+        );
+    }
+
+    #[test]
+    fn ipv6_hosts_lose_their_brackets() {
+        assert_eq!(
+            parse("postgres://u:p@[::1]:5433/d"),
+            Ok(url("u", Some("p"), "::1", 5433, "d"))
+        );
+        assert_eq!(
+            parse("postgres://u:p@[fe80::1]/d"),
+            Ok(url("u", Some("p"), "fe80::1", 5432, "d"))
+        );
+        assert_eq!(parse("postgres://u@[::1/d"), Err(UrlError::BadIpv6Host));
+        assert_eq!(
+            parse("postgres://u@[::1]5432/d"),
+            Err(UrlError::BadIpv6Host)
+        );
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded() {
+        assert_eq!(
+            parse("postgres://us%40er:p%3Ass%2F%25w@h/my%20db"),
+            Ok(url("us@er", Some("p:ss/%w"), "h", 5432, "my db"))
+        );
+        assert_eq!(
+            parse("postgres://u@%2Fvar%2Frun%2Fpostgresql/d"),
+            Ok(url("u", None, "/var/run/postgresql", 5432, "d"))
+        );
+        assert_eq!(
+            parse("postgres://u:%zz@h/d"),
+            Err(UrlError::BadPercentEncoding { part: "password" })
+        );
+        assert_eq!(
+            parse("postgres://u@h/d%2"),
+            Err(UrlError::BadPercentEncoding {
+                part: "database name"
+            })
+        );
+        assert_eq!(
+            parse("postgres://u@h/%ff"),
+            Err(UrlError::BadPercentEncoding {
+                part: "database name"
+            })
+        );
+    }
+
+    #[test]
+    fn raw_at_sign_in_password_is_kept() {
+        assert_eq!(
+            parse("postgres://u:p@ss@h/d"),
+            Ok(url("u", Some("p@ss"), "h", 5432, "d"))
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_honour() {
+        assert_eq!(
+            parse("mysql://u:p@h/d"),
+            Err(UrlError::UnsupportedScheme {
+                scheme: "mysql".to_owned()
+            })
+        );
+        assert_eq!(parse("u:p@h/d"), Err(UrlError::MissingScheme));
+        assert_eq!(parse("://u@h/d"), Err(UrlError::MissingScheme));
+        assert_eq!(parse("postgres://h/d"), Err(UrlError::MissingUser));
+        assert_eq!(parse("postgres://:p@h/d"), Err(UrlError::MissingUser));
+        assert_eq!(parse("postgres://u@/d"), Err(UrlError::MissingHost));
+        assert_eq!(parse("postgres://u@:5432/d"), Err(UrlError::MissingHost));
+        assert_eq!(
+            parse("postgres://u@h/d?sslmode=disable"),
+            Err(UrlError::QueryParameters)
+        );
+        assert_eq!(parse("postgres://u@h?x=1"), Err(UrlError::QueryParameters));
+        assert_eq!(
+            parse("postgres://u@a,b/d"),
+            Err(UrlError::SeveralHosts {
+                hosts: "a,b".to_owned()
+            })
+        );
+        for port in ["0", "65536", "x", ""] {
+            assert_eq!(
+                parse(&format!("postgres://u@h:{port}/d")),
+                Err(UrlError::InvalidPort {
+                    port: port.to_owned()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn error_messages_name_the_supported_schemes_and_hide_passwords() {
+        let message = parse("mysql://u:hunter2@h/d").unwrap_err().to_string();
+        assert!(message.contains("postgres://, postgresql://"), "{message}");
+        let message = parse("postgres://u:hunter2%@h/d").unwrap_err().to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn with_password_the_user_must_present_it() {
+        let config =
+            sidecar_config(listen(), "postgres://alice:secret@db:6543/app", None, None).unwrap();
+        assert_eq!(config.listen.postgres, [listen()]);
+        assert_eq!(config.listen.unix_socket_dir, None);
+        assert_eq!(config.general.auth_type, AuthType::Md5);
+        assert_eq!(config.pool, PoolSettings::default());
+        assert_eq!(
+            config.databases,
+            BTreeMap::from([(
+                "app".to_owned(),
+                DatabaseConfig {
+                    protocol: Protocol::Postgres,
+                    host: "db".to_owned(),
+                    port: 6543,
+                    dbname: "app".to_owned(),
+                    pool: PoolSettings::default(),
+                }
+            )])
+        );
+        assert_eq!(
+            config.users,
+            BTreeMap::from([(
+                "alice".to_owned(),
+                UserConfig {
+                    secret: Some(ClientSecret::Plain("secret".to_owned())),
+                    upstream_user: "alice".to_owned(),
+                    upstream_password: Some("secret".to_owned()),
+                }
+            )])
+        );
+    }
+
+    #[test]
+    fn without_password_clients_are_trusted() {
+        for upstream in ["postgres://alice@db/app", "postgres://alice:@db/app"] {
+            let config = sidecar_config(listen(), upstream, None, None).unwrap();
+            assert_eq!(config.general.auth_type, AuthType::Trust);
+            let user = &config.users["alice"];
+            assert_eq!(user.secret, None);
+            assert_eq!(user.upstream_password, None);
+        }
+    }
+
+    #[test]
+    fn pool_mode_and_size_apply_to_the_database() {
+        let config = sidecar_config(
+            listen(),
+            "postgres://u:p@h/d",
+            Some(PoolMode::Transaction),
+            Some(7),
+        )
+        .unwrap();
+        for pool in [&config.pool, &config.databases["d"].pool] {
+            assert_eq!(pool.pool_mode, PoolMode::Transaction);
+            assert_eq!(pool.default_pool_size, 7);
+        }
+        assert_eq!(
+            sidecar_config(listen(), "postgres://u@h/d", None, Some(0)),
+            Err(UrlError::ZeroPoolSize)
+        );
+    }
+}
