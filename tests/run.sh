@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The test command: installs the database servers the integration tests run
+# (when missing), then checks formatting and lints and runs every test.
+# Extra arguments go to `cargo test`, e.g. `tests/run.sh --test harness`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    else
+        sudo "$@"
+    fi
+}
+
+apt_updated=no
+apt_install() {
+    echo "tests/run.sh: installing $*" >&2
+    if [ "$apt_updated" = no ]; then
+        as_root apt-get update -qq
+        apt_updated=yes
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+have_postgres_server() {
+    local bindir
+    for bindir in /usr/lib/postgresql/*/bin; do
+        if [ -x "$bindir/initdb" ] && [ -x "$bindir/postgres" ]; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+have_program() {
+    PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v "$1" >/dev/null 2>&1
+}
+
+# Packages only: the tests start their own servers on free ports and never
+# touch the system services these packages may start.
+if ! have_postgres_server || ! have_program psql || ! have_program pgbench; then
+    apt_install postgresql postgresql-contrib
+fi
+if ! have_program mariadbd || ! have_program mariadb-install-db || ! have_program mariadb; then
+    apt_install mariadb-server mariadb-client
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    cat >&2 <<'MSG'
+tests/run.sh: cargo not found. Install a Rust toolchain (edition 2024 needs
+Rust 1.85 or newer), e.g. `apt-get install cargo rustc` where new enough, or
+rustup from https://rustup.rs, then run tests/run.sh again.
+MSG
+    exit 1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --quiet --all-targets -- -D warnings
+cargo test --all-targets "$@"

@@ -1,0 +1,31 @@
+//! Test support shared by the integration tests (`mod support;`): throwaway
+//! PostgreSQL and MariaDB servers, the churnstile launcher, and helpers.
+//!
+//! Every server and proxy is a child process that the kernel kills if the
+//! test process dies, and that `Drop` stops and cleans up otherwise.
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+pub mod child;
+pub mod credentials;
+pub mod mariadb;
+pub mod os_account;
+pub mod pg_client;
+pub mod ports;
+pub mod postgres;
+pub mod proxy;
+pub mod proxy_config;
+pub mod temp_dirs;
+
+// Re-exports so tests write `support::PgServer`; each binary uses some.
+#[allow(unused_imports)]
+pub use {
+    credentials::*,
+    mariadb::MariaDbServer,
+    ports::free_port,
+    postgres::PgServer,
+    proxy::{ProcessExit, Proxy},
+    proxy_config::pg_proxy_config,
+    rustix::process::Signal,
+};

@@ -1,0 +1,278 @@
+//! `Proxy`: the churnstile binary under test, run as a child process with
+//! its own config, listen port, socket directory and captured output.
+
+use std::env;
+use std::fs::{self, File};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
+
+use rustix::process::Signal;
+use tempfile::TempDir;
+use tokio_postgres::Client;
+
+use super::child::{self, Startup};
+use super::pg_client;
+use super::ports::free_port;
+use super::temp_dirs::temp_dir;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_churnstile");
+const HOST: &str = "127.0.0.1";
+const CONFIG_FILE: &str = "churnstile.toml";
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Another process may take a port between `free_port` and the bind.
+const START_ATTEMPTS: u32 = 3;
+
+/// How a churnstile run that was expected to end ended.
+#[derive(Debug)]
+pub struct ProcessExit {
+    /// The exit code, or 128 + signal number if a signal killed it.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A running churnstile. Dropping it sends SIGTERM, then SIGKILL after 10 s.
+pub struct Proxy {
+    dir: TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl Proxy {
+    /// Runs `churnstile --config FILE` with `config_toml` after replacing
+    /// `{port}` with a free port (the PostgreSQL listener) and `{socket_dir}`
+    /// with a fresh directory. Returns once the port accepts connections;
+    /// panics with churnstile's stderr if it exits or does not listen in 20 s.
+    pub fn start(config_toml: &str) -> Proxy {
+        let dir = proxy_dir();
+        let socket_dir = dir.path().join("sockets");
+        let config_path = dir.path().join(CONFIG_FILE);
+        let config_arg = config_path.display().to_string();
+        let mut attempt = 1;
+        loop {
+            let port = free_port();
+            let config = config_toml
+                .replace("{port}", &port.to_string())
+                .replace("{socket_dir}", &socket_dir.display().to_string());
+            fs::write(&config_path, config)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", config_path.display()));
+            let mut child = spawn(dir.path(), &["--config", &config_arg]);
+            match wait_listening(&mut child, port) {
+                Startup::Ready => return Proxy { dir, port, child },
+                Startup::Exited(_) if attempt < START_ATTEMPTS && port_was_taken(dir.path()) => {
+                    attempt += 1;
+                }
+                Startup::Exited(status) => fail_startup(&mut child, dir.path(), Some(status)),
+                Startup::TimedOut => fail_startup(&mut child, dir.path(), None),
+            }
+        }
+    }
+
+    /// Runs `churnstile ARGS` (zero-config mode, e.g. `--listen
+    /// 127.0.0.1:PORT --upstream postgres://...`) and returns once `port`,
+    /// which the caller got from `free_port()`, accepts connections.
+    pub fn start_args(args: &[&str], port: u16) -> Proxy {
+        let dir = proxy_dir();
+        let mut child = spawn(dir.path(), args);
+        match wait_listening(&mut child, port) {
+            Startup::Ready => Proxy { dir, port, child },
+            Startup::Exited(status) => fail_startup(&mut child, dir.path(), Some(status)),
+            Startup::TimedOut => fail_startup(&mut child, dir.path(), None),
+        }
+    }
+
+    /// Runs `churnstile ARGS` expecting it to exit by itself within 20 s,
+    /// as `check-config` and startup failures do; panics if it does not.
+    pub fn spawn_expect_exit(args: &[&str]) -> ProcessExit {
+        let dir = proxy_dir();
+        let mut child = spawn(dir.path(), args);
+        let Some(status) = child::wait_exit(&mut child, EXIT_TIMEOUT) else {
+            child::stop(&mut child, Signal::KILL, STOP_GRACE);
+            panic!(
+                "churnstile {args:?} still running after {EXIT_TIMEOUT:?}; stderr:\n{}",
+                read_lossy(&dir.path().join("stderr.log"))
+            );
+        };
+        ProcessExit {
+            code: child::exit_code(status),
+            stdout: read_lossy(&dir.path().join("stdout.log")),
+            stderr: read_lossy(&dir.path().join("stderr.log")),
+        }
+    }
+
+    /// The PostgreSQL TCP listener's port (also the Unix socket's number).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What `{socket_dir}` stood for in the config.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().join("sockets")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Open file descriptors, counted in /proc/PID/fd.
+    pub fn fd_count(&self) -> usize {
+        let fd_dir = format!("/proc/{}/fd", self.pid());
+        fs::read_dir(&fd_dir)
+            .unwrap_or_else(|e| panic!("listing {fd_dir}: {e}"))
+            .count()
+    }
+
+    /// Peak resident memory (VmHWM in /proc/PID/status), in KiB.
+    pub fn rss_peak_kb(&self) -> u64 {
+        let status_path = format!("/proc/{}/status", self.pid());
+        let status = fs::read_to_string(&status_path)
+            .unwrap_or_else(|e| panic!("reading {status_path}: {e}"));
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in {status_path}"))
+    }
+
+    pub fn stdout(&self) -> String {
+        read_lossy(&self.dir.path().join("stdout.log"))
+    }
+
+    pub fn stderr(&self) -> String {
+        read_lossy(&self.dir.path().join("stderr.log"))
+    }
+
+    /// Sends a signal such as `Signal::TERM` or `Signal::INT`.
+    pub fn send_signal(&mut self, signal: Signal) {
+        child::send_signal(&mut self.child, signal);
+    }
+
+    /// Waits up to `timeout` for churnstile to exit; `None` if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        child::wait_exit(&mut self.child, timeout)
+    }
+
+    /// A tokio-postgres connection string for the proxy's TCP listener.
+    pub fn connection_string(&self, user: &str, password: &str, db: &str) -> String {
+        pg_client::connection_string(HOST, self.port, user, password, db)
+    }
+
+    /// A tokio-postgres connection string for the proxy's Unix socket.
+    pub fn unix_connection_string(&self, user: &str, password: &str, db: &str) -> String {
+        let socket_dir = self.socket_dir();
+        pg_client::connection_string(
+            &socket_dir.display().to_string(),
+            self.port,
+            user,
+            password,
+            db,
+        )
+    }
+
+    /// Connects through the proxy over TCP. Panics if the login takes
+    /// longer than 20 s, with churnstile's stderr.
+    pub async fn try_connect(
+        &self,
+        user: &str,
+        password: &str,
+        db: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let connection_string = self.connection_string(user, password, db);
+        tokio::time::timeout(CONNECT_TIMEOUT, pg_client::connect(&connection_string))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "logging in through churnstile as {user} to {db} took over {CONNECT_TIMEOUT:?}; stderr:\n{}",
+                    self.stderr()
+                )
+            })
+    }
+
+    /// Connects through the proxy over TCP; panics, with churnstile's
+    /// stderr, if that fails.
+    pub async fn connect(&self, user: &str, password: &str, db: &str) -> Client {
+        self.try_connect(user, password, db)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "connecting through churnstile as {user} to {db}: {e}; stderr:\n{}",
+                    self.stderr()
+                )
+            })
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        child::stop(&mut self.child, Signal::TERM, STOP_GRACE);
+    }
+}
+
+fn proxy_dir() -> TempDir {
+    let dir = temp_dir("proxy");
+    let socket_dir = dir.path().join("sockets");
+    fs::create_dir(&socket_dir)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", socket_dir.display()));
+    dir
+}
+
+/// Starts churnstile from the test's working directory (the package root,
+/// for relative paths in `args`), its output in `dir/stdout.log` and
+/// `dir/stderr.log` (truncated, so they hold this run only).
+fn spawn(dir: &Path, args: &[&str]) -> Child {
+    let create = |name: &str| {
+        let path = dir.join(name);
+        File::create(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
+    };
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .stdout(create("stdout.log"))
+        .stderr(create("stderr.log"));
+    if env::var_os("RUST_LOG").is_none() {
+        command.env("RUST_LOG", "churnstile=debug");
+    }
+    child::spawn_supervised(command).unwrap_or_else(|e| panic!("starting {BINARY}: {e}"))
+}
+
+fn wait_listening(child: &mut Child, port: u16) -> Startup {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    child::wait_ready(child, READY_TIMEOUT, || {
+        TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+    })
+}
+
+fn port_was_taken(dir: &Path) -> bool {
+    read_lossy(&dir.join("stderr.log")).contains("in use")
+}
+
+/// Panics with churnstile's stderr; `exited` is `None` when it is still
+/// running but not listening, and then it is killed first.
+fn fail_startup(child: &mut Child, dir: &Path, exited: Option<ExitStatus>) -> ! {
+    let what = match exited {
+        Some(status) => format!("exited during startup ({status})"),
+        None => {
+            child::stop(child, Signal::KILL, STOP_GRACE);
+            format!("did not listen within {READY_TIMEOUT:?}")
+        }
+    };
+    let config = dir.join(CONFIG_FILE);
+    let config = if config.exists() {
+        format!("\nconfig {}:\n{}", config.display(), read_lossy(&config))
+    } else {
+        String::new()
+    };
+    panic!(
+        "churnstile {what}; stderr:\n{}{config}",
+        read_lossy(&dir.join("stderr.log"))
+    );
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
+}

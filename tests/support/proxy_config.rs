@@ -1,0 +1,74 @@
+//! Proxy configurations for tests: a working base config pointing at a
+//! `PgServer`, with each test's own TOML merged over it.
+
+use toml::{Table, Value};
+
+use super::credentials::{APP_DB, MD5_USER, PLAIN_USER, SCRAM_USER};
+use super::postgres::PgServer;
+
+/// A churnstile config for `server`: listens on `{port}` and `{socket_dir}`
+/// (filled in by `Proxy::start`), `auth_type = "md5"`, one database `app`
+/// (the server's `app`), and the users `md5_user`, `scram_user` and
+/// `plain_user` with their own passwords, logging in upstream as themselves.
+///
+/// `extra` is TOML merged over that, table by table, so a test states only
+/// what it is about:
+///
+/// ```text
+/// pg_proxy_config(&pg, r#"
+///     [pool]
+///     pool_mode = "transaction"
+///     default_pool_size = 2
+/// "#)
+/// ```
+pub fn pg_proxy_config(server: &PgServer, extra: &str) -> String {
+    let mut config: Table = base_config(server)
+        .parse()
+        .unwrap_or_else(|e| panic!("the harness's base proxy config is not valid TOML: {e}"));
+    let overrides: Table = extra
+        .parse()
+        .unwrap_or_else(|e| panic!("extra proxy config is not valid TOML: {e}\n{extra}"));
+    merge(&mut config, overrides);
+    toml::to_string(&config).unwrap_or_else(|e| panic!("writing the proxy config: {e}"))
+}
+
+fn base_config(server: &PgServer) -> String {
+    let mut config = format!(
+        "[listen]\n\
+         postgres = [\"127.0.0.1:{{port}}\"]\n\
+         unix_socket_dir = \"{{socket_dir}}\"\n\
+         \n\
+         [general]\n\
+         auth_type = \"md5\"\n\
+         \n\
+         [databases.{APP_DB}]\n\
+         host = \"{host}\"\n\
+         port = {port}\n\
+         dbname = \"{APP_DB}\"\n",
+        host = server.host(),
+        port = server.port(),
+    );
+    for user in [MD5_USER, SCRAM_USER, PLAIN_USER] {
+        config.push_str(&format!(
+            "\n[users.{name}]\n\
+             password = \"{password}\"\n\
+             upstream_user = \"{name}\"\n\
+             upstream_password = \"{password}\"\n",
+            name = user.name,
+            password = user.password,
+        ));
+    }
+    config
+}
+
+/// Tables merge key by key, recursively; any other value replaces.
+fn merge(base: &mut Table, overrides: Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(existing)), Value::Table(added)) => merge(existing, added),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
