@@ -194,7 +194,13 @@ async fn attach(
     settings: &[(String, String)],
     limit: Duration,
 ) -> Result<(), Option<ErrorFields>> {
-    if let Some(query) = apply_settings_query(settings) {
+    // Settings the server already reports with the same value need no round trip.
+    let changes: Vec<(String, String)> = settings
+        .iter()
+        .filter(|(name, value)| conn.params.get(name) != Some(value))
+        .cloned()
+        .collect();
+    if let Some(query) = apply_settings_query(&changes) {
         match conn.simple_query(&query, limit).await {
             Ok(None) => {}
             Ok(Some(fields)) => return Err(Some(fields)),
