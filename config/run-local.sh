@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The run command: starts churnstile with config/churnstile.toml in front of
+# the local PostgreSQL on 127.0.0.1:5432. On a fresh Debian machine it first
+# installs and starts PostgreSQL and gives the `postgres` role the password
+# the example config uses ("postgres"). Extra arguments go to churnstile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+postgres_running() {
+    command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432
+}
+
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "config/run-local.sh: installing PostgreSQL" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fresh_install=yes
+fi
+if ! postgres_running; then
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    echo "config/run-local.sh: starting PostgreSQL $version" >&2
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    for _ in $(seq 1 30); do postgres_running && break; sleep 1; done
+fi
+if [ "${fresh_install:-no}" = yes ]; then
+    # Debian's default pg_hba asks TCP clients for a password.
+    as_root runuser -u postgres -- psql -q -c "ALTER ROLE postgres PASSWORD 'postgres'"
+fi
+
+echo "config/run-local.sh: connect with: PGPASSWORD=postgres psql -h 127.0.0.1 -p 6432 -U postgres postgres" >&2
+exec cargo run --release --quiet -- --config config/churnstile.toml "$@"
