@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use churnstile::pool::{Connector, Pool, PoolLimits};
-use churnstile::postgres::backend::ServerConn;
+use churnstile::postgres::backend::ServerState;
 use churnstile::postgres::codec::{MessageScanner, Verdict};
 
 fn main() {
@@ -34,7 +34,9 @@ fn scan_result_stream(bencher: divan::Bencher, row_len: usize) {
         .bench(|| {
             let mut scanner = MessageScanner::default();
             let scanned = scanner
-                .scan(divan::black_box(&stream), ServerConn::inspects, |_, _| Verdict::Forward)
+                .scan(divan::black_box(&stream), ServerState::inspects, |_, _| {
+                    Verdict::Forward
+                })
                 .unwrap();
             assert_eq!(scanned.forward, stream.len());
         });
@@ -64,7 +66,10 @@ impl Connector for Instant {
 
 #[divan::bench]
 fn pool_checkout_release(bencher: divan::Bencher) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let pool = runtime.block_on(async {
         Arc::new(Pool::new(
             Instant,

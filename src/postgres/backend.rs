@@ -84,12 +84,10 @@ pub struct BackendKey {
     pub secret_key: i32,
 }
 
-/// A logged-in server connection and what churnstile knows of its state.
-pub struct ServerConn {
-    pub stream: Stream,
-    pub read_buf: BytesMut,
-    pub target: UpstreamTarget,
-    pub key: BackendKey,
+/// What churnstile knows of a server connection's protocol state, kept up
+/// to date from every message that passes in either direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
     /// Current values of the parameters the server reports (ParameterStatus).
     pub params: BTreeMap<String, String>,
     /// Status byte of the last ReadyForQuery: 'I', 'T' or 'E'.
@@ -100,6 +98,76 @@ pub struct ServerConn {
     pub unsynced: bool,
     /// The server is in COPY FROM STDIN (or COPY BOTH) and wants data.
     pub copy_in: bool,
+}
+
+impl Default for ServerState {
+    fn default() -> Self {
+        ServerState {
+            params: BTreeMap::new(),
+            tx_status: b'I',
+            pending_ready: 0,
+            unsynced: false,
+            copy_in: false,
+        }
+    }
+}
+
+impl ServerState {
+    /// Server messages churnstile needs whole to track state.
+    pub fn inspects(tag: u8) -> bool {
+        matches!(tag, b'Z' | b'S' | b'E')
+    }
+
+    /// Updates tracked state from a message the server sent.
+    pub fn observe(&mut self, tag: u8, body: Option<&[u8]>) {
+        match (tag, body) {
+            (b'Z', Some(&[status])) => {
+                self.tx_status = status;
+                self.pending_ready = self.pending_ready.saturating_sub(1);
+                self.copy_in = false;
+            }
+            (b'S', Some(mut body)) => {
+                if let (Some(name), Some(value)) =
+                    (codec::take_cstr(&mut body), codec::take_cstr(&mut body))
+                {
+                    self.params.insert(name.to_owned(), value.to_owned());
+                }
+            }
+            (b'G' | b'W', _) => self.copy_in = true,
+            _ => {}
+        }
+    }
+
+    /// Updates in-flight tracking for a message sent to the server.
+    pub fn note_sent(&mut self, tag: u8) {
+        match tag {
+            b'Q' | b'F' => self.pending_ready += 1,
+            b'S' => {
+                self.pending_ready += 1;
+                self.unsynced = false;
+            }
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => self.unsynced = true,
+            _ => {}
+        }
+    }
+
+    /// True when nothing is in flight and no transaction is open.
+    pub fn is_idle(&self) -> bool {
+        self.pending_ready == 0 && !self.unsynced && !self.copy_in && self.tx_status == b'I'
+    }
+}
+
+/// A logged-in server connection and what churnstile knows of its state.
+pub struct ServerConn {
+    pub stream: Stream,
+    /// Bytes read from the server and not yet forwarded or consumed.
+    pub read_buf: BytesMut,
+    /// Message boundaries in what the server sends; shared by the session
+    /// (forwarding) and the reset (draining), so neither loses its place.
+    pub scanner: MessageScanner,
+    pub target: UpstreamTarget,
+    pub key: BackendKey,
+    pub state: ServerState,
 }
 
 impl ServerConn {
@@ -120,11 +188,8 @@ impl ServerConn {
                 process_id: 0,
                 secret_key: 0,
             },
-            params: BTreeMap::new(),
-            tx_status: b'I',
-            pending_ready: 0,
-            unsynced: false,
-            copy_in: false,
+            scanner: MessageScanner::default(),
+            state: ServerState::default(),
         };
         conn.login().await?;
         Ok(conn)
@@ -208,11 +273,11 @@ impl ServerConn {
                 }
                 b'E' => return Err(UpstreamError::Rejected(parse_error_fields(&message.body))),
                 b'Z' => {
-                    self.observe(b'Z', Some(&message.body));
+                    self.state.observe(b'Z', Some(&message.body));
                     return Ok(());
                 }
                 tag => {
-                    self.observe(tag, Some(&message.body));
+                    self.state.observe(tag, Some(&message.body));
                 }
             }
         }
@@ -238,49 +303,6 @@ impl ServerConn {
         }
     }
 
-    /// Server messages churnstile needs whole to track state.
-    pub fn inspects(tag: u8) -> bool {
-        matches!(tag, b'Z' | b'S' | b'E')
-    }
-
-    /// Updates tracked state from a message the server sent.
-    pub fn observe(&mut self, tag: u8, body: Option<&[u8]>) {
-        match (tag, body) {
-            (b'Z', Some(&[status])) => {
-                self.tx_status = status;
-                self.pending_ready = self.pending_ready.saturating_sub(1);
-                self.copy_in = false;
-            }
-            (b'S', Some(mut body)) => {
-                if let (Some(name), Some(value)) =
-                    (codec::take_cstr(&mut body), codec::take_cstr(&mut body))
-                {
-                    self.params.insert(name.to_owned(), value.to_owned());
-                }
-            }
-            (b'G' | b'W', _) => self.copy_in = true,
-            _ => {}
-        }
-    }
-
-    /// Updates in-flight tracking for a message sent to the server.
-    pub fn note_sent(&mut self, tag: u8) {
-        match tag {
-            b'Q' | b'F' => self.pending_ready += 1,
-            b'S' => {
-                self.pending_ready += 1;
-                self.unsynced = false;
-            }
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => self.unsynced = true,
-            _ => {}
-        }
-    }
-
-    /// True when nothing is in flight and no transaction is open.
-    pub fn is_idle(&self) -> bool {
-        self.pending_ready == 0 && !self.unsynced && !self.copy_in && self.tx_status == b'I'
-    }
-
     /// Sends a simple query and reads to its ReadyForQuery within `limit`,
     /// discarding rows; returns the first error the server reported.
     pub async fn simple_query(
@@ -291,7 +313,7 @@ impl ServerConn {
         let mut out = BytesMut::new();
         frontend::query(sql, &mut out)?;
         self.stream.write_all(&out).await?;
-        self.note_sent(b'Q');
+        self.state.note_sent(b'Q');
         self.drain(limit).await
     }
 
@@ -310,29 +332,22 @@ impl ServerConn {
     }
 
     async fn drain_unbounded(&mut self) -> Result<Option<ErrorFields>, UpstreamError> {
-        let mut scanner = MessageScanner::default();
         let mut first_error = None;
-        while self.pending_ready > 0 {
-            let mut buf = std::mem::take(&mut self.read_buf);
-            let scanned = scanner.scan(&buf, Self::inspects, |tag, body| {
-                if tag == b'E' && first_error.is_none() {
-                    first_error = body.map(parse_error_fields);
-                }
-                self.observe(tag, body);
-                if tag == b'Z' && self.pending_ready == 0 {
-                    Verdict::StopBefore
-                } else {
-                    Verdict::Forward
-                }
-            })?;
-            if scanned.stopped {
-                // Consume the final ReadyForQuery too: 6 bytes.
-                buf.advance(scanned.forward + 6);
-                self.read_buf = buf;
+        while self.state.pending_ready > 0 {
+            let state = &mut self.state;
+            let scanned =
+                self.scanner
+                    .scan(&self.read_buf, ServerState::inspects, |tag, body| {
+                        if tag == b'E' && first_error.is_none() {
+                            first_error = body.map(parse_error_fields);
+                        }
+                        state.observe(tag, body);
+                        Verdict::Forward
+                    })?;
+            self.read_buf.advance(scanned.forward);
+            if self.state.pending_ready == 0 {
                 break;
             }
-            buf.advance(scanned.forward);
-            self.read_buf = buf;
             if self.stream.read_buf(&mut self.read_buf).await? == 0 {
                 return Err(UpstreamError::Io(io::ErrorKind::UnexpectedEof.into()));
             }

@@ -49,7 +49,7 @@ pub async fn clean_for_reuse(
 
 async fn clean(conn: &mut ServerConn, reset_query: &str) -> Result<(), ResetError> {
     finish_in_flight(conn).await?;
-    if conn.tx_status != b'I' {
+    if conn.state.tx_status != b'I' {
         conn.simple_query("ROLLBACK", RESET_TIMEOUT).await?;
     }
     if !reset_query.is_empty()
@@ -61,30 +61,30 @@ async fn clean(conn: &mut ServerConn, reset_query: &str) -> Result<(), ResetErro
             message: error.message,
         });
     }
-    if conn.is_idle() {
+    if conn.state.is_idle() {
         Ok(())
     } else {
-        Err(ResetError::NotIdle(conn.tx_status as char))
+        Err(ResetError::NotIdle(conn.state.tx_status as char))
     }
 }
 
 /// Ends whatever the departed client left running and reads to the last
 /// ReadyForQuery owed.
 async fn finish_in_flight(conn: &mut ServerConn) -> Result<(), ResetError> {
-    if conn.pending_ready == 0 && !conn.unsynced && !conn.copy_in {
+    if conn.state.pending_ready == 0 && !conn.state.unsynced && !conn.state.copy_in {
         return Ok(());
     }
     let mut out = BytesMut::new();
-    if conn.copy_in {
+    if conn.state.copy_in {
         frontend::copy_fail("client disconnected during COPY", &mut out)
             .map_err(UpstreamError::from)?;
-    } else if conn.pending_ready > 0 {
+    } else if conn.state.pending_ready > 0 {
         // A long query (pg_sleep, a runaway report) must not hold the reset.
         conn.send_cancel().await.map_err(UpstreamError::from)?;
     }
-    if conn.unsynced {
+    if conn.state.unsynced {
         frontend::sync(&mut out);
-        conn.note_sent(b'S');
+        conn.state.note_sent(b'S');
     }
     conn.send(&out).await?;
     conn.drain(RESET_TIMEOUT).await?;

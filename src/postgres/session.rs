@@ -10,7 +10,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::backend::ServerConn;
+use super::backend::{ServerConn, ServerState};
 use super::cancel::CancelTarget;
 use super::codec::{MessageScanner, ProtocolError, Verdict};
 use super::messages::{self, ErrorFields, Severity, sqlstate};
@@ -117,7 +117,7 @@ pub async fn run(
     let cancel = service.cancels.register();
     let mut out = BytesMut::new();
     messages::backend_key_data(&mut out, cancel.key.process_id, cancel.key.secret_key);
-    messages::ready_for_query(&mut out, server.conn().tx_status);
+    messages::ready_for_query(&mut out, server.conn().state.tx_status);
     if client.write_all(&out).await.is_err() {
         give_back(server, false, &pool_settings.server_reset_query).await;
         return;
@@ -197,7 +197,7 @@ async fn attach(
     // Settings the server already reports with the same value need no round trip.
     let changes: Vec<(String, String)> = settings
         .iter()
-        .filter(|(name, value)| conn.params.get(name) != Some(value))
+        .filter(|(name, value)| conn.state.params.get(name) != Some(value))
         .cloned()
         .collect();
     if let Some(query) = apply_settings_query(&changes) {
@@ -214,7 +214,7 @@ async fn attach(
         }
     }
     let mut out = BytesMut::new();
-    for (name, value) in &conn.params {
+    for (name, value) in &conn.state.params {
         messages::parameter_status(&mut out, name, value);
     }
     client.write_all(&out).await.map_err(|_| None)
@@ -246,8 +246,6 @@ impl Forwarder {
         service: &PgService,
         idle_limit: Option<Duration>,
     ) -> Ending {
-        let mut server_buf = std::mem::take(&mut conn.read_buf);
-        let mut server_scanner = MessageScanner::default();
         let mut last_activity = Instant::now();
         loop {
             if !self.client_buf.is_empty() {
@@ -257,12 +255,12 @@ impl Forwarder {
                     Err(ending) => return ending,
                 }
             }
-            let idle = conn.is_idle();
+            let idle = conn.state.is_idle();
             let idle_deadline = idle_limit
                 .filter(|_| idle)
                 .map(|limit| last_activity + limit);
             self.client_buf.reserve(READ_CHUNK);
-            server_buf.reserve(READ_CHUNK);
+            conn.read_buf.reserve(READ_CHUNK);
             tokio::select! {
                 _ = service.shutdown.cancelled(), if idle => return Ending::Shutdown,
                 _ = sleep_until_or_forever(idle_deadline) => {
@@ -274,24 +272,25 @@ impl Forwarder {
                         Ok(_) => last_activity = Instant::now(),
                     }
                 }
-                read = conn.stream.read_buf(&mut server_buf) => {
+                read = conn.stream.read_buf(&mut conn.read_buf) => {
                     match read {
                         Ok(0) => return Ending::ServerGone("server closed the connection".into()),
                         Err(error) => return Ending::ServerGone(error.to_string()),
                         Ok(_) => {}
                     }
-                    let scanned = server_scanner.scan(&server_buf, ServerConn::inspects, |tag, body| {
-                        conn.observe(tag, body);
+                    let state = &mut conn.state;
+                    let scanned = conn.scanner.scan(&conn.read_buf, ServerState::inspects, |tag, body| {
+                        state.observe(tag, body);
                         Verdict::Forward
                     });
                     let forward = match scanned {
                         Ok(scanned) => scanned.forward,
                         Err(error) => return Ending::ServerGone(error.to_string()),
                     };
-                    if self.client.write_all(&server_buf[..forward]).await.is_err() {
+                    if self.client.write_all(&conn.read_buf[..forward]).await.is_err() {
                         return Ending::ClientGone;
                     }
-                    server_buf.advance(forward);
+                    conn.read_buf.advance(forward);
                     last_activity = Instant::now();
                 }
             }
@@ -310,7 +309,7 @@ impl Forwarder {
                     if tag == b'X' {
                         Verdict::StopBefore
                     } else {
-                        conn.note_sent(tag);
+                        conn.state.note_sent(tag);
                         Verdict::Forward
                     }
                 },
