@@ -34,7 +34,7 @@ fn scan_result_stream(bencher: divan::Bencher, row_len: usize) {
         .bench(|| {
             let mut scanner = MessageScanner::default();
             let scanned = scanner
-                .scan(divan::black_box(&stream), ServerState::inspects, |_, _| {
+                .scan(divan::black_box(&stream), ServerState::framing, |_, _| {
                     Verdict::Forward
                 })
                 .unwrap();

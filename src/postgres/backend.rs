@@ -13,7 +13,9 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::codec::{self, MAX_INSPECTED_MESSAGE, Message, MessageScanner, Verdict};
+use super::codec::{
+    self, Framing, MAX_INSPECTED_MESSAGE, MAX_MESSAGE, Message, MessageScanner, Verdict,
+};
 use super::messages::{ErrorFields, parse_error_fields};
 use crate::stream::Stream;
 
@@ -113,9 +115,13 @@ impl Default for ServerState {
 }
 
 impl ServerState {
-    /// Server messages churnstile needs whole to track state.
-    pub fn inspects(tag: u8) -> bool {
-        matches!(tag, b'Z' | b'S' | b'E')
+    /// Server messages churnstile needs whole to track state; all others
+    /// stream through, up to PostgreSQL's own message limit.
+    pub fn framing(tag: u8) -> Framing {
+        match tag {
+            b'Z' | b'S' | b'E' => Framing::Inspect,
+            _ => Framing::Stream { limit: MAX_MESSAGE },
+        }
     }
 
     /// Updates tracked state from a message the server sent.
@@ -337,7 +343,7 @@ impl ServerConn {
             let state = &mut self.state;
             let scanned =
                 self.scanner
-                    .scan(&self.read_buf, ServerState::inspects, |tag, body| {
+                    .scan(&self.read_buf, ServerState::framing, |tag, body| {
                         if tag == b'E' && first_error.is_none() {
                             first_error = body.map(parse_error_fields);
                         }

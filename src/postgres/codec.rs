@@ -18,6 +18,36 @@ pub const MAX_STARTUP_PACKET: usize = 10_000;
 pub const MAX_MESSAGE: usize = (1 << 30) - 1;
 /// Largest message churnstile buffers whole to look inside.
 pub const MAX_INSPECTED_MESSAGE: usize = 1 << 20;
+/// PostgreSQL's limit on frontend messages that carry no user data
+/// (PQ_SMALL_MESSAGE_LIMIT).
+pub const MAX_SMALL_MESSAGE: usize = 10_000;
+
+/// How a [`MessageScanner`] treats one message type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Made whole (up to [`MAX_INSPECTED_MESSAGE`]) for the callback to read.
+    Inspect,
+    /// Forwarded as it arrives; a longer declared length is a violation.
+    Stream { limit: usize },
+    /// Not a message type this direction of the protocol allows.
+    Invalid,
+}
+
+/// Frontend messages after login, with PostgreSQL's own length limits, so
+/// churnstile refuses what the server would refuse instead of forwarding it.
+/// `inspect` names the types the caller needs whole.
+pub fn frontend_framing(tag: u8, inspect: &[u8]) -> Framing {
+    if inspect.contains(&tag) {
+        return Framing::Inspect;
+    }
+    match tag {
+        b'Q' | b'F' | b'B' | b'P' | b'd' => Framing::Stream { limit: MAX_MESSAGE },
+        b'X' | b'C' | b'D' | b'E' | b'H' | b'S' | b'c' | b'f' => Framing::Stream {
+            limit: MAX_SMALL_MESSAGE,
+        },
+        _ => Framing::Invalid,
+    }
+}
 
 /// Framing violations; each is reported to the peer as SQLSTATE 08P01.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,6 +60,8 @@ pub enum ProtocolError {
     TooLarge { tag: char, len: usize, limit: usize },
     #[error("malformed {0}")]
     Malformed(&'static str),
+    #[error("invalid frontend message type {0}")]
+    InvalidType(u8),
 }
 
 /// The first packet of a connection, which carries no type byte.
@@ -189,13 +221,14 @@ impl MessageScanner {
         self.pending_body == 0
     }
 
-    /// Scans `buf`; `inspects(tag)` says which messages the caller needs
-    /// whole. `on_message` sees every message once: with its body when
-    /// inspected, otherwise with `None` as soon as its header arrives.
+    /// Scans `buf`; `framing(tag)` says which messages the caller needs
+    /// whole and how long others may be. `on_message` sees every message
+    /// once: with its body when inspected, otherwise with `None` as soon as
+    /// its header arrives.
     pub fn scan(
         &mut self,
         buf: &[u8],
-        inspects: impl Fn(u8) -> bool,
+        framing: impl Fn(u8) -> Framing,
         mut on_message: impl FnMut(u8, Option<&[u8]>) -> Verdict,
     ) -> Result<Scanned, ProtocolError> {
         let mut pos = 0;
@@ -212,15 +245,16 @@ impl MessageScanner {
                 }
             }
             let rest = &buf[pos..];
-            let limit = match rest.first() {
-                Some(&tag) if inspects(tag) => MAX_INSPECTED_MESSAGE,
-                Some(_) => MAX_MESSAGE,
-                None => {
-                    return Ok(Scanned {
-                        forward: pos,
-                        stopped: false,
-                    });
-                }
+            let Some(&tag) = rest.first() else {
+                return Ok(Scanned {
+                    forward: pos,
+                    stopped: false,
+                });
+            };
+            let (inspect, limit) = match framing(tag) {
+                Framing::Inspect => (true, MAX_INSPECTED_MESSAGE),
+                Framing::Stream { limit } => (false, limit),
+                Framing::Invalid => return Err(ProtocolError::InvalidType(tag)),
             };
             let Some((tag, body_len)) = header(rest, limit)? else {
                 return Ok(Scanned {
@@ -228,7 +262,7 @@ impl MessageScanner {
                     stopped: false,
                 });
             };
-            if inspects(tag) {
+            if inspect {
                 if rest.len() < 5 + body_len {
                     return Ok(Scanned {
                         forward: pos,
@@ -361,6 +395,49 @@ mod tests {
         ));
     }
 
+    fn only_z(tag: u8) -> Framing {
+        if tag == b'Z' {
+            Framing::Inspect
+        } else {
+            Framing::Stream { limit: MAX_MESSAGE }
+        }
+    }
+
+    #[test]
+    fn frontend_limits_follow_postgres() {
+        let mut scanner = MessageScanner::default();
+        let mut sync_too_long = vec![b'S'];
+        sync_too_long.extend_from_slice(&(MAX_SMALL_MESSAGE as u32 + 1).to_be_bytes());
+        assert!(matches!(
+            scanner.scan(
+                &sync_too_long,
+                |t| frontend_framing(t, b""),
+                |_, _| Verdict::Forward
+            ),
+            Err(ProtocolError::TooLarge { tag: 'S', .. })
+        ));
+        assert_eq!(
+            scanner.scan(
+                b"Z\0\0\0\x05I",
+                |t| frontend_framing(t, b""),
+                |_, _| Verdict::Forward
+            ),
+            Err(ProtocolError::InvalidType(b'Z'))
+        );
+        let query = message(b'Q', b"SELECT 1\0");
+        assert_eq!(
+            scanner
+                .scan(
+                    &query,
+                    |t| frontend_framing(t, b""),
+                    |_, _| Verdict::Forward
+                )
+                .unwrap()
+                .forward,
+            query.len()
+        );
+    }
+
     #[test]
     fn scanner_forwards_uninspected_bodies_as_they_arrive() {
         let row = message(b'D', &[7u8; 1000]);
@@ -368,40 +445,28 @@ mod tests {
         let mut scanner = MessageScanner::default();
         let mut seen = Vec::new();
         let first = scanner
-            .scan(
-                &row[..300],
-                |t| t == b'Z',
-                |t, b| {
-                    seen.push((t, b.map(<[u8]>::to_vec)));
-                    Verdict::Forward
-                },
-            )
+            .scan(&row[..300], only_z, |t, b| {
+                seen.push((t, b.map(<[u8]>::to_vec)));
+                Verdict::Forward
+            })
             .unwrap();
         assert_eq!(first.forward, 300);
         assert!(!scanner.at_boundary());
         let mut rest = row[300..].to_vec();
         rest.extend_from_slice(&ready[..3]);
         let second = scanner
-            .scan(
-                &rest,
-                |t| t == b'Z',
-                |t, b| {
-                    seen.push((t, b.map(<[u8]>::to_vec)));
-                    Verdict::Forward
-                },
-            )
+            .scan(&rest, only_z, |t, b| {
+                seen.push((t, b.map(<[u8]>::to_vec)));
+                Verdict::Forward
+            })
             .unwrap();
         assert_eq!(second.forward, 705, "partial Z waits for its body");
         assert!(scanner.at_boundary());
         let third = scanner
-            .scan(
-                &ready,
-                |t| t == b'Z',
-                |t, b| {
-                    seen.push((t, b.map(<[u8]>::to_vec)));
-                    Verdict::Forward
-                },
-            )
+            .scan(&ready, only_z, |t, b| {
+                seen.push((t, b.map(<[u8]>::to_vec)));
+                Verdict::Forward
+            })
             .unwrap();
         assert_eq!(third.forward, ready.len());
         assert_eq!(seen, vec![(b'D', None), (b'Z', Some(b"I".to_vec()))]);
@@ -415,7 +480,7 @@ mod tests {
         let result = scanner
             .scan(
                 &stream,
-                |t| t == b'X',
+                |t| frontend_framing(t, b"X"),
                 |t, _| {
                     if t == b'X' {
                         Verdict::StopBefore
@@ -440,7 +505,7 @@ mod tests {
         header.extend_from_slice(&(MAX_INSPECTED_MESSAGE as u32 + 10).to_be_bytes());
         let mut scanner = MessageScanner::default();
         assert!(matches!(
-            scanner.scan(&header, |t| t == b'Z', |_, _| Verdict::Forward),
+            scanner.scan(&header, only_z, |_, _| Verdict::Forward),
             Err(ProtocolError::TooLarge { tag: 'Z', .. })
         ));
     }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::backend::{ServerConn, ServerState};
 use super::cancel::CancelTarget;
-use super::codec::{MessageScanner, ProtocolError, Verdict};
+use super::codec::{MessageScanner, ProtocolError, Verdict, frontend_framing};
 use super::messages::{self, ErrorFields, Severity, sqlstate};
 use super::params::{apply_settings_query, session_settings};
 use super::release::clean_for_reuse;
@@ -279,7 +279,7 @@ impl Forwarder {
                         Ok(_) => {}
                     }
                     let state = &mut conn.state;
-                    let scanned = conn.scanner.scan(&conn.read_buf, ServerState::inspects, |tag, body| {
+                    let scanned = conn.scanner.scan(&conn.read_buf, ServerState::framing, |tag, body| {
                         state.observe(tag, body);
                         Verdict::Forward
                     });
@@ -304,7 +304,7 @@ impl Forwarder {
             .client_scanner
             .scan(
                 &self.client_buf,
-                |tag| tag == b'X',
+                |tag| frontend_framing(tag, b"X"),
                 |tag, _| {
                     if tag == b'X' {
                         Verdict::StopBefore
