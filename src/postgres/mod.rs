@@ -13,4 +13,5 @@ pub mod params;
 pub mod release;
 pub mod service;
 pub mod session;
+pub mod sql;
 pub mod startup;
