@@ -119,7 +119,9 @@ impl ServerState {
     /// stream through, up to PostgreSQL's own message limit.
     pub fn framing(tag: u8) -> Framing {
         match tag {
-            b'Z' | b'S' | b'E' => Framing::Inspect,
+            b'Z' | b'S' | b'E' => Framing::Inspect {
+                limit: MAX_INSPECTED_MESSAGE,
+            },
             _ => Framing::Stream { limit: MAX_MESSAGE },
         }
     }

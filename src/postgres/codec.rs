@@ -25,8 +25,8 @@ pub const MAX_SMALL_MESSAGE: usize = 10_000;
 /// How a [`MessageScanner`] treats one message type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
-    /// Made whole (up to [`MAX_INSPECTED_MESSAGE`]) for the callback to read.
-    Inspect,
+    /// Made whole for the callback to read; longer is a violation.
+    Inspect { limit: usize },
     /// Forwarded as it arrives; a longer declared length is a violation.
     Stream { limit: usize },
     /// Not a message type this direction of the protocol allows.
@@ -35,17 +35,18 @@ pub enum Framing {
 
 /// Frontend messages after login, with PostgreSQL's own length limits, so
 /// churnstile refuses what the server would refuse instead of forwarding it.
-/// `inspect` names the types the caller needs whole.
+/// `inspect` names the types the caller needs whole (a Bind or Parse is then
+/// buffered whole, as PostgreSQL itself does).
 pub fn frontend_framing(tag: u8, inspect: &[u8]) -> Framing {
+    let limit = match tag {
+        b'Q' | b'F' | b'B' | b'P' | b'd' => MAX_MESSAGE,
+        b'X' | b'C' | b'D' | b'E' | b'H' | b'S' | b'c' | b'f' => MAX_SMALL_MESSAGE,
+        _ => return Framing::Invalid,
+    };
     if inspect.contains(&tag) {
-        return Framing::Inspect;
-    }
-    match tag {
-        b'Q' | b'F' | b'B' | b'P' | b'd' => Framing::Stream { limit: MAX_MESSAGE },
-        b'X' | b'C' | b'D' | b'E' | b'H' | b'S' | b'c' | b'f' => Framing::Stream {
-            limit: MAX_SMALL_MESSAGE,
-        },
-        _ => Framing::Invalid,
+        Framing::Inspect { limit }
+    } else {
+        Framing::Stream { limit }
     }
 }
 
@@ -252,7 +253,7 @@ impl MessageScanner {
                 });
             };
             let (inspect, limit) = match framing(tag) {
-                Framing::Inspect => (true, MAX_INSPECTED_MESSAGE),
+                Framing::Inspect { limit } => (true, limit),
                 Framing::Stream { limit } => (false, limit),
                 Framing::Invalid => return Err(ProtocolError::InvalidType(tag)),
             };
@@ -397,7 +398,9 @@ mod tests {
 
     fn only_z(tag: u8) -> Framing {
         if tag == b'Z' {
-            Framing::Inspect
+            Framing::Inspect {
+                limit: MAX_INSPECTED_MESSAGE,
+            }
         } else {
             Framing::Stream { limit: MAX_MESSAGE }
         }

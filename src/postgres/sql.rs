@@ -40,8 +40,12 @@ impl PinReason {
     pub fn explanation(self) -> &'static str {
         match self {
             PinReason::Listen => "LISTEN registers this server connection for notifications",
-            PinReason::AdvisoryLock => "a session-level advisory lock belongs to this server connection",
-            PinReason::TempTable => "a temporary table without ON COMMIT DROP lives on this server connection",
+            PinReason::AdvisoryLock => {
+                "a session-level advisory lock belongs to this server connection"
+            }
+            PinReason::TempTable => {
+                "a temporary table without ON COMMIT DROP lives on this server connection"
+            }
             PinReason::HoldCursor => "a WITH HOLD cursor lives on this server connection",
             PinReason::SqlPrepare => "an SQL-level PREPARE lives on this server connection",
             PinReason::Load => "LOAD changes this server process for good",
@@ -85,7 +89,12 @@ fn classify(statement: &Statement<'_>, analysis: &mut Analysis) {
     let has = |needle: &[&str]| words.windows(needle.len()).any(|w| w == needle);
     match words.as_slice() {
         ["SET", "LOCAL", ..] | ["SET", "TRANSACTION", ..] => {}
-        ["SET", ..] | ["RESET", ..] | ["UNLISTEN", ..] | ["DEALLOCATE", ..] | ["DROP", ..] | ["CLOSE", ..] => {
+        ["SET", ..]
+        | ["RESET", ..]
+        | ["UNLISTEN", ..]
+        | ["DEALLOCATE", ..]
+        | ["DROP", ..]
+        | ["CLOSE", ..] => {
             analysis.touches_session = true;
         }
         ["DISCARD", rest @ ..] => {
@@ -96,7 +105,9 @@ fn classify(statement: &Statement<'_>, analysis: &mut Analysis) {
         ["LOAD", ..] => analysis.pins.push((PinReason::Load, text.clone())),
         ["PREPARE", "TRANSACTION", ..] => {}
         ["PREPARE", ..] => analysis.pins.push((PinReason::SqlPrepare, text.clone())),
-        ["DECLARE", ..] if has(&["WITH", "HOLD"]) => analysis.pins.push((PinReason::HoldCursor, text.clone())),
+        ["DECLARE", ..] if has(&["WITH", "HOLD"]) => {
+            analysis.pins.push((PinReason::HoldCursor, text.clone()))
+        }
         ["CREATE", rest @ ..] if is_temp_create(rest) && !has(&["ON", "COMMIT", "DROP"]) => {
             analysis.pins.push((PinReason::TempTable, text.clone()));
         }
@@ -105,10 +116,16 @@ fn classify(statement: &Statement<'_>, analysis: &mut Analysis) {
     }
     for word in &words {
         match *word {
-            "SET_CONFIG" | "PG_ADVISORY_UNLOCK" | "PG_ADVISORY_UNLOCK_SHARED" | "PG_ADVISORY_UNLOCK_ALL" => {
+            "SET_CONFIG"
+            | "PG_ADVISORY_UNLOCK"
+            | "PG_ADVISORY_UNLOCK_SHARED"
+            | "PG_ADVISORY_UNLOCK_ALL" => {
                 analysis.touches_session = true;
             }
-            "PG_ADVISORY_LOCK" | "PG_ADVISORY_LOCK_SHARED" | "PG_TRY_ADVISORY_LOCK" | "PG_TRY_ADVISORY_LOCK_SHARED" => {
+            "PG_ADVISORY_LOCK"
+            | "PG_ADVISORY_LOCK_SHARED"
+            | "PG_TRY_ADVISORY_LOCK"
+            | "PG_TRY_ADVISORY_LOCK_SHARED" => {
                 analysis.pins.push((PinReason::AdvisoryLock, text.clone()));
             }
             _ => {}
@@ -148,13 +165,18 @@ fn split(sql: &str) -> Vec<Statement<'_>> {
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
             b'\'' => {
-                let escapes = i > 0 && matches!(bytes[i - 1], b'E' | b'e') && !is_word_byte(bytes.get(i.wrapping_sub(2)).copied());
+                let escapes = i > 0
+                    && matches!(bytes[i - 1], b'E' | b'e')
+                    && !is_word_byte(bytes.get(i.wrapping_sub(2)).copied());
                 i = skip_quoted(bytes, i, b'\'', escapes);
             }
             b'"' => i = skip_quoted(bytes, i, b'"', false),
             b'$' => i = skip_dollar_quoted(sql, i),
             _ if is_word_start(b) => {
-                let end = i + bytes[i..].iter().take_while(|&&c| is_word_byte(Some(c))).count();
+                let end = i + bytes[i..]
+                    .iter()
+                    .take_while(|&&c| is_word_byte(Some(c)))
+                    .count();
                 let word = &sql[i..end];
                 // E'...' literals: the E is a prefix, not a word.
                 if !(end < bytes.len() && bytes[end] == b'\'' && word.eq_ignore_ascii_case("e")) {
@@ -229,14 +251,20 @@ fn skip_block_comment(bytes: &[u8], mut i: usize) -> usize {
 /// (a positional parameter like `$1`).
 fn skip_dollar_quoted(sql: &str, i: usize) -> usize {
     let rest = &sql[i + 1..];
-    let tag_len = rest.bytes().take_while(|&b| b.is_ascii_alphanumeric() || b == b'_').count();
-    let is_tag = rest.as_bytes().get(tag_len) == Some(&b'$') && !rest.as_bytes().first().is_some_and(u8::is_ascii_digit);
+    let tag_len = rest
+        .bytes()
+        .take_while(|&b| b.is_ascii_alphanumeric() || b == b'_')
+        .count();
+    let is_tag = rest.as_bytes().get(tag_len) == Some(&b'$')
+        && !rest.as_bytes().first().is_some_and(u8::is_ascii_digit);
     if !is_tag {
         return i + 1;
     }
     let delimiter = &sql[i..i + tag_len + 2];
     let body_start = i + tag_len + 2;
-    sql[body_start..].find(delimiter).map_or(sql.len(), |n| body_start + n + delimiter.len())
+    sql[body_start..]
+        .find(delimiter)
+        .map_or(sql.len(), |n| body_start + n + delimiter.len())
 }
 
 #[cfg(test)]
@@ -244,14 +272,23 @@ mod tests {
     use super::*;
 
     fn pins(sql: &str) -> Vec<PinReason> {
-        analyze(sql).pins.into_iter().map(|(reason, _)| reason).collect()
+        analyze(sql)
+            .pins
+            .into_iter()
+            .map(|(reason, _)| reason)
+            .collect()
     }
 
     #[test]
     fn splits_outside_literals_and_comments() {
-        let statements = split("SELECT ';' ; -- x; y\nSELECT $a$ ; $a$, \"a;b\" /* ; /* ; */ */; SET x = E'\\';'");
+        let statements = split(
+            "SELECT ';' ; -- x; y\nSELECT $a$ ; $a$, \"a;b\" /* ; /* ; */ */; SET x = E'\\';'",
+        );
         let words: Vec<Vec<String>> = statements.iter().map(|s| s.words.clone()).collect();
-        assert_eq!(words, vec![vec!["SELECT"], vec!["SELECT"], vec!["SET", "X"]]);
+        assert_eq!(
+            words,
+            vec![vec!["SELECT"], vec!["SELECT"], vec!["SET", "X"]]
+        );
     }
 
     #[test]
@@ -268,14 +305,29 @@ mod tests {
     #[test]
     fn pinning_statements_are_recognised() {
         assert_eq!(pins("LISTEN chan"), vec![PinReason::Listen]);
-        assert_eq!(pins("select pg_advisory_lock(1)"), vec![PinReason::AdvisoryLock]);
-        assert_eq!(pins("select pg_try_advisory_lock(1)"), vec![PinReason::AdvisoryLock]);
+        assert_eq!(
+            pins("select pg_advisory_lock(1)"),
+            vec![PinReason::AdvisoryLock]
+        );
+        assert_eq!(
+            pins("select pg_try_advisory_lock(1)"),
+            vec![PinReason::AdvisoryLock]
+        );
         assert!(pins("select pg_advisory_xact_lock(1)").is_empty());
-        assert_eq!(pins("create temp table t (x int)"), vec![PinReason::TempTable]);
-        assert_eq!(pins("CREATE GLOBAL TEMPORARY TABLE t (x int)"), vec![PinReason::TempTable]);
+        assert_eq!(
+            pins("create temp table t (x int)"),
+            vec![PinReason::TempTable]
+        );
+        assert_eq!(
+            pins("CREATE GLOBAL TEMPORARY TABLE t (x int)"),
+            vec![PinReason::TempTable]
+        );
         assert!(pins("create temp table t (x int) on commit drop").is_empty());
         assert!(pins("create table temp (x int)").is_empty());
-        assert_eq!(pins("DECLARE c CURSOR WITH HOLD FOR SELECT 1"), vec![PinReason::HoldCursor]);
+        assert_eq!(
+            pins("DECLARE c CURSOR WITH HOLD FOR SELECT 1"),
+            vec![PinReason::HoldCursor]
+        );
         assert!(pins("DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1").is_empty());
         assert_eq!(pins("PREPARE p AS SELECT 1"), vec![PinReason::SqlPrepare]);
         assert!(pins("PREPARE TRANSACTION 'x'").is_empty());
@@ -286,7 +338,10 @@ mod tests {
     #[test]
     fn pin_carries_the_statement_text() {
         let analysis = analyze("SELECT 1; LISTEN jobs ;");
-        assert_eq!(analysis.pins, vec![(PinReason::Listen, "LISTEN jobs".to_owned())]);
+        assert_eq!(
+            analysis.pins,
+            vec![(PinReason::Listen, "LISTEN jobs".to_owned())]
+        );
         assert!(analysis.touches_session);
     }
 
@@ -306,7 +361,9 @@ mod tests {
 
     #[test]
     fn unterminated_input_does_not_panic() {
-        for sql in ["'abc", "\"abc", "$a$ abc", "/* abc", "-- abc", "E'\\", "$", "$1"] {
+        for sql in [
+            "'abc", "\"abc", "$a$ abc", "/* abc", "-- abc", "E'\\", "$", "$1",
+        ] {
             let _ = analyze(sql);
         }
     }
