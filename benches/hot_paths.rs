@@ -33,12 +33,17 @@ fn scan_result_stream(bencher: divan::Bencher, row_len: usize) {
         .counter(divan::counter::BytesCount::new(stream.len()))
         .bench(|| {
             let mut scanner = MessageScanner::default();
+            let mut out = bytes::BytesMut::with_capacity(stream.len());
             let scanned = scanner
-                .scan(divan::black_box(&stream), ServerState::framing, |_, _| {
-                    Verdict::Forward
-                })
+                .scan(
+                    divan::black_box(&stream),
+                    ServerState::framing,
+                    &mut out,
+                    |_, _, _| Verdict::Forward,
+                )
                 .unwrap();
-            assert_eq!(scanned.forward, stream.len());
+            assert_eq!(scanned.consumed, stream.len());
+            out.clear();
         });
 }
 

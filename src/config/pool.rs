@@ -5,7 +5,7 @@ use toml::Spanned;
 
 use super::error::Diagnostics;
 use super::section::Section;
-use super::types::{PoolMode, PoolSettings};
+use super::types::{PinPolicy, PoolMode, PoolSettings};
 
 /// Every key `[pool]` accepts and a database may override.
 pub(super) const POOL_KEYS: &[&str] = &[
@@ -19,6 +19,8 @@ pub(super) const POOL_KEYS: &[&str] = &[
     "client_login_timeout",
     "server_connect_timeout",
     "server_reset_query",
+    "max_prepared_statements",
+    "pin_policy",
 ];
 
 /// `base` with every pool key present in `section` applied.
@@ -66,6 +68,12 @@ pub(super) fn read_pool_settings(
     }
     if let Some(query) = section.string("server_reset_query", diagnostics) {
         pool.server_reset_query = query.into_inner();
+    }
+    if let Some(count) = section.count("max_prepared_statements", 1, diagnostics) {
+        pool.max_prepared_statements = count.into_inner();
+    }
+    if let Some(policy) = section.choice::<PinPolicy>("pin_policy", diagnostics) {
+        pool.pin_policy = policy;
     }
     let sizes = [
         ("min_pool_size", min_size),
@@ -138,7 +146,7 @@ mod tests {
         let text = "[pool]\npool_mode = \"transaction\"\ndefault_pool_size = 5\nmin_pool_size = 2\n\
                     server_lifetime = 0\nserver_idle_timeout = 0\nquery_wait_timeout = 1.5\n\
                     client_idle_timeout = 30\nclient_login_timeout = 0\nserver_connect_timeout = 2\n\
-                    server_reset_query = \"\"\n";
+                    server_reset_query = \"\"\nmax_prepared_statements = 7\npin_policy = \"reject\"\n";
         let (pool, errors) = read(text, &PoolSettings::default());
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(
@@ -154,6 +162,8 @@ mod tests {
                 client_login_timeout: None,
                 server_connect_timeout: secs(2),
                 server_reset_query: String::new(),
+                max_prepared_statements: 7,
+                pin_policy: PinPolicy::Reject,
             }
         );
     }

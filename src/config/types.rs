@@ -134,6 +134,22 @@ pub struct PoolSettings {
     pub server_connect_timeout: Duration,
     /// Sent before a server connection goes back to the pool; empty disables.
     pub server_reset_query: String,
+    /// Protocol-level prepared statements kept per server connection under
+    /// transaction and statement pooling (least recently used ones closed).
+    pub max_prepared_statements: usize,
+    /// What to do when a client creates state that cannot move between
+    /// server connections (LISTEN, session advisory locks, temp tables...).
+    pub pin_policy: PinPolicy,
+}
+
+/// Transaction pooling's answer to session state that cannot be replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PinPolicy {
+    /// Keep the client on its server connection until the state is gone.
+    Pin,
+    /// Refuse the statement with an error naming it and the reason.
+    Reject,
 }
 
 /// PgBouncer's defaults.
@@ -150,6 +166,8 @@ impl Default for PoolSettings {
             client_login_timeout: Some(Duration::from_secs(60)),
             server_connect_timeout: Duration::from_secs(15),
             server_reset_query: "DISCARD ALL".to_owned(),
+            max_prepared_statements: 200,
+            pin_policy: PinPolicy::Pin,
         }
     }
 }

@@ -17,6 +17,7 @@ use super::codec::{
     self, Framing, MAX_INSPECTED_MESSAGE, MAX_MESSAGE, Message, MessageScanner, Verdict,
 };
 use super::messages::{ErrorFields, parse_error_fields};
+use super::prepared::ServerStatements;
 use crate::stream::Stream;
 
 /// Where and as whom churnstile logs in upstream.
@@ -176,6 +177,11 @@ pub struct ServerConn {
     pub target: UpstreamTarget,
     pub key: BackendKey,
     pub state: ServerState,
+    /// Session settings churnstile applied (names as `pg_settings` spells
+    /// them), so the next client's settings are applied as a difference.
+    pub applied: BTreeMap<String, String>,
+    /// Prepared statements churnstile created here (transaction pooling).
+    pub statements: ServerStatements,
 }
 
 impl ServerConn {
@@ -198,6 +204,8 @@ impl ServerConn {
             },
             scanner: MessageScanner::default(),
             state: ServerState::default(),
+            applied: BTreeMap::new(),
+            statements: ServerStatements::default(),
         };
         conn.login().await?;
         Ok(conn)
@@ -318,11 +326,31 @@ impl ServerConn {
         sql: &str,
         limit: Duration,
     ) -> Result<Option<ErrorFields>, UpstreamError> {
+        self.send_query(sql).await?;
+        Ok(self.read_until_ready(limit, false).await?.error)
+    }
+
+    /// Sends a simple query and returns its rows (text columns) within
+    /// `limit`, or the server's error.
+    pub async fn query_rows(
+        &mut self,
+        sql: &str,
+        limit: Duration,
+    ) -> Result<Result<Vec<Row>, ErrorFields>, UpstreamError> {
+        self.send_query(sql).await?;
+        let outcome = self.read_until_ready(limit, true).await?;
+        Ok(match outcome.error {
+            Some(error) => Err(error),
+            None => Ok(outcome.rows),
+        })
+    }
+
+    async fn send_query(&mut self, sql: &str) -> Result<(), UpstreamError> {
         let mut out = BytesMut::new();
         frontend::query(sql, &mut out)?;
         self.stream.write_all(&out).await?;
         self.state.note_sent(b'Q');
-        self.drain(limit).await
+        Ok(())
     }
 
     /// Writes raw protocol bytes to the server.
@@ -334,25 +362,47 @@ impl ServerConn {
     /// Reads and discards server output until every owed ReadyForQuery has
     /// arrived, within `limit`; returns the first error reported meanwhile.
     pub async fn drain(&mut self, limit: Duration) -> Result<Option<ErrorFields>, UpstreamError> {
-        tokio::time::timeout(limit, self.drain_unbounded())
+        Ok(self.read_until_ready(limit, false).await?.error)
+    }
+
+    async fn read_until_ready(
+        &mut self,
+        limit: Duration,
+        keep_rows: bool,
+    ) -> Result<Drained, UpstreamError> {
+        tokio::time::timeout(limit, self.read_until_ready_unbounded(keep_rows))
             .await
             .map_err(|_| UpstreamError::Timeout(limit))?
     }
 
-    async fn drain_unbounded(&mut self) -> Result<Option<ErrorFields>, UpstreamError> {
-        let mut first_error = None;
+    async fn read_until_ready_unbounded(
+        &mut self,
+        keep_rows: bool,
+    ) -> Result<Drained, UpstreamError> {
+        let mut drained = Drained::default();
+        let mut discard = BytesMut::new();
+        let framing = |tag| match tag {
+            b'D' if keep_rows => Framing::Inspect {
+                limit: MAX_INSPECTED_MESSAGE,
+            },
+            tag => ServerState::framing(tag),
+        };
         while self.state.pending_ready > 0 {
             let state = &mut self.state;
             let scanned =
                 self.scanner
-                    .scan(&self.read_buf, ServerState::framing, |tag, body| {
-                        if tag == b'E' && first_error.is_none() {
-                            first_error = body.map(parse_error_fields);
+                    .scan(&self.read_buf, framing, &mut discard, |tag, body, _| {
+                        match (tag, body) {
+                            (b'E', Some(body)) if drained.error.is_none() => {
+                                drained.error = Some(parse_error_fields(body))
+                            }
+                            (b'D', Some(body)) => drained.rows.push(parse_data_row(body)),
+                            _ => {}
                         }
                         state.observe(tag, body);
-                        Verdict::Forward
+                        Verdict::Drop
                     })?;
-            self.read_buf.advance(scanned.forward);
+            self.read_buf.advance(scanned.consumed);
             if self.state.pending_ready == 0 {
                 break;
             }
@@ -360,7 +410,7 @@ impl ServerConn {
                 return Err(UpstreamError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
         }
-        Ok(first_error)
+        Ok(drained)
     }
 
     /// Asks the server, over a separate connection, to cancel what it runs.
@@ -385,6 +435,41 @@ impl ServerConn {
             Stream::Unix(s) => s.try_write(&out),
         };
     }
+}
+
+/// One result row, each column as text (`None` for NULL).
+pub type Row = Vec<Option<String>>;
+
+/// What reading to ReadyForQuery found.
+#[derive(Debug, Default)]
+struct Drained {
+    error: Option<ErrorFields>,
+    rows: Vec<Row>,
+}
+
+/// Decodes a DataRow body; malformed columns read as NULL.
+fn parse_data_row(body: &[u8]) -> Row {
+    let mut rest = body;
+    let mut row = Vec::new();
+    if rest.len() < 2 {
+        return row;
+    }
+    let columns = rest.get_i16();
+    for _ in 0..columns.max(0) {
+        if rest.len() < 4 {
+            row.push(None);
+            continue;
+        }
+        let len = rest.get_i32();
+        match usize::try_from(len) {
+            Ok(len) if len <= rest.len() => {
+                row.push(Some(String::from_utf8_lossy(&rest[..len]).into_owned()));
+                rest.advance(len);
+            }
+            _ => row.push(None),
+        }
+    }
+    row
 }
 
 /// Sends a CancelRequest for `key` over a fresh connection to `target`.

@@ -5,7 +5,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use super::backend::{BackendKey, UpstreamTarget, send_cancel_request};
+
+/// Bound on forwarding one cancel request.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The server connection a client is attached to, as a cancel needs it.
 #[derive(Debug, Clone)]
@@ -14,7 +19,11 @@ pub struct CancelTarget {
     pub key: BackendKey,
 }
 
-type Slot = Arc<Mutex<Option<CancelTarget>>>;
+/// A client's current target. Forwarding a cancel holds the read lock until
+/// the server has taken the request, and a session takes the write lock to
+/// change targets, so a cancel can never reach the server connection's next
+/// client.
+type Slot = Arc<tokio::sync::RwLock<Option<CancelTarget>>>;
 
 /// All clients' cancel keys, shared by every session.
 #[derive(Debug, Default)]
@@ -54,17 +63,24 @@ impl CancelRegistry {
     /// Forwards a cancel for the given key; unknown keys and clients that hold
     /// no server connection now are ignored, as PostgreSQL does.
     pub async fn cancel(&self, process_id: i32, secret_key: i32) {
-        let target = {
+        let slot = {
             let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-            clients
-                .get(&(process_id, secret_key))
-                .and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            clients.get(&(process_id, secret_key)).cloned()
         };
-        let Some(target) = target else {
+        let Some(slot) = slot else {
             tracing::debug!(process_id, "cancel request with unknown key ignored");
             return;
         };
-        if let Err(error) = send_cancel_request(&target.upstream, &target.key).await {
+        let target = slot.read().await;
+        let Some(target) = target.as_ref() else {
+            return;
+        };
+        let sent = tokio::time::timeout(
+            CANCEL_TIMEOUT,
+            send_cancel_request(&target.upstream, &target.key),
+        )
+        .await;
+        if let Err(error) = sent.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
             tracing::warn!(upstream = %target.upstream.describe(), %error, "could not forward cancel request");
         }
     }
@@ -80,9 +96,10 @@ impl CancelRegistry {
 }
 
 impl CancelHandle {
-    /// Records the server connection the client is attached to (or none).
-    pub fn attach(&self, target: Option<CancelTarget>) {
-        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = target;
+    /// Records the server connection the client is attached to (or none),
+    /// once cancels in flight to the previous one have been delivered.
+    pub async fn attach(&self, target: Option<CancelTarget>) {
+        *self.slot.write().await = target;
     }
 }
 

@@ -188,67 +188,76 @@ pub fn decode_message(buf: &mut BytesMut, limit: usize) -> Result<Option<Message
     Ok(Some(Message { tag, body }))
 }
 
-/// What a [`MessageScanner`] caller wants done with a message it inspected.
+/// What a [`MessageScanner`] caller wants done with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Forward it along with the rest.
+    /// Append it to the output.
     Forward,
-    /// Stop scanning before it: it is neither forwarded nor consumed.
+    /// Consume it without output (the callback may have written a
+    /// replacement).
+    Drop,
+    /// Stop scanning before it: it is neither output nor consumed.
     StopBefore,
 }
 
 /// How far a scan got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scanned {
-    /// Bytes at the front of the buffer that may be forwarded now.
-    pub forward: usize,
+    /// Bytes at the front of the input that were consumed.
+    pub consumed: usize,
     /// The scan stopped at a message the caller asked to stop before.
     pub stopped: bool,
 }
 
-/// Finds message boundaries in a forwarded byte stream. Messages whose tag
-/// the caller inspects are made whole before the callback sees them; all
-/// others are forwarded as their bytes arrive, so a 1 GB row never sits in
-/// memory.
+/// Finds message boundaries in a forwarded byte stream. Messages the caller
+/// inspects are made whole before the callback sees them; all others are
+/// passed on as their bytes arrive, so a 1 GB row never sits in memory.
 #[derive(Debug, Default, Clone)]
 pub struct MessageScanner {
-    /// Body bytes of a passed-through message still to come.
+    /// Body bytes of a streamed message still to come.
     pending_body: usize,
+    /// Those bytes are being dropped rather than passed on.
+    dropping: bool,
 }
 
 impl MessageScanner {
-    /// True when the bytes forwarded so far end exactly at a message end.
+    /// True when the bytes consumed so far end exactly at a message end.
     pub fn at_boundary(&self) -> bool {
         self.pending_body == 0
     }
 
-    /// Scans `buf`; `framing(tag)` says which messages the caller needs
-    /// whole and how long others may be. `on_message` sees every message
-    /// once: with its body when inspected, otherwise with `None` as soon as
-    /// its header arrives.
+    /// Scans `input`, appending what is forwarded to `output`. `framing(tag)`
+    /// says which messages the callback needs whole and how long others may
+    /// be. `on_message` sees every message once — with its body when
+    /// inspected, otherwise with `None` as soon as its header arrives — and
+    /// may append its own bytes to `output` before deciding.
     pub fn scan(
         &mut self,
-        buf: &[u8],
+        input: &[u8],
         framing: impl Fn(u8) -> Framing,
-        mut on_message: impl FnMut(u8, Option<&[u8]>) -> Verdict,
+        output: &mut BytesMut,
+        mut on_message: impl FnMut(u8, Option<&[u8]>, &mut BytesMut) -> Verdict,
     ) -> Result<Scanned, ProtocolError> {
         let mut pos = 0;
         loop {
             if self.pending_body > 0 {
-                let take = self.pending_body.min(buf.len() - pos);
+                let take = self.pending_body.min(input.len() - pos);
+                if !self.dropping {
+                    output.extend_from_slice(&input[pos..pos + take]);
+                }
                 self.pending_body -= take;
                 pos += take;
                 if self.pending_body > 0 {
                     return Ok(Scanned {
-                        forward: pos,
+                        consumed: pos,
                         stopped: false,
                     });
                 }
             }
-            let rest = &buf[pos..];
+            let rest = &input[pos..];
             let Some(&tag) = rest.first() else {
                 return Ok(Scanned {
-                    forward: pos,
+                    consumed: pos,
                     stopped: false,
                 });
             };
@@ -259,33 +268,38 @@ impl MessageScanner {
             };
             let Some((tag, body_len)) = header(rest, limit)? else {
                 return Ok(Scanned {
-                    forward: pos,
+                    consumed: pos,
                     stopped: false,
                 });
             };
-            if inspect {
-                if rest.len() < 5 + body_len {
+            if inspect && rest.len() < 5 + body_len {
+                return Ok(Scanned {
+                    consumed: pos,
+                    stopped: false,
+                });
+            }
+            let body = inspect.then(|| &rest[5..5 + body_len]);
+            match on_message(tag, body, output) {
+                Verdict::StopBefore => {
                     return Ok(Scanned {
-                        forward: pos,
-                        stopped: false,
-                    });
-                }
-                if on_message(tag, Some(&rest[5..5 + body_len])) == Verdict::StopBefore {
-                    return Ok(Scanned {
-                        forward: pos,
+                        consumed: pos,
                         stopped: true,
                     });
                 }
-                pos += 5 + body_len;
-            } else {
-                if on_message(tag, None) == Verdict::StopBefore {
-                    return Ok(Scanned {
-                        forward: pos,
-                        stopped: true,
-                    });
+                verdict if inspect => {
+                    if verdict == Verdict::Forward {
+                        output.extend_from_slice(&rest[..5 + body_len]);
+                    }
+                    pos += 5 + body_len;
                 }
-                pos += 5;
-                self.pending_body = body_len;
+                verdict => {
+                    self.dropping = verdict == Verdict::Drop;
+                    if !self.dropping {
+                        output.extend_from_slice(&rest[..5]);
+                    }
+                    pos += 5;
+                    self.pending_body = body_len;
+                }
             }
         }
     }
@@ -409,70 +423,90 @@ mod tests {
     #[test]
     fn frontend_limits_follow_postgres() {
         let mut scanner = MessageScanner::default();
+        let mut out = BytesMut::new();
+        let framing = |t| frontend_framing(t, b"");
         let mut sync_too_long = vec![b'S'];
         sync_too_long.extend_from_slice(&(MAX_SMALL_MESSAGE as u32 + 1).to_be_bytes());
         assert!(matches!(
-            scanner.scan(
-                &sync_too_long,
-                |t| frontend_framing(t, b""),
-                |_, _| Verdict::Forward
-            ),
+            scanner.scan(&sync_too_long, framing, &mut out, |_, _, _| {
+                Verdict::Forward
+            }),
             Err(ProtocolError::TooLarge { tag: 'S', .. })
         ));
         assert_eq!(
-            scanner.scan(
-                b"Z\0\0\0\x05I",
-                |t| frontend_framing(t, b""),
-                |_, _| Verdict::Forward
-            ),
+            scanner.scan(b"Z\0\0\0\x05I", framing, &mut out, |_, _, _| {
+                Verdict::Forward
+            }),
             Err(ProtocolError::InvalidType(b'Z'))
         );
         let query = message(b'Q', b"SELECT 1\0");
-        assert_eq!(
-            scanner
-                .scan(
-                    &query,
-                    |t| frontend_framing(t, b""),
-                    |_, _| Verdict::Forward
-                )
-                .unwrap()
-                .forward,
-            query.len()
-        );
+        let scanned = scanner
+            .scan(&query, framing, &mut out, |_, _, _| Verdict::Forward)
+            .unwrap();
+        assert_eq!(scanned.consumed, query.len());
+        assert_eq!(&out[..], &query[..]);
     }
 
     #[test]
-    fn scanner_forwards_uninspected_bodies_as_they_arrive() {
+    fn scanner_streams_uninspected_bodies_as_they_arrive() {
         let row = message(b'D', &[7u8; 1000]);
         let ready = message(b'Z', b"I");
         let mut scanner = MessageScanner::default();
         let mut seen = Vec::new();
+        let mut out = BytesMut::new();
+        let mut record = |t: u8, b: Option<&[u8]>, _: &mut BytesMut| {
+            seen.push((t, b.map(<[u8]>::to_vec)));
+            Verdict::Forward
+        };
         let first = scanner
-            .scan(&row[..300], only_z, |t, b| {
-                seen.push((t, b.map(<[u8]>::to_vec)));
-                Verdict::Forward
-            })
+            .scan(&row[..300], only_z, &mut out, &mut record)
             .unwrap();
-        assert_eq!(first.forward, 300);
+        assert_eq!(first.consumed, 300);
         assert!(!scanner.at_boundary());
         let mut rest = row[300..].to_vec();
         rest.extend_from_slice(&ready[..3]);
-        let second = scanner
-            .scan(&rest, only_z, |t, b| {
-                seen.push((t, b.map(<[u8]>::to_vec)));
-                Verdict::Forward
-            })
-            .unwrap();
-        assert_eq!(second.forward, 705, "partial Z waits for its body");
+        let second = scanner.scan(&rest, only_z, &mut out, &mut record).unwrap();
+        assert_eq!(second.consumed, 705, "partial Z waits for its body");
         assert!(scanner.at_boundary());
-        let third = scanner
-            .scan(&ready, only_z, |t, b| {
-                seen.push((t, b.map(<[u8]>::to_vec)));
-                Verdict::Forward
+        let third = scanner.scan(&ready, only_z, &mut out, &mut record).unwrap();
+        assert_eq!(third.consumed, ready.len());
+        assert_eq!(seen, vec![(b'D', None), (b'Z', Some(b"I".to_vec()))]);
+        let mut expected = row.clone();
+        expected.extend_from_slice(&ready);
+        assert_eq!(&out[..], &expected[..]);
+    }
+
+    #[test]
+    fn scanner_drops_and_replaces_messages() {
+        let mut input = message(b'D', &[1u8; 10]);
+        input.extend_from_slice(&message(b'1', b""));
+        input.extend_from_slice(&message(b'Z', b"I"));
+        let mut scanner = MessageScanner::default();
+        let mut out = BytesMut::new();
+        let inspect_all = |_| Framing::Inspect { limit: 100 };
+        scanner
+            .scan(&input, inspect_all, &mut out, |tag, _, out| match tag {
+                b'D' => Verdict::Drop,
+                b'1' => {
+                    out.extend_from_slice(b"x");
+                    Verdict::Drop
+                }
+                _ => Verdict::Forward,
             })
             .unwrap();
-        assert_eq!(third.forward, ready.len());
-        assert_eq!(seen, vec![(b'D', None), (b'Z', Some(b"I".to_vec()))]);
+        let mut expected = b"x".to_vec();
+        expected.extend_from_slice(&message(b'Z', b"I"));
+        assert_eq!(&out[..], &expected[..]);
+        let mut streamed = MessageScanner::default();
+        let mut out = BytesMut::new();
+        let row = message(b'D', &[1u8; 10]);
+        streamed
+            .scan(&row[..8], only_z, &mut out, |_, _, _| Verdict::Drop)
+            .unwrap();
+        streamed
+            .scan(&row[8..], only_z, &mut out, |_, _, _| Verdict::Drop)
+            .unwrap();
+        assert!(out.is_empty() && streamed.at_boundary());
     }
 
     #[test]
@@ -480,11 +514,13 @@ mod tests {
         let mut stream = message(b'Q', b"SELECT 1\0");
         stream.extend_from_slice(&message(b'X', b""));
         let mut scanner = MessageScanner::default();
+        let mut out = BytesMut::new();
         let result = scanner
             .scan(
                 &stream,
                 |t| frontend_framing(t, b"X"),
-                |t, _| {
+                &mut out,
+                |t, _, _| {
                     if t == b'X' {
                         Verdict::StopBefore
                     } else {
@@ -496,10 +532,11 @@ mod tests {
         assert_eq!(
             result,
             Scanned {
-                forward: 14,
+                consumed: 14,
                 stopped: true
             }
         );
+        assert_eq!(out.len(), 14);
     }
 
     #[test]
@@ -508,7 +545,9 @@ mod tests {
         header.extend_from_slice(&(MAX_INSPECTED_MESSAGE as u32 + 10).to_be_bytes());
         let mut scanner = MessageScanner::default();
         assert!(matches!(
-            scanner.scan(&header, only_z, |_, _| Verdict::Forward),
+            scanner.scan(&header, only_z, &mut BytesMut::new(), |_, _, _| {
+                Verdict::Forward
+            }),
             Err(ProtocolError::TooLarge { tag: 'Z', .. })
         ));
     }

@@ -102,7 +102,7 @@ pub fn apply_settings_query(settings: &[(String, String)]) -> Option<String> {
 }
 
 /// An `E'...'` literal, safe whatever `standard_conforming_strings` is.
-fn literal(text: &str) -> String {
+pub fn literal(text: &str) -> String {
     let escaped = text.replace('\\', "\\\\").replace('\'', "''");
     format!("E'{escaped}'")
 }

@@ -4,7 +4,7 @@
 //! connection from its first byte to its close.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,10 @@ use super::cancel::CancelRegistry;
 use super::connector::PgConnector;
 use super::login::{self, challenge_for};
 use super::messages::sqlstate;
+use super::pin_counters::PinCounters;
+use super::prepared::StatementRegistry;
 use super::session;
+use super::settings::Settings;
 use super::startup::{self, Opening, Startup, StartupError};
 use crate::config::{AuthType, ClientSecret, Config, DatabaseConfig, ScramVerifier, UserConfig};
 use crate::pool::{Pool, PoolLimits};
@@ -32,7 +35,18 @@ pub struct PgService {
     derived_verifiers: HashMap<String, ScramVerifier>,
     pub cancels: Arc<CancelRegistry>,
     pub shutdown: CancellationToken,
+    /// Prepared statements shared by all clients (transaction pooling).
+    pub statements: StatementRegistry,
+    pub pin_counters: PinCounters,
+    /// Startup settings as the server normalises them, per pool, so a
+    /// reconnecting client needs no extra round trip to learn them.
+    normalized: Mutex<HashMap<SettingsKey, Settings>>,
 }
+
+type SettingsKey = (String, String, Vec<(String, String)>);
+
+/// Entries kept in the normalised-settings cache before it starts over.
+const NORMALIZED_CACHE_LIMIT: usize = 1024;
 
 impl PgService {
     /// Builds a pool for every (database, user) pair. Must run inside a
@@ -68,11 +82,47 @@ impl PgService {
             derived_verifiers,
             cancels: Arc::default(),
             shutdown,
+            statements: StatementRegistry::default(),
+            pin_counters: PinCounters::default(),
+            normalized: Mutex::default(),
         }
     }
 
     pub fn pool(&self, database: &str, user: &str) -> Option<&PgPool> {
         self.pools.get(&(database.to_owned(), user.to_owned()))
+    }
+
+    /// The server's normalised form of these startup settings, if known.
+    pub fn normalized_settings(
+        &self,
+        database: &str,
+        user: &str,
+        startup: &[(String, String)],
+    ) -> Option<Settings> {
+        if startup.is_empty() {
+            return Some(Settings::new());
+        }
+        let cache = self.normalized.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&(database.to_owned(), user.to_owned(), startup.to_vec()))
+            .cloned()
+    }
+
+    pub fn remember_settings(
+        &self,
+        database: &str,
+        user: &str,
+        startup: &[(String, String)],
+        normalized: Settings,
+    ) {
+        let mut cache = self.normalized.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= NORMALIZED_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(
+            (database.to_owned(), user.to_owned(), startup.to_vec()),
+            normalized,
+        );
     }
 
     pub fn pools(&self) -> impl Iterator<Item = (&(String, String), &PgPool)> {

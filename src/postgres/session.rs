@@ -1,34 +1,43 @@
-//! A logged-in client's session in session pooling mode, as a state machine
-//! read top to bottom: attach a server connection and apply the client's
-//! startup settings, forward in both directions while watching the few
-//! messages that matter (Terminate, ReadyForQuery, ParameterStatus), then
-//! release the server connection clean — or close it.
+//! A logged-in client's session, as a state machine read top to bottom:
+//! **idle** (no server connection) → **attached** (a server connection
+//! from the pool, with the client's settings moved onto it) → back to idle
+//! when the pool mode allows (never in session mode; after each transaction
+//! or statement otherwise, unless state that cannot move **pins** the
+//! client) → **releasing** when the client leaves: the server connection is
+//! made clean or closed.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::backend::{ServerConn, ServerState};
-use super::cancel::CancelTarget;
-use super::codec::{MessageScanner, ProtocolError, Verdict, frontend_framing};
-use super::messages::{self, ErrorFields, Severity, sqlstate};
-use super::params::{apply_settings_query, session_settings};
-use super::release::clean_for_reuse;
+use super::backend::{ServerConn, UpstreamError};
+use super::cancel::{CancelHandle, CancelTarget};
+use super::codec::{MessageScanner, ProtocolError};
+use super::connector::PgConnector;
+use super::messages::{self, Severity, sqlstate};
+use super::params::session_settings;
+use super::pipeline::ResponseQueue;
+use super::prepared::StatementDef;
+use super::relay;
+use super::release::{RESET_TIMEOUT, clean_for_reuse};
 use super::service::PgService;
+use super::settings::{PROBE_QUERY, Probe, Settings, parse_probe, transition_query};
+use super::sql::PinReason;
 use super::startup::{Startup, send_fatal};
+use crate::config::{PoolMode, PoolSettings};
 use crate::pool::{CheckoutError, Pooled};
 use crate::stream::Stream;
-
-use super::connector::PgConnector;
 
 /// How much to read from either side at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// How a session's forwarding ended.
+/// How a session ended.
 #[derive(Debug)]
-enum Ending {
+pub(super) enum Ending {
     /// The client sent Terminate.
     Terminated,
     /// The client closed or broke its connection.
@@ -37,34 +46,82 @@ enum Ending {
     ClientProtocol(ProtocolError),
     /// The server closed its connection or broke the protocol.
     ServerGone(String),
+    /// No server connection could be had; the client gets this error.
+    NoServer { code: String, message: String },
     /// Idle past `client_idle_timeout`.
     IdleTimeout(Duration),
     /// Shutting down and the session is idle.
     Shutdown,
 }
 
+/// The client's side: its socket and what churnstile knows of its session.
+pub(super) struct ClientSide {
+    pub stream: Stream,
+    /// Bytes read from the client and not yet handled.
+    pub buf: BytesMut,
+    pub scanner: MessageScanner,
+    /// ParameterStatus values the client has been told.
+    pub seen_params: BTreeMap<String, String>,
+    /// Session settings the client's session has (moved with it).
+    pub settings: Settings,
+    /// Its prepared statements by its own names (transaction pooling).
+    pub statements: HashMap<String, Arc<StatementDef>>,
+    /// State that keeps it on its server connection, with a statement each.
+    pub pins: BTreeMap<PinReason, String>,
+    /// Statements since the last probe may have changed session state.
+    pub needs_probe: bool,
+}
+
+/// A server connection lent to the client, and the responses it owes.
+pub(super) struct Attached {
+    pub pooled: Pooled<PgConnector>,
+    pub queue: ResponseQueue,
+}
+
+impl Attached {
+    pub fn conn(&mut self) -> &mut ServerConn {
+        self.pooled.conn()
+    }
+}
+
+pub(super) struct Session<'a> {
+    pub service: &'a PgService,
+    pub settings: PoolSettings,
+    pub client: ClientSide,
+    pub server: Option<Attached>,
+    cancel: CancelHandle,
+    database: String,
+    user: String,
+    peer: &'a str,
+}
+
 /// Runs a logged-in client's session to its end.
 pub async fn run(
     service: &PgService,
-    mut client: Stream,
-    client_buf: BytesMut,
+    mut stream: Stream,
+    buf: BytesMut,
     startup: Startup,
     peer: &str,
 ) {
-    let Some(pool) = service.pool(&startup.database, &startup.user) else {
+    let Some(settings) = service
+        .config
+        .databases
+        .get(&startup.database)
+        .map(|db| db.pool.clone())
+    else {
         send_fatal(
-            &mut client,
+            &mut stream,
             sqlstate::INVALID_CATALOG_NAME,
-            "database is not configured for this user",
+            "database is not configured",
         )
         .await;
         return;
     };
-    let settings = match session_settings(&startup.params) {
-        Ok(settings) => settings,
+    let startup_settings = match session_settings(&startup.params) {
+        Ok(list) => list,
         Err(error) => {
             send_fatal(
-                &mut client,
+                &mut stream,
                 sqlstate::PROTOCOL_VIOLATION,
                 &error.to_string(),
             )
@@ -72,261 +129,437 @@ pub async fn run(
             return;
         }
     };
-    let db = service
-        .config
-        .databases
-        .get(&startup.database)
-        .map(|db| db.pool.clone());
-    let Some(pool_settings) = db else { return };
-
-    let mut server = match pool.checkout(pool_settings.query_wait_timeout).await {
-        Ok(server) => server,
-        Err(error) => {
-            let code = match error {
-                CheckoutError::WaitTimeout(_) => sqlstate::TOO_MANY_CONNECTIONS,
-                CheckoutError::Closed => sqlstate::CANNOT_CONNECT_NOW,
-                CheckoutError::Connect(super::backend::UpstreamError::Rejected(ref fields)) => {
-                    // The upstream's own verdict (e.g. 3D000) helps more than a generic code.
-                    let message = format!("upstream server: {}", fields.message);
-                    send_fatal_owned(&mut client, &fields.code, &message).await;
-                    return;
-                }
-                _ => sqlstate::CONNECTION_FAILURE,
-            };
-            tracing::warn!(%peer, db = %startup.database, user = %startup.user, %error, "client got no server connection");
-            send_fatal(&mut client, code, &error.to_string()).await;
-            return;
-        }
+    let mut session = Session {
+        service,
+        settings,
+        client: ClientSide {
+            stream,
+            buf,
+            scanner: MessageScanner::default(),
+            seen_params: BTreeMap::new(),
+            settings: Settings::new(),
+            statements: HashMap::new(),
+            pins: BTreeMap::new(),
+            needs_probe: false,
+        },
+        server: None,
+        cancel: service.cancels.register(),
+        database: startup.database,
+        user: startup.user,
+        peer,
     };
-
-    if let Err(error) = attach(
-        &mut client,
-        server.conn(),
-        &settings,
-        pool_settings.server_connect_timeout,
-    )
-    .await
-    {
-        if let Some(fields) = error {
-            send_fatal_owned(&mut client, &fields.code, &fields.message).await;
-        }
-        give_back(server, false, &pool_settings.server_reset_query).await;
-        return;
-    }
-
-    let cancel = service.cancels.register();
-    let mut out = BytesMut::new();
-    messages::backend_key_data(&mut out, cancel.key.process_id, cancel.key.secret_key);
-    messages::ready_for_query(&mut out, server.conn().state.tx_status);
-    if client.write_all(&out).await.is_err() {
-        give_back(server, false, &pool_settings.server_reset_query).await;
-        return;
-    }
-    let conn = server.conn();
-    cancel.attach(Some(CancelTarget {
-        upstream: conn.target.clone(),
-        key: conn.key.clone(),
-    }));
-
-    let mut forwarder = Forwarder {
-        client,
-        client_buf,
-        client_scanner: MessageScanner::default(),
+    let ending = match session.log_in(&startup_settings).await {
+        Ok(()) => session.serve().await,
+        Err(ending) => ending,
     };
-    let ending = forwarder
-        .forward(server.conn(), service, pool_settings.client_idle_timeout)
-        .await;
-    cancel.attach(None);
-    drop(cancel);
+    session.finish(ending).await;
+}
 
-    let mid_message = !forwarder.client_scanner.at_boundary();
-    match &ending {
-        Ending::Terminated | Ending::ClientGone => {}
-        Ending::ClientProtocol(error) => {
-            send_fatal(
-                &mut forwarder.client,
-                sqlstate::PROTOCOL_VIOLATION,
-                &error.to_string(),
-            )
-            .await;
-        }
-        Ending::IdleTimeout(limit) => {
-            let message = format!("terminating connection due to client_idle_timeout ({limit:?})");
-            send_fatal(
-                &mut forwarder.client,
-                sqlstate::IDLE_SESSION_TIMEOUT,
-                &message,
-            )
-            .await;
-        }
-        Ending::Shutdown => {
-            let message = "terminating connection due to administrator command";
-            send_fatal(&mut forwarder.client, sqlstate::ADMIN_SHUTDOWN, message).await;
-        }
-        Ending::ServerGone(reason) => {
-            tracing::warn!(%peer, db = %startup.database, %reason, "server connection lost during session");
-            send_fatal(
-                &mut forwarder.client,
-                sqlstate::CONNECTION_FAILURE,
-                &format!("server connection lost: {reason}"),
-            )
-            .await;
-            server.discard();
-            return;
-        }
+impl Session<'_> {
+    fn pooling(&self) -> bool {
+        self.settings.pool_mode != PoolMode::Session
     }
-    drop(forwarder);
-    give_back(server, mid_message, &pool_settings.server_reset_query).await;
-}
 
-async fn send_fatal_owned(client: &mut Stream, code: &str, message: &str) {
-    let mut out = BytesMut::new();
-    messages::error_response(&mut out, Severity::Fatal, code, message);
-    let _ = client.write_all(&out).await;
-}
-
-/// Applies the client's startup settings on the server connection and sends
-/// the client every parameter's true value. `Err(Some(_))` carries the
-/// server's complaint (e.g. an invalid TimeZone) for the client.
-async fn attach(
-    client: &mut Stream,
-    conn: &mut ServerConn,
-    settings: &[(String, String)],
-    limit: Duration,
-) -> Result<(), Option<ErrorFields>> {
-    // Settings the server already reports with the same value need no round trip.
-    let changes: Vec<(String, String)> = settings
-        .iter()
-        .filter(|(name, value)| conn.state.params.get(name) != Some(value))
-        .cloned()
-        .collect();
-    if let Some(query) = apply_settings_query(&changes) {
-        match conn.simple_query(&query, limit).await {
-            Ok(None) => {}
-            Ok(Some(fields)) => return Err(Some(fields)),
-            Err(error) => {
-                return Err(Some(ErrorFields {
-                    severity: "FATAL".into(),
-                    code: sqlstate::CONNECTION_FAILURE.into(),
-                    message: format!("could not apply startup parameters: {error}"),
-                }));
-            }
+    /// Attaches a server connection, applies the client's startup settings
+    /// and tells the client the true parameter values, its cancel key, and
+    /// that it is ready.
+    async fn log_in(&mut self, startup_settings: &[(String, String)]) -> Result<(), Ending> {
+        let cached = self
+            .service
+            .normalized_settings(&self.database, &self.user, startup_settings);
+        let known = cached.is_some();
+        self.client.settings = cached.unwrap_or_else(|| startup_settings.iter().cloned().collect());
+        self.attach().await?;
+        if self.pooling() && !known && !startup_settings.is_empty() {
+            self.probe().await?;
+            let normalized = self.client.settings.clone();
+            self.service.remember_settings(
+                &self.database,
+                &self.user,
+                startup_settings,
+                normalized,
+            );
         }
-    }
-    let mut out = BytesMut::new();
-    for (name, value) in &conn.state.params {
-        messages::parameter_status(&mut out, name, value);
-    }
-    client.write_all(&out).await.map_err(|_| None)
-}
-
-/// Returns the server connection to its pool if it can be made clean.
-async fn give_back(mut server: Pooled<PgConnector>, mid_message: bool, reset_query: &str) {
-    match clean_for_reuse(server.conn(), mid_message, reset_query).await {
-        Ok(()) => server.release(),
-        Err(error) => {
-            tracing::info!(%error, "closing server connection instead of reusing it");
-            server.discard();
+        let mut out = BytesMut::new();
+        for (name, value) in &self.client.seen_params {
+            messages::parameter_status(&mut out, name, value);
         }
+        messages::backend_key_data(
+            &mut out,
+            self.cancel.key.process_id,
+            self.cancel.key.secret_key,
+        );
+        messages::ready_for_query(&mut out, b'I');
+        self.client
+            .stream
+            .write_all(&out)
+            .await
+            .map_err(|_| Ending::ClientGone)
     }
-}
 
-/// The client half of a session and what is known of its byte stream.
-struct Forwarder {
-    client: Stream,
-    client_buf: BytesMut,
-    client_scanner: MessageScanner,
-}
-
-impl Forwarder {
     /// Forwards both ways until one side ends the session.
-    async fn forward(
-        &mut self,
-        conn: &mut ServerConn,
-        service: &PgService,
-        idle_limit: Option<Duration>,
-    ) -> Ending {
+    async fn serve(&mut self) -> Ending {
         let mut last_activity = Instant::now();
         loop {
-            if !self.client_buf.is_empty() {
-                match self.relay_client_bytes(conn).await {
-                    Ok(true) => return Ending::Terminated,
-                    Ok(false) => {}
-                    Err(ending) => return ending,
-                }
+            if let Err(ending) = self.handle_client_bytes().await {
+                return ending;
             }
-            let idle = conn.state.is_idle();
+            if let Err(ending) = self.release_if_done().await {
+                return ending;
+            }
+            let idle = self
+                .server
+                .as_mut()
+                .is_none_or(|server| server.queue.is_empty() && server.conn().state.is_idle());
+            let idle_limit = self.settings.client_idle_timeout;
             let idle_deadline = idle_limit
                 .filter(|_| idle)
                 .map(|limit| last_activity + limit);
-            self.client_buf.reserve(READ_CHUNK);
-            conn.read_buf.reserve(READ_CHUNK);
+            self.client.buf.reserve(READ_CHUNK);
+            let shutdown = self.service.shutdown.clone();
+            let client = &mut self.client;
+            let server_read = async {
+                match self.server.as_mut() {
+                    Some(server) => {
+                        let conn = server.pooled.conn();
+                        conn.read_buf.reserve(READ_CHUNK);
+                        conn.stream.read_buf(&mut conn.read_buf).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = service.shutdown.cancelled(), if idle => return Ending::Shutdown,
+                _ = shutdown.cancelled(), if idle => return Ending::Shutdown,
                 _ = sleep_until_or_forever(idle_deadline) => {
                     return Ending::IdleTimeout(idle_limit.unwrap_or_default());
                 }
-                read = self.client.read_buf(&mut self.client_buf) => {
-                    match read {
-                        Ok(0) | Err(_) => return Ending::ClientGone,
-                        Ok(_) => last_activity = Instant::now(),
+                read = client.stream.read_buf(&mut client.buf) => match read {
+                    Ok(0) | Err(_) => return Ending::ClientGone,
+                    Ok(_) => last_activity = Instant::now(),
+                },
+                read = server_read => match read {
+                    Ok(0) => return Ending::ServerGone("server closed the connection".into()),
+                    Err(error) => return Ending::ServerGone(error.to_string()),
+                    Ok(_) => {
+                        last_activity = Instant::now();
+                        if let Err(ending) = self.relay_server_bytes().await {
+                            return ending;
+                        }
                     }
-                }
-                read = conn.stream.read_buf(&mut conn.read_buf) => {
-                    match read {
-                        Ok(0) => return Ending::ServerGone("server closed the connection".into()),
-                        Err(error) => return Ending::ServerGone(error.to_string()),
-                        Ok(_) => {}
-                    }
-                    let state = &mut conn.state;
-                    let scanned = conn.scanner.scan(&conn.read_buf, ServerState::framing, |tag, body| {
-                        state.observe(tag, body);
-                        Verdict::Forward
-                    });
-                    let forward = match scanned {
-                        Ok(scanned) => scanned.forward,
-                        Err(error) => return Ending::ServerGone(error.to_string()),
-                    };
-                    if self.client.write_all(&conn.read_buf[..forward]).await.is_err() {
-                        return Ending::ClientGone;
-                    }
-                    conn.read_buf.advance(forward);
-                    last_activity = Instant::now();
-                }
+                },
             }
         }
     }
 
-    /// Forwards complete (or streaming) client messages to the server.
-    /// Returns true when the client sent Terminate.
-    async fn relay_client_bytes(&mut self, conn: &mut ServerConn) -> Result<bool, Ending> {
-        let scanned = self
-            .client_scanner
-            .scan(
-                &self.client_buf,
-                |tag| frontend_framing(tag, b"X"),
-                |tag, _| {
-                    if tag == b'X' {
-                        Verdict::StopBefore
-                    } else {
-                        conn.state.note_sent(tag);
-                        Verdict::Forward
-                    }
-                },
-            )
-            .map_err(Ending::ClientProtocol)?;
-        if scanned.forward > 0 {
-            if let Err(error) = conn
+    /// Handles what the client sent: attaches a server connection first if
+    /// the client has none, then forwards (and, when pooling, rewrites).
+    async fn handle_client_bytes(&mut self) -> Result<(), Ending> {
+        if self.client.buf.is_empty() {
+            return Ok(());
+        }
+        if self.server.is_none() {
+            if self.client.buf.len() < 5 {
+                return Ok(());
+            }
+            if self.client.buf[0] == b'X' {
+                return Err(Ending::Terminated);
+            }
+            self.attach().await?;
+        }
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        let outcome = relay::client_to_server(
+            &mut self.client,
+            server,
+            &self.service.statements,
+            &self.settings,
+        )
+        .map_err(Ending::ClientProtocol)?;
+        let conn = server.pooled.conn();
+        if !outcome.to_server.is_empty() {
+            conn.stream
+                .write_all(&outcome.to_server)
+                .await
+                .map_err(|e| Ending::ServerGone(e.to_string()))?;
+        }
+        if !outcome.to_client.is_empty() {
+            self.client
                 .stream
-                .write_all(&self.client_buf[..scanned.forward])
+                .write_all(&outcome.to_client)
+                .await
+                .map_err(|_| Ending::ClientGone)?;
+        }
+        if outcome.terminated {
+            Err(Ending::Terminated)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Forwards what the server sent, routed through the response queue.
+    async fn relay_server_bytes(&mut self) -> Result<(), Ending> {
+        let pooling = self.pooling();
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        let out = relay::server_to_client(&mut self.client, server, pooling)
+            .map_err(|error| Ending::ServerGone(error.to_string()))?;
+        if !out.is_empty() {
+            self.client
+                .stream
+                .write_all(&out)
+                .await
+                .map_err(|_| Ending::ClientGone)?;
+        }
+        Ok(())
+    }
+
+    /// Under transaction and statement pooling, gives the server connection
+    /// back once nothing is in flight and no transaction is open — after
+    /// asking the server what session state the client now has, when its
+    /// statements may have changed it. A pinned client keeps its connection.
+    async fn release_if_done(&mut self) -> Result<(), Ending> {
+        if !self.pooling() {
+            return Ok(());
+        }
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        if !server.queue.is_empty()
+            || !server.conn().state.is_idle()
+            || !self.client.scanner.at_boundary()
+        {
+            return Ok(());
+        }
+        if self.client.needs_probe {
+            self.probe().await?;
+        }
+        if !self.client.pins.is_empty() {
+            return Ok(());
+        }
+        self.cancel.attach(None).await;
+        if let Some(server) = self.server.take() {
+            server.pooled.release();
+        }
+        Ok(())
+    }
+
+    /// Takes a server connection from the pool and moves the client's
+    /// session settings onto it; the client is told parameter values that
+    /// differ from what it saw.
+    async fn attach(&mut self) -> Result<(), Ending> {
+        let pool = self
+            .service
+            .pool(&self.database, &self.user)
+            .ok_or_else(|| Ending::NoServer {
+                code: sqlstate::INVALID_CATALOG_NAME.into(),
+                message: "database is not configured for this user".into(),
+            })?;
+        let mut pooled = pool.checkout(self.settings.query_wait_timeout).await.map_err(|error| {
+            tracing::warn!(peer = %self.peer, db = %self.database, user = %self.user, %error, "client got no server connection");
+            no_server(error)
+        })?;
+        let conn = pooled.conn();
+        if let Some(query) =
+            transition_query(&conn.applied, &self.client.settings, &conn.state.params)
+        {
+            match conn
+                .simple_query(&query, self.settings.server_connect_timeout)
                 .await
             {
-                return Err(Ending::ServerGone(error.to_string()));
+                Ok(None) => {}
+                Ok(Some(error)) => {
+                    return Err(Ending::NoServer {
+                        code: error.code,
+                        message: error.message,
+                    });
+                }
+                Err(error) => return Err(Ending::ServerGone(error.to_string())),
             }
-            self.client_buf.advance(scanned.forward);
         }
-        Ok(scanned.stopped)
+        conn.applied = self.client.settings.clone();
+        let mut out = BytesMut::new();
+        for (name, value) in &conn.state.params {
+            if self.client.seen_params.get(name) != Some(value)
+                && !self.client.seen_params.is_empty()
+            {
+                messages::parameter_status(&mut out, name, value);
+            }
+        }
+        self.client.seen_params = conn.state.params.clone();
+        self.cancel
+            .attach(Some(CancelTarget {
+                upstream: conn.target.clone(),
+                key: conn.key.clone(),
+            }))
+            .await;
+        self.server = Some(Attached {
+            pooled,
+            queue: ResponseQueue::default(),
+        });
+        if !out.is_empty() {
+            self.client
+                .stream
+                .write_all(&out)
+                .await
+                .map_err(|_| Ending::ClientGone)?;
+        }
+        Ok(())
     }
+
+    /// Asks the server what session state the client has now: settings to
+    /// move with it, state that pins it, prepared statements that exist.
+    async fn probe(&mut self) -> Result<(), Ending> {
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        let conn = server.pooled.conn();
+        let rows = match conn.query_rows(PROBE_QUERY, RESET_TIMEOUT).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(error)) => {
+                return Err(Ending::ServerGone(format!(
+                    "session state query failed: {}",
+                    error.message
+                )));
+            }
+            Err(error) => return Err(Ending::ServerGone(error.to_string())),
+        };
+        let Probe {
+            settings,
+            pins,
+            statements,
+        } = parse_probe(&rows);
+        conn.statements.retain(|name| statements.contains(name));
+        conn.applied = settings.clone();
+        self.client.settings = settings;
+        self.client.needs_probe = false;
+        let load = self.client.pins.remove(&PinReason::Load);
+        let previous = std::mem::take(&mut self.client.pins);
+        for reason in pins {
+            let statement = previous.get(&reason).cloned().unwrap_or_default();
+            if !previous.contains_key(&reason) {
+                self.service.pin_counters.pinned(reason);
+                tracing::debug!(peer = %self.peer, reason = reason.as_str(), "client pinned to its server connection");
+            }
+            self.client.pins.insert(reason, statement);
+        }
+        if let Some(statement) = load {
+            self.client.pins.insert(PinReason::Load, statement);
+        }
+        Ok(())
+    }
+
+    /// Says goodbye to the client as the ending requires, then returns the
+    /// server connection clean or closes it.
+    async fn finish(mut self, ending: Ending) {
+        let mid_message = !self.client.scanner.at_boundary();
+        let farewell = match &ending {
+            Ending::Terminated | Ending::ClientGone => None,
+            Ending::ClientProtocol(error) => {
+                Some((sqlstate::PROTOCOL_VIOLATION.to_owned(), error.to_string()))
+            }
+            Ending::IdleTimeout(limit) => Some((
+                sqlstate::IDLE_SESSION_TIMEOUT.to_owned(),
+                format!("terminating connection due to client_idle_timeout ({limit:?})"),
+            )),
+            Ending::Shutdown => Some((
+                sqlstate::ADMIN_SHUTDOWN.to_owned(),
+                "terminating connection due to administrator command".to_owned(),
+            )),
+            Ending::NoServer { code, message } => Some((code.clone(), message.clone())),
+            Ending::ServerGone(reason) => {
+                tracing::warn!(peer = %self.peer, db = %self.database, %reason, "server connection lost during session");
+                Some((
+                    sqlstate::CONNECTION_FAILURE.to_owned(),
+                    format!("server connection lost: {reason}"),
+                ))
+            }
+        };
+        if let Some((code, message)) = farewell {
+            let mut out = BytesMut::new();
+            messages::error_response(&mut out, Severity::Fatal, &code, &message);
+            let _ = self.client.stream.write_all(&out).await;
+        }
+        self.cancel.attach(None).await;
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        if matches!(ending, Ending::ServerGone(_)) {
+            server.pooled.discard();
+            return;
+        }
+        self.give_back(server, mid_message).await;
+    }
+
+    /// Makes the server connection clean for the next client. In session
+    /// mode (or when the client was pinned) that includes
+    /// `server_reset_query`; otherwise the client's settings stay and are
+    /// moved away as a difference by the next client.
+    async fn give_back(&mut self, mut server: Attached, mid_message: bool) {
+        let full_reset =
+            !self.pooling() || !self.client.pins.is_empty() || !server.queue.is_empty();
+        let reset_query = if full_reset {
+            self.settings.server_reset_query.as_str()
+        } else {
+            ""
+        };
+        let conn = server.pooled.conn();
+        let cleaned = clean_for_reuse(conn, mid_message, reset_query).await;
+        let resynced = match (&cleaned, full_reset && self.pooling()) {
+            (Ok(()), true) => self.resync(conn).await,
+            (Ok(()), false) => {
+                if full_reset {
+                    conn.applied.clear();
+                    conn.statements.clear();
+                }
+                Ok(())
+            }
+            (Err(_), _) => Ok(()),
+        };
+        match cleaned.map_err(|e| e.to_string()).and(resynced) {
+            Ok(()) => server.pooled.release(),
+            Err(error) => {
+                tracing::info!(%error, "closing server connection instead of reusing it");
+                server.pooled.discard();
+            }
+        }
+    }
+
+    /// After a reset under transaction pooling, learns what the server
+    /// connection really holds now.
+    async fn resync(&self, conn: &mut ServerConn) -> Result<(), String> {
+        match conn.query_rows(PROBE_QUERY, RESET_TIMEOUT).await {
+            Ok(Ok(rows)) => {
+                let probe = parse_probe(&rows);
+                if !probe.pins.is_empty() {
+                    return Err("session state survived the reset query".into());
+                }
+                conn.statements
+                    .retain(|name| probe.statements.contains(name));
+                conn.applied = probe.settings;
+                Ok(())
+            }
+            Ok(Err(error)) => Err(error.message),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+fn no_server(error: CheckoutError<UpstreamError>) -> Ending {
+    let (code, message) = match &error {
+        CheckoutError::WaitTimeout(_) => {
+            (sqlstate::TOO_MANY_CONNECTIONS.to_owned(), error.to_string())
+        }
+        CheckoutError::Closed => (sqlstate::CANNOT_CONNECT_NOW.to_owned(), error.to_string()),
+        // The upstream's own verdict (e.g. 3D000) helps more than a generic code.
+        CheckoutError::Connect(UpstreamError::Rejected(fields)) => (
+            fields.code.clone(),
+            format!("upstream server: {}", fields.message),
+        ),
+        _ => (sqlstate::CONNECTION_FAILURE.to_owned(), error.to_string()),
+    };
+    Ending::NoServer { code, message }
 }
 
 async fn sleep_until_or_forever(deadline: Option<Instant>) {

@@ -75,6 +75,40 @@ pub fn analyze(sql: &str) -> Analysis {
     analysis
 }
 
+/// What a lone `DEALLOCATE` statement names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deallocate {
+    All,
+    Name(String),
+}
+
+/// The target of `DEALLOCATE [PREPARE] {name | ALL}` when that is the whole
+/// query string; unquoted names fold to lower case as in PostgreSQL.
+pub fn deallocate_target(sql: &str) -> Option<Deallocate> {
+    let statements = split(sql);
+    let [statement] = statements.as_slice() else {
+        return None;
+    };
+    let rest = strip_keyword(statement.text, "DEALLOCATE")?;
+    let rest = strip_keyword(rest, "PREPARE").unwrap_or(rest).trim();
+    if rest.eq_ignore_ascii_case("ALL") {
+        return Some(Deallocate::All);
+    }
+    if let Some(quoted) = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        return Some(Deallocate::Name(quoted.replace("\"\"", "\"")));
+    }
+    let is_identifier = !rest.is_empty() && rest.bytes().all(|b| is_word_byte(Some(b)));
+    is_identifier.then(|| Deallocate::Name(rest.to_ascii_lowercase()))
+}
+
+/// `text` after a leading keyword and white space.
+fn strip_keyword<'a>(text: &'a str, keyword: &str) -> Option<&'a str> {
+    let head = text.get(..keyword.len())?;
+    let rest = &text[keyword.len()..];
+    (head.eq_ignore_ascii_case(keyword) && rest.starts_with(|c: char| c.is_ascii_whitespace()))
+        .then(|| rest.trim_start())
+}
+
 /// One statement: its trimmed text and its words in upper case (string
 /// literals, quoted identifiers and comments left out).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,6 +391,22 @@ mod tests {
     fn positional_parameters_are_not_dollar_quotes() {
         let analysis = analyze("SELECT $1; LISTEN x");
         assert_eq!(analysis.pins.len(), 1);
+    }
+
+    #[test]
+    fn deallocate_targets() {
+        assert_eq!(deallocate_target("DEALLOCATE ALL"), Some(Deallocate::All));
+        assert_eq!(
+            deallocate_target("deallocate prepare S_1;"),
+            Some(Deallocate::Name("s_1".into()))
+        );
+        assert_eq!(
+            deallocate_target("DEALLOCATE \"Mixed\"\"q\""),
+            Some(Deallocate::Name("Mixed\"q".into()))
+        );
+        assert_eq!(deallocate_target("DEALLOCATE a; SELECT 1"), None);
+        assert_eq!(deallocate_target("DEALLOCATEX a"), None);
+        assert_eq!(deallocate_target("SELECT 1"), None);
     }
 
     #[test]

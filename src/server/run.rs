@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::accept::{Listener, accept_loop};
 use super::bind::{BindError, bind_tcp, bind_unix};
-use crate::config::{Config, PoolMode};
+use crate::config::Config;
 use crate::postgres::service::PgService;
 
 /// Why the proxy could not start or run.
@@ -33,17 +33,6 @@ pub enum RunError {
 
 /// Runs until SIGTERM or SIGINT and a graceful shutdown.
 pub async fn run(config: Config) -> Result<(), RunError> {
-    for (name, db) in &config.databases {
-        let mode = match db.pool.pool_mode {
-            PoolMode::Session => continue,
-            PoolMode::Transaction => "transaction",
-            PoolMode::Statement => "statement",
-        };
-        return Err(RunError::UnsupportedPoolMode {
-            database: name.clone(),
-            mode,
-        });
-    }
     let (listeners, socket_file) = bind_all(&config)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;

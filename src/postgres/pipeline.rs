@@ -1,0 +1,259 @@
+//! The responses a server connection owes, in order, for the messages
+//! churnstile sent it. Under transaction pooling churnstile rewrites the
+//! extended protocol (prepared statements are renamed, prepared lazily,
+//! closed on eviction), so some responses must be swallowed (they answer
+//! messages the client never sent) and some synthesised (they answer
+//! messages churnstile answered itself). This queue keeps the client's view
+//! exactly what a direct connection would show, errors included.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+/// A response (or run of responses) the server owes for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// ParseComplete for a Parse; `prepares` is the server-side statement
+    /// name it creates, `swallow` when churnstile injected the Parse.
+    Parse {
+        prepares: Option<String>,
+        swallow: bool,
+    },
+    Bind,
+    /// CloseComplete; `evicts` names a statement churnstile closed itself.
+    Close {
+        evicts: Option<String>,
+        swallow: bool,
+    },
+    DescribeStatement,
+    DescribePortal,
+    /// Rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
+    Execute,
+    /// ReadyForQuery.
+    Sync,
+    /// A simple query or function call: everything up to ReadyForQuery.
+    Query,
+    /// Bytes churnstile answers with itself, sent when their turn comes.
+    Synthetic(Bytes),
+}
+
+/// Bookkeeping a server's responses imply for its prepared statements.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StatementChanges {
+    /// Parses that failed or were skipped: not prepared after all.
+    pub not_prepared: Vec<String>,
+    /// Evicting Closes that were skipped: still prepared.
+    pub still_prepared: Vec<String>,
+}
+
+/// What to do with one server message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    Forward,
+    Swallow,
+}
+
+/// Responses owed by one server connection, oldest first.
+#[derive(Debug, Default)]
+pub struct ResponseQueue {
+    entries: VecDeque<Expect>,
+}
+
+impl ResponseQueue {
+    pub fn push(&mut self, expect: Expect) {
+        self.entries.push_back(expect);
+    }
+
+    /// Takes back the entry pushed last (to put entries before it).
+    pub fn pop_last(&mut self) -> Option<Expect> {
+        self.entries.pop_back()
+    }
+
+    /// Nothing is owed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends synthesised responses whose turn has come.
+    pub fn emit_ready(&mut self, out: &mut BytesMut) {
+        while let Some(Expect::Synthetic(_)) = self.entries.front() {
+            if let Some(Expect::Synthetic(bytes)) = self.entries.pop_front() {
+                out.extend_from_slice(&bytes);
+            }
+        }
+    }
+
+    /// Routes one server message by its type, updating what is owed.
+    /// Synthesised responses due before it are appended to `out` first;
+    /// those due after it go out with the next message or [`Self::emit_ready`].
+    pub fn route(
+        &mut self,
+        tag: u8,
+        out: &mut BytesMut,
+        changes: &mut StatementChanges,
+    ) -> Routing {
+        self.emit_ready(out);
+        match tag {
+            b'1' => match self.entries.pop_front() {
+                Some(Expect::Parse { swallow: true, .. }) => Routing::Swallow,
+                _ => Routing::Forward,
+            },
+            b'3' => match self.entries.pop_front() {
+                Some(Expect::Close { swallow: true, .. }) => Routing::Swallow,
+                _ => Routing::Forward,
+            },
+            b'2' => self.pop_if(|e| matches!(e, Expect::Bind)),
+            b'T' | b'n' => {
+                self.pop_if(|e| matches!(e, Expect::DescribeStatement | Expect::DescribePortal))
+            }
+            b'C' | b'I' | b's' => self.pop_if(|e| matches!(e, Expect::Execute)),
+            b'Z' => self.pop_if(|e| matches!(e, Expect::Sync | Expect::Query)),
+            b'E' => {
+                self.fail(changes);
+                Routing::Forward
+            }
+            _ => Routing::Forward,
+        }
+    }
+
+    fn pop_if(&mut self, expected: impl Fn(&Expect) -> bool) -> Routing {
+        if self.entries.front().is_some_and(expected) {
+            self.entries.pop_front();
+        }
+        Routing::Forward
+    }
+
+    /// An ErrorResponse: inside a simple query the query goes on to its
+    /// ReadyForQuery; in the extended protocol the server skips every
+    /// message up to the next Sync, so nothing is owed for them.
+    fn fail(&mut self, changes: &mut StatementChanges) {
+        if matches!(self.entries.front(), Some(Expect::Query)) {
+            return;
+        }
+        while let Some(entry) = self.entries.front() {
+            if matches!(entry, Expect::Sync | Expect::Query) {
+                break;
+            }
+            match self.entries.pop_front() {
+                Some(Expect::Parse {
+                    prepares: Some(name),
+                    ..
+                }) => changes.not_prepared.push(name),
+                Some(Expect::Close {
+                    evicts: Some(name), ..
+                }) => changes.still_prepared.push(name),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(queue: &mut ResponseQueue, tags: &[u8]) -> (Vec<u8>, StatementChanges) {
+        let mut out = BytesMut::new();
+        let mut changes = StatementChanges::default();
+        for &tag in tags {
+            if queue.route(tag, &mut out, &mut changes) == Routing::Forward {
+                out.extend_from_slice(&[tag]);
+            }
+        }
+        queue.emit_ready(&mut out);
+        (out.to_vec(), changes)
+    }
+
+    fn synthetic(tag: u8) -> Expect {
+        Expect::Synthetic(Bytes::copy_from_slice(&[tag]))
+    }
+
+    #[test]
+    fn injected_parse_is_swallowed_and_skipped_parse_synthesised() {
+        let mut queue = ResponseQueue::default();
+        queue.push(Expect::Parse {
+            prepares: Some("ps1".into()),
+            swallow: true,
+        });
+        queue.push(Expect::Bind);
+        queue.push(Expect::Execute);
+        queue.push(synthetic(b'1'));
+        queue.push(Expect::Bind);
+        queue.push(Expect::Execute);
+        queue.push(Expect::Sync);
+        let (out, changes) = run(&mut queue, b"12DC2DCZ");
+        assert_eq!(out, b"2DC12DCZ".to_vec());
+        assert_eq!(changes, StatementChanges::default());
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn synthesised_response_at_the_head_goes_out_at_once() {
+        let mut queue = ResponseQueue::default();
+        queue.push(synthetic(b'1'));
+        let mut out = BytesMut::new();
+        queue.emit_ready(&mut out);
+        assert_eq!(&out[..], b"1");
+    }
+
+    #[test]
+    fn error_skips_to_sync_and_unrecords_statements() {
+        let mut queue = ResponseQueue::default();
+        queue.push(Expect::Parse {
+            prepares: Some("ps1".into()),
+            swallow: true,
+        });
+        queue.push(Expect::Bind);
+        queue.push(synthetic(b'1'));
+        queue.push(Expect::Close {
+            evicts: Some("ps0".into()),
+            swallow: true,
+        });
+        queue.push(Expect::Parse {
+            prepares: Some("ps2".into()),
+            swallow: false,
+        });
+        queue.push(Expect::Sync);
+        let (out, changes) = run(&mut queue, b"EZ");
+        assert_eq!(
+            out,
+            b"EZ".to_vec(),
+            "the injected Parse's error reaches the client"
+        );
+        assert_eq!(
+            changes.not_prepared,
+            vec!["ps1".to_owned(), "ps2".to_owned()]
+        );
+        assert_eq!(changes.still_prepared, vec!["ps0".to_owned()]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn simple_query_errors_wait_for_ready_for_query() {
+        let mut queue = ResponseQueue::default();
+        queue.push(Expect::Query);
+        queue.push(synthetic(b'x'));
+        let (out, _) = run(&mut queue, b"TDCEZ");
+        assert_eq!(out, b"TDCEZx".to_vec());
+    }
+
+    #[test]
+    fn describe_statement_spans_two_messages() {
+        let mut queue = ResponseQueue::default();
+        queue.push(Expect::DescribeStatement);
+        queue.push(synthetic(b'3'));
+        queue.push(Expect::Sync);
+        let (out, _) = run(&mut queue, b"tTZ");
+        assert_eq!(out, b"tT3Z".to_vec());
+    }
+
+    #[test]
+    fn async_messages_do_not_release_synthesised_responses_early() {
+        let mut queue = ResponseQueue::default();
+        queue.push(Expect::Bind);
+        queue.push(synthetic(b'3'));
+        queue.push(Expect::Sync);
+        let (out, _) = run(&mut queue, b"N2Z");
+        assert_eq!(out, b"N23Z".to_vec());
+    }
+}

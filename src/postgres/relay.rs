@@ -1,0 +1,358 @@
+//! Moving messages between an attached client and server connection. In
+//! session mode bytes pass through untouched (only Terminate is held back).
+//! Under transaction and statement pooling the extended protocol is
+//! rewritten: client statement names become churnstile's server-side names,
+//! statements are prepared lazily where the client landed, closes and
+//! duplicate prepares are answered by churnstile, and the response queue
+//! keeps what the client sees identical to a direct connection.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::backend::ServerState;
+use super::codec::{
+    self, Framing, MAX_INSPECTED_MESSAGE, ProtocolError, Verdict, frontend_framing,
+};
+use super::params::literal;
+use super::pipeline::{Expect, ResponseQueue, Routing, StatementChanges};
+use super::prepared::{
+    ServerStatements, StatementDef, StatementRegistry, bind_message, split_bind, split_parse,
+    split_target, target_message,
+};
+use super::session::{Attached, ClientSide};
+use super::sql::{self, Analysis, Deallocate};
+use crate::config::{PinPolicy, PoolMode, PoolSettings};
+
+const PARSE_COMPLETE: &[u8] = &[b'1', 0, 0, 0, 4];
+const CLOSE_COMPLETE: &[u8] = &[b'3', 0, 0, 0, 4];
+
+/// What handling the client's bytes produced.
+#[derive(Debug, Default)]
+pub(super) struct ClientOutcome {
+    pub to_server: BytesMut,
+    /// Responses churnstile gives itself, due now.
+    pub to_client: BytesMut,
+    /// The client sent Terminate.
+    pub terminated: bool,
+}
+
+/// Handles the whole messages (and streamed parts) the client has sent.
+pub(super) fn client_to_server(
+    client: &mut ClientSide,
+    server: &mut Attached,
+    registry: &StatementRegistry,
+    settings: &PoolSettings,
+) -> Result<ClientOutcome, ProtocolError> {
+    let pooling = settings.pool_mode != PoolMode::Session;
+    let inspect: &[u8] = if pooling { b"XQPBDC" } else { b"X" };
+    let mut outcome = ClientOutcome::default();
+    let conn = server.pooled.conn();
+    let mut rewriter = Rewriter {
+        client_statements: &mut client.statements,
+        server_statements: &mut conn.statements,
+        queue: &mut server.queue,
+        registry,
+        settings,
+        needs_probe: &mut client.needs_probe,
+    };
+    let state = &mut conn.state;
+    let scanned = client.scanner.scan(
+        &client.buf,
+        |tag| frontend_framing(tag, inspect),
+        &mut outcome.to_server,
+        |tag, body, out| {
+            if tag == b'X' {
+                return Verdict::StopBefore;
+            }
+            state.note_sent(tag);
+            if pooling {
+                rewriter.handle(tag, body, out)
+            } else {
+                Verdict::Forward
+            }
+        },
+    )?;
+    client.buf.advance(scanned.consumed);
+    outcome.terminated = scanned.stopped;
+    server.queue.emit_ready(&mut outcome.to_client);
+    Ok(outcome)
+}
+
+/// Handles what the server sent; returns the bytes for the client.
+pub(super) fn server_to_client(
+    client: &mut ClientSide,
+    server: &mut Attached,
+    pooling: bool,
+) -> Result<BytesMut, ProtocolError> {
+    let conn = server.pooled.conn();
+    let mut out = BytesMut::with_capacity(conn.read_buf.len() + 16);
+    let mut changes = StatementChanges::default();
+    let framing = |tag| match tag {
+        b'1' | b'3' if pooling => Framing::Inspect {
+            limit: MAX_INSPECTED_MESSAGE,
+        },
+        tag => ServerState::framing(tag),
+    };
+    let state = &mut conn.state;
+    let queue = &mut server.queue;
+    let seen_params = &mut client.seen_params;
+    let scanned = conn
+        .scanner
+        .scan(&conn.read_buf, framing, &mut out, |tag, body, out| {
+            state.observe(tag, body);
+            if let (b'S', Some(mut body)) = (tag, body)
+                && let (Some(name), Some(value)) =
+                    (codec::take_cstr(&mut body), codec::take_cstr(&mut body))
+            {
+                seen_params.insert(name.to_owned(), value.to_owned());
+            }
+            if !pooling {
+                return Verdict::Forward;
+            }
+            match queue.route(tag, out, &mut changes) {
+                Routing::Forward => Verdict::Forward,
+                Routing::Swallow => Verdict::Drop,
+            }
+        })?;
+    conn.read_buf.advance(scanned.consumed);
+    if pooling {
+        server.queue.emit_ready(&mut out);
+        let capacity = usize::MAX;
+        for name in changes.not_prepared {
+            conn.statements.forget(&name);
+        }
+        for name in changes.still_prepared {
+            conn.statements.insert(&name, capacity);
+        }
+    }
+    Ok(out)
+}
+
+/// Rewrites one client's messages for the server connection it is on.
+struct Rewriter<'a> {
+    client_statements: &'a mut std::collections::HashMap<String, Arc<StatementDef>>,
+    server_statements: &'a mut ServerStatements,
+    queue: &'a mut ResponseQueue,
+    registry: &'a StatementRegistry,
+    settings: &'a PoolSettings,
+    needs_probe: &'a mut bool,
+}
+
+impl Rewriter<'_> {
+    fn handle(&mut self, tag: u8, body: Option<&[u8]>, out: &mut BytesMut) -> Verdict {
+        match (tag, body) {
+            (b'Q', Some(body)) => self.query(body, out),
+            (b'P', Some(body)) => self.parse(body, out),
+            (b'B', Some(body)) => self.bind(body, out),
+            (b'D', Some(body)) => self.describe(body, out),
+            (b'C', Some(body)) => self.close(body, out),
+            (b'E', _) => self.expect(Expect::Execute),
+            (b'S', _) => self.expect(Expect::Sync),
+            (b'F', _) => self.expect(Expect::Query),
+            _ => Verdict::Forward,
+        }
+    }
+
+    fn expect(&mut self, expect: Expect) -> Verdict {
+        self.queue.push(expect);
+        Verdict::Forward
+    }
+
+    /// A simple query: noted for state tracking, refused when the pool mode
+    /// or pin policy forbids it, DEALLOCATE of a client statement mapped.
+    fn query(&mut self, body: &[u8], out: &mut BytesMut) -> Verdict {
+        let mut rest = body;
+        let text = codec::take_cstr(&mut rest).unwrap_or_default();
+        let analysis = sql::analyze(text);
+        self.note(&analysis);
+        if let Some(refusal) = self.refusal(&analysis) {
+            write_query(out, &refusal);
+            self.queue.push(Expect::Query);
+            return Verdict::Drop;
+        }
+        self.queue.push(Expect::Query);
+        match sql::deallocate_target(text) {
+            Some(Deallocate::All) => {
+                self.client_statements.clear();
+                self.server_statements.clear();
+                Verdict::Forward
+            }
+            Some(Deallocate::Name(name)) => match self.client_statements.remove(&name) {
+                Some(def) => {
+                    // The queue entry for the query must follow the prepare.
+                    self.queue.pop_last();
+                    self.ensure_prepared(&def, out);
+                    self.server_statements.forget(&def.server_name);
+                    write_query(out, &format!("DEALLOCATE \"{}\"", def.server_name));
+                    self.queue.push(Expect::Query);
+                    Verdict::Drop
+                }
+                None => Verdict::Forward,
+            },
+            None => Verdict::Forward,
+        }
+    }
+
+    fn note(&mut self, analysis: &Analysis) {
+        if analysis.touches_session {
+            *self.needs_probe = true;
+        }
+        if analysis.discards_all {
+            self.client_statements.clear();
+        }
+    }
+
+    /// A query that raises the refusal on the server, so the transaction
+    /// state the client sees is exactly the server's.
+    fn refusal(&self, analysis: &Analysis) -> Option<String> {
+        let message = if self.settings.pool_mode == PoolMode::Statement
+            && analysis.begins_transaction
+        {
+            "transaction blocks are not allowed with pool_mode = statement; each statement runs on its own".to_owned()
+        } else if self.settings.pin_policy == PinPolicy::Reject
+            && let Some((reason, statement)) = analysis.pins.first()
+        {
+            format!(
+                "statement refused by churnstile (pin_policy = reject): \"{statement}\": {}",
+                reason.explanation()
+            )
+        } else {
+            return None;
+        };
+        Some(raise_query("0A000", &message))
+    }
+
+    fn parse(&mut self, body: &[u8], out: &mut BytesMut) -> Verdict {
+        let Some((name, tail)) = split_parse(body) else {
+            return self.expect(Expect::Parse {
+                prepares: None,
+                swallow: false,
+            });
+        };
+        let mut query = &tail[..];
+        self.note(&sql::analyze(
+            codec::take_cstr(&mut query).unwrap_or_default(),
+        ));
+        if name.is_empty() {
+            return self.expect(Expect::Parse {
+                prepares: None,
+                swallow: false,
+            });
+        }
+        let def = self.registry.intern(tail);
+        self.client_statements.insert(name, Arc::clone(&def));
+        if self.server_statements.contains(&def.server_name) {
+            self.server_statements.touch(&def.server_name);
+            self.queue
+                .push(Expect::Synthetic(Bytes::from_static(PARSE_COMPLETE)));
+        } else {
+            self.prepare(&def, out, false);
+        }
+        Verdict::Drop
+    }
+
+    fn bind(&mut self, body: &[u8], out: &mut BytesMut) -> Verdict {
+        let def = split_bind(body).and_then(|(portal, statement, tail)| {
+            let def = self.client_statements.get(&statement).cloned()?;
+            Some((portal, def, tail))
+        });
+        let Some((portal, def, tail)) = def else {
+            return self.expect(Expect::Bind);
+        };
+        self.ensure_prepared(&def, out);
+        bind_message(out, &portal, &def.server_name, tail);
+        self.queue.push(Expect::Bind);
+        Verdict::Drop
+    }
+
+    fn describe(&mut self, body: &[u8], out: &mut BytesMut) -> Verdict {
+        match split_target(body) {
+            Some((b'S', name)) => match self.client_statements.get(&name).cloned() {
+                Some(def) => {
+                    self.ensure_prepared(&def, out);
+                    target_message(out, b'D', b'S', &def.server_name);
+                    self.queue.push(Expect::DescribeStatement);
+                    Verdict::Drop
+                }
+                None => self.expect(Expect::DescribeStatement),
+            },
+            _ => self.expect(Expect::DescribePortal),
+        }
+    }
+
+    /// Closing a named statement only forgets the client's name: the server
+    /// statement may serve other clients and is evicted by the LRU.
+    fn close(&mut self, body: &[u8], _out: &mut BytesMut) -> Verdict {
+        match split_target(body) {
+            Some((b'S', name)) if !name.is_empty() => {
+                self.client_statements.remove(&name);
+                self.queue
+                    .push(Expect::Synthetic(Bytes::from_static(CLOSE_COMPLETE)));
+                Verdict::Drop
+            }
+            _ => self.expect(Expect::Close {
+                evicts: None,
+                swallow: false,
+            }),
+        }
+    }
+
+    fn ensure_prepared(&mut self, def: &StatementDef, out: &mut BytesMut) {
+        if self.server_statements.contains(&def.server_name) {
+            self.server_statements.touch(&def.server_name);
+        } else {
+            self.prepare(def, out, true);
+        }
+    }
+
+    /// Prepares `def` on the server, closing least recently used statements
+    /// first to stay within `max_prepared_statements`.
+    fn prepare(&mut self, def: &StatementDef, out: &mut BytesMut, swallow: bool) {
+        let evicted = self
+            .server_statements
+            .insert(&def.server_name, self.settings.max_prepared_statements);
+        for victim in evicted {
+            target_message(out, b'C', b'S', &victim);
+            self.queue.push(Expect::Close {
+                evicts: Some(victim),
+                swallow: true,
+            });
+        }
+        def.parse_message(out);
+        self.queue.push(Expect::Parse {
+            prepares: Some(def.server_name.clone()),
+            swallow,
+        });
+    }
+}
+
+fn write_query(out: &mut BytesMut, sql: &str) {
+    let start = out.len();
+    out.extend_from_slice(&[b'Q', 0, 0, 0, 0]);
+    out.extend_from_slice(sql.as_bytes());
+    out.extend_from_slice(&[0]);
+    let len = (out.len() - start - 1) as u32;
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+}
+
+/// A statement that fails on the server with `code` and `message`.
+fn raise_query(code: &str, message: &str) -> String {
+    format!(
+        "DO $churnstile$ BEGIN RAISE EXCEPTION USING ERRCODE = {}, MESSAGE = {}; END $churnstile$",
+        literal(code),
+        literal(&message.replace("$churnstile$", "$ churnstile$"))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raise_query_cannot_be_broken_out_of() {
+        let query = raise_query("0A000", "x $churnstile$; DROP TABLE t; --'");
+        assert_eq!(query.matches("$churnstile$").count(), 2);
+        assert!(query.contains("E'x $ churnstile$; DROP TABLE t; --'''"));
+    }
+}

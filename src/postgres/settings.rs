@@ -1,0 +1,138 @@
+//! Session state under transaction pooling: a client's settings are moved
+//! to whichever server connection it lands on as a difference from what
+//! that connection already has, and after statements that may change
+//! session state the server is asked what the state really is (so rolled
+//! back SETs, SET LOCAL and failed statements are never replayed).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::backend::Row;
+use super::params::apply_settings_query;
+use super::sql::PinReason;
+
+/// Session settings by name, as `pg_settings` spells them.
+pub type Settings = BTreeMap<String, String>;
+
+/// One query asking the server for its session settings, the state that
+/// pins, and the protocol-level prepared statements it holds.
+pub const PROBE_QUERY: &str = "SELECT 's', name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
+     WHERE source = 'session' AND name NOT LIKE 'transaction\\_%' \
+     UNION ALL SELECT 'p', 'listen', count(*)::text FROM pg_catalog.pg_listening_channels() \
+     UNION ALL SELECT 'p', 'advisory_lock', count(*)::text FROM pg_catalog.pg_locks \
+     WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() \
+     UNION ALL SELECT 'p', 'temp_table', count(*)::text FROM pg_catalog.pg_class \
+     WHERE relpersistence = 't' AND relnamespace = pg_catalog.pg_my_temp_schema() \
+     UNION ALL SELECT 'p', 'hold_cursor', count(*)::text FROM pg_catalog.pg_cursors WHERE is_holdable \
+     UNION ALL SELECT 'p', 'sql_prepare', count(*)::text FROM pg_catalog.pg_prepared_statements WHERE from_sql \
+     UNION ALL SELECT 'q', name, '' FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql";
+
+/// What the server reported about a session.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub settings: Settings,
+    pub pins: BTreeSet<PinReason>,
+    /// Protocol-level prepared statements on the server connection.
+    pub statements: BTreeSet<String>,
+}
+
+/// Reads the rows of [`PROBE_QUERY`].
+pub fn parse_probe(rows: &[Row]) -> Probe {
+    let mut probe = Probe::default();
+    for row in rows {
+        let [Some(kind), Some(name), value] = row.as_slice() else {
+            continue;
+        };
+        match kind.as_str() {
+            "s" => {
+                probe
+                    .settings
+                    .insert(name.clone(), value.clone().unwrap_or_default());
+            }
+            "p" if value.as_deref().is_some_and(|count| count != "0") => {
+                if let Some(reason) = PinReason::ALL.into_iter().find(|r| r.as_str() == name) {
+                    probe.pins.insert(reason);
+                }
+            }
+            "q" => {
+                probe.statements.insert(name.clone());
+            }
+            _ => {}
+        }
+    }
+    probe
+}
+
+/// The statements turning a server connection whose session settings are
+/// `applied` into one with `wanted`; `None` when nothing differs. Settings
+/// the server already reports with the wanted value (`reported`) are left.
+pub fn transition_query(
+    applied: &Settings,
+    wanted: &Settings,
+    reported: &BTreeMap<String, String>,
+) -> Option<String> {
+    let changes: Vec<(String, String)> = wanted
+        .iter()
+        .filter(|(name, value)| {
+            applied.get(*name) != Some(value) && reported.get(*name) != Some(value)
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let resets: Vec<String> = applied
+        .keys()
+        .filter(|name| !wanted.contains_key(*name))
+        .map(|name| format!("RESET \"{}\"", name.replace('"', "\"\"")))
+        .collect();
+    let mut statements: Vec<String> = apply_settings_query(&changes).into_iter().collect();
+    statements.extend(resets);
+    (!statements.is_empty()).then(|| statements.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(items: &[(&str, &str)]) -> Settings {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn probe_rows_become_settings_pins_and_statements() {
+        let row = |a: &str, b: &str, c: Option<&str>| {
+            vec![Some(a.to_owned()), Some(b.to_owned()), c.map(str::to_owned)]
+        };
+        let rows = vec![
+            row("s", "search_path", Some("a, b")),
+            row("p", "listen", Some("1")),
+            row("p", "temp_table", Some("0")),
+            row("q", "churnstile_ps_3", Some("")),
+        ];
+        let probe = parse_probe(&rows);
+        assert_eq!(probe.settings, settings(&[("search_path", "a, b")]));
+        assert_eq!(probe.pins, BTreeSet::from([PinReason::Listen]));
+        assert_eq!(
+            probe.statements,
+            BTreeSet::from(["churnstile_ps_3".to_owned()])
+        );
+    }
+
+    #[test]
+    fn transition_sets_what_differs_and_resets_what_is_gone() {
+        let applied = settings(&[("search_path", "a"), ("work_mem", "8MB")]);
+        let wanted = settings(&[("search_path", "a"), ("statement_timeout", "5s")]);
+        assert_eq!(
+            transition_query(&applied, &wanted, &BTreeMap::new()).unwrap(),
+            "SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false); RESET \"work_mem\""
+        );
+        assert_eq!(transition_query(&wanted, &wanted, &BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn reported_values_need_no_round_trip() {
+        let wanted = settings(&[("client_encoding", "UTF8")]);
+        let reported = settings(&[("client_encoding", "UTF8")]);
+        assert_eq!(transition_query(&Settings::new(), &wanted, &reported), None);
+    }
+}
