@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::Path;
 use std::pin::pin;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -92,6 +92,7 @@ fn run_command(mut command: Command, scratch: &Path) -> (bool, String, String) {
         File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
     };
     command
+        .stdin(Stdio::null())
         .stdout(create(&stdout_path))
         .stderr(create(&stderr_path));
     let description = format!("{command:?}");
@@ -106,11 +107,12 @@ fn run_command(mut command: Command, scratch: &Path) -> (bool, String, String) {
 }
 
 /// `psql` for the proxy at `host` (an IP or the socket directory), without
-/// psqlrc, unaligned and tuples only, stopping at the first error.
+/// psqlrc or password prompts, unaligned and tuples only, stopping at the
+/// first error.
 fn psql(proxy: &Proxy, host: &str, user: &str, password: &str) -> Command {
     let mut command = Command::new("psql");
     command
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host])
+        .args(["-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host])
         .args(["-p", &proxy.port().to_string(), "-U", user, "-d", APP_DB])
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
