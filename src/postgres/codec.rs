@@ -108,11 +108,22 @@ pub fn decode_initial(buf: &mut BytesMut) -> Result<Option<InitialPacket>, Proto
                 secret_key: packet.get_i32(),
             }
         }
-        version => InitialPacket::Startup {
-            major: (version >> 16) as u16,
-            minor: (version & 0xffff) as u16,
-            params: decode_startup_params(&packet)?,
-        },
+        version => {
+            let major = (version >> 16) as u16;
+            // Other major versions lay the body out differently (2.0 uses
+            // fixed-size fields); like PostgreSQL, refuse the version, not
+            // the layout, so the client learns why.
+            let params = if major == 3 {
+                decode_startup_params(&packet)?
+            } else {
+                Vec::new()
+            };
+            InitialPacket::Startup {
+                major,
+                minor: (version & 0xffff) as u16,
+                params,
+            }
+        }
     };
     Ok(Some(decoded))
 }
@@ -388,6 +399,25 @@ mod tests {
             decode_initial(&mut buf),
             Err(ProtocolError::Malformed("startup packet"))
         );
+    }
+
+    #[test]
+    fn protocol_2_startup_decodes_to_its_version() {
+        let mut buf = BytesMut::new();
+        buf.put_u32(4 + 4 + 288);
+        buf.put_i32(2 << 16);
+        let mut fields = b"app".to_vec();
+        fields.resize(288, 0);
+        buf.put_slice(&fields);
+        assert_eq!(
+            decode_initial(&mut buf),
+            Ok(Some(InitialPacket::Startup {
+                major: 2,
+                minor: 0,
+                params: Vec::new(),
+            }))
+        );
+        assert!(buf.is_empty());
     }
 
     #[test]
