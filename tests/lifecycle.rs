@@ -1,0 +1,698 @@
+//! The proxy's life from start to exit: a taken TCP port or Unix socket
+//! named with its owner, graceful shutdown on SIGTERM and SIGINT (idle
+//! clients told 57P01, busy ones let finish up to `shutdown_timeout`, pooled
+//! upstream connections closed), `check-config`, the zero-config flags, and
+//! no file descriptor leaked by churning clients.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use postgres_protocol::authentication::md5_hash;
+use support::{APP_DB, MD5_USER, PgServer, Proxy, Signal, free_port, pg_proxy_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_postgres::{Client, NoTls};
+
+/// Bound on anything that should happen at once.
+const PROMPTLY: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(50);
+const ADMIN_SHUTDOWN: &str = "57P01";
+const INVALID_PASSWORD: &str = "28P01";
+
+type ConnectionTask = JoinHandle<Result<(), tokio_postgres::Error>>;
+
+/// Connects through the proxy keeping the connection task's outcome, which
+/// is where tokio-postgres reports a FATAL sent to an idle client.
+async fn connect_watched(proxy: &Proxy) -> (Client, ConnectionTask) {
+    let connection_string = proxy.connection_string(MD5_USER.name, MD5_USER.password, APP_DB);
+    let (client, connection) =
+        timeout(PROMPTLY, tokio_postgres::connect(&connection_string, NoTls))
+            .await
+            .expect("login through churnstile finishes promptly")
+            .unwrap_or_else(|e| panic!("login through churnstile: {e}"));
+    (client, tokio::spawn(connection))
+}
+
+/// The SQLSTATE of the error that ended a connection.
+async fn ending_sqlstate(connection: ConnectionTask) -> String {
+    let ended = timeout(PROMPTLY, connection)
+        .await
+        .expect("the connection ends promptly")
+        .unwrap();
+    let error = ended.expect_err("the connection ended with an error from the proxy");
+    error
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not an error from the proxy: {error}"))
+        .code()
+        .code()
+        .to_owned()
+}
+
+/// Waits for churnstile to exit (blocking this worker thread only).
+fn wait_exit(proxy: &mut Proxy, limit: Duration) -> Option<i32> {
+    tokio::task::block_in_place(|| proxy.wait_exit(limit)).map(support::child::exit_code)
+}
+
+/// Polls until `user` has `expected` backends in `app` on the server.
+async fn wait_backends(pg: &PgServer, expected: i64) {
+    let deadline = Instant::now() + PROMPTLY;
+    loop {
+        let now = pg.backends(APP_DB, MD5_USER.name).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} upstream backends, not {expected}, after {PROMPTLY:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A config that names no reachable database: for runs that must fail
+/// before any upstream connection is made.
+fn config_file(dir: &Path, tcp: SocketAddr, socket_dir: &Path) -> String {
+    let text = format!(
+        "[listen]\n\
+         postgres = [\"{tcp}\"]\n\
+         unix_socket_dir = \"{}\"\n\
+         \n\
+         [databases.app]\n\
+         host = \"127.0.0.1\"\n\
+         port = 5432\n\
+         \n\
+         [users.{}]\n\
+         password = \"{}\"\n",
+        socket_dir.display(),
+        MD5_USER.name,
+        MD5_USER.password,
+    );
+    let path = dir.join("churnstile.toml");
+    fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn the_one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got:\n{stderr}");
+    lines[0]
+}
+
+#[test]
+fn a_tcp_port_already_in_use_is_reported_with_its_owner() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = held.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), address, dir.path());
+
+    let exit = Proxy::spawn_expect_exit(&["--config", &config]);
+
+    assert_ne!(exit.code, 0, "stderr:\n{}", exit.stderr);
+    let line = the_one_line(&exit.stderr);
+    assert!(
+        line.contains(&format!(
+            "cannot listen on {address}: address already in use"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("held by pid {} \"", std::process::id())),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_unix_socket_already_in_use_is_reported_with_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let socket_path = dir.path().join(format!(".s.PGSQL.{port}"));
+    let _held = UnixListener::bind(&socket_path).unwrap();
+    let tcp = SocketAddr::from(([127, 0, 0, 1], port));
+    let config = config_file(dir.path(), tcp, dir.path());
+
+    let exit = Proxy::spawn_expect_exit(&["--config", &config]);
+
+    assert_ne!(exit.code, 0, "stderr:\n{}", exit.stderr);
+    let line = the_one_line(&exit.stderr);
+    assert!(
+        line.contains(&format!(
+            "cannot listen on {}: address already in use",
+            socket_path.display()
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("held by pid {} \"", std::process::id())),
+        "{line}"
+    );
+    assert!(socket_path.exists(), "churnstile removed a live socket");
+    // The TCP listener it had opened first is gone with it.
+    TcpListener::bind(tcp).unwrap_or_else(|e| panic!("{tcp} still taken after exit: {e}"));
+}
+
+/// Idle clients get FATAL 57P01, churnstile exits 0 at once and closes its
+/// pooled upstream connections and its Unix socket.
+async fn idle_clients_are_told_and_the_proxy_exits(signal: Signal) {
+    const CLIENTS: usize = 3;
+    // At debug1 the server logs a client connection that ends without
+    // Terminate ("unexpected EOF on client connection").
+    let pg = PgServer::builder()
+        .config("log_min_messages = debug1")
+        .start();
+    let mut proxy = Proxy::start(&pg_proxy_config(&pg, ""));
+    let socket_file = proxy
+        .socket_dir()
+        .join(format!(".s.PGSQL.{}", proxy.port()));
+    assert!(socket_file.exists());
+    let mut sessions = Vec::new();
+    for _ in 0..CLIENTS {
+        let (client, connection) = connect_watched(&proxy).await;
+        client.simple_query("SELECT 1").await.unwrap();
+        sessions.push((client, connection));
+    }
+    wait_backends(&pg, 3).await;
+
+    let signalled_at = Instant::now();
+    proxy.send_signal(signal);
+    for (_client, connection) in sessions {
+        assert_eq!(ending_sqlstate(connection).await, ADMIN_SHUTDOWN);
+    }
+    let code = wait_exit(&mut proxy, PROMPTLY);
+    assert_eq!(
+        code,
+        Some(0),
+        "exit after {signal:?}; stderr:\n{}",
+        proxy.stderr()
+    );
+    assert!(signalled_at.elapsed() < PROMPTLY);
+    wait_backends(&pg, 0).await;
+    let log = pg.log();
+    let dropped: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("unexpected EOF on client connection"))
+        .collect();
+    assert!(
+        dropped.is_empty(),
+        "pooled connections were dropped without Terminate:\n{}",
+        dropped.join("\n")
+    );
+    assert!(
+        !socket_file.exists(),
+        "the Unix socket file was left behind"
+    );
+    assert_eq!(pg.connections_authorized(APP_DB, MD5_USER.name), CLIENTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_tells_idle_clients_and_exits_cleanly() {
+    idle_clients_are_told_and_the_proxy_exits(Signal::TERM).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_shuts_down_like_sigterm() {
+    idle_clients_are_told_and_the_proxy_exits(Signal::INT).await;
+}
+
+/// Polls until connecting to `port` is refused: the listener is closed.
+async fn wait_refused(port: u16) {
+    let deadline = Instant::now() + PROMPTLY;
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)).await {
+            Err(error) if error.kind() == ErrorKind::ConnectionRefused => return,
+            Err(error) => panic!("connecting to {port}: {error}"),
+            Ok(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "port {port} still accepts after {PROMPTLY:?}"
+                );
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_mid_transaction_may_commit_after_sigterm() {
+    let pg = PgServer::start();
+    let mut proxy = Proxy::start(&pg_proxy_config(&pg, ""));
+    let (busy, busy_connection) = connect_watched(&proxy).await;
+    let (_idle, idle_connection) = connect_watched(&proxy).await;
+    busy.batch_execute("CREATE TABLE orders (n int)")
+        .await
+        .unwrap();
+    busy.batch_execute("BEGIN; INSERT INTO orders VALUES (1)")
+        .await
+        .unwrap();
+
+    proxy.send_signal(Signal::TERM);
+    assert_eq!(ending_sqlstate(idle_connection).await, ADMIN_SHUTDOWN);
+    wait_refused(proxy.port()).await;
+    let late = proxy
+        .try_connect(MD5_USER.name, MD5_USER.password, APP_DB)
+        .await;
+    assert!(late.is_err(), "a new client logged in during shutdown");
+    assert_eq!(
+        wait_exit(&mut proxy, Duration::ZERO),
+        None,
+        "churnstile exited with a transaction open"
+    );
+
+    busy.batch_execute("INSERT INTO orders VALUES (2)")
+        .await
+        .unwrap();
+    busy.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(ending_sqlstate(busy_connection).await, ADMIN_SHUTDOWN);
+    assert_eq!(
+        wait_exit(&mut proxy, PROMPTLY),
+        Some(0),
+        "stderr:\n{}",
+        proxy.stderr()
+    );
+    wait_backends(&pg, 0).await;
+
+    let direct = pg.client(MD5_USER.name, APP_DB).await;
+    let row = direct
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_cuts_off_a_client_that_stays_in_a_transaction() {
+    let pg = PgServer::start();
+    let mut proxy = Proxy::start(&pg_proxy_config(&pg, "[general]\nshutdown_timeout = 1\n"));
+    let (lingering, _connection) = connect_watched(&proxy).await;
+    lingering
+        .batch_execute("CREATE TABLE drafts (n int)")
+        .await
+        .unwrap();
+    lingering
+        .batch_execute("BEGIN; INSERT INTO drafts VALUES (1)")
+        .await
+        .unwrap();
+
+    let signalled_at = Instant::now();
+    proxy.send_signal(Signal::TERM);
+    let code = wait_exit(&mut proxy, PROMPTLY);
+    let took = signalled_at.elapsed();
+    assert_eq!(code, Some(0), "stderr:\n{}", proxy.stderr());
+    assert!(
+        took >= Duration::from_secs(1) && took <= Duration::from_secs(3),
+        "exited {took:?} after SIGTERM with shutdown_timeout = 1"
+    );
+
+    assert!(
+        lingering.simple_query("SELECT 1").await.is_err(),
+        "the lingering client still has a session"
+    );
+    wait_backends(&pg, 0).await;
+    let direct = pg.client(MD5_USER.name, APP_DB).await;
+    let row = direct
+        .query_one("SELECT count(*) FROM drafts", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        0,
+        "the open transaction was committed"
+    );
+}
+
+#[test]
+fn check_config_accepts_the_example_file() {
+    let exit = Proxy::spawn_expect_exit(&["check-config", "config/churnstile.toml"]);
+    assert_eq!(exit.code, 0, "stderr:\n{}", exit.stderr);
+    assert_eq!(
+        exit.stdout.trim_end(),
+        "config/churnstile.toml: OK (1 databases, 1 users)"
+    );
+    assert_eq!(exit.stderr, "");
+}
+
+#[test]
+fn check_config_reports_every_mistake_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    fs::write(
+        &path,
+        "[listen]\n\
+         postgres = [\"localhost:6432\"]\n\
+         \n\
+         [general]\n\
+         max_client_conn = \"many\"\n\
+         colour = \"blue\"\n\
+         \n\
+         [databases.app]\n\
+         host = \"127.0.0.1\"\n",
+    )
+    .unwrap();
+    let file = path.display().to_string();
+
+    let exit = Proxy::spawn_expect_exit(&["check-config", &file]);
+
+    assert_eq!(exit.code, 2, "stderr:\n{}", exit.stderr);
+    assert_eq!(exit.stdout, "");
+    let lines: Vec<&str> = exit.stderr.lines().collect();
+    let expected = [
+        (
+            format!("{file}:2:13: listen.postgres[0]: "),
+            "not an IP address",
+        ),
+        (
+            format!("{file}:5:19: general.max_client_conn: "),
+            "expected an integer",
+        ),
+        (format!("{file}:6:1: general.colour: "), "unknown key"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "stderr:\n{}", exit.stderr);
+    for (line, (prefix, message)) in lines.iter().zip(&expected) {
+        assert!(line.starts_with(prefix.as_str()), "{line}\nwanted {prefix}");
+        assert!(line.contains(message), "{line}\nwanted {message:?}");
+    }
+}
+
+fn upstream_url(pg: &PgServer) -> String {
+    format!(
+        "postgres://{}:{}@127.0.0.1:{}/{APP_DB}",
+        MD5_USER.name,
+        MD5_USER.password,
+        pg.port()
+    )
+}
+
+#[test]
+fn zero_config_refuses_pool_modes_not_available_yet() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let upstream = format!(
+        "postgres://{}:{}@127.0.0.1:5432/{APP_DB}",
+        MD5_USER.name, MD5_USER.password
+    );
+    for mode in ["transaction", "statement"] {
+        let exit = Proxy::spawn_expect_exit(&[
+            "--listen",
+            &listen,
+            "--upstream",
+            &upstream,
+            "--pool-mode",
+            mode,
+        ]);
+        assert_ne!(exit.code, 0, "{mode}: stderr:\n{}", exit.stderr);
+        let line = the_one_line(&exit.stderr);
+        assert!(
+            line.contains(&format!("pool_mode = \"{mode}\"")),
+            "{mode}: {line}"
+        );
+        assert!(line.contains("session"), "{mode}: {line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_config_pool_size_bounds_upstream_connections() {
+    const CLIENTS: usize = 20;
+    let pg = PgServer::start();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let upstream = upstream_url(&pg);
+    let proxy = Proxy::start_args(
+        &[
+            "--listen",
+            &listen,
+            "--upstream",
+            &upstream,
+            "--pool-size",
+            "2",
+        ],
+        port,
+    );
+
+    for index in 0..CLIENTS {
+        let client = proxy
+            .connect(MD5_USER.name, MD5_USER.password, APP_DB)
+            .await;
+        let row = client
+            .query_one("SELECT $1::int", &[&i32::try_from(index).unwrap()])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i32>(0), i32::try_from(index).unwrap());
+    }
+    let sequential = pg.connections_authorized(APP_DB, MD5_USER.name);
+    assert!(
+        (1..=2).contains(&sequential),
+        "{sequential} upstream logins"
+    );
+
+    // All at once, each holding its session a while: two serve, the rest wait.
+    let proxy = std::sync::Arc::new(proxy);
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let proxy = std::sync::Arc::clone(&proxy);
+            tokio::spawn(async move {
+                let client = proxy
+                    .connect(MD5_USER.name, MD5_USER.password, APP_DB)
+                    .await;
+                client
+                    .simple_query("SELECT pg_sleep(0.1)")
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for task in tasks {
+        timeout(Duration::from_secs(30), task)
+            .await
+            .expect("every client is served in turn")
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(pg.connections_authorized(APP_DB, MD5_USER.name), 2);
+}
+
+#[test]
+fn zero_config_listen_without_upstream_is_a_usage_error() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let exit = Proxy::spawn_expect_exit(&["--listen", &listen]);
+    assert_eq!(exit.code, 2, "stderr:\n{}", exit.stderr);
+    assert!(
+        exit.stderr
+            .contains("the following required arguments were not provided"),
+        "{}",
+        exit.stderr
+    );
+    assert!(exit.stderr.contains("--upstream"), "{}", exit.stderr);
+}
+
+#[test]
+fn zero_config_mysql_url_names_the_supported_schemes() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let exit = Proxy::spawn_expect_exit(&[
+        "--listen",
+        &listen,
+        "--upstream",
+        "mysql://root:secret@127.0.0.1:3306/app",
+    ]);
+    assert_eq!(exit.code, 2, "stderr:\n{}", exit.stderr);
+    let line = the_one_line(&exit.stderr);
+    assert!(line.contains("\"mysql://\""), "{line}");
+    assert!(line.contains("postgres://"), "{line}");
+    assert!(line.contains("postgresql://"), "{line}");
+    assert!(!line.contains("secret"), "the password was echoed: {line}");
+}
+
+/// churnstile's open sockets by role, read from /proc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProxyFds {
+    total: usize,
+    /// TCP connections accepted on the listen port (any state).
+    clients: usize,
+    /// TCP connections to the PostgreSQL server.
+    upstream: usize,
+}
+
+/// TCP sockets on this host by inode: (local port, remote port, state).
+fn tcp_sockets() -> HashMap<u64, (u16, u16, u8)> {
+    let mut sockets = HashMap::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = |address: &str| {
+                let (_, port) = address.rsplit_once(':').unwrap();
+                u16::from_str_radix(port, 16).unwrap()
+            };
+            let state = u8::from_str_radix(fields[3], 16).unwrap();
+            let inode: u64 = fields[9].parse().unwrap();
+            sockets.insert(inode, (port(fields[1]), port(fields[2]), state));
+        }
+    }
+    sockets
+}
+
+fn proxy_fds(proxy: &Proxy, pg: &PgServer) -> ProxyFds {
+    const LISTEN: u8 = 0x0A;
+    let fd_dir = format!("/proc/{}/fd", proxy.pid());
+    let inodes: HashSet<u64> = fs::read_dir(&fd_dir)
+        .unwrap()
+        .filter_map(|entry| fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?.strip_prefix("socket:[")?;
+            target.strip_suffix(']')?.parse().ok()
+        })
+        .collect();
+    let tcp = tcp_sockets();
+    let owned = || inodes.iter().filter_map(|inode| tcp.get(inode));
+    ProxyFds {
+        total: proxy.fd_count(),
+        clients: owned()
+            .filter(|(local, _, state)| *local == proxy.port() && *state != LISTEN)
+            .count(),
+        upstream: owned()
+            .filter(|(_, remote, _)| *remote == pg.port())
+            .count(),
+    }
+}
+
+/// Polls until churnstile holds no client connection and its upstream
+/// connections are exactly the server's live backends, then returns its fds.
+async fn settled_fds(proxy: &Proxy, pg: &PgServer) -> ProxyFds {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let fds = proxy_fds(proxy, pg);
+        let backends = pg.backends(APP_DB, MD5_USER.name).await;
+        if fds.clients == 0 && i64::try_from(fds.upstream).unwrap() == backends {
+            return fds;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never settled: {fds:?}, {backends} backends upstream"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn startup_packet() -> Vec<u8> {
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    for text in ["user", MD5_USER.name, "database", APP_DB, ""] {
+        body.extend_from_slice(text.as_bytes());
+        body.push(0);
+    }
+    message(None, &body)
+}
+
+fn message(tag: Option<u8>, body: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = tag.into_iter().collect();
+    out.extend_from_slice(&i32::try_from(body.len() + 4).unwrap().to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+async fn read_message(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    timeout(PROMPTLY, async {
+        let tag = stream.read_u8().await.unwrap();
+        let length = stream.read_i32().await.unwrap();
+        let mut body = vec![0; usize::try_from(length - 4).unwrap()];
+        stream.read_exact(&mut body).await.unwrap();
+        (tag, body)
+    })
+    .await
+    .expect("churnstile answered in time")
+}
+
+/// Sends the startup packet and returns the MD5 salt churnstile asks with.
+async fn start_md5_login(stream: &mut TcpStream) -> [u8; 4] {
+    stream.write_all(&startup_packet()).await.unwrap();
+    let (tag, body) = read_message(stream).await;
+    assert_eq!(tag, b'R', "expected an authentication request");
+    assert_eq!(body[..4], 5i32.to_be_bytes(), "expected an MD5 challenge");
+    body[4..8].try_into().unwrap()
+}
+
+/// One client visit of the given kind, ending however that kind ends.
+async fn visit(proxy: &Proxy, kind: usize) {
+    let address = ("127.0.0.1", proxy.port());
+    match kind {
+        0 => {
+            let client = proxy
+                .connect(MD5_USER.name, MD5_USER.password, APP_DB)
+                .await;
+            let row = client.query_one("SELECT 1", &[]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), 1);
+        }
+        1 => {
+            let Err(error) = proxy.try_connect(MD5_USER.name, "wrong", APP_DB).await else {
+                panic!("logged in with a wrong password");
+            };
+            let code = error.as_db_error().map(|e| e.code().code());
+            assert_eq!(code, Some(INVALID_PASSWORD), "{error}");
+        }
+        2 => drop(TcpStream::connect(address).await.unwrap()),
+        3 => {
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            let packet = startup_packet();
+            stream.write_all(&packet[..packet.len() / 2]).await.unwrap();
+        }
+        4 => {
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            start_md5_login(&mut stream).await;
+        }
+        _ => {
+            // Logged in, a query running, then gone without Terminate.
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            let salt = start_md5_login(&mut stream).await;
+            let hash = md5_hash(MD5_USER.name.as_bytes(), MD5_USER.password.as_bytes(), salt);
+            let mut password = hash.into_bytes();
+            password.push(0);
+            stream
+                .write_all(&message(Some(b'p'), &password))
+                .await
+                .unwrap();
+            while read_message(&mut stream).await.0 != b'Z' {}
+            stream
+                .write_all(&message(Some(b'Q'), b"SELECT pg_sleep(10)\0"))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churning_clients_leak_no_file_descriptors() {
+    const KINDS: usize = 6;
+    const VISITS: usize = 500;
+    let pg = PgServer::start();
+    let proxy = Proxy::start(&pg_proxy_config(&pg, ""));
+    for kind in 0..KINDS {
+        visit(&proxy, kind).await;
+    }
+    let warm = settled_fds(&proxy, &pg).await;
+
+    for round in 0..VISITS {
+        visit(&proxy, round % KINDS).await;
+    }
+    let after = settled_fds(&proxy, &pg).await;
+
+    assert!(after.upstream <= 20, "more than the pool: {after:?}");
+    assert_eq!(
+        after.total - after.upstream,
+        warm.total - warm.upstream,
+        "descriptors other than pooled server connections changed: warm {warm:?}, after {after:?}"
+    );
+    let row = proxy
+        .connect(MD5_USER.name, MD5_USER.password, APP_DB)
+        .await
+        .query_one("SELECT 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+}
