@@ -87,7 +87,13 @@ pub struct BackendKey {
 /// A logged-in server connection and what churnstile knows of its state.
 pub struct ServerConn {
     pub stream: Stream,
+    /// Bytes read from the server and not yet scanned past.
     pub read_buf: BytesMut,
+    /// Where the server's byte stream stands relative to message boundaries
+    /// (e.g. partway through a large DataRow when a client leaves), kept so
+    /// draining after a session resumes framing exactly where forwarding
+    /// stopped.
+    pub scanner: MessageScanner,
     pub target: UpstreamTarget,
     pub key: BackendKey,
     /// Current values of the parameters the server reports (ParameterStatus).
@@ -115,6 +121,7 @@ impl ServerConn {
         let mut conn = ServerConn {
             stream,
             read_buf: BytesMut::with_capacity(16 * 1024),
+            scanner: MessageScanner::default(),
             target: target.clone(),
             key: BackendKey {
                 process_id: 0,
@@ -310,7 +317,16 @@ impl ServerConn {
     }
 
     async fn drain_unbounded(&mut self) -> Result<Option<ErrorFields>, UpstreamError> {
-        let mut scanner = MessageScanner::default();
+        let mut scanner = std::mem::take(&mut self.scanner);
+        let drained = self.drain_with(&mut scanner).await;
+        self.scanner = scanner;
+        drained
+    }
+
+    async fn drain_with(
+        &mut self,
+        scanner: &mut MessageScanner,
+    ) -> Result<Option<ErrorFields>, UpstreamError> {
         let mut first_error = None;
         while self.pending_ready > 0 {
             let mut buf = std::mem::take(&mut self.read_buf);

@@ -233,7 +233,9 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    /// Forwards both ways until one side ends the session.
+    /// Forwards both ways until one side ends the session. Server bytes not
+    /// yet forwarded, and the framing state, are left on `conn` so the
+    /// reset that follows reads on from exactly there.
     async fn forward(
         &mut self,
         conn: &mut ServerConn,
@@ -241,7 +243,29 @@ impl Forwarder {
         idle_limit: Option<Duration>,
     ) -> Ending {
         let mut server_buf = std::mem::take(&mut conn.read_buf);
-        let mut server_scanner = MessageScanner::default();
+        let mut server_scanner = std::mem::take(&mut conn.scanner);
+        let ending = self
+            .forward_with(
+                conn,
+                &mut server_buf,
+                &mut server_scanner,
+                service,
+                idle_limit,
+            )
+            .await;
+        conn.read_buf = server_buf;
+        conn.scanner = server_scanner;
+        ending
+    }
+
+    async fn forward_with(
+        &mut self,
+        conn: &mut ServerConn,
+        server_buf: &mut BytesMut,
+        server_scanner: &mut MessageScanner,
+        service: &PgService,
+        idle_limit: Option<Duration>,
+    ) -> Ending {
         let mut last_activity = Instant::now();
         loop {
             if !self.client_buf.is_empty() {
@@ -268,13 +292,13 @@ impl Forwarder {
                         Ok(_) => last_activity = Instant::now(),
                     }
                 }
-                read = conn.stream.read_buf(&mut server_buf) => {
+                read = conn.stream.read_buf(server_buf) => {
                     match read {
                         Ok(0) => return Ending::ServerGone("server closed the connection".into()),
                         Err(error) => return Ending::ServerGone(error.to_string()),
                         Ok(_) => {}
                     }
-                    let scanned = server_scanner.scan(&server_buf, ServerConn::inspects, |tag, body| {
+                    let scanned = server_scanner.scan(server_buf, ServerConn::inspects, |tag, body| {
                         conn.observe(tag, body);
                         Verdict::Forward
                     });
@@ -282,10 +306,13 @@ impl Forwarder {
                         Ok(scanned) => scanned.forward,
                         Err(error) => return Ending::ServerGone(error.to_string()),
                     };
-                    if self.client.write_all(&server_buf[..forward]).await.is_err() {
+                    let written = self.client.write_all(&server_buf[..forward]).await;
+                    // Scanned and observed: these bytes are done with even
+                    // when the client is gone.
+                    server_buf.advance(forward);
+                    if written.is_err() {
                         return Ending::ClientGone;
                     }
-                    server_buf.advance(forward);
                     last_activity = Instant::now();
                 }
             }
