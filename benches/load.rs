@@ -1,1 +1,625 @@
-fn main() {}
+//! Load benchmark: what churnstile does for an app that opens a connection
+//! per request, compared with connecting directly and with PgBouncer.
+//!
+//! Starts a throwaway PostgreSQL server (`max_connections = 200`), loads it
+//! with `pgbench -i -s 10` (database `app`), starts churnstile in front of it
+//! (session pooling, md5 auth) and, when installed, PgBouncer with the same
+//! settings. Then runs two pgbench workloads against each target, logging in
+//! over TCP on 127.0.0.1 as `md5_user` with md5 authentication:
+//!
+//! - `pgbench -C -S`: a new connection for every (select-only) transaction;
+//! - `pgbench -S`: one persistent connection per client.
+//!
+//! For each run it prints tps (pgbench's "including reconnection times" for
+//! `-C`, "without initial connection time" otherwise), the ratio to the
+//! direct run of the same workload, how many connections PostgreSQL
+//! authorized for `md5_user` during the run (exact, from the server log),
+//! failed transactions, and the TIME_WAIT sockets the run left behind toward
+//! PostgreSQL's port and toward the port pgbench connected to.
+//!
+//! Run it with
+//!
+//! ```text
+//! cargo bench --bench load
+//! ```
+//!
+//! It needs the PostgreSQL server binaries and `pgbench` (tests/run.sh
+//! installs them). PgBouncer is optional (`apt-get install pgbouncer`); the
+//! bench looks for it at /usr/sbin/pgbouncer and skips it when absent.
+//! Settings, from the environment:
+//!
+//! - `CHURNSTILE_BENCH_SECONDS`: length of each run (`-T`), default 10;
+//! - `CHURNSTILE_BENCH_CLIENTS`: pgbench clients (`-c`), default 8;
+//! - `CHURNSTILE_BENCH_THREADS`: pgbench threads (`-j`), default 2;
+//! - `CHURNSTILE_BENCH_POOL_SIZE`: `default_pool_size` of churnstile and
+//!   PgBouncer, default the number of clients.
+//!
+//! The numbers are not checked against any threshold, but the bench exits
+//! non-zero if any run fails outright (pgbench exits non-zero or reports
+//! failed transactions), so a broken proxy cannot produce a result.
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it only checks
+//! its parsers of pgbench's output and /proc/net/tcp, in a moment.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashSet;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode};
+use std::time::Duration;
+
+use rustix::process::Signal;
+use tempfile::TempDir;
+
+use support::child::{self, Startup};
+use support::os_account::{self, Account};
+use support::temp_dirs::temp_dir;
+use support::{APP_DB, MD5_USER, PG_SUPERUSER, PgServer, Proxy, free_port, pg_proxy_config};
+
+const HOST: &str = "127.0.0.1";
+const MAX_CONNECTIONS: u32 = 200;
+const SCALE: u32 = 10;
+const PGBOUNCER_PATHS: [&str; 3] = [
+    "/usr/sbin/pgbouncer",
+    "/usr/local/sbin/pgbouncer",
+    "/usr/bin/pgbouncer",
+];
+const PGBOUNCER_READY_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long past `-T` a pgbench run may take before it counts as hung.
+const RUN_GRACE: Duration = Duration::from_secs(60);
+/// TCP state number of TIME_WAIT in /proc/net/tcp.
+const TCP_TIME_WAIT: &str = "06";
+
+fn main() -> ExitCode {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        check_parsers();
+        println!("load bench: parsers checked; run the bench with `cargo bench --bench load`");
+        return ExitCode::SUCCESS;
+    }
+    let settings = Settings::from_env();
+    print_machine(&settings);
+    let results = run_all(&settings);
+    print_table(&results);
+    report_failures(&results)
+}
+
+/// What the runs look like, from `CHURNSTILE_BENCH_*` variables.
+struct Settings {
+    seconds: u64,
+    clients: u64,
+    threads: u64,
+    pool_size: u64,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let clients = env_number("CHURNSTILE_BENCH_CLIENTS", 8);
+        Settings {
+            seconds: env_number("CHURNSTILE_BENCH_SECONDS", 10),
+            clients,
+            threads: env_number("CHURNSTILE_BENCH_THREADS", 2),
+            pool_size: env_number("CHURNSTILE_BENCH_POOL_SIZE", clients),
+        }
+    }
+}
+
+/// A positive integer from the environment, `default` when unset.
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(value) => value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&number| number > 0)
+            .unwrap_or_else(|| panic!("{name}={value:?} is not a positive integer")),
+    }
+}
+
+fn print_machine(settings: &Settings) {
+    let loadavg = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = loadavg.split_whitespace().take(3).collect();
+    let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
+    println!("machine: {cores} cores, load average {}", load.join(" "));
+    println!(
+        "runs: pgbench -S [-C] -c {} -j {} -T {}, as {} with md5 over TCP; \
+         scale {SCALE}; pool size {} (session mode) for churnstile and PgBouncer",
+        settings.clients, settings.threads, settings.seconds, MD5_USER.name, settings.pool_size
+    );
+    println!();
+}
+
+/// Starts the servers, runs every workload against every target, and
+/// stops the servers again.
+fn run_all(settings: &Settings) -> Vec<RunResult> {
+    let pg = PgServer::builder().max_connections(MAX_CONNECTIONS).start();
+    init_pgbench(&pg);
+    let churnstile = Proxy::start(&pg_proxy_config(
+        &pg,
+        &format!(
+            "[pool]\npool_mode = \"session\"\ndefault_pool_size = {}\n",
+            settings.pool_size
+        ),
+    ));
+    let pgbouncer = PgBouncer::start_if_installed(&pg, settings.pool_size);
+    let mut targets = vec![
+        Target {
+            name: "direct",
+            port: pg.port(),
+        },
+        Target {
+            name: "churnstile",
+            port: churnstile.port(),
+        },
+    ];
+    if let Some(pgbouncer) = &pgbouncer {
+        targets.push(Target {
+            name: "pgbouncer",
+            port: pgbouncer.port,
+        });
+    }
+    let mut results = Vec::new();
+    for workload in [Workload::Reconnect, Workload::Persistent] {
+        for target in &targets {
+            results.push(run_one(&pg, workload, target, settings));
+        }
+    }
+    results
+}
+
+/// `pgbench -i -s 10` on `app`, as the superuser.
+fn init_pgbench(pg: &PgServer) {
+    println!("initializing: pgbench -i -s {SCALE} ...");
+    let output = Command::new("pgbench")
+        .args([
+            "-i",
+            "-q",
+            "-s",
+            &SCALE.to_string(),
+            "-h",
+            HOST,
+            "-U",
+            PG_SUPERUSER,
+        ])
+        .args(["-p", &pg.port().to_string(), APP_DB])
+        .env("PGSSLMODE", "disable")
+        .output()
+        .unwrap_or_else(|e| panic!("running pgbench -i (is pgbench installed?): {e}"));
+    if !output.status.success() {
+        panic!(
+            "pgbench -i failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    /// `-C`: a new connection for every transaction.
+    Reconnect,
+    /// One connection per client for the whole run.
+    Persistent,
+}
+
+impl Workload {
+    fn label(self) -> &'static str {
+        match self {
+            Workload::Reconnect => "-C -S (conn per txn)",
+            Workload::Persistent => "-S (persistent)",
+        }
+    }
+
+    fn pgbench_args(self) -> &'static [&'static str] {
+        match self {
+            Workload::Reconnect => &["-n", "-S", "-C"],
+            Workload::Persistent => &["-n", "-S"],
+        }
+    }
+}
+
+/// Where pgbench connects: PostgreSQL itself or a pooler in front of it.
+struct Target {
+    name: &'static str,
+    port: u16,
+}
+
+struct RunResult {
+    workload: Workload,
+    target: &'static str,
+    tps: f64,
+    failed: u64,
+    upstream_opened: usize,
+    time_wait_pg: usize,
+    time_wait_target: usize,
+    /// Why the run failed outright, if it did.
+    error: Option<String>,
+}
+
+fn run_one(pg: &PgServer, workload: Workload, target: &Target, settings: &Settings) -> RunResult {
+    println!("running: {} against {} ...", workload.label(), target.name);
+    let pg_waits_before = time_wait_toward(pg.port());
+    let target_waits_before = time_wait_toward(target.port);
+    let opened_before = pg.connections_authorized(APP_DB, MD5_USER.name);
+    let run = run_pgbench(workload, target.port, settings);
+    let opened_after = pg.connections_authorized(APP_DB, MD5_USER.name);
+    let report = parse_report(&run.stdout);
+    let error = run_error(&run, &report);
+    if let Some(error) = &error {
+        eprintln!(
+            "{} against {} failed: {error}",
+            workload.label(),
+            target.name
+        );
+        eprintln!(
+            "pgbench stdout:\n{}\npgbench stderr:\n{}",
+            run.stdout, run.stderr
+        );
+    }
+    RunResult {
+        workload,
+        target: target.name,
+        tps: report.tps.unwrap_or(0.0),
+        failed: report.failed,
+        upstream_opened: opened_after.saturating_sub(opened_before),
+        time_wait_pg: time_wait_toward(pg.port())
+            .difference(&pg_waits_before)
+            .count(),
+        time_wait_target: time_wait_toward(target.port)
+            .difference(&target_waits_before)
+            .count(),
+        error,
+    }
+}
+
+/// How one pgbench run ended.
+struct PgbenchRun {
+    /// `None` if it had to be killed.
+    exit_code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs pgbench against `port` as md5_user, killing it if it runs far
+/// longer than `-T` asks for.
+fn run_pgbench(workload: Workload, port: u16, settings: &Settings) -> PgbenchRun {
+    let dir = temp_dir("pgbench");
+    let stdout_path = dir.path().join("stdout.log");
+    let stderr_path = dir.path().join("stderr.log");
+    let mut command = Command::new("pgbench");
+    command
+        .args(workload.pgbench_args())
+        .args(["-c", &settings.clients.to_string()])
+        .args(["-j", &settings.threads.to_string()])
+        .args(["-T", &settings.seconds.to_string()])
+        .args([
+            "-h",
+            HOST,
+            "-p",
+            &port.to_string(),
+            "-U",
+            MD5_USER.name,
+            APP_DB,
+        ])
+        .env("PGPASSWORD", MD5_USER.password)
+        // The same handshake for every target: no SSL or GSS negotiation.
+        .env("PGSSLMODE", "disable")
+        .env("PGGSSENCMODE", "disable")
+        .stdout(create(&stdout_path))
+        .stderr(create(&stderr_path));
+    let mut pgbench =
+        child::spawn_supervised(command).unwrap_or_else(|e| panic!("running pgbench: {e}"));
+    let limit = Duration::from_secs(settings.seconds) + RUN_GRACE;
+    let exit_code = match child::wait_exit(&mut pgbench, limit) {
+        Some(status) => Some(child::exit_code(status)),
+        None => {
+            child::stop(&mut pgbench, Signal::KILL, STOP_GRACE);
+            None
+        }
+    };
+    PgbenchRun {
+        exit_code,
+        stdout: read_lossy(&stdout_path),
+        stderr: read_lossy(&stderr_path),
+    }
+}
+
+/// What pgbench's summary says.
+struct Report {
+    tps: Option<f64>,
+    failed: u64,
+}
+
+/// Reads `tps = N (...)` and `number of failed transactions: N (x%)`
+/// (pgbench 15+; older versions do not retry and print no such line).
+fn parse_report(stdout: &str) -> Report {
+    let mut report = Report {
+        tps: None,
+        failed: 0,
+    };
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("tps = ") {
+            report.tps = first_word(rest).parse().ok();
+        } else if let Some(rest) = line.strip_prefix("number of failed transactions: ") {
+            report.failed = first_word(rest).parse().unwrap_or(u64::MAX);
+        }
+    }
+    report
+}
+
+fn first_word(text: &str) -> &str {
+    text.split_whitespace().next().unwrap_or("")
+}
+
+fn run_error(run: &PgbenchRun, report: &Report) -> Option<String> {
+    match run.exit_code {
+        None => Some(format!(
+            "pgbench hung and was killed after {RUN_GRACE:?} past -T"
+        )),
+        Some(code) if code != 0 => Some(format!("pgbench exited with {code}")),
+        Some(_) if report.failed > 0 => Some(format!("{} failed transactions", report.failed)),
+        Some(_) if report.tps.is_none() => Some("pgbench printed no tps".to_owned()),
+        Some(_) => None,
+    }
+}
+
+/// TIME_WAIT sockets of connections to `port`, as (local, remote)
+/// addresses, from /proc/net/tcp and /proc/net/tcp6.
+///
+/// Whichever end closes first keeps the TIME_WAIT. Usually that is the
+/// client (remote port `port`), but a server that closes as soon as it reads
+/// Terminate sometimes wins the race (local port `port`); both count.
+fn time_wait_toward(port: u16) -> HashSet<(String, String)> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
+        .flat_map(|table| parse_time_waits(&table, port))
+        .collect()
+}
+
+/// Lines look like `0: 0100007F:A1B2 0100007F:1538 06 ...`: slot, local
+/// address, remote address (hex IP:hex port), state.
+fn parse_time_waits(table: &str, port: u16) -> Vec<(String, String)> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let (local, remote, state) = (fields.next()?, fields.next()?, fields.next()?);
+            let port_of = |address: &str| {
+                let (_, hex) = address.rsplit_once(':')?;
+                u16::from_str_radix(hex, 16).ok()
+            };
+            let is_match =
+                state == TCP_TIME_WAIT && (port_of(remote)? == port || port_of(local)? == port);
+            is_match.then(|| (local.to_owned(), remote.to_owned()))
+        })
+        .collect()
+}
+
+fn print_table(results: &[RunResult]) {
+    println!();
+    println!(
+        "{:<21} | {:<10} | {:>10} | {:>9} | {:>15} | {:>6} | {:>12} | {:>16}",
+        "workload",
+        "target",
+        "tps",
+        "vs direct",
+        "upstream opened",
+        "failed",
+        "TIME_WAIT→pg",
+        "TIME_WAIT→target"
+    );
+    println!(
+        "{}",
+        "-".repeat(21 + 10 + 10 + 9 + 15 + 6 + 12 + 16 + 7 * 3)
+    );
+    for result in results {
+        let direct = results
+            .iter()
+            .find(|other| other.workload == result.workload && other.target == "direct")
+            .map_or(0.0, |direct| direct.tps);
+        let ratio = if direct > 0.0 {
+            format!("{:.2}x", result.tps / direct)
+        } else {
+            "-".to_owned()
+        };
+        let tps = if result.error.is_some() {
+            "FAILED".to_owned()
+        } else {
+            format!("{:.1}", result.tps)
+        };
+        println!(
+            "{:<21} | {:<10} | {:>10} | {:>9} | {:>15} | {:>6} | {:>12} | {:>16}",
+            result.workload.label(),
+            result.target,
+            tps,
+            ratio,
+            result.upstream_opened,
+            result.failed,
+            result.time_wait_pg,
+            result.time_wait_target
+        );
+    }
+    println!();
+    println!(
+        "upstream opened: sessions PostgreSQL authorized for {} during the run (server log).",
+        MD5_USER.name
+    );
+    println!(
+        "TIME_WAIT→pg / →target: TIME_WAIT sockets new since the run started, on \
+         connections to PostgreSQL's port / to the port pgbench used (either end)."
+    );
+}
+
+fn report_failures(results: &[RunResult]) -> ExitCode {
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|result| {
+            let error = result.error.as_ref()?;
+            Some(format!(
+                "{} against {}: {error}",
+                result.workload.label(),
+                result.target
+            ))
+        })
+        .collect();
+    if failures.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("\nload bench: {} run(s) failed:", failures.len());
+    for failure in &failures {
+        eprintln!("  {failure}");
+    }
+    ExitCode::FAILURE
+}
+
+/// A PgBouncer in session mode in front of the server, with md5 auth and
+/// `md5_user` in its userlist. Dropping it stops it.
+struct PgBouncer {
+    _dir: TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl PgBouncer {
+    /// `None`, with a note, when PgBouncer is not installed.
+    fn start_if_installed(pg: &PgServer, pool_size: u64) -> Option<PgBouncer> {
+        let Some(binary) = PGBOUNCER_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+        else {
+            println!("PgBouncer: not installed (apt-get install pgbouncer); skipped");
+            return None;
+        };
+        let dir = temp_dir("pgbouncer");
+        let port = free_port();
+        let run_as = service_account();
+        write_pgbouncer_files(dir.path(), pg, port, pool_size);
+        if let Some(account) = run_as {
+            chown(dir.path(), account);
+        }
+        let log = dir.path().join("pgbouncer.log");
+        let mut command = Command::new(&binary);
+        command.arg(dir.path().join("pgbouncer.ini"));
+        if let Some(account) = run_as {
+            command.uid(account.uid).gid(account.gid);
+        }
+        child::output_to(&mut command, &log);
+        let mut child = child::spawn_supervised(command)
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        match child::wait_ready(&mut child, PGBOUNCER_READY_TIMEOUT, || {
+            TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+        }) {
+            Startup::Ready => Some(PgBouncer {
+                _dir: dir,
+                port,
+                child,
+            }),
+            Startup::Exited(_) | Startup::TimedOut => {
+                child::stop(&mut child, Signal::KILL, STOP_GRACE);
+                panic!("PgBouncer did not start; log:\n{}", read_lossy(&log));
+            }
+        }
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        // SIGTERM: immediate shutdown (SIGINT would wait for clients).
+        // Fields drop after this, so the directory goes once it has exited.
+        child::stop(&mut self.child, Signal::TERM, STOP_GRACE);
+    }
+}
+
+/// PgBouncer refuses to run as root; then it runs as `postgres`.
+fn service_account() -> Option<Account> {
+    if !os_account::running_as_root() {
+        return None;
+    }
+    Some(
+        os_account::lookup_account("postgres")
+            .unwrap_or_else(|| panic!("running as root but there is no `postgres` account")),
+    )
+}
+
+fn chown(path: &Path, account: Account) {
+    rustix::fs::chown(
+        path,
+        Some(rustix::fs::Uid::from_raw(account.uid)),
+        Some(rustix::fs::Gid::from_raw(account.gid)),
+    )
+    .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+}
+
+/// pgbouncer.ini and userlist.txt (md5 secret) in `dir`, which is also the
+/// Unix socket directory. Per-connection logging is off, as in churnstile.
+fn write_pgbouncer_files(dir: &Path, pg: &PgServer, port: u16, pool_size: u64) {
+    let secret = postgres_protocol::password::md5(MD5_USER.password.as_bytes(), MD5_USER.name);
+    let userlist = dir.join("userlist.txt");
+    fs::write(&userlist, format!("\"{}\" \"{secret}\"\n", MD5_USER.name))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", userlist.display()));
+    let ini = format!(
+        "[databases]\n\
+         {APP_DB} = host={host} port={pg_port} dbname={APP_DB}\n\
+         \n\
+         [pgbouncer]\n\
+         listen_addr = {HOST}\n\
+         listen_port = {port}\n\
+         unix_socket_dir = {dir}\n\
+         auth_type = md5\n\
+         auth_file = {userlist}\n\
+         pool_mode = session\n\
+         default_pool_size = {pool_size}\n\
+         max_client_conn = {MAX_CONNECTIONS}\n\
+         server_reset_query = DISCARD ALL\n\
+         log_connections = 0\n\
+         log_disconnections = 0\n",
+        host = pg.host(),
+        pg_port = pg.port(),
+        dir = dir.display(),
+        userlist = userlist.display(),
+    );
+    let path = dir.join("pgbouncer.ini");
+    fs::write(&path, ini).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+fn create(path: &Path) -> fs::File {
+    fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// What `cargo test` runs instead of the benchmark: the parsers on samples.
+fn check_parsers() {
+    let report = parse_report(
+        "number of failed transactions: 3 (0.100%)\n\
+         latency average = 0.5 ms\n\
+         tps = 1234.567890 (including reconnection times)\n",
+    );
+    assert_eq!(report.tps, Some(1234.56789));
+    assert_eq!(report.failed, 3);
+    let table = "  sl  local_address rem_address   st tx_queue\n\
+        0: 0100007F:A1B2 0100007F:1538 06 00000000:00000000\n\
+        1: 0100007F:A1B3 0100007F:1538 01 00000000:00000000\n\
+        2: 0100007F:1538 0100007F:A1B4 06 00000000:00000000\n\
+        3: 0100007F:A1B5 0100007F:1539 06 00000000:00000000\n";
+    let pair = |local: &str, remote: &str| (local.to_owned(), remote.to_owned());
+    assert_eq!(
+        parse_time_waits(table, 0x1538),
+        vec![
+            pair("0100007F:A1B2", "0100007F:1538"),
+            pair("0100007F:1538", "0100007F:A1B4")
+        ]
+    );
+}
