@@ -390,29 +390,44 @@ fn upstream_url(pg: &PgServer) -> String {
     )
 }
 
-#[test]
-fn zero_config_refuses_pool_modes_not_available_yet() {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let upstream = format!(
-        "postgres://{}:{}@127.0.0.1:5432/{APP_DB}",
-        MD5_USER.name, MD5_USER.password
-    );
-    for mode in ["transaction", "statement"] {
-        let exit = Proxy::spawn_expect_exit(&[
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_config_pool_modes_share_one_server_connection_between_clients() {
+    let pg = PgServer::start();
+    for (index, mode) in ["transaction", "statement"].into_iter().enumerate() {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let upstream = upstream_url(&pg);
+        let args = [
             "--listen",
             &listen,
             "--upstream",
             &upstream,
             "--pool-mode",
             mode,
-        ]);
-        assert_ne!(exit.code, 0, "{mode}: stderr:\n{}", exit.stderr);
-        let line = the_one_line(&exit.stderr);
-        assert!(
-            line.contains(&format!("pool_mode = \"{mode}\"")),
-            "{mode}: {line}"
+            "--pool-size",
+            "1",
+        ];
+        let proxy = Proxy::start_args(&args, port);
+        let first = proxy
+            .connect(MD5_USER.name, MD5_USER.password, APP_DB)
+            .await;
+        let second = proxy
+            .connect(MD5_USER.name, MD5_USER.password, APP_DB)
+            .await;
+        for round in 0..3 {
+            for client in [&first, &second] {
+                let row = client
+                    .query_one("SELECT $1::int + 1", &[&round])
+                    .await
+                    .unwrap();
+                assert_eq!(row.get::<_, i32>(0), round + 1, "{mode}");
+            }
+        }
+        assert_eq!(
+            pg.connections_authorized(APP_DB, MD5_USER.name),
+            index + 1,
+            "{mode}: two connected clients took turns on one upstream connection"
         );
-        assert!(line.contains("session"), "{mode}: {line}");
     }
 }
 

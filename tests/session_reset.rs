@@ -293,11 +293,12 @@ async fn session_state_left_by_one_client_is_invisible_to_the_next() {
             "SELECT coalesce(current_setting('myapp.tenant', true), '')",
             "",
         ),
-        // Only what this client's own startup packet asked for.
+        // Nothing: this client's startup settings equal the server's values,
+        // so none needed setting, and none of the previous client's remain.
         (
-            "SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings \
+            "SELECT coalesce(string_agg(name, ','), 'none') FROM pg_settings \
              WHERE source = 'session'",
-            "client_encoding",
+            "none",
         ),
     ] {
         assert_eq!(scalar(&next, sql).await, expected, "{sql}");
