@@ -21,7 +21,7 @@ use super::prepared::{
     split_target, target_message,
 };
 use super::session::{Attached, ClientSide};
-use super::sql::{self, Analysis, Deallocate};
+use super::sql::{self, Analysis, Deallocate, PinReason};
 use crate::config::{PinPolicy, PoolMode, PoolSettings};
 
 const PARSE_COMPLETE: &[u8] = &[b'1', 0, 0, 0, 4];
@@ -55,6 +55,7 @@ pub(super) fn client_to_server(
         registry,
         settings,
         needs_probe: &mut client.needs_probe,
+        pins: &mut client.pins,
     };
     let state = &mut conn.state;
     let scanned = client.scanner.scan(
@@ -137,6 +138,7 @@ struct Rewriter<'a> {
     registry: &'a StatementRegistry,
     settings: &'a PoolSettings,
     needs_probe: &'a mut bool,
+    pins: &'a mut std::collections::BTreeMap<PinReason, String>,
 }
 
 impl Rewriter<'_> {
@@ -197,6 +199,14 @@ impl Rewriter<'_> {
     fn note(&mut self, analysis: &Analysis) {
         if analysis.touches_session {
             *self.needs_probe = true;
+        }
+        // LOAD leaves no trace the server can be asked about: pin for good.
+        if let Some((_, statement)) = analysis
+            .pins
+            .iter()
+            .find(|(reason, _)| *reason == PinReason::Load)
+        {
+            self.pins.insert(PinReason::Load, statement.clone());
         }
         if analysis.discards_all {
             self.client_statements.clear();

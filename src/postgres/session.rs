@@ -414,35 +414,21 @@ impl Session<'_> {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
-        let conn = server.pooled.conn();
-        let rows = match conn.query_rows(PROBE_QUERY, RESET_TIMEOUT).await {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(error)) => {
-                return Err(Ending::ServerGone(format!(
-                    "session state query failed: {}",
-                    error.message
-                )));
-            }
-            Err(error) => return Err(Ending::ServerGone(error.to_string())),
-        };
-        let Probe {
-            settings,
-            pins,
-            statements,
-        } = parse_probe(&rows);
-        conn.statements.retain(|name| statements.contains(name));
-        conn.applied = settings.clone();
+        let Probe { settings, pins, .. } = probe_server(server.pooled.conn())
+            .await
+            .map_err(Ending::ServerGone)?;
         self.client.settings = settings;
         self.client.needs_probe = false;
         let load = self.client.pins.remove(&PinReason::Load);
         let previous = std::mem::take(&mut self.client.pins);
         for reason in pins {
-            let statement = previous.get(&reason).cloned().unwrap_or_default();
             if !previous.contains_key(&reason) {
                 self.service.pin_counters.pinned(reason);
                 tracing::debug!(peer = %self.peer, reason = reason.as_str(), "client pinned to its server connection");
             }
-            self.client.pins.insert(reason, statement);
+            self.client
+                .pins
+                .insert(reason, previous.get(&reason).cloned().unwrap_or_default());
         }
         if let Some(statement) = load {
             self.client.pins.insert(PinReason::Load, statement);
@@ -529,21 +515,29 @@ impl Session<'_> {
     /// After a reset under transaction pooling, learns what the server
     /// connection really holds now.
     async fn resync(&self, conn: &mut ServerConn) -> Result<(), String> {
-        match conn.query_rows(PROBE_QUERY, RESET_TIMEOUT).await {
-            Ok(Ok(rows)) => {
-                let probe = parse_probe(&rows);
-                if !probe.pins.is_empty() {
-                    return Err("session state survived the reset query".into());
-                }
-                conn.statements
-                    .retain(|name| probe.statements.contains(name));
-                conn.applied = probe.settings;
-                Ok(())
-            }
-            Ok(Err(error)) => Err(error.message),
-            Err(error) => Err(error.to_string()),
+        let probe = probe_server(conn).await?;
+        if probe.pins.is_empty() {
+            Ok(())
+        } else {
+            Err("session state survived the reset query".into())
         }
     }
+}
+
+/// Asks the server connection for its session state (see [`PROBE_QUERY`])
+/// and brings churnstile's record of its settings and prepared statements
+/// in line with the answer.
+async fn probe_server(conn: &mut ServerConn) -> Result<Probe, String> {
+    let rows = match conn.query_rows(PROBE_QUERY, RESET_TIMEOUT).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(error)) => return Err(format!("session state query failed: {}", error.message)),
+        Err(error) => return Err(error.to_string()),
+    };
+    let probe = parse_probe(&rows);
+    conn.statements
+        .retain(|name| probe.statements.contains(name));
+    conn.applied = probe.settings.clone();
+    Ok(probe)
 }
 
 fn no_server(error: CheckoutError<UpstreamError>) -> Ending {
