@@ -167,12 +167,12 @@ impl Rewriter<'_> {
         let mut rest = body;
         let text = codec::take_cstr(&mut rest).unwrap_or_default();
         let analysis = sql::analyze(text);
-        self.note(&analysis);
         if let Some(refusal) = self.refusal(&analysis) {
             write_query(out, &refusal);
             self.queue.push(Expect::Query);
             return Verdict::Drop;
         }
+        self.note(&analysis);
         self.queue.push(Expect::Query);
         match sql::deallocate_target(text) {
             Some(Deallocate::All) => {
