@@ -3,12 +3,18 @@
 //!
 //! Starts a throwaway PostgreSQL server (`max_connections = 200`), loads it
 //! with `pgbench -i -s 10` (database `app`), starts churnstile in front of it
-//! (session pooling, md5 auth) and, when installed, PgBouncer with the same
-//! settings. Then runs two pgbench workloads against each target, logging in
-//! over TCP on 127.0.0.1 as `md5_user` with md5 authentication:
+//! (md5 auth) and, when installed, PgBouncer with the same settings — first
+//! both in session mode, then both in transaction mode. Then runs pgbench
+//! workloads against each target, logging in over TCP on 127.0.0.1 as
+//! `md5_user` with md5 authentication:
 //!
-//! - `pgbench -C -S`: a new connection for every (select-only) transaction;
-//! - `pgbench -S`: one persistent connection per client.
+//! - session mode, `pgbench -C -S`: a new connection for every (select-only)
+//!   transaction;
+//! - session mode, `pgbench -S`: one persistent connection per client;
+//! - transaction mode, `pgbench -S -M extended` and `-M prepared`: the
+//!   steady-state cost of transaction pooling (PgBouncer before 1.21 cannot
+//!   run `-M prepared` in transaction mode; that failure is reported, not
+//!   treated as a bench error).
 //!
 //! For each run it prints tps (pgbench's "including reconnection times" for
 //! `-C`, "without initial connection time" otherwise), the ratio to the
@@ -139,34 +145,36 @@ fn print_machine(settings: &Settings) {
 fn run_all(settings: &Settings) -> Vec<RunResult> {
     let pg = PgServer::builder().max_connections(MAX_CONNECTIONS).start();
     init_pgbench(&pg);
-    let churnstile = Proxy::start(&pg_proxy_config(
-        &pg,
-        &format!(
-            "[pool]\npool_mode = \"session\"\ndefault_pool_size = {}\n",
-            settings.pool_size
-        ),
-    ));
-    let pgbouncer = PgBouncer::start_if_installed(&pg, settings.pool_size);
-    let mut targets = vec![
-        Target {
-            name: "direct",
-            port: pg.port(),
-        },
-        Target {
-            name: "churnstile",
-            port: churnstile.port(),
-        },
-    ];
-    if let Some(pgbouncer) = &pgbouncer {
-        targets.push(Target {
-            name: "pgbouncer",
-            port: pgbouncer.port,
-        });
-    }
     let mut results = Vec::new();
-    for workload in [Workload::Reconnect, Workload::Persistent] {
-        for target in &targets {
-            results.push(run_one(&pg, workload, target, settings));
+    for mode in ["session", "transaction"] {
+        let churnstile = Proxy::start(&pg_proxy_config(
+            &pg,
+            &format!(
+                "[pool]\npool_mode = \"{mode}\"\ndefault_pool_size = {}\n",
+                settings.pool_size
+            ),
+        ));
+        let pgbouncer = PgBouncer::start_if_installed(&pg, settings.pool_size, mode);
+        let mut targets = vec![
+            Target {
+                name: "direct",
+                port: pg.port(),
+            },
+            Target {
+                name: "churnstile",
+                port: churnstile.port(),
+            },
+        ];
+        if let Some(pgbouncer) = &pgbouncer {
+            targets.push(Target {
+                name: "pgbouncer",
+                port: pgbouncer.port,
+            });
+        }
+        for workload in Workload::ALL.into_iter().filter(|w| w.pool_mode() == mode) {
+            for target in &targets {
+                results.push(run_one(&pg, workload, target, settings));
+            }
         }
     }
     results
@@ -202,17 +210,38 @@ fn init_pgbench(pg: &PgServer) {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Workload {
-    /// `-C`: a new connection for every transaction.
+    /// `-C`: a new connection for every transaction (session pooling).
     Reconnect,
-    /// One connection per client for the whole run.
+    /// One connection per client for the whole run (session pooling).
     Persistent,
+    /// Persistent clients, extended protocol, transaction pooling.
+    ExtendedTxn,
+    /// Persistent clients, named prepared statements, transaction pooling.
+    PreparedTxn,
 }
 
 impl Workload {
+    const ALL: [Workload; 4] = [
+        Workload::Reconnect,
+        Workload::Persistent,
+        Workload::ExtendedTxn,
+        Workload::PreparedTxn,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Workload::Reconnect => "-C -S (conn per txn)",
             Workload::Persistent => "-S (persistent)",
+            Workload::ExtendedTxn => "-S -M extended (txn)",
+            Workload::PreparedTxn => "-S -M prepared (txn)",
+        }
+    }
+
+    /// The pool mode the proxies run in for this workload.
+    fn pool_mode(self) -> &'static str {
+        match self {
+            Workload::Reconnect | Workload::Persistent => "session",
+            Workload::ExtendedTxn | Workload::PreparedTxn => "transaction",
         }
     }
 
@@ -220,7 +249,15 @@ impl Workload {
         match self {
             Workload::Reconnect => &["-n", "-S", "-C"],
             Workload::Persistent => &["-n", "-S"],
+            Workload::ExtendedTxn => &["-n", "-S", "-M", "extended"],
+            Workload::PreparedTxn => &["-n", "-S", "-M", "prepared"],
         }
+    }
+
+    /// PgBouncer before 1.21 cannot run named prepared statements in
+    /// transaction mode; its failure there is a finding, not a bench error.
+    fn pgbouncer_may_fail(self) -> bool {
+        self == Workload::PreparedTxn
     }
 }
 
@@ -461,6 +498,7 @@ fn print_table(results: &[RunResult]) {
 fn report_failures(results: &[RunResult]) -> ExitCode {
     let failures: Vec<String> = results
         .iter()
+        .filter(|result| !(result.target == "pgbouncer" && result.workload.pgbouncer_may_fail()))
         .filter_map(|result| {
             let error = result.error.as_ref()?;
             Some(format!(
@@ -480,7 +518,7 @@ fn report_failures(results: &[RunResult]) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// A PgBouncer in session mode in front of the server, with md5 auth and
+/// A PgBouncer in front of the server, with md5 auth and
 /// `md5_user` in its userlist. Dropping it stops it.
 struct PgBouncer {
     _dir: TempDir,
@@ -490,7 +528,7 @@ struct PgBouncer {
 
 impl PgBouncer {
     /// `None`, with a note, when PgBouncer is not installed.
-    fn start_if_installed(pg: &PgServer, pool_size: u64) -> Option<PgBouncer> {
+    fn start_if_installed(pg: &PgServer, pool_size: u64, pool_mode: &str) -> Option<PgBouncer> {
         let Some(binary) = PGBOUNCER_PATHS
             .iter()
             .map(PathBuf::from)
@@ -502,7 +540,7 @@ impl PgBouncer {
         let dir = temp_dir("pgbouncer");
         let port = free_port();
         let run_as = service_account();
-        write_pgbouncer_files(dir.path(), pg, port, pool_size);
+        write_pgbouncer_files(dir.path(), pg, port, pool_size, pool_mode);
         if let Some(account) = run_as {
             chown(dir.path(), account);
         }
@@ -562,7 +600,7 @@ fn chown(path: &Path, account: Account) {
 
 /// pgbouncer.ini and userlist.txt (md5 secret) in `dir`, which is also the
 /// Unix socket directory. Per-connection logging is off, as in churnstile.
-fn write_pgbouncer_files(dir: &Path, pg: &PgServer, port: u16, pool_size: u64) {
+fn write_pgbouncer_files(dir: &Path, pg: &PgServer, port: u16, pool_size: u64, pool_mode: &str) {
     let secret = postgres_protocol::password::md5(MD5_USER.password.as_bytes(), MD5_USER.name);
     let userlist = dir.join("userlist.txt");
     fs::write(&userlist, format!("\"{}\" \"{secret}\"\n", MD5_USER.name))
@@ -577,7 +615,7 @@ fn write_pgbouncer_files(dir: &Path, pg: &PgServer, port: u16, pool_size: u64) {
          unix_socket_dir = {dir}\n\
          auth_type = md5\n\
          auth_file = {userlist}\n\
-         pool_mode = session\n\
+         pool_mode = {pool_mode}\n\
          default_pool_size = {pool_size}\n\
          max_client_conn = {MAX_CONNECTIONS}\n\
          server_reset_query = DISCARD ALL\n\
