@@ -27,6 +27,25 @@ use crate::config::{PinPolicy, PoolMode, PoolSettings};
 const PARSE_COMPLETE: &[u8] = &[b'1', 0, 0, 0, 4];
 const CLOSE_COMPLETE: &[u8] = &[b'3', 0, 0, 0, 4];
 
+/// Client message types handled whole when pooling (rewritten or analysed).
+const POOLING_INSPECTS: &[u8] = b"XQPBDC";
+
+/// True when the client's first buffered message can be acted on: its
+/// header is there and, for a message handled whole, all of it. A server
+/// connection is only taken for a message that can be sent.
+pub(super) fn first_message_ready(buf: &[u8], pooling: bool) -> bool {
+    let Some(header) = buf.get(..5) else {
+        return false;
+    };
+    let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    let whole = if pooling {
+        POOLING_INSPECTS
+    } else {
+        b"X".as_slice()
+    };
+    !whole.contains(&header[0]) || buf.len() > declared
+}
+
 /// What handling the client's bytes produced.
 #[derive(Debug, Default)]
 pub(super) struct ClientOutcome {
@@ -45,7 +64,7 @@ pub(super) fn client_to_server(
     settings: &PoolSettings,
 ) -> Result<ClientOutcome, ProtocolError> {
     let pooling = settings.pool_mode != PoolMode::Session;
-    let inspect: &[u8] = if pooling { b"XQPBDC" } else { b"X" };
+    let inspect: &[u8] = if pooling { POOLING_INSPECTS } else { b"X" };
     let mut outcome = ClientOutcome::default();
     let conn = server.pooled.conn();
     let mut rewriter = Rewriter {
@@ -358,6 +377,25 @@ fn raise_query(code: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_is_taken_only_for_a_message_that_can_be_sent() {
+        let query = [b'Q', 0, 0, 0, 8, b'S', b'E', b'L', 0];
+        assert!(!first_message_ready(&query[..4], true));
+        assert!(
+            !first_message_ready(&query[..8], true),
+            "a query is analysed whole"
+        );
+        assert!(first_message_ready(&query, true));
+        assert!(
+            first_message_ready(&query[..6], false),
+            "session mode streams it"
+        );
+        assert!(
+            first_message_ready(&[b'd', 0, 0, 0, 100, 1], true),
+            "COPY data streams"
+        );
+    }
 
     #[test]
     fn raise_query_cannot_be_broken_out_of() {

@@ -258,7 +258,7 @@ impl Session<'_> {
             return Ok(());
         }
         if self.server.is_none() {
-            if self.client.buf.len() < 5 {
+            if !relay::first_message_ready(&self.client.buf, self.pooling()) {
                 return Ok(());
             }
             if self.client.buf[0] == b'X' {
@@ -483,8 +483,12 @@ impl Session<'_> {
     /// `server_reset_query`; otherwise the client's settings stay and are
     /// moved away as a difference by the next client.
     async fn give_back(&mut self, mut server: Attached, mid_message: bool) {
-        let full_reset =
-            !self.pooling() || !self.client.pins.is_empty() || !server.queue.is_empty();
+        // Under pooling, what the client left behind is known unless it
+        // left mid-way through statements that may have changed it.
+        let full_reset = !self.pooling()
+            || !self.client.pins.is_empty()
+            || self.client.needs_probe
+            || !server.queue.is_empty();
         let reset_query = if full_reset {
             self.settings.server_reset_query.as_str()
         } else {
