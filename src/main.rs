@@ -77,10 +77,15 @@ fn run(config: Config, cli: &Cli) -> ExitCode {
     if let Some(addr) = cli.metrics_listen {
         tracing::warn!(%addr, "the metrics endpoint is not available in this version; --metrics-listen is ignored");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match config.general.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");

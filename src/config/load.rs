@@ -19,7 +19,12 @@ use super::types::{
 
 const SECTIONS: &[&str] = &["listen", "general", "pool", "databases", "users"];
 const LISTEN_KEYS: &[&str] = &["postgres", "unix_socket_dir", "unix_socket_port"];
-const GENERAL_KEYS: &[&str] = &["auth_type", "max_client_conn", "shutdown_timeout"];
+const GENERAL_KEYS: &[&str] = &[
+    "auth_type",
+    "max_client_conn",
+    "shutdown_timeout",
+    "worker_threads",
+];
 const DATABASE_KEYS: &[&str] = &["protocol", "host", "port", "dbname"];
 const USER_KEYS: &[&str] = &["password", "upstream_user", "upstream_password"];
 
@@ -156,6 +161,9 @@ fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConf
     }
     if let Some(timeout) = section.seconds("shutdown_timeout", diagnostics) {
         general.shutdown_timeout = timeout.into_inner();
+    }
+    if let Some(threads) = section.count("worker_threads", 1, diagnostics) {
+        general.worker_threads = threads.into_inner();
     }
     general
 }
@@ -431,6 +439,7 @@ upstream_password = "other"
                 auth_type: AuthType::ScramSha256,
                 max_client_conn: 500,
                 shutdown_timeout: Duration::from_millis(2500),
+                worker_threads: 1,
             },
             pool: pool.clone(),
             databases: BTreeMap::from([(
@@ -622,7 +631,7 @@ password = "md5abc"
         );
         assert_one_error(
             "[general]\nauth = \"md5\"\n[databases.app]\n",
-            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout",
+            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads",
         );
         assert_one_error(
             "[databases.app]\nuser = \"x\"\n",

@@ -64,6 +64,9 @@ pub struct GeneralConfig {
     pub max_client_conn: usize,
     /// How long SIGTERM waits for clients to finish before closing them.
     pub shutdown_timeout: Duration,
+    /// Threads that run client sessions. One (the default) serves a
+    /// sidecar best: no cross-thread wake-ups on every message.
+    pub worker_threads: usize,
 }
 
 impl Default for GeneralConfig {
@@ -72,6 +75,7 @@ impl Default for GeneralConfig {
             auth_type: AuthType::Md5,
             max_client_conn: 100,
             shutdown_timeout: Duration::from_secs(30),
+            worker_threads: 1,
         }
     }
 }

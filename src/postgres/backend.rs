@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -174,7 +175,7 @@ pub struct ServerConn {
     /// Message boundaries in what the server sends; shared by the session
     /// (forwarding) and the reset (draining), so neither loses its place.
     pub scanner: MessageScanner,
-    pub target: UpstreamTarget,
+    pub target: Arc<UpstreamTarget>,
     pub key: BackendKey,
     pub state: ServerState,
     /// Session settings churnstile applied (names as `pg_settings` spells
@@ -186,7 +187,7 @@ pub struct ServerConn {
 
 impl ServerConn {
     /// Opens a connection and logs in as the target user.
-    pub async fn connect(target: &UpstreamTarget) -> Result<ServerConn, UpstreamError> {
+    pub async fn connect(target: &Arc<UpstreamTarget>) -> Result<ServerConn, UpstreamError> {
         let stream = target
             .open_stream()
             .await
@@ -197,7 +198,7 @@ impl ServerConn {
         let mut conn = ServerConn {
             stream,
             read_buf: BytesMut::with_capacity(16 * 1024),
-            target: target.clone(),
+            target: Arc::clone(target),
             key: BackendKey {
                 process_id: 0,
                 secret_key: 0,

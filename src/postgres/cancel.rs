@@ -15,7 +15,7 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The server connection a client is attached to, as a cancel needs it.
 #[derive(Debug, Clone)]
 pub struct CancelTarget {
-    pub upstream: UpstreamTarget,
+    pub upstream: Arc<UpstreamTarget>,
     pub key: BackendKey,
 }
 

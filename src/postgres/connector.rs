@@ -1,11 +1,13 @@
 //! How the generic pool opens, checks and closes PostgreSQL server connections.
 
+use std::sync::Arc;
+
 use super::backend::{ServerConn, UpstreamError, UpstreamTarget};
 use crate::pool::Connector;
 
 /// Opens server connections to one upstream database as one user.
 pub struct PgConnector {
-    pub target: UpstreamTarget,
+    pub target: Arc<UpstreamTarget>,
 }
 
 impl Connector for PgConnector {

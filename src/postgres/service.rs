@@ -56,7 +56,7 @@ impl PgService {
         for (db_name, db) in &config.databases {
             for (user_name, user) in &config.users {
                 let connector = PgConnector {
-                    target: upstream_target(db, user),
+                    target: Arc::new(upstream_target(db, user)),
                 };
                 let pool = Pool::new(connector, PoolLimits::from(&db.pool));
                 pools.insert((db_name.clone(), user_name.clone()), pool);

@@ -378,19 +378,24 @@ impl Session<'_> {
                 Err(error) => return Err(Ending::ServerGone(error.to_string())),
             }
         }
-        conn.applied = self.client.settings.clone();
-        let mut out = BytesMut::new();
-        for (name, value) in &conn.state.params {
-            if self.client.seen_params.get(name) != Some(value)
-                && !self.client.seen_params.is_empty()
-            {
-                messages::parameter_status(&mut out, name, value);
-            }
+        // Most attaches find everything already equal: compare before copying.
+        if conn.applied != self.client.settings {
+            conn.applied = self.client.settings.clone();
         }
-        self.client.seen_params = conn.state.params.clone();
+        let mut out = BytesMut::new();
+        if conn.state.params != self.client.seen_params {
+            if !self.client.seen_params.is_empty() {
+                for (name, value) in &conn.state.params {
+                    if self.client.seen_params.get(name) != Some(value) {
+                        messages::parameter_status(&mut out, name, value);
+                    }
+                }
+            }
+            self.client.seen_params = conn.state.params.clone();
+        }
         self.cancel
             .attach(Some(CancelTarget {
-                upstream: conn.target.clone(),
+                upstream: Arc::clone(&conn.target),
                 key: conn.key.clone(),
             }))
             .await;
