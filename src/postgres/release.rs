@@ -9,6 +9,8 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
 use super::backend::{ServerConn, UpstreamError};
+use super::params::apply_settings_query;
+use super::settings::Settings;
 
 /// Bound on making one server connection clean again.
 pub const RESET_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,34 +34,61 @@ pub enum ResetError {
 
 /// Brings `conn` back to idle with no session state, within [`RESET_TIMEOUT`].
 /// `mid_message` says the client stopped partway through a message, which
-/// the server would wait for forever.
+/// the server would wait for forever. After a reset query, `restore` (the
+/// departed client's settings) is applied again and recorded in
+/// `conn.applied`, to be moved away as a difference by the next client.
 pub async fn clean_for_reuse(
     conn: &mut ServerConn,
     mid_message: bool,
     reset_query: &str,
+    restore: &Settings,
 ) -> Result<(), ResetError> {
     if mid_message {
         return Err(ResetError::MidMessage);
     }
-    match tokio::time::timeout(RESET_TIMEOUT, clean(conn, reset_query)).await {
+    match tokio::time::timeout(RESET_TIMEOUT, clean(conn, reset_query, restore)).await {
         Ok(result) => result,
         Err(_) => Err(UpstreamError::Timeout(RESET_TIMEOUT).into()),
     }
 }
 
-async fn clean(conn: &mut ServerConn, reset_query: &str) -> Result<(), ResetError> {
+async fn clean(
+    conn: &mut ServerConn,
+    reset_query: &str,
+    restore: &Settings,
+) -> Result<(), ResetError> {
     finish_in_flight(conn).await?;
     if conn.state.tx_status != b'I' {
         conn.simple_query("ROLLBACK", RESET_TIMEOUT).await?;
     }
-    if !reset_query.is_empty()
-        && let Some(error) = conn.simple_query(reset_query, RESET_TIMEOUT).await?
-    {
-        return Err(ResetError::ResetQueryFailed {
-            query: reset_query.to_owned(),
-            code: error.code,
-            message: error.message,
-        });
+    if !reset_query.is_empty() {
+        // The settings to restore travel in the same write as the reset:
+        // no extra round trip, and a next client with the same startup
+        // settings finds them in place.
+        let restoring = apply_settings_query(
+            &restore
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>(),
+        );
+        let mut out = BytesMut::new();
+        for query in std::iter::once(reset_query).chain(restoring.as_deref()) {
+            frontend::query(query, &mut out).map_err(UpstreamError::from)?;
+            conn.state.note_sent(b'Q');
+        }
+        conn.send(&out).await?;
+        conn.statements.clear();
+        conn.applied.clear();
+        if let Some(error) = conn.drain(RESET_TIMEOUT).await? {
+            return Err(ResetError::ResetQueryFailed {
+                query: reset_query.to_owned(),
+                code: error.code,
+                message: error.message,
+            });
+        }
+        if restoring.is_some() {
+            conn.applied = restore.clone();
+        }
     }
     if conn.state.is_idle() {
         Ok(())

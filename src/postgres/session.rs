@@ -500,17 +500,10 @@ impl Session<'_> {
             ""
         };
         let conn = server.pooled.conn();
-        let cleaned = clean_for_reuse(conn, mid_message, reset_query).await;
+        let cleaned = clean_for_reuse(conn, mid_message, reset_query, &self.client.settings).await;
         let resynced = match (&cleaned, full_reset && self.pooling()) {
             (Ok(()), true) => self.resync(conn).await,
-            (Ok(()), false) => {
-                if full_reset {
-                    conn.applied.clear();
-                    conn.statements.clear();
-                }
-                Ok(())
-            }
-            (Err(_), _) => Ok(()),
+            _ => Ok(()),
         };
         match cleaned.map_err(|e| e.to_string()).and(resynced) {
             Ok(()) => server.pooled.release(),
