@@ -8,8 +8,11 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::child;
-use support::{APP_DB, MD5_USER, PgServer, Proxy, Signal, TRUST_USER, pg_proxy_config};
+use support::pg_client::sqlstate;
+use support::raw_pg::{self, RawConnection};
+use support::wait::until_equal;
+use support::{APP_DB, MD5_USER, PgServer, Proxy, Signal, TRUST_USER, child};
+use support::{pg_proxy_config, trust_proxy_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -19,11 +22,7 @@ use tokio_postgres::NoTls;
 const PROMPTLY: Duration = Duration::from_secs(5);
 /// Bound on waiting for a query to show up as running on the server.
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(50);
 
-/// PostgreSQL's protocol code for CancelRequest (1234.5678).
-const CANCEL_REQUEST_CODE: i32 = 80_877_102;
-const PROTOCOL_3_0: i32 = 196_608;
 const QUERY_CANCELED: &str = "57014";
 
 /// Waits until `count` server backends are running a statement containing
@@ -33,84 +32,30 @@ async fn wait_running(pg: &PgServer, fragment: &str, count: i64) {
         "SELECT count(*) FROM pg_stat_activity \
          WHERE state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%{fragment}%'"
     );
-    let deadline = Instant::now() + RUNNING_TIMEOUT;
-    loop {
-        let running = pg.query_i64(&sql).await;
-        if running == count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{running} backends, not {count}, ran `{fragment}` within {RUNNING_TIMEOUT:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-fn sqlstate(error: &tokio_postgres::Error) -> &str {
-    error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("not an error from the server: {error}"))
-        .code()
-        .code()
-}
-
-fn startup_packet(user: &str, database: &str) -> Vec<u8> {
-    let mut body = PROTOCOL_3_0.to_be_bytes().to_vec();
-    for (name, value) in [("user", user), ("database", database)] {
-        body.extend_from_slice(name.as_bytes());
-        body.push(0);
-        body.extend_from_slice(value.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    with_length(None, &body)
-}
-
-fn cancel_packet(process_id: i32, secret_key: i32) -> Vec<u8> {
-    let mut body = CANCEL_REQUEST_CODE.to_be_bytes().to_vec();
-    body.extend_from_slice(&process_id.to_be_bytes());
-    body.extend_from_slice(&secret_key.to_be_bytes());
-    with_length(None, &body)
-}
-
-fn query_packet(sql: &str) -> Vec<u8> {
-    let mut body = sql.as_bytes().to_vec();
-    body.push(0);
-    with_length(Some(b'Q'), &body)
-}
-
-/// A message: optional type byte, then the length (counting itself), then `body`.
-fn with_length(tag: Option<u8>, body: &[u8]) -> Vec<u8> {
-    let mut packet: Vec<u8> = tag.into_iter().collect();
-    let length = i32::try_from(body.len() + 4).expect("small message");
-    packet.extend_from_slice(&length.to_be_bytes());
-    packet.extend_from_slice(body);
-    packet
+    until_equal(
+        &format!("backends running `{fragment}`"),
+        RUNNING_TIMEOUT,
+        count,
+        async || pg.query_i64(&sql).await,
+    )
+    .await;
 }
 
 /// A client speaking the wire protocol itself, to see what tokio-postgres hides.
 struct RawClient {
-    stream: TcpStream,
+    connection: RawConnection,
     /// The BackendKeyData this client was given: (process id, secret key).
     key: (i32, i32),
 }
 
 impl RawClient {
     /// Logs in as a user that churnstile trusts (no password exchange).
-    async fn log_in(port: u16, user: &str, database: &str) -> RawClient {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        stream
-            .write_all(&startup_packet(user, database))
-            .await
-            .unwrap();
-        let mut client = RawClient {
-            stream,
-            key: (0, 0),
-        };
+    async fn log_in(port: u16, user: &str) -> RawClient {
+        let mut connection = RawConnection::connect(port).await;
+        connection.send(&raw_pg::app_startup(user)).await;
         let mut keys = Vec::new();
         loop {
-            let (tag, body) = client.read_message().await;
+            let (tag, body) = connection.expect_message().await;
             match tag {
                 b'R' => assert_eq!(body, 0i32.to_be_bytes(), "expected AuthenticationOk"),
                 b'K' => keys.push((be_i32(&body[0..4]), be_i32(&body[4..8]))),
@@ -121,24 +66,14 @@ impl RawClient {
             }
         }
         assert_eq!(keys.len(), 1, "exactly one BackendKeyData per login");
-        client.key = keys[0];
-        client
-    }
-
-    async fn read_message(&mut self) -> (u8, Vec<u8>) {
-        timeout(RUNNING_TIMEOUT, async {
-            let tag = self.stream.read_u8().await.unwrap();
-            let length = self.stream.read_i32().await.unwrap();
-            let mut body = vec![0; usize::try_from(length - 4).unwrap()];
-            self.stream.read_exact(&mut body).await.unwrap();
-            (tag, body)
-        })
-        .await
-        .expect("churnstile answered in time")
+        RawClient {
+            connection,
+            key: keys[0],
+        }
     }
 
     async fn send_query(&mut self, sql: &str) {
-        self.stream.write_all(&query_packet(sql)).await.unwrap();
+        self.connection.send(&raw_pg::query(sql)).await;
     }
 
     /// Reads a simple query's answer up to ReadyForQuery: the text of every
@@ -147,10 +82,10 @@ impl RawClient {
         let mut rows = Vec::new();
         let mut error = None;
         loop {
-            let (tag, body) = self.read_message().await;
-            match tag {
-                b'D' => rows.push(data_row(&body)),
-                b'E' => error = Some(error_code(&body)),
+            let message = self.connection.expect_message().await;
+            match message.0 {
+                b'D' => rows.push(raw_pg::data_row(&message)),
+                b'E' => error = Some(raw_pg::error_fields(&message)[&'C'].clone()),
                 b'Z' => break,
                 _ => {}
             }
@@ -163,38 +98,12 @@ fn be_i32(bytes: &[u8]) -> i32 {
     i32::from_be_bytes(bytes.try_into().unwrap())
 }
 
-/// The columns of a DataRow in text format (NULL as "").
-fn data_row(body: &[u8]) -> Vec<String> {
-    let columns = u16::from_be_bytes([body[0], body[1]]);
-    let mut rest = &body[2..];
-    (0..columns)
-        .map(|_| {
-            let length = be_i32(&rest[..4]);
-            rest = &rest[4..];
-            let Ok(length) = usize::try_from(length) else {
-                return String::new();
-            };
-            let value = String::from_utf8(rest[..length].to_vec()).unwrap();
-            rest = &rest[length..];
-            value
-        })
-        .collect()
-}
-
-/// The `C` (SQLSTATE) field of an ErrorResponse.
-fn error_code(body: &[u8]) -> String {
-    body.split(|&byte| byte == 0)
-        .find_map(|field| field.strip_prefix(b"C"))
-        .map(|code| String::from_utf8_lossy(code).into_owned())
-        .unwrap_or_else(|| panic!("no SQLSTATE in {}", String::from_utf8_lossy(body)))
-}
-
 /// Sends a CancelRequest to churnstile and waits for it to close the
 /// connection, as PostgreSQL does once it has read one.
 async fn send_cancel(port: u16, process_id: i32, secret_key: i32) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     stream
-        .write_all(&cancel_packet(process_id, secret_key))
+        .write_all(&raw_pg::cancel_request(process_id, secret_key))
         .await
         .unwrap();
     let mut answer = Vec::new();
@@ -213,9 +122,7 @@ async fn send_cancel(port: u16, process_id: i32, secret_key: i32) {
 async fn tokio_postgres_cancel_stops_the_running_query_and_the_session_stays_usable() {
     let pg = PgServer::start();
     let proxy = Proxy::start(&pg_proxy_config(&pg, ""));
-    let client = proxy
-        .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-        .await;
+    let client = proxy.connect_as(MD5_USER).await;
     let cancel = client.cancel_token();
 
     let running = tokio::spawn(async move {
@@ -292,9 +199,7 @@ async fn ctrl_c_in_psql_cancels_its_query_through_the_proxy() {
 async fn a_cancel_with_an_unknown_key_changes_nothing() {
     let pg = PgServer::start();
     let proxy = Proxy::start(&pg_proxy_config(&pg, ""));
-    let client = proxy
-        .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-        .await;
+    let client = proxy.connect_as(MD5_USER).await;
 
     let running = tokio::spawn(async move {
         let outcome = client
@@ -312,9 +217,7 @@ async fn a_cancel_with_an_unknown_key_changes_nothing() {
 
     let row = client.query_one("SELECT 2", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 2);
-    let newcomer = proxy
-        .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-        .await;
+    let newcomer = proxy.connect_as(MD5_USER).await;
     let row = newcomer.query_one("SELECT 3", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 3);
 }
@@ -327,11 +230,7 @@ async fn a_cancel_reaches_only_the_client_it_was_meant_for() {
     let proxy = Proxy::start(&pg_proxy_config(&pg, "[pool]\ndefault_pool_size = 10\n"));
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(
-            proxy
-                .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-                .await,
-        );
+        clients.push(proxy.connect_as(MD5_USER).await);
     }
     let cancel = clients[VICTIM].cancel_token();
 
@@ -374,16 +273,9 @@ async fn a_cancel_reaches_only_the_client_it_was_meant_for() {
 #[tokio::test]
 async fn clients_see_churnstiles_own_cancel_key_and_it_works() {
     let pg = PgServer::start();
-    let proxy = Proxy::start(&pg_proxy_config(
-        &pg,
-        &format!(
-            "[general]\nauth_type = \"trust\"\n\
-             [users.{0}]\nupstream_user = \"{0}\"\n",
-            TRUST_USER.name
-        ),
-    ));
-    let mut first = RawClient::log_in(proxy.port(), TRUST_USER.name, APP_DB).await;
-    let second = RawClient::log_in(proxy.port(), TRUST_USER.name, APP_DB).await;
+    let proxy = Proxy::start(&trust_proxy_config(&pg, ""));
+    let mut first = RawClient::log_in(proxy.port(), TRUST_USER.name).await;
+    let second = RawClient::log_in(proxy.port(), TRUST_USER.name).await;
     assert_ne!(first.key, second.key, "two clients share a cancel key");
 
     first.send_query("SELECT pg_backend_pid()").await;

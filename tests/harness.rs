@@ -7,6 +7,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::child::pid_alive;
+use support::pg_client::query_i64;
+use support::wait::eventually;
 use support::{
     APP_DB, MD5_USER, MariaDbServer, NATIVE_USER, PG_SUPERUSER, PG_USERS, PLAIN_USER, PgServer,
     SCRAM_USER,
@@ -80,11 +82,7 @@ async fn test_users_can_create_and_share_tables_in_app() {
         .await
         .unwrap();
     let superuser = pg.client(PG_SUPERUSER, APP_DB).await;
-    let row = superuser
-        .query_one("SELECT count(*) FROM notes", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_eq!(query_i64(&superuser, "SELECT count(*) FROM notes").await, 1);
 }
 
 #[tokio::test]
@@ -107,11 +105,7 @@ async fn restart_keeps_data_and_port() {
         "a session from before the restart still works"
     );
     let client = pg.client(PG_SUPERUSER, APP_DB).await;
-    let row = client
-        .query_one("SELECT count(*) FROM kept", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 2);
+    assert_eq!(query_i64(&client, "SELECT count(*) FROM kept").await, 2);
 }
 
 #[tokio::test]
@@ -125,14 +119,12 @@ async fn backend_and_session_counts_follow_connections() {
     drop((first, second));
 
     // Statistics lag; the exact count above is what tests should rely on.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while pg.sessions_opened(APP_DB).await < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "pg_stat_database.sessions never reached 2"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "pg_stat_database.sessions reaching 2",
+        Duration::from_secs(15),
+        async || pg.sessions_opened(APP_DB).await >= 2,
+    )
+    .await;
 }
 
 #[test]

@@ -14,32 +14,27 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use postgres_protocol::authentication::md5_hash;
-use support::{APP_DB, MD5_USER, PgServer, Proxy, Signal, free_port, pg_proxy_config};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::pg_client::{self, ConnectionTask, sqlstate};
+use support::raw_pg::{self, RawConnection};
+use support::wait::{poll_until, until_equal};
+use support::{APP_DB, MD5_USER, PgServer, ProcessExit, Proxy, Signal, free_port, pg_proxy_config};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Bound on anything that should happen at once.
 const PROMPTLY: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(50);
 const ADMIN_SHUTDOWN: &str = "57P01";
 const INVALID_PASSWORD: &str = "28P01";
-
-type ConnectionTask = JoinHandle<Result<(), tokio_postgres::Error>>;
 
 /// Connects through the proxy keeping the connection task's outcome, which
 /// is where tokio-postgres reports a FATAL sent to an idle client.
 async fn connect_watched(proxy: &Proxy) -> (Client, ConnectionTask) {
     let connection_string = proxy.connection_string(MD5_USER.name, MD5_USER.password, APP_DB);
-    let (client, connection) =
-        timeout(PROMPTLY, tokio_postgres::connect(&connection_string, NoTls))
-            .await
-            .expect("login through churnstile finishes promptly")
-            .unwrap_or_else(|e| panic!("login through churnstile: {e}"));
-    (client, tokio::spawn(connection))
+    timeout(PROMPTLY, pg_client::connect_watched(&connection_string))
+        .await
+        .expect("login through churnstile finishes promptly")
+        .unwrap_or_else(|e| panic!("login through churnstile: {e}"))
 }
 
 /// The SQLSTATE of the error that ended a connection.
@@ -49,12 +44,7 @@ async fn ending_sqlstate(connection: ConnectionTask) -> String {
         .expect("the connection ends promptly")
         .unwrap();
     let error = ended.expect_err("the connection ended with an error from the proxy");
-    error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("not an error from the proxy: {error}"))
-        .code()
-        .code()
-        .to_owned()
+    sqlstate(&error).to_owned()
 }
 
 /// Waits for churnstile to exit (blocking this worker thread only).
@@ -64,18 +54,10 @@ fn wait_exit(proxy: &mut Proxy, limit: Duration) -> Option<i32> {
 
 /// Polls until `user` has `expected` backends in `app` on the server.
 async fn wait_backends(pg: &PgServer, expected: i64) {
-    let deadline = Instant::now() + PROMPTLY;
-    loop {
-        let now = pg.backends(APP_DB, MD5_USER.name).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{now} upstream backends, not {expected}, after {PROMPTLY:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    until_equal("upstream backends", PROMPTLY, expected, async || {
+        pg.backends(APP_DB, MD5_USER.name).await
+    })
+    .await;
 }
 
 /// A config that names no reachable database: for runs that must fail
@@ -107,15 +89,9 @@ fn the_one_line(stderr: &str) -> &str {
     lines[0]
 }
 
-#[test]
-fn a_tcp_port_already_in_use_is_reported_with_its_owner() {
-    let held = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = held.local_addr().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_file(dir.path(), address, dir.path());
-
-    let exit = Proxy::spawn_expect_exit(&["--config", &config]);
-
+/// churnstile failed to start with one line saying `address` is in use,
+/// held by this test process.
+fn assert_reported_in_use_by_us(exit: &ProcessExit, address: &str) {
     assert_ne!(exit.code, 0, "stderr:\n{}", exit.stderr);
     let line = the_one_line(&exit.stderr);
     assert!(
@@ -131,6 +107,18 @@ fn a_tcp_port_already_in_use_is_reported_with_its_owner() {
 }
 
 #[test]
+fn a_tcp_port_already_in_use_is_reported_with_its_owner() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = held.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), address, dir.path());
+
+    let exit = Proxy::spawn_expect_exit(&["--config", &config]);
+
+    assert_reported_in_use_by_us(&exit, &address.to_string());
+}
+
+#[test]
 fn a_unix_socket_already_in_use_is_reported_with_its_owner() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -141,19 +129,7 @@ fn a_unix_socket_already_in_use_is_reported_with_its_owner() {
 
     let exit = Proxy::spawn_expect_exit(&["--config", &config]);
 
-    assert_ne!(exit.code, 0, "stderr:\n{}", exit.stderr);
-    let line = the_one_line(&exit.stderr);
-    assert!(
-        line.contains(&format!(
-            "cannot listen on {}: address already in use",
-            socket_path.display()
-        )),
-        "{line}"
-    );
-    assert!(
-        line.contains(&format!("held by pid {} \"", std::process::id())),
-        "{line}"
-    );
+    assert_reported_in_use_by_us(&exit, &socket_path.display().to_string());
     assert!(socket_path.exists(), "churnstile removed a live socket");
     // The TCP listener it had opened first is gone with it.
     TcpListener::bind(tcp).unwrap_or_else(|e| panic!("{tcp} still taken after exit: {e}"));
@@ -224,20 +200,16 @@ async fn sigint_shuts_down_like_sigterm() {
 
 /// Polls until connecting to `port` is refused: the listener is closed.
 async fn wait_refused(port: u16) {
-    let deadline = Instant::now() + PROMPTLY;
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)).await {
-            Err(error) if error.kind() == ErrorKind::ConnectionRefused => return,
+    poll_until(
+        &format!("port {port} refusing connections"),
+        PROMPTLY,
+        async || match TcpStream::connect(("127.0.0.1", port)).await {
+            Err(error) if error.kind() == ErrorKind::ConnectionRefused => Ok(()),
             Err(error) => panic!("connecting to {port}: {error}"),
-            Ok(_) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "port {port} still accepts after {PROMPTLY:?}"
-                );
-                tokio::time::sleep(POLL).await;
-            }
-        }
-    }
+            Ok(_) => Err("a connection accepted"),
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,11 +252,10 @@ async fn a_client_mid_transaction_may_commit_after_sigterm() {
     wait_backends(&pg, 0).await;
 
     let direct = pg.client(MD5_USER.name, APP_DB).await;
-    let row = direct
-        .query_one("SELECT count(*) FROM orders", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 2);
+    assert_eq!(
+        pg_client::query_i64(&direct, "SELECT count(*) FROM orders").await,
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,12 +288,8 @@ async fn shutdown_timeout_cuts_off_a_client_that_stays_in_a_transaction() {
     );
     wait_backends(&pg, 0).await;
     let direct = pg.client(MD5_USER.name, APP_DB).await;
-    let row = direct
-        .query_one("SELECT count(*) FROM drafts", &[])
-        .await
-        .unwrap();
     assert_eq!(
-        row.get::<_, i64>(0),
+        pg_client::query_i64(&direct, "SELECT count(*) FROM drafts").await,
         0,
         "the open transaction was committed"
     );
@@ -381,39 +348,16 @@ fn check_config_reports_every_mistake_at_its_line() {
     }
 }
 
-fn upstream_url(pg: &PgServer) -> String {
-    format!(
-        "postgres://{}:{}@127.0.0.1:{}/{APP_DB}",
-        MD5_USER.name,
-        MD5_USER.password,
-        pg.port()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_config_pool_modes_share_one_server_connection_between_clients() {
     let pg = PgServer::start();
     for (index, mode) in ["transaction", "statement"].into_iter().enumerate() {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let upstream = upstream_url(&pg);
-        let args = [
-            "--listen",
-            &listen,
-            "--upstream",
-            &upstream,
-            "--pool-mode",
-            mode,
-            "--pool-size",
-            "1",
-        ];
-        let proxy = Proxy::start_args(&args, port);
-        let first = proxy
-            .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-            .await;
-        let second = proxy
-            .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-            .await;
+        let proxy = Proxy::start_zero_config(
+            &pg.url(MD5_USER),
+            &["--pool-mode", mode, "--pool-size", "1"],
+        );
+        let first = proxy.connect_as(MD5_USER).await;
+        let second = proxy.connect_as(MD5_USER).await;
         for round in 0..3 {
             for client in [&first, &second] {
                 let row = client
@@ -435,25 +379,10 @@ async fn zero_config_pool_modes_share_one_server_connection_between_clients() {
 async fn zero_config_pool_size_bounds_upstream_connections() {
     const CLIENTS: usize = 20;
     let pg = PgServer::start();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let upstream = upstream_url(&pg);
-    let proxy = Proxy::start_args(
-        &[
-            "--listen",
-            &listen,
-            "--upstream",
-            &upstream,
-            "--pool-size",
-            "2",
-        ],
-        port,
-    );
+    let proxy = Proxy::start_zero_config(&pg.url(MD5_USER), &["--pool-size", "2"]);
 
     for index in 0..CLIENTS {
-        let client = proxy
-            .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-            .await;
+        let client = proxy.connect_as(MD5_USER).await;
         let row = client
             .query_one("SELECT $1::int", &[&i32::try_from(index).unwrap()])
             .await
@@ -472,9 +401,7 @@ async fn zero_config_pool_size_bounds_upstream_connections() {
         .map(|_| {
             let proxy = std::sync::Arc::clone(&proxy);
             tokio::spawn(async move {
-                let client = proxy
-                    .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-                    .await;
+                let client = proxy.connect_as(MD5_USER).await;
                 client
                     .simple_query("SELECT pg_sleep(0.1)")
                     .await
@@ -581,66 +508,38 @@ fn proxy_fds(proxy: &Proxy, pg: &PgServer) -> ProxyFds {
 /// Polls until churnstile holds no client connection and its upstream
 /// connections are exactly the server's live backends, then returns its fds.
 async fn settled_fds(proxy: &Proxy, pg: &PgServer) -> ProxyFds {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let fds = proxy_fds(proxy, pg);
-        let backends = pg.backends(APP_DB, MD5_USER.name).await;
-        if fds.clients == 0 && i64::try_from(fds.upstream).unwrap() == backends {
-            return fds;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never settled: {fds:?}, {backends} backends upstream"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-fn startup_packet() -> Vec<u8> {
-    let mut body = 196_608i32.to_be_bytes().to_vec();
-    for text in ["user", MD5_USER.name, "database", APP_DB, ""] {
-        body.extend_from_slice(text.as_bytes());
-        body.push(0);
-    }
-    message(None, &body)
-}
-
-fn message(tag: Option<u8>, body: &[u8]) -> Vec<u8> {
-    let mut out: Vec<u8> = tag.into_iter().collect();
-    out.extend_from_slice(&i32::try_from(body.len() + 4).unwrap().to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-async fn read_message(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    timeout(PROMPTLY, async {
-        let tag = stream.read_u8().await.unwrap();
-        let length = stream.read_i32().await.unwrap();
-        let mut body = vec![0; usize::try_from(length - 4).unwrap()];
-        stream.read_exact(&mut body).await.unwrap();
-        (tag, body)
-    })
+    poll_until(
+        "no client connections and one upstream connection per backend",
+        Duration::from_secs(15),
+        async || {
+            let fds = proxy_fds(proxy, pg);
+            let backends = pg.backends(APP_DB, MD5_USER.name).await;
+            if fds.clients == 0 && i64::try_from(fds.upstream).unwrap() == backends {
+                Ok(fds)
+            } else {
+                Err(format!("{fds:?}, {backends} backends upstream"))
+            }
+        },
+    )
     .await
-    .expect("churnstile answered in time")
 }
 
-/// Sends the startup packet and returns the MD5 salt churnstile asks with.
-async fn start_md5_login(stream: &mut TcpStream) -> [u8; 4] {
-    stream.write_all(&startup_packet()).await.unwrap();
-    let (tag, body) = read_message(stream).await;
-    assert_eq!(tag, b'R', "expected an authentication request");
-    assert_eq!(body[..4], 5i32.to_be_bytes(), "expected an MD5 challenge");
-    body[4..8].try_into().unwrap()
+/// Connects by hand, sends md5_user's startup packet and returns the MD5
+/// salt churnstile asks with. Every read waits at most [`PROMPTLY`].
+async fn start_md5_login(proxy: &Proxy) -> (RawConnection, [u8; 4]) {
+    let mut connection = RawConnection::connect(proxy.port())
+        .await
+        .with_read_limit(PROMPTLY);
+    connection.send(&raw_pg::app_startup(MD5_USER.name)).await;
+    let challenge = connection.expect_message().await;
+    (connection, raw_pg::md5_salt(&challenge))
 }
 
 /// One client visit of the given kind, ending however that kind ends.
 async fn visit(proxy: &Proxy, kind: usize) {
-    let address = ("127.0.0.1", proxy.port());
     match kind {
         0 => {
-            let client = proxy
-                .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-                .await;
+            let client = proxy.connect_as(MD5_USER).await;
             let row = client.query_one("SELECT 1", &[]).await.unwrap();
             assert_eq!(row.get::<_, i32>(0), 1);
         }
@@ -651,32 +550,19 @@ async fn visit(proxy: &Proxy, kind: usize) {
             let code = error.as_db_error().map(|e| e.code().code());
             assert_eq!(code, Some(INVALID_PASSWORD), "{error}");
         }
-        2 => drop(TcpStream::connect(address).await.unwrap()),
+        2 => drop(RawConnection::connect(proxy.port()).await),
         3 => {
-            let mut stream = TcpStream::connect(address).await.unwrap();
-            let packet = startup_packet();
-            stream.write_all(&packet[..packet.len() / 2]).await.unwrap();
+            let mut connection = RawConnection::connect(proxy.port()).await;
+            let packet = raw_pg::app_startup(MD5_USER.name);
+            connection.send(&packet[..packet.len() / 2]).await;
         }
-        4 => {
-            let mut stream = TcpStream::connect(address).await.unwrap();
-            start_md5_login(&mut stream).await;
-        }
+        4 => drop(start_md5_login(proxy).await),
         _ => {
             // Logged in, a query running, then gone without Terminate.
-            let mut stream = TcpStream::connect(address).await.unwrap();
-            let salt = start_md5_login(&mut stream).await;
-            let hash = md5_hash(MD5_USER.name.as_bytes(), MD5_USER.password.as_bytes(), salt);
-            let mut password = hash.into_bytes();
-            password.push(0);
-            stream
-                .write_all(&message(Some(b'p'), &password))
-                .await
-                .unwrap();
-            while read_message(&mut stream).await.0 != b'Z' {}
-            stream
-                .write_all(&message(Some(b'Q'), b"SELECT pg_sleep(10)\0"))
-                .await
-                .unwrap();
+            let (mut connection, salt) = start_md5_login(proxy).await;
+            connection.send(&raw_pg::md5_password(MD5_USER, salt)).await;
+            while connection.expect_message().await.0 != b'Z' {}
+            connection.send(&raw_pg::query("SELECT pg_sleep(10)")).await;
         }
     }
 }
@@ -704,7 +590,7 @@ async fn churning_clients_leak_no_file_descriptors() {
         "descriptors other than pooled server connections changed: warm {warm:?}, after {after:?}"
     );
     let row = proxy
-        .connect(MD5_USER.name, MD5_USER.password, APP_DB)
+        .connect_as(MD5_USER)
         .await
         .query_one("SELECT 1", &[])
         .await

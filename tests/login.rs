@@ -7,48 +7,19 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
+use support::pg_client::sqlstate;
+use support::raw_pg::{self, AUTH_MD5, AUTH_OK, AUTH_SASL, RawConnection};
 use support::{
     APP_DB, MD5_USER, PG_SUPERUSER, PLAIN_USER, PgServer, PgUser, Proxy, SCRAM_USER, TRUST_USER,
-    free_port, pg_proxy_config,
+    pg_proxy_config, trust_proxy_config,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_postgres::Client;
 
 /// Bound on anything a test waits for that should take well under a second.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// AuthenticationRequest codes.
-const AUTH_OK: i32 = 0;
-const AUTH_MD5: i32 = 5;
-const AUTH_SASL: i32 = 10;
-
-/// The harness's config plus `trust_user` under `auth_type = "trust"`.
-fn trust_config(pg: &PgServer) -> String {
-    pg_proxy_config(
-        pg,
-        &format!(
-            "[general]\n\
-             auth_type = \"trust\"\n\
-             [users.{name}]\n\
-             upstream_user = \"{name}\"\n",
-            name = TRUST_USER.name
-        ),
-    )
-}
-
-/// The SQLSTATE of a server-reported error; panics on any other error.
-fn sqlstate(error: &tokio_postgres::Error) -> &str {
-    error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("not an error from the server: {error}"))
-        .code()
-        .code()
-}
 
 async fn current_user(client: &Client) -> String {
     client
@@ -105,183 +76,41 @@ async fn stored_secret(pg: &PgServer, user: &str) -> String {
         .get(0)
 }
 
-/// A minimal PostgreSQL wire client over TCP, for what tokio-postgres cannot
-/// send: encryption requests, other protocol versions, odd parameters.
-mod wire {
-    use super::*;
+/// Reads a trust login to its end and checks it succeeded: AuthenticationOk
+/// first, BackendKeyData, and ReadyForQuery idle last.
+async fn finish_trust_login(connection: &mut RawConnection) {
+    let messages = connection.read_until_ready_or_error().await;
+    assert_eq!(raw_pg::auth_code(&messages[0]), AUTH_OK, "{messages:?}");
+    assert!(messages.iter().any(|(tag, _)| *tag == b'K'), "{messages:?}");
+    assert_eq!(
+        messages.last(),
+        Some(&(b'Z', b"I".to_vec())),
+        "{messages:?}"
+    );
+}
 
-    pub type Message = (u8, Vec<u8>);
-
-    pub const SSL_REQUEST: i32 = 80_877_103;
-    pub const GSSENC_REQUEST: i32 = 80_877_104;
-
-    /// An untagged startup-phase packet: length, code, body.
-    pub fn packet(code: i32, body: &[u8]) -> Vec<u8> {
-        let mut out = u32::try_from(body.len() + 8)
-            .unwrap()
-            .to_be_bytes()
-            .to_vec();
-        out.extend_from_slice(&code.to_be_bytes());
-        out.extend_from_slice(body);
-        out
-    }
-
-    /// A StartupMessage for protocol `major.minor`.
-    pub fn startup_packet(major: u16, minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
-        let mut body = Vec::new();
-        for (name, value) in params {
-            body.extend_from_slice(name.as_bytes());
-            body.push(0);
-            body.extend_from_slice(value.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        packet(i32::from(major) << 16 | i32::from(minor), &body)
-    }
-
-    /// A protocol 3.0 StartupMessage for `user` and the `app` database.
-    pub fn startup(user: &str) -> Vec<u8> {
-        startup_packet(3, 0, &[("user", user), ("database", APP_DB)])
-    }
-
-    pub async fn connect(proxy: &Proxy) -> TcpStream {
-        tokio::time::timeout(WAIT, TcpStream::connect(("127.0.0.1", proxy.port())))
-            .await
-            .expect("connecting to churnstile timed out")
-            .expect("connecting to churnstile")
-    }
-
-    pub async fn read_byte(stream: &mut TcpStream) -> u8 {
-        let mut byte = [0u8];
-        tokio::time::timeout(WAIT, stream.read_exact(&mut byte))
-            .await
-            .expect("churnstile sent nothing within the time limit")
-            .expect("reading one byte from churnstile");
-        byte[0]
-    }
-
-    /// The next whole message, or `None` if the peer closed the connection.
-    pub async fn read_message(stream: &mut TcpStream) -> Option<Message> {
-        tokio::time::timeout(WAIT, read_message_unbounded(stream))
-            .await
-            .expect("churnstile sent nothing within the time limit")
-    }
-
-    pub async fn read_message_unbounded(stream: &mut TcpStream) -> Option<Message> {
-        let mut header = [0u8; 5];
-        match stream.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-            Err(e) => panic!("reading from churnstile: {e}"),
-        }
-        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-        assert!(
-            (4..1 << 20).contains(&len),
-            "churnstile sent message '{}' with length {len}",
-            header[0] as char
-        );
-        let mut body = vec![0u8; len - 4];
-        stream
-            .read_exact(&mut body)
-            .await
-            .expect("reading a message body from churnstile");
-        Some((header[0], body))
-    }
-
-    /// Messages up to and including ReadyForQuery or an ErrorResponse.
-    pub async fn read_until_ready_or_error(stream: &mut TcpStream) -> Vec<Message> {
-        let mut messages = Vec::new();
-        for _ in 0..1_000 {
-            let Some(message) = read_message(stream).await else {
-                panic!("churnstile closed the connection after {messages:?}");
-            };
-            let last = matches!(message.0, b'Z' | b'E');
-            messages.push(message);
-            if last {
-                return messages;
-            }
-        }
-        panic!("no ReadyForQuery or ErrorResponse in 1000 messages");
-    }
-
-    /// True once the peer has closed the connection within `limit`
-    /// (anything it sends first is discarded).
-    pub async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
-        let mut sink = [0u8; 4096];
-        tokio::time::timeout(limit, async {
-            loop {
-                match stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .is_ok()
-    }
-
-    /// The AuthenticationRequest code in an 'R' message.
-    pub fn auth_code(message: &Message) -> i32 {
-        assert_eq!(message.0, b'R', "expected an authentication request");
-        i32::from_be_bytes(message.1[..4].try_into().unwrap())
-    }
-
-    /// An ErrorResponse's fields by type byte ('S', 'C', 'M', ...).
-    pub fn error_fields(message: &Message) -> BTreeMap<char, String> {
-        assert_eq!(message.0, b'E', "expected an ErrorResponse");
-        message
-            .1
-            .split(|&b| b == 0)
-            .filter(|field| !field.is_empty())
-            .map(|field| {
-                (
-                    field[0] as char,
-                    String::from_utf8_lossy(&field[1..]).into_owned(),
-                )
-            })
-            .collect()
-    }
-
-    /// Reads a trust login to its end and checks it succeeded: AuthenticationOk
-    /// first, BackendKeyData, and ReadyForQuery idle last.
-    pub async fn finish_trust_login(stream: &mut TcpStream) {
-        let messages = read_until_ready_or_error(stream).await;
-        assert_eq!(auth_code(&messages[0]), AUTH_OK, "{messages:?}");
-        assert!(messages.iter().any(|(tag, _)| *tag == b'K'), "{messages:?}");
-        assert_eq!(
-            messages.last(),
-            Some(&(b'Z', b"I".to_vec())),
-            "{messages:?}"
-        );
-    }
-
-    /// Runs `SELECT 6 * 7` and checks the one value is "42".
-    pub async fn assert_query_works(stream: &mut TcpStream) {
-        let mut query = vec![b'Q'];
-        let sql = b"SELECT 6 * 7\0";
-        query.extend_from_slice(&u32::try_from(sql.len() + 4).unwrap().to_be_bytes());
-        query.extend_from_slice(sql);
-        stream.write_all(&query).await.unwrap();
-        let messages = read_until_ready_or_error(stream).await;
-        let data_row = messages
-            .iter()
-            .find(|(tag, _)| *tag == b'D')
-            .unwrap_or_else(|| panic!("no DataRow: {messages:?}"));
-        // Column count 1, value length 2, "42".
-        assert_eq!(data_row.1, [0, 1, 0, 0, 0, 2, b'4', b'2']);
-        assert_eq!(messages.last().map(|m| m.0), Some(b'Z'));
-    }
+/// Runs `SELECT 6 * 7` and checks the one value is "42".
+async fn assert_query_works(connection: &mut RawConnection) {
+    connection.send(&raw_pg::query("SELECT 6 * 7")).await;
+    let messages = connection.read_until_ready_or_error().await;
+    let data_row = messages
+        .iter()
+        .find(|(tag, _)| *tag == b'D')
+        .unwrap_or_else(|| panic!("no DataRow: {messages:?}"));
+    // Column count 1, value length 2, "42".
+    assert_eq!(data_row.1, [0, 1, 0, 0, 0, 2, b'4', b'2']);
+    assert_eq!(messages.last().map(|m| m.0), Some(b'Z'));
 }
 
 /// The AuthenticationRequest code churnstile answers `user`'s startup with.
 async fn first_auth_request(proxy: &Proxy, user: &str) -> (i32, Vec<u8>) {
-    let mut stream = wire::connect(proxy).await;
-    stream.write_all(&wire::startup(user)).await.unwrap();
-    let message = wire::read_message(&mut stream)
+    let mut connection = RawConnection::connect(proxy.port()).await;
+    connection.send(&raw_pg::app_startup(user)).await;
+    let message = connection
+        .read_message()
         .await
         .expect("churnstile closed the connection after the startup packet");
-    (wire::auth_code(&message), message.1)
+    (raw_pg::auth_code(&message), message.1)
 }
 
 #[tokio::test]
@@ -371,7 +200,7 @@ async fn an_md5_secret_logs_the_client_in_with_md5() {
 #[tokio::test]
 async fn trust_auth_type_asks_no_password() {
     let pg = PgServer::start();
-    let proxy = Proxy::start(&trust_config(&pg));
+    let proxy = Proxy::start(&trust_proxy_config(&pg, ""));
 
     let (code, _) = first_auth_request(&proxy, MD5_USER.name).await;
     assert_eq!(code, AUTH_OK);
@@ -481,10 +310,10 @@ async fn an_unknown_database_gets_3d000_and_never_reaches_the_server() {
     assert_logs_in(&proxy, MD5_USER.name, MD5_USER.password).await;
 }
 
-/// Waits for churnstile to close `stream`; returns how long after `since`.
-async fn closed_after(stream: &mut TcpStream, since: Instant) -> Duration {
+/// Waits for churnstile to close `connection`; returns how long after `since`.
+async fn closed_after(connection: &mut RawConnection, since: Instant) -> Duration {
     assert!(
-        wire::closed_within(stream, WAIT).await,
+        connection.closed_within(WAIT).await,
         "connection still open {WAIT:?} later"
     );
     since.elapsed()
@@ -496,24 +325,22 @@ async fn client_login_timeout_disconnects_clients_that_do_not_finish_logging_in(
     let proxy = Proxy::start(&pg_proxy_config(&pg, "[pool]\nclient_login_timeout = 1\n"));
 
     let started = Instant::now();
-    let mut silent = wire::connect(&proxy).await;
-    let mut stalled = wire::connect(&proxy).await;
-    stalled
-        .write_all(&wire::startup(MD5_USER.name))
-        .await
-        .unwrap();
-    let challenge = wire::read_message(&mut stalled).await.unwrap();
-    assert_eq!(wire::auth_code(&challenge), AUTH_MD5);
+    let mut silent = RawConnection::connect(proxy.port()).await;
+    let mut stalled = RawConnection::connect(proxy.port()).await;
+    stalled.send(&raw_pg::app_startup(MD5_USER.name)).await;
+    let challenge = stalled.read_message().await.unwrap();
+    assert_eq!(raw_pg::auth_code(&challenge), AUTH_MD5);
 
-    let error = wire::read_message(&mut silent)
+    let error = silent
+        .read_message()
         .await
         .expect("closed without an error message");
     assert_eq!(
-        wire::error_fields(&error).get(&'C').map(String::as_str),
+        raw_pg::error_fields(&error).get(&'C').map(String::as_str),
         Some("08P01")
     );
-    for (name, stream) in [("silent", &mut silent), ("stalled", &mut stalled)] {
-        let elapsed = closed_after(stream, started).await;
+    for (name, connection) in [("silent", &mut silent), ("stalled", &mut stalled)] {
+        let elapsed = closed_after(connection, started).await;
         assert!(
             elapsed >= Duration::from_millis(900),
             "{name} client closed after only {elapsed:?}"
@@ -523,54 +350,37 @@ async fn client_login_timeout_disconnects_clients_that_do_not_finish_logging_in(
             "{name} client closed after {elapsed:?}"
         );
     }
-    let client = proxy
-        .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-        .await;
+    let client = proxy.connect_as(MD5_USER).await;
     client.simple_query("SELECT 1").await.unwrap();
     assert_eq!(pg.connections_authorized(APP_DB, MD5_USER.name), 1);
+}
+
+/// Sends each encryption request in `requests` on one socket, checks
+/// churnstile declines each with 'N', then logs in there as `trust_user`
+/// and runs a query.
+async fn assert_declined_then_logs_in(proxy: &Proxy, requests: &[i32]) {
+    let mut connection = RawConnection::connect(proxy.port()).await;
+    for &request in requests {
+        connection.send(&raw_pg::request(request, &[])).await;
+        assert_eq!(connection.read_byte().await, b'N');
+    }
+    connection.send(&raw_pg::app_startup(TRUST_USER.name)).await;
+    finish_trust_login(&mut connection).await;
+    assert_query_works(&mut connection).await;
 }
 
 #[tokio::test]
 async fn ssl_request_is_declined_and_the_login_continues_on_the_same_socket() {
     let pg = PgServer::start();
-    let proxy = Proxy::start(&trust_config(&pg));
-
-    let mut stream = wire::connect(&proxy).await;
-    stream
-        .write_all(&wire::packet(wire::SSL_REQUEST, &[]))
-        .await
-        .unwrap();
-    assert_eq!(wire::read_byte(&mut stream).await, b'N');
-    stream
-        .write_all(&wire::startup(TRUST_USER.name))
-        .await
-        .unwrap();
-    wire::finish_trust_login(&mut stream).await;
-    wire::assert_query_works(&mut stream).await;
+    let proxy = Proxy::start(&trust_proxy_config(&pg, ""));
+    assert_declined_then_logs_in(&proxy, &[raw_pg::SSL_REQUEST]).await;
 }
 
 #[tokio::test]
 async fn gssenc_request_is_declined_and_the_login_continues() {
     let pg = PgServer::start();
-    let proxy = Proxy::start(&trust_config(&pg));
-
-    let mut stream = wire::connect(&proxy).await;
-    stream
-        .write_all(&wire::packet(wire::GSSENC_REQUEST, &[]))
-        .await
-        .unwrap();
-    assert_eq!(wire::read_byte(&mut stream).await, b'N');
-    stream
-        .write_all(&wire::packet(wire::SSL_REQUEST, &[]))
-        .await
-        .unwrap();
-    assert_eq!(wire::read_byte(&mut stream).await, b'N');
-    stream
-        .write_all(&wire::startup(TRUST_USER.name))
-        .await
-        .unwrap();
-    wire::finish_trust_login(&mut stream).await;
-    wire::assert_query_works(&mut stream).await;
+    let proxy = Proxy::start(&trust_proxy_config(&pg, ""));
+    assert_declined_then_logs_in(&proxy, &[raw_pg::GSSENC_REQUEST, raw_pg::SSL_REQUEST]).await;
 }
 
 /// A protocol 2.0 startup packet as libpq sent it: fixed-size, NUL-padded
@@ -582,39 +392,40 @@ fn protocol_2_startup(user: &str) -> Vec<u8> {
         field.resize(size, 0);
         body.extend(field);
     }
-    wire::packet(2 << 16, &body)
+    raw_pg::request(2 << 16, &body)
 }
 
 #[tokio::test]
 async fn protocol_2_startup_is_refused_with_0a000() {
     let pg = PgServer::start();
-    let mut proxy = Proxy::start(&trust_config(&pg));
+    let mut proxy = Proxy::start(&trust_proxy_config(&pg, ""));
 
     for packet in [
         protocol_2_startup(TRUST_USER.name),
-        wire::startup_packet(2, 0, &[("user", TRUST_USER.name)]),
-        wire::startup_packet(4, 0, &[("user", TRUST_USER.name)]),
+        raw_pg::startup_with_version(2, 0, &[("user", TRUST_USER.name)]),
+        raw_pg::startup_with_version(4, 0, &[("user", TRUST_USER.name)]),
     ] {
-        let mut stream = wire::connect(&proxy).await;
-        stream.write_all(&packet).await.unwrap();
-        let error = wire::read_message(&mut stream)
+        let mut connection = RawConnection::connect(proxy.port()).await;
+        connection.send(&packet).await;
+        let error = connection
+            .read_message()
             .await
             .expect("closed without an error message");
-        let fields = wire::error_fields(&error);
+        let fields = raw_pg::error_fields(&error);
         assert_eq!(fields.get(&'S').map(String::as_str), Some("FATAL"));
         assert_eq!(
             fields.get(&'C').map(String::as_str),
             Some("0A000"),
             "{fields:?}"
         );
-        assert!(wire::closed_within(&mut stream, WAIT).await);
+        assert!(connection.closed_within(WAIT).await);
     }
     assert_eq!(pg.connections_authorized(APP_DB, TRUST_USER.name), 0);
     assert_proxy_healthy(&mut proxy);
 }
 
 /// NegotiateProtocolVersion's newest minor version and unrecognised options.
-fn negotiation(message: &wire::Message) -> (i32, Vec<String>) {
+fn negotiation(message: &raw_pg::Message) -> (i32, Vec<String>) {
     assert_eq!(message.0, b'v', "expected NegotiateProtocolVersion");
     let body = &message.1;
     let newest_minor = i32::from_be_bytes(body[..4].try_into().unwrap());
@@ -639,7 +450,7 @@ type NegotiationCase = (
 #[tokio::test]
 async fn newer_minor_versions_and_pq_options_are_negotiated_down_to_3_0() {
     let pg = PgServer::start();
-    let proxy = Proxy::start(&trust_config(&pg));
+    let proxy = Proxy::start(&trust_proxy_config(&pg, ""));
     let cases: [NegotiationCase; 3] = [
         (1, &[], &[]),
         (0, &[("_pq_.x", "on")], &["_pq_.x"]),
@@ -653,26 +464,26 @@ async fn newer_minor_versions_and_pq_options_are_negotiated_down_to_3_0() {
     for (minor, extra, unrecognised) in cases {
         let mut params = vec![("user", TRUST_USER.name), ("database", APP_DB)];
         params.extend_from_slice(extra);
-        let mut stream = wire::connect(&proxy).await;
-        stream
-            .write_all(&wire::startup_packet(3, minor, &params))
-            .await
-            .unwrap();
-        let first = wire::read_message(&mut stream).await.unwrap();
+        let mut connection = RawConnection::connect(proxy.port()).await;
+        connection
+            .send(&raw_pg::startup_with_version(3, minor, &params))
+            .await;
+        let first = connection.read_message().await.unwrap();
         let (newest_minor, names) = negotiation(&first);
         assert_eq!(newest_minor, 0, "3.{minor} {extra:?}");
         assert_eq!(names, unrecognised, "3.{minor} {extra:?}");
-        wire::finish_trust_login(&mut stream).await;
-        wire::assert_query_works(&mut stream).await;
+        finish_trust_login(&mut connection).await;
+        assert_query_works(&mut connection).await;
     }
 
-    let mut plain = wire::connect(&proxy).await;
-    plain
-        .write_all(&wire::startup(TRUST_USER.name))
-        .await
-        .unwrap();
-    let first = wire::read_message(&mut plain).await.unwrap();
-    assert_eq!(wire::auth_code(&first), AUTH_OK, "3.0 needs no negotiation");
+    let mut plain = RawConnection::connect(proxy.port()).await;
+    plain.send(&raw_pg::app_startup(TRUST_USER.name)).await;
+    let first = plain.read_message().await.unwrap();
+    assert_eq!(
+        raw_pg::auth_code(&first),
+        AUTH_OK,
+        "3.0 needs no negotiation"
+    );
 }
 
 #[tokio::test]
@@ -680,39 +491,34 @@ async fn oversized_startup_and_password_packets_get_08p01_without_allocation() {
     let pg = PgServer::start();
     let mut proxy = Proxy::start(&pg_proxy_config(&pg, ""));
 
-    let mut huge_startup = wire::connect(&proxy).await;
+    let mut huge_startup = RawConnection::connect(proxy.port()).await;
+    huge_startup.send(&0x7fff_ffffu32.to_be_bytes()).await;
     huge_startup
-        .write_all(&0x7fff_ffffu32.to_be_bytes())
-        .await
-        .unwrap();
-    huge_startup
-        .write_all(&wire::startup(MD5_USER.name)[4..])
-        .await
-        .unwrap();
-    let error = wire::read_message(&mut huge_startup).await.unwrap();
+        .send(&raw_pg::app_startup(MD5_USER.name)[4..])
+        .await;
+    let error = huge_startup.read_message().await.unwrap();
     assert_eq!(
-        wire::error_fields(&error).get(&'C').map(String::as_str),
+        raw_pg::error_fields(&error).get(&'C').map(String::as_str),
         Some("08P01")
     );
-    assert!(wire::closed_within(&mut huge_startup, WAIT).await);
+    assert!(huge_startup.closed_within(WAIT).await);
 
-    let mut huge_password = wire::connect(&proxy).await;
+    let mut huge_password = RawConnection::connect(proxy.port()).await;
     huge_password
-        .write_all(&wire::startup(MD5_USER.name))
-        .await
-        .unwrap();
-    let challenge = wire::read_message(&mut huge_password).await.unwrap();
-    assert_eq!(wire::auth_code(&challenge), AUTH_MD5);
+        .send(&raw_pg::app_startup(MD5_USER.name))
+        .await;
+    let challenge = huge_password.read_message().await.unwrap();
+    assert_eq!(raw_pg::auth_code(&challenge), AUTH_MD5);
     let mut password = vec![b'p'];
     password.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
     password.extend_from_slice(b"md5");
-    huge_password.write_all(&password).await.unwrap();
-    let error = wire::read_message(&mut huge_password).await.unwrap();
+    huge_password.send(&password).await;
+    let error = huge_password.read_message().await.unwrap();
     assert_eq!(
-        wire::error_fields(&error).get(&'C').map(String::as_str),
+        raw_pg::error_fields(&error).get(&'C').map(String::as_str),
         Some("08P01")
     );
-    assert!(wire::closed_within(&mut huge_password, WAIT).await);
+    assert!(huge_password.closed_within(WAIT).await);
 
     let peak_kb = proxy.rss_peak_kb();
     assert!(peak_kb < 40 * 1024, "peak RSS {peak_kb} KiB");
@@ -723,21 +529,11 @@ async fn oversized_startup_and_password_packets_get_08p01_without_allocation() {
 #[tokio::test]
 async fn zero_config_mode_serves_the_upstream_urls_credentials() {
     let pg = PgServer::start();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let upstream = format!(
-        "postgres://{}:{}@127.0.0.1:{}/{APP_DB}",
-        MD5_USER.name,
-        MD5_USER.password,
-        pg.port()
-    );
-    let mut proxy = Proxy::start_args(&["--listen", &listen, "--upstream", &upstream], port);
+    let mut proxy = Proxy::start_zero_config(&pg.url(MD5_USER), &[]);
 
     let (code, _) = first_auth_request(&proxy, MD5_USER.name).await;
     assert_eq!(code, AUTH_MD5);
-    let client = proxy
-        .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-        .await;
+    let client = proxy.connect_as(MD5_USER).await;
     let row = client
         .query_one("SELECT current_user::text, current_database()::text", &[])
         .await

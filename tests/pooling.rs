@@ -13,57 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
-use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::message::frontend;
+use support::pg_client::{self, backend_pid, scalar, sqlstate};
+use support::raw_pg::{self, RawConnection};
+use support::wait::{POLL_INTERVAL, eventually, poll_until, until_equal};
 use support::{APP_DB, MD5_USER, PgServer, Proxy, free_port, pg_proxy_config};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 const USER: &str = MD5_USER.name;
 const PASSWORD: &str = MD5_USER.password;
-const POLL: Duration = Duration::from_millis(50);
-
-/// Polls `condition` until it holds; panics naming `what` after `timeout`.
-async fn eventually(what: &str, timeout: Duration, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// The SQLSTATE of a server (or proxy) error; panics on any other error.
-fn sqlstate(error: &tokio_postgres::Error) -> &str {
-    error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("expected an ErrorResponse, got: {error}"))
-        .code()
-        .code()
-}
-
-/// Runs one query that selects one value and returns it as text.
-async fn scalar(client: &Client, sql: &str) -> String {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .iter()
-        .find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("NULL").to_owned()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-}
-
-async fn backend_pid(client: &Client) -> i32 {
-    scalar(client, "SELECT pg_backend_pid()")
-        .await
-        .parse()
-        .expect("pg_backend_pid() is an integer")
-}
 
 #[tokio::test]
 async fn two_thousand_connect_query_close_cycles_use_at_most_pool_size_upstream_connections() {
@@ -206,99 +162,20 @@ async fn a_client_waiting_longer_than_query_wait_timeout_gets_53300() {
     assert_eq!(pg.connections_authorized(APP_DB, USER), 1);
 }
 
-/// A client speaking the protocol by hand, so a test can see the moment the
-/// proxy has authenticated it (AuthenticationOk) and starts looking for a
-/// server connection, before any ReadyForQuery.
-struct RawClient {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl RawClient {
-    /// Connects, sends a StartupMessage and answers the MD5 challenge;
-    /// returns once AuthenticationOk has arrived.
-    async fn authenticate(port: u16, application_name: &str) -> RawClient {
-        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .expect("connecting to churnstile");
-        let mut client = RawClient {
-            stream,
-            buf: BytesMut::new(),
-        };
-        let mut out = BytesMut::new();
-        let params = [
-            ("user", USER),
-            ("database", APP_DB),
-            ("application_name", application_name),
-        ];
-        frontend::startup_message(params, &mut out).unwrap();
-        client.send(&out).await;
-        loop {
-            let (tag, mut body) = client.read_message().await;
-            assert_eq!(tag, b'R', "expected an authentication request");
-            match body.get_i32() {
-                0 => return client,
-                5 => {
-                    let salt: [u8; 4] = body[..4].try_into().unwrap();
-                    let hash = md5_hash(USER.as_bytes(), PASSWORD.as_bytes(), salt);
-                    out.clear();
-                    frontend::password_message(hash.as_bytes(), &mut out).unwrap();
-                    client.send(&out).await;
-                }
-                other => panic!("unexpected authentication request {other}"),
-            }
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .await
-            .expect("writing to churnstile");
-    }
-
-    async fn read_message(&mut self) -> (u8, Bytes) {
-        loop {
-            if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes(self.buf[1..5].try_into().unwrap()) as usize;
-                if self.buf.len() > len {
-                    let tag = self.buf[0];
-                    self.buf.advance(5);
-                    return (tag, self.buf.split_to(len - 4).freeze());
-                }
-            }
-            let read = self
-                .stream
-                .read_buf(&mut self.buf)
-                .await
-                .expect("reading from churnstile");
-            assert_ne!(read, 0, "churnstile closed the connection");
-        }
-    }
-
-    /// Reads to ReadyForQuery; panics on an ErrorResponse.
-    async fn until_ready(&mut self) {
-        loop {
-            match self.read_message().await {
-                (b'Z', _) => return,
-                (b'E', body) => panic!("error from churnstile: {body:?}"),
-                _ => {}
-            }
-        }
-    }
-
-    async fn simple_query(&mut self, sql: &str) {
-        let mut out = BytesMut::new();
-        frontend::query(sql, &mut out).unwrap();
-        self.send(&out).await;
-        self.until_ready().await;
-    }
-
-    async fn terminate(mut self) {
-        let mut out = BytesMut::new();
-        frontend::terminate(&mut out);
-        self.send(&out).await;
-    }
+/// Logs in by hand as md5_user with `application_name` and returns once
+/// AuthenticationOk has arrived: the moment the proxy starts looking for a
+/// server connection, before any ReadyForQuery. Later reads wait as long as
+/// that takes.
+async fn authenticate(port: u16, application_name: &str) -> RawConnection {
+    let mut connection = RawConnection::connect(port).await.without_read_limit();
+    let params = [
+        ("user", USER),
+        ("database", APP_DB),
+        ("application_name", application_name),
+    ];
+    connection.send(&raw_pg::startup(&params)).await;
+    connection.authenticate_md5(MD5_USER).await;
+    connection
 }
 
 #[tokio::test]
@@ -318,16 +195,17 @@ async fn waiting_clients_are_served_in_arrival_order() {
         // can join: so each waiter is in line before the next arrives.
         let mut waiter = tokio::time::timeout(
             Duration::from_secs(10),
-            RawClient::authenticate(proxy.port(), &format!("waiter_{index}")),
+            authenticate(proxy.port(), &format!("waiter_{index}")),
         )
         .await
         .expect("a waiter authenticates within 10 s");
         let served = Arc::clone(&served);
         waiters.push(tokio::spawn(async move {
-            waiter.until_ready().await;
-            waiter.simple_query("SELECT 1").await;
+            waiter.wait_ready().await;
+            waiter.send(&raw_pg::query("SELECT 1")).await;
+            waiter.wait_ready().await;
             served.lock().unwrap().push(index);
-            waiter.terminate().await;
+            waiter.send(&raw_pg::terminate()).await;
         }));
     }
     assert!(
@@ -370,17 +248,14 @@ async fn max_client_conn_refuses_the_extra_client_with_53300_and_admits_after_on
     drop(clients.pop());
     // The slot frees once churnstile has finished with the departed client
     // (after resetting its server connection): retry until then.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let newcomer = loop {
-        match proxy.try_connect(USER, PASSWORD, APP_DB).await {
-            Ok(client) => break client,
-            Err(error) => {
-                assert_eq!(sqlstate(&error), "53300", "{error}");
-                assert!(Instant::now() < deadline, "no slot freed within 10 s");
-                tokio::time::sleep(POLL).await;
-            }
+    let newcomer = poll_until("a freed slot", Duration::from_secs(10), async || {
+        let attempt = proxy.try_connect(USER, PASSWORD, APP_DB).await;
+        if let Err(error) = &attempt {
+            assert_eq!(sqlstate(error), "53300", "{error}");
         }
-    };
+        attempt
+    })
+    .await;
     assert_eq!(scalar(&newcomer, "SELECT 'in'").await, "in");
     for client in &clients {
         assert_eq!(scalar(client, "SELECT 'still here'").await, "still here");
@@ -394,17 +269,18 @@ async fn min_pool_size_opens_connections_with_no_clients() {
         &pg,
         "[pool]\nmin_pool_size = 2\ndefault_pool_size = 5\n",
     ));
-    eventually(
-        "two idle upstream connections for md5_user",
+    until_equal(
+        "idle upstream connections for md5_user",
         Duration::from_secs(10),
-        async || pg.backends(APP_DB, USER).await == 2,
+        2,
+        async || pg.backends(APP_DB, USER).await,
     )
     .await;
     // Three janitor ticks later it has neither opened more nor dropped any.
     let watch_until = Instant::now() + Duration::from_millis(1_500);
     while Instant::now() < watch_until {
         assert_eq!(pg.backends(APP_DB, USER).await, 2);
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
     assert_eq!(pg.connections_authorized(APP_DB, USER), 2);
 }
@@ -424,10 +300,11 @@ async fn idle_upstream_connections_close_after_server_idle_timeout() {
     assert_eq!(pg.backends(APP_DB, USER).await, 3);
     drop(clients);
 
-    eventually(
-        "idle upstream connections closed",
+    until_equal(
+        "upstream connections left after server_idle_timeout",
         Duration::from_secs(10),
-        async || pg.backends(APP_DB, USER).await == 0,
+        0,
+        async || pg.backends(APP_DB, USER).await,
     )
     .await;
     let client = proxy.connect(USER, PASSWORD, APP_DB).await;
@@ -448,12 +325,29 @@ async fn server_lifetime_zero_gives_every_client_a_fresh_upstream_connection() {
     }
     assert_eq!(pids.len(), CLIENTS, "distinct backends");
     assert_eq!(pg.connections_authorized(APP_DB, USER), CLIENTS);
-    eventually(
-        "every used upstream connection closed",
+    until_equal(
+        "used upstream connections left open",
         Duration::from_secs(10),
-        async || pg.backends(APP_DB, USER).await == 0,
+        0,
+        async || pg.backends(APP_DB, USER).await,
     )
     .await;
+}
+
+/// Logs in twice, expecting each attempt to fail with 08006 (no server
+/// connection to be had); returns how long each attempt took.
+async fn failed_logins_08006(proxy: &Proxy) -> [Duration; 2] {
+    let mut took = [Duration::ZERO; 2];
+    for (attempt, took) in took.iter_mut().enumerate() {
+        let started = Instant::now();
+        let error = proxy
+            .try_connect(USER, PASSWORD, APP_DB)
+            .await
+            .expect_err("logged in without a reachable upstream");
+        *took = started.elapsed();
+        assert_eq!(sqlstate(&error), "08006", "attempt {attempt}: {error}");
+    }
+    took
 }
 
 #[tokio::test]
@@ -464,14 +358,7 @@ async fn an_upstream_with_nothing_listening_gives_08006_promptly() {
         &pg,
         &format!("[pool]\nserver_connect_timeout = 2\n[databases.app]\nport = {closed_port}\n"),
     ));
-    for attempt in 0..2 {
-        let started = Instant::now();
-        let error = proxy
-            .try_connect(USER, PASSWORD, APP_DB)
-            .await
-            .expect_err("logged in with no upstream");
-        let took = started.elapsed();
-        assert_eq!(sqlstate(&error), "08006", "attempt {attempt}: {error}");
+    for (attempt, took) in failed_logins_08006(&proxy).await.into_iter().enumerate() {
         assert!(
             took < Duration::from_secs(2),
             "attempt {attempt} took {took:?}"
@@ -489,14 +376,7 @@ async fn an_upstream_that_never_answers_gives_08006_after_server_connect_timeout
         &pg,
         &format!("[pool]\nserver_connect_timeout = 2\n[databases.app]\nport = {silent_port}\n"),
     ));
-    for attempt in 0..2 {
-        let started = Instant::now();
-        let error = proxy
-            .try_connect(USER, PASSWORD, APP_DB)
-            .await
-            .expect_err("logged in through a silent upstream");
-        let took = started.elapsed();
-        assert_eq!(sqlstate(&error), "08006", "attempt {attempt}: {error}");
+    for (attempt, took) in failed_logins_08006(&proxy).await.into_iter().enumerate() {
         assert!(
             took >= Duration::from_millis(1_900) && took < Duration::from_secs(5),
             "attempt {attempt} took {took:?} with server_connect_timeout = 2"
@@ -574,10 +454,9 @@ async fn an_idle_client_is_disconnected_with_57p05_after_client_idle_timeout() {
         "[pool]\nclient_idle_timeout = 1\ndefault_pool_size = 1\n",
     ));
     let (client, connection) =
-        tokio_postgres::connect(&proxy.connection_string(USER, PASSWORD, APP_DB), NoTls)
+        pg_client::connect_watched(&proxy.connection_string(USER, PASSWORD, APP_DB))
             .await
             .expect("connecting through churnstile");
-    let connection = tokio::spawn(connection);
 
     // A query running longer than the timeout is not idleness.
     client.batch_execute("SELECT pg_sleep(1.5)").await.unwrap();

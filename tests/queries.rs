@@ -11,50 +11,23 @@ use std::fs::{self, File};
 use std::path::Path;
 use std::pin::pin;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, TryStreamExt};
+use support::pg_client::{self, sqlstate};
+use support::raw_pg::{self, RawConnection};
+use support::wait::until_equal;
 use support::{
-    APP_DB, MD5_USER, PG_SUPERUSER, PgServer, Proxy, TRUST_USER, child, pg_client, pg_proxy_config,
+    APP_DB, MD5_USER, PG_SUPERUSER, PgServer, Proxy, TRUST_USER, child, pg_proxy_config,
+    trust_proxy_config,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 /// Bound on anything a test waits for that should take well under a second.
 const WAIT: Duration = Duration::from_secs(10);
 /// Bound on psql and pgbench runs.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The harness's config plus `trust_user` under `auth_type = "trust"`, so a
-/// raw TCP client can log in without computing a password hash.
-fn trust_config(pg: &PgServer, extra: &str) -> String {
-    let trust = format!(
-        "[general]\n\
-         auth_type = \"trust\"\n\
-         [users.{name}]\n\
-         upstream_user = \"{name}\"\n\
-         {extra}",
-        name = TRUST_USER.name,
-    );
-    pg_proxy_config(pg, &trust)
-}
-
-async fn md5_client(proxy: &Proxy) -> Client {
-    proxy
-        .connect(MD5_USER.name, MD5_USER.password, APP_DB)
-        .await
-}
-
-/// The SQLSTATE of a server-reported error; panics on any other error.
-fn sqlstate(error: &tokio_postgres::Error) -> &str {
-    error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("not an error from the server: {error}"))
-        .code()
-        .code()
-}
 
 /// The values of the rows among simple-query messages, as text.
 fn simple_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
@@ -121,152 +94,39 @@ fn psql(proxy: &Proxy, host: &str, user: &str, password: &str) -> Command {
     command
 }
 
-/// A minimal PostgreSQL wire client over TCP, for what tokio-postgres cannot
-/// send: arbitrary startup parameters and malformed messages.
-mod wire {
-    use super::*;
-
-    pub type Message = (u8, Vec<u8>);
-
-    /// A protocol 3.0 StartupMessage.
-    pub fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
-        let mut body = 196_608i32.to_be_bytes().to_vec();
-        for (name, value) in params {
-            body.extend_from_slice(name.as_bytes());
-            body.push(0);
-            body.extend_from_slice(value.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut packet = u32::try_from(body.len() + 4)
-            .unwrap()
-            .to_be_bytes()
-            .to_vec();
-        packet.extend(body);
-        packet
-    }
-
-    /// A tagged message with its length word filled in.
-    pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        out.extend_from_slice(&u32::try_from(body.len() + 4).unwrap().to_be_bytes());
-        out.extend_from_slice(body);
-        out
-    }
-
-    pub async fn connect(proxy: &Proxy) -> TcpStream {
-        tokio::time::timeout(WAIT, TcpStream::connect(("127.0.0.1", proxy.port())))
-            .await
-            .expect("connecting to churnstile timed out")
-            .expect("connecting to churnstile")
-    }
-
-    /// The next whole message, or `None` if the peer closed the connection.
-    pub async fn read_message(stream: &mut TcpStream) -> Option<Message> {
-        tokio::time::timeout(WAIT, async {
-            let mut header = [0u8; 5];
-            match stream.read_exact(&mut header).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("reading from churnstile: {e}"),
-            }
-            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-            assert!(
-                (4..1 << 20).contains(&len),
-                "churnstile sent message '{}' with length {len}",
-                header[0] as char
-            );
-            let mut body = vec![0u8; len - 4];
-            stream
-                .read_exact(&mut body)
-                .await
-                .expect("reading a message body from churnstile");
-            Some((header[0], body))
+/// The ParameterStatus values among `messages`, last one winning.
+fn parameter_statuses(messages: &[raw_pg::Message]) -> BTreeMap<String, String> {
+    messages
+        .iter()
+        .filter(|(tag, _)| *tag == b'S')
+        .map(|(_, body)| {
+            let mut parts = body.split(|&b| b == 0);
+            let mut text = || String::from_utf8_lossy(parts.next().unwrap_or(b"")).into_owned();
+            (text(), text())
         })
-        .await
-        .expect("churnstile sent nothing within the time limit")
-    }
+        .collect()
+}
 
-    /// Messages up to and including ReadyForQuery or an ErrorResponse.
-    pub async fn read_until_ready_or_error(stream: &mut TcpStream) -> Vec<Message> {
-        let mut messages = Vec::new();
-        for _ in 0..1_000 {
-            let Some(message) = read_message(stream).await else {
-                panic!("churnstile closed the connection after {messages:?}");
-            };
-            let last = matches!(message.0, b'Z' | b'E');
-            messages.push(message);
-            if last {
-                return messages;
-            }
-        }
-        panic!("no ReadyForQuery or ErrorResponse in 1000 messages");
-    }
-
-    /// True once the peer has closed the connection (anything it sends
-    /// first is discarded).
-    pub async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
-        let mut sink = [0u8; 4096];
-        tokio::time::timeout(limit, async {
-            loop {
-                match stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .is_ok()
-    }
-
-    /// An ErrorResponse's fields by type byte ('S', 'C', 'M', ...).
-    pub fn error_fields(body: &[u8]) -> BTreeMap<char, String> {
-        body.split(|&b| b == 0)
-            .filter(|field| !field.is_empty())
-            .map(|field| {
-                (
-                    field[0] as char,
-                    String::from_utf8_lossy(&field[1..]).into_owned(),
-                )
-            })
-            .collect()
-    }
-
-    /// The ParameterStatus values among `messages`, last one winning.
-    pub fn parameter_statuses(messages: &[Message]) -> BTreeMap<String, String> {
-        messages
-            .iter()
-            .filter(|(tag, _)| *tag == b'S')
-            .map(|(_, body)| {
-                let mut parts = body.split(|&b| b == 0);
-                let mut text = || String::from_utf8_lossy(parts.next().unwrap_or(b"")).into_owned();
-                (text(), text())
-            })
-            .collect()
-    }
-
-    /// Logs in over raw TCP with `params` besides user and database;
-    /// returns the stream and every message up to ReadyForQuery or the error.
-    pub async fn log_in(
-        proxy: &Proxy,
-        user: &str,
-        params: &[(&str, &str)],
-    ) -> (TcpStream, Vec<Message>) {
-        let mut stream = connect(proxy).await;
-        let mut all = vec![("user", user), ("database", APP_DB)];
-        all.extend_from_slice(params);
-        stream.write_all(&startup_packet(&all)).await.unwrap();
-        let messages = read_until_ready_or_error(&mut stream).await;
-        (stream, messages)
-    }
+/// Logs in over raw TCP with `params` besides user and database; returns
+/// the connection and every message up to ReadyForQuery or the error.
+async fn raw_log_in(
+    proxy: &Proxy,
+    user: &str,
+    params: &[(&str, &str)],
+) -> (RawConnection, Vec<raw_pg::Message>) {
+    let mut connection = RawConnection::connect(proxy.port()).await;
+    let mut all = vec![("user", user), ("database", APP_DB)];
+    all.extend_from_slice(params);
+    connection.send(&raw_pg::startup(&all)).await;
+    let messages = connection.read_until_ready_or_error().await;
+    (connection, messages)
 }
 
 #[tokio::test]
 async fn simple_query_runs_several_statements_and_returns_their_rows() {
     let pg = PgServer::start();
     let proxy = Proxy::start(&pg_proxy_config(&pg, ""));
-    let client = md5_client(&proxy).await;
+    let client = proxy.connect_as(MD5_USER).await;
 
     let messages = client
         .simple_query(
@@ -293,7 +153,7 @@ async fn simple_query_runs_several_statements_and_returns_their_rows() {
 async fn extended_protocol_binds_parameters_and_reuses_prepared_statements() {
     let pg = PgServer::start();
     let proxy = Proxy::start(&pg_proxy_config(&pg, ""));
-    let client = md5_client(&proxy).await;
+    let client = proxy.connect_as(MD5_USER).await;
 
     let row = client
         .query_one(
@@ -344,7 +204,7 @@ fn copy_rows(count: usize) -> Vec<String> {
 async fn copy_from_stdin_loads_ten_thousand_rows() {
     let pg = PgServer::start();
     let proxy = Proxy::start(&pg_proxy_config(&pg, ""));
-    let client = md5_client(&proxy).await;
+    let client = proxy.connect_as(MD5_USER).await;
     client
         .batch_execute("CREATE TABLE loaded (n int, label text)")
         .await
@@ -377,7 +237,7 @@ async fn copy_from_stdin_loads_ten_thousand_rows() {
 async fn copy_to_stdout_returns_every_row_and_byte() {
     let pg = PgServer::start();
     let proxy = Proxy::start(&pg_proxy_config(&pg, ""));
-    let client = md5_client(&proxy).await;
+    let client = proxy.connect_as(MD5_USER).await;
     client
         .batch_execute(
             "CREATE TABLE exported AS \
@@ -411,7 +271,7 @@ async fn a_60_mb_result_streams_through_without_the_proxy_buffering_it() {
     const WIDTH: usize = 1_000;
     let pg = PgServer::start();
     let proxy = Proxy::start(&pg_proxy_config(&pg, ""));
-    let client = md5_client(&proxy).await;
+    let client = proxy.connect_as(MD5_USER).await;
 
     let consume = async {
         let rows = client
@@ -624,33 +484,30 @@ async fn server_default(pg: &PgServer, setting: &str) -> String {
 /// Polls until the server shows `user`'s one backend idle after running a
 /// query matching the LIKE `pattern`, i.e. churnstile has finished resetting it.
 async fn await_idle_after(pg: &PgServer, user: &str, pattern: &str) {
-    let deadline = Instant::now() + WAIT;
     let admin = pg.client(PG_SUPERUSER, APP_DB).await;
-    loop {
-        let idle: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE usename = $1 AND state = 'idle' AND query LIKE $2",
-                &[&user, &pattern],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if idle == 1 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{user}'s server connection never went idle after {pattern:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_equal(
+        &format!("{user}'s server connections idle after {pattern:?}"),
+        WAIT,
+        1,
+        async || {
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE usename = $1 AND state = 'idle' AND query LIKE $2",
+                    &[&user, &pattern],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn parameter_status_reports_the_clients_settings_and_defaults_to_the_next_client() {
     let pg = PgServer::start();
-    let proxy = Proxy::start(&trust_config(&pg, "[pool]\ndefault_pool_size = 1\n"));
+    let proxy = Proxy::start(&trust_proxy_config(&pg, "[pool]\ndefault_pool_size = 1\n"));
     let defaults = [
         ("TimeZone", server_default(&pg, "TimeZone").await),
         ("DateStyle", server_default(&pg, "DateStyle").await),
@@ -667,9 +524,9 @@ async fn parameter_status_reports_the_clients_settings_and_defaults_to_the_next_
         assert_ne!(default, value, "{name} must differ from its default");
     }
 
-    let (mut first, messages) = wire::log_in(&proxy, TRUST_USER.name, &chosen).await;
+    let (mut first, messages) = raw_log_in(&proxy, TRUST_USER.name, &chosen).await;
     assert_eq!(messages.last().map(|m| m.0), Some(b'Z'), "{messages:?}");
-    let reported = wire::parameter_statuses(&messages);
+    let reported = parameter_statuses(&messages);
     for (name, value) in chosen {
         assert_eq!(
             reported.get(name).map(String::as_str),
@@ -687,16 +544,16 @@ async fn parameter_status_reports_the_clients_settings_and_defaults_to_the_next_
             .any(|(tag, body)| *tag == b'K' && body.len() == 8),
         "no BackendKeyData: {messages:?}"
     );
-    first.write_all(&wire::message(b'X', &[])).await.unwrap();
-    assert!(wire::closed_within(&mut first, WAIT).await);
+    first.send(&raw_pg::terminate()).await;
+    assert!(first.closed_within(WAIT).await);
     // The reset ends by restoring the departed client's startup settings
     // (in the same write as DISCARD ALL), so a returning client needs no
     // round trip; the next client's different settings are then moved away.
     await_idle_after(&pg, TRUST_USER.name, "SELECT pg_catalog.set_config(%").await;
 
-    let (_second, messages) = wire::log_in(&proxy, TRUST_USER.name, &[]).await;
+    let (_second, messages) = raw_log_in(&proxy, TRUST_USER.name, &[]).await;
     assert_eq!(messages.last().map(|m| m.0), Some(b'Z'), "{messages:?}");
-    let reported = wire::parameter_statuses(&messages);
+    let reported = parameter_statuses(&messages);
     for (name, default) in &defaults {
         assert_eq!(reported.get(*name), Some(default), "{name}");
     }
@@ -710,12 +567,12 @@ async fn parameter_status_reports_the_clients_settings_and_defaults_to_the_next_
 #[tokio::test]
 async fn an_invalid_startup_setting_is_fatal_with_postgres_sqlstate() {
     let pg = PgServer::start();
-    let proxy = Proxy::start(&trust_config(&pg, ""));
+    let proxy = Proxy::start(&trust_proxy_config(&pg, ""));
 
-    let (mut raw, messages) = wire::log_in(&proxy, TRUST_USER.name, &[("TimeZone", "bogus")]).await;
-    let (tag, body) = messages.last().unwrap();
-    assert_eq!(*tag, b'E', "{messages:?}");
-    let fields = wire::error_fields(body);
+    let (mut raw, messages) = raw_log_in(&proxy, TRUST_USER.name, &[("TimeZone", "bogus")]).await;
+    let error = messages.last().unwrap();
+    assert_eq!(error.0, b'E', "{messages:?}");
+    let fields = raw_pg::error_fields(error);
     assert_eq!(fields.get(&'S').map(String::as_str), Some("FATAL"));
     assert_eq!(fields.get(&'C').map(String::as_str), Some("22023"));
     assert!(fields[&'M'].contains("bogus"), "{fields:?}");
@@ -723,7 +580,7 @@ async fn an_invalid_startup_setting_is_fatal_with_postgres_sqlstate() {
         !messages.iter().any(|(tag, _)| *tag == b'Z'),
         "{messages:?}"
     );
-    assert!(wire::closed_within(&mut raw, WAIT).await);
+    assert!(raw.closed_within(WAIT).await);
 
     let mut config: tokio_postgres::Config = proxy
         .connection_string(MD5_USER.name, "", APP_DB)
@@ -750,7 +607,7 @@ async fn an_invalid_startup_setting_is_fatal_with_postgres_sqlstate() {
 async fn after_an_error_the_transaction_refuses_queries_until_rollback() {
     let pg = PgServer::start();
     let proxy = Proxy::start(&pg_proxy_config(&pg, ""));
-    let client = md5_client(&proxy).await;
+    let client = proxy.connect_as(MD5_USER).await;
     client
         .batch_execute("CREATE TABLE ledger (n int)")
         .await
@@ -768,22 +625,19 @@ async fn after_an_error_the_transaction_refuses_queries_until_rollback() {
     assert_eq!(sqlstate(&aborted), "25P02");
     client.batch_execute("ROLLBACK").await.unwrap();
 
-    let count: i64 = client
-        .query_one("SELECT count(*) FROM ledger", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 0, "the failed transaction's insert was rolled back");
+    assert_eq!(
+        pg_client::query_i64(&client, "SELECT count(*) FROM ledger").await,
+        0,
+        "the failed transaction's insert was rolled back"
+    );
     client
         .batch_execute("INSERT INTO ledger VALUES (2)")
         .await
         .unwrap();
-    let sum: i64 = client
-        .query_one("SELECT sum(n) FROM ledger", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(sum, 2);
+    assert_eq!(
+        pg_client::query_i64(&client, "SELECT sum(n) FROM ledger").await,
+        2
+    );
 }
 
 /// VmPeak (peak virtual memory) of a process, in KiB: a large allocation
@@ -800,23 +654,24 @@ fn virtual_peak_kb(pid: u32) -> u64 {
 #[tokio::test]
 async fn a_malformed_message_length_gets_fatal_08p01_and_others_keep_working() {
     let pg = PgServer::start();
-    let proxy = Proxy::start(&trust_config(&pg, ""));
+    let proxy = Proxy::start(&trust_proxy_config(&pg, ""));
     let bystander = proxy.connect(MD5_USER.name, "", APP_DB).await;
     let virtual_before = virtual_peak_kb(proxy.pid());
 
     for declared in [2u32, 0x7fff_ffff] {
-        let (mut raw, messages) = wire::log_in(&proxy, TRUST_USER.name, &[]).await;
+        let (mut raw, messages) = raw_log_in(&proxy, TRUST_USER.name, &[]).await;
         assert_eq!(messages.last().map(|m| m.0), Some(b'Z'), "{messages:?}");
         let mut query = vec![b'Q'];
         query.extend_from_slice(&declared.to_be_bytes());
         query.extend_from_slice(b"SELECT 1\0");
-        raw.write_all(&query).await.unwrap();
+        raw.send(&query).await;
 
-        let (tag, body) = wire::read_message(&mut raw)
+        let error = raw
+            .read_message()
             .await
             .unwrap_or_else(|| panic!("length {declared}: closed without an error"));
-        assert_eq!(tag, b'E', "length {declared}");
-        let fields = wire::error_fields(&body);
+        assert_eq!(error.0, b'E', "length {declared}");
+        let fields = raw_pg::error_fields(&error);
         assert_eq!(fields.get(&'S').map(String::as_str), Some("FATAL"));
         assert_eq!(
             fields.get(&'C').map(String::as_str),
@@ -824,7 +679,7 @@ async fn a_malformed_message_length_gets_fatal_08p01_and_others_keep_working() {
             "length {declared}: {fields:?}"
         );
         assert!(
-            wire::closed_within(&mut raw, WAIT).await,
+            raw.closed_within(WAIT).await,
             "length {declared}: connection left open"
         );
 

@@ -8,23 +8,18 @@
 mod support;
 
 use std::io::Write;
-use std::net::Ipv4Addr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
-use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::message::frontend;
 use rustix::process::Signal;
+use support::pg_client::{self, ConnectionTask, backend_pid, scalar, sqlstate};
+use support::raw_pg::{self, RawConnection};
+use support::wait::until_equal;
 use support::{APP_DB, MD5_USER, PG_SUPERUSER, PgServer, Proxy, pg_proxy_config};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 const USER: &str = MD5_USER.name;
 const PASSWORD: &str = MD5_USER.password;
-const POLL: Duration = Duration::from_millis(50);
 
 /// A proxy with one server connection per pool, and a table `items` that
 /// md5_user may use (created by the superuser, so md5_user has logged in
@@ -40,46 +35,6 @@ async fn setup() -> (PgServer, Proxy) {
     (pg, proxy)
 }
 
-/// Polls `condition` until it holds; panics naming `what` after `timeout`.
-async fn eventually(what: &str, timeout: Duration, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// The SQLSTATE of a server error; panics on any other error.
-fn sqlstate(error: &tokio_postgres::Error) -> &str {
-    error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("expected an ErrorResponse, got: {error}"))
-        .code()
-        .code()
-}
-
-/// Runs one query that selects one value and returns it as text.
-async fn scalar(client: &Client, sql: &str) -> String {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .iter()
-        .find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("NULL").to_owned()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-}
-
-async fn backend_pid(client: &Client) -> i32 {
-    scalar(client, "SELECT pg_backend_pid()")
-        .await
-        .parse()
-        .expect("pg_backend_pid() is an integer")
-}
-
 /// Server-wide facts, asked as the superuser on a direct connection.
 async fn count(pg: &PgServer, sql: &str) -> i64 {
     pg.query_i64(sql).await
@@ -88,19 +43,13 @@ async fn count(pg: &PgServer, sql: &str) -> i64 {
 /// Connects through the proxy with the connection task in a handle, so a
 /// test can abort it: the socket closes with no Terminate, as when a client
 /// process dies.
-async fn connect_abortable(proxy: &Proxy) -> (Client, JoinHandle<()>) {
-    let (client, connection) =
-        tokio_postgres::connect(&proxy.connection_string(USER, PASSWORD, APP_DB), NoTls)
-            .await
-            .expect("connecting through churnstile");
-    let task = tokio::spawn(async move {
-        // The test kills this connection on purpose.
-        let _ = connection.await;
-    });
-    (client, task)
+async fn connect_abortable(proxy: &Proxy) -> (Client, ConnectionTask) {
+    pg_client::connect_watched(&proxy.connection_string(USER, PASSWORD, APP_DB))
+        .await
+        .expect("connecting through churnstile")
 }
 
-async fn kill_connection(task: JoinHandle<()>) {
+async fn kill_connection(task: ConnectionTask) {
     task.abort();
     let ended = task.await;
     assert!(ended.is_err_and(|e| e.is_cancelled()));
@@ -178,10 +127,11 @@ async fn a_transaction_left_open_by_a_killed_psql_is_rolled_back_for_the_next_cl
     let in_transaction = "SELECT count(*) FROM pg_stat_activity \
          WHERE application_name = 'victim' AND state = 'idle in transaction' \
          AND query LIKE 'SET work_mem%'";
-    eventually(
-        "psql idle in its transaction",
+    until_equal(
+        "psql sessions idle in their transaction",
         Duration::from_secs(10),
-        async || count(&pg, in_transaction).await == 1,
+        1,
+        async || count(&pg, in_transaction).await,
     )
     .await;
     let pid = count(
@@ -334,10 +284,11 @@ async fn a_client_that_dies_during_a_long_query_has_it_cancelled_and_the_connect
     let query = tokio::spawn(async move { client.batch_execute("SELECT pg_sleep(60)").await });
     let sleeping = "SELECT count(*) FROM pg_stat_activity \
          WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'";
-    eventually(
-        "pg_sleep(60) running",
+    until_equal(
+        "backends running pg_sleep(60)",
         Duration::from_secs(10),
-        async || count(&pg, sleeping).await == 1,
+        1,
+        async || count(&pg, sleeping).await,
     )
     .await;
 
@@ -362,123 +313,65 @@ async fn a_client_that_dies_during_a_long_query_has_it_cancelled_and_the_connect
     );
 }
 
-/// A client speaking the protocol by hand, for what tokio-postgres cannot
-/// be stopped in the middle of: sending COPY data, reading a result.
-struct RawClient {
-    stream: TcpStream,
-    buf: BytesMut,
+/// Logs in by hand as md5_user and reads to the first ReadyForQuery, for
+/// what tokio-postgres cannot be stopped in the middle of: sending COPY
+/// data, reading a result. Reads wait as long as they take.
+async fn raw_connect(port: u16) -> RawConnection {
+    let mut connection = RawConnection::connect(port).await.without_read_limit();
+    connection.send(&raw_pg::app_startup(USER)).await;
+    connection.authenticate_md5(MD5_USER).await;
+    connection.wait_ready().await;
+    connection
 }
 
-impl RawClient {
-    /// Logs in (MD5) and reads to the first ReadyForQuery.
-    async fn connect(port: u16) -> RawClient {
-        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .expect("connecting to churnstile");
-        let mut client = RawClient {
-            stream,
-            buf: BytesMut::new(),
-        };
-        let mut out = BytesMut::new();
-        frontend::startup_message([("user", USER), ("database", APP_DB)], &mut out).unwrap();
-        client.send(&out).await;
-        loop {
-            match client.read_message().await {
-                (b'R', body) if body[..4] == 5_i32.to_be_bytes() => {
-                    let salt: [u8; 4] = body[4..8].try_into().unwrap();
-                    let hash = md5_hash(USER.as_bytes(), PASSWORD.as_bytes(), salt);
-                    out.clear();
-                    frontend::password_message(hash.as_bytes(), &mut out).unwrap();
-                    client.send(&out).await;
-                }
-                (b'Z', _) => return client,
-                (b'E', body) => panic!("login refused: {body:?}"),
-                _ => {}
+/// The PID of the server backend serving `connection`.
+async fn raw_backend_pid(connection: &mut RawConnection) -> i32 {
+    connection
+        .send(&raw_pg::query("SELECT pg_backend_pid()"))
+        .await;
+    let mut pid = None;
+    loop {
+        let message = connection.expect_message().await;
+        match message.0 {
+            b'D' => {
+                let columns = raw_pg::data_row(&message);
+                assert_eq!(columns.len(), 1);
+                pid = Some(columns[0].parse().unwrap());
             }
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .await
-            .expect("writing to churnstile");
-    }
-
-    async fn query(&mut self, sql: &str) {
-        let mut out = BytesMut::new();
-        frontend::query(sql, &mut out).unwrap();
-        self.send(&out).await;
-    }
-
-    async fn read_message(&mut self) -> (u8, Bytes) {
-        loop {
-            if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes(self.buf[1..5].try_into().unwrap()) as usize;
-                if self.buf.len() > len {
-                    let tag = self.buf[0];
-                    self.buf.advance(5);
-                    return (tag, self.buf.split_to(len - 4).freeze());
-                }
-            }
-            let read = self
-                .stream
-                .read_buf(&mut self.buf)
-                .await
-                .expect("reading from churnstile");
-            assert_ne!(read, 0, "churnstile closed the connection");
-        }
-    }
-
-    async fn pid(&mut self) -> i32 {
-        self.query("SELECT pg_backend_pid()").await;
-        let mut pid = None;
-        loop {
-            match self.read_message().await {
-                (b'D', mut row) => {
-                    assert_eq!(row.get_i16(), 1);
-                    let len = row.get_i32() as usize;
-                    let text = std::str::from_utf8(&row[..len]).unwrap();
-                    pid = Some(text.parse().unwrap());
-                }
-                (b'Z', _) => return pid.expect("a row"),
-                (b'E', body) => panic!("error: {body:?}"),
-                _ => {}
-            }
+            b'Z' => return pid.expect("a row"),
+            b'E' => panic!("error: {:?}", raw_pg::error_fields(&message)),
+            _ => {}
         }
     }
 }
 
 /// A CopyData message.
 fn copy_data(data: &[u8]) -> Vec<u8> {
-    let mut message = vec![b'd'];
-    message.extend_from_slice(&(data.len() as u32 + 4).to_be_bytes());
-    message.extend_from_slice(data);
-    message
+    raw_pg::message(b'd', data)
 }
 
 #[tokio::test]
 async fn a_client_that_dies_during_copy_from_stdin_commits_nothing_and_the_connection_is_reused() {
     const ROWS: i64 = 1_000;
     let (pg, proxy) = setup().await;
-    let mut client = RawClient::connect(proxy.port()).await;
-    let pid = client.pid().await;
-    client.query("COPY items FROM STDIN").await;
-    let (tag, _) = client.read_message().await;
+    let mut client = raw_connect(proxy.port()).await;
+    let pid = raw_backend_pid(&mut client).await;
+    client.send(&raw_pg::query("COPY items FROM STDIN")).await;
+    let (tag, _) = client.expect_message().await;
     assert_eq!(tag, b'G', "expected CopyInResponse");
     for row in 0..ROWS {
         client.send(&copy_data(format!("{row}\n").as_bytes())).await;
     }
-    eventually(
-        "the server has read every row sent",
+    until_equal(
+        "rows the server has read from the COPY",
         Duration::from_secs(10),
+        ROWS,
         async || {
             count(
                 &pg,
                 "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy",
             )
             .await
-                == ROWS
         },
     )
     .await;
@@ -500,16 +393,19 @@ async fn a_client_that_dies_during_copy_from_stdin_commits_nothing_and_the_conne
 #[tokio::test]
 async fn a_client_that_dies_while_reading_a_large_result_leaves_a_reusable_connection() {
     let (pg, proxy) = setup().await;
-    let mut client = RawClient::connect(proxy.port()).await;
-    let pid = client.pid().await;
+    let mut client = raw_connect(proxy.port()).await;
+    let pid = raw_backend_pid(&mut client).await;
     // 500 MB of 100 kB rows: far more than any socket buffer holds.
     client
-        .query("SELECT repeat('x', 100000) FROM generate_series(1, 5000)")
+        .send(&raw_pg::query(
+            "SELECT repeat('x', 100000) FROM generate_series(1, 5000)",
+        ))
         .await;
     loop {
-        match client.read_message().await {
-            (b'D', _) => break,
-            (b'E', body) => panic!("error: {body:?}"),
+        let message = client.expect_message().await;
+        match message.0 {
+            b'D' => break,
+            b'E' => panic!("error: {:?}", raw_pg::error_fields(&message)),
             _ => {}
         }
     }

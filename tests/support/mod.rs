@@ -1,5 +1,7 @@
 //! Test support shared by the integration tests (`mod support;`): throwaway
-//! PostgreSQL and MariaDB servers, the churnstile launcher, and helpers.
+//! PostgreSQL and MariaDB servers, the churnstile launcher, and helpers:
+//! tokio-postgres clients (`pg_client`), a hand-made wire protocol client
+//! (`raw_pg`) and bounded polling (`wait`).
 //!
 //! Every server and proxy is a child process that the kernel kills if the
 //! test process dies, and that `Drop` stops and cleans up otherwise.
@@ -16,7 +18,9 @@ pub mod ports;
 pub mod postgres;
 pub mod proxy;
 pub mod proxy_config;
+pub mod raw_pg;
 pub mod temp_dirs;
+pub mod wait;
 
 // Re-exports so tests write `support::PgServer`; each binary uses some.
 #[allow(unused_imports)]
@@ -26,6 +30,6 @@ pub use {
     ports::free_port,
     postgres::PgServer,
     proxy::{ProcessExit, Proxy},
-    proxy_config::pg_proxy_config,
+    proxy_config::{pg_proxy_config, trust_proxy_config},
     rustix::process::Signal,
 };

@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use tokio_postgres::Client;
 
 use super::child::{self, Startup};
+use super::credentials::{APP_DB, PgUser};
 use super::pg_client;
 use super::ports::free_port;
 use super::temp_dirs::temp_dir;
@@ -84,6 +85,17 @@ impl Proxy {
             Startup::Exited(status) => fail_startup(&mut child, dir.path(), Some(status)),
             Startup::TimedOut => fail_startup(&mut child, dir.path(), None),
         }
+    }
+
+    /// Runs churnstile in zero-config mode on a free port: `--listen
+    /// 127.0.0.1:PORT --upstream URL` followed by `extra_args` (such as
+    /// `--pool-size 2`); returns once it accepts connections.
+    pub fn start_zero_config(upstream_url: &str, extra_args: &[&str]) -> Proxy {
+        let port = free_port();
+        let listen = format!("{HOST}:{port}");
+        let mut args = vec!["--listen", &listen, "--upstream", upstream_url];
+        args.extend_from_slice(extra_args);
+        Proxy::start_args(&args, port)
     }
 
     /// Runs `churnstile ARGS` expecting it to exit by itself within 20 s,
@@ -204,6 +216,12 @@ impl Proxy {
                     self.stderr()
                 )
             })
+    }
+
+    /// Connects through the proxy over TCP as `user`, with its own
+    /// password, to `app`; panics, with churnstile's stderr, if that fails.
+    pub async fn connect_as(&self, user: PgUser) -> Client {
+        self.connect(user.name, user.password, APP_DB).await
     }
 }
 

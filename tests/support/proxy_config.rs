@@ -3,7 +3,7 @@
 
 use toml::{Table, Value};
 
-use super::credentials::{APP_DB, MD5_USER, PLAIN_USER, SCRAM_USER};
+use super::credentials::{APP_DB, MD5_USER, PLAIN_USER, SCRAM_USER, TRUST_USER};
 use super::postgres::PgServer;
 
 /// A churnstile config for `server`: listens on `{port}` and `{socket_dir}`
@@ -22,13 +22,34 @@ use super::postgres::PgServer;
 /// "#)
 /// ```
 pub fn pg_proxy_config(server: &PgServer, extra: &str) -> String {
+    layered_config(server, &[extra])
+}
+
+/// [`pg_proxy_config`] with `auth_type = "trust"` and `trust_user` (logging
+/// in upstream as itself), so a hand-made client logs in without computing
+/// a password hash; `extra` is merged over that.
+pub fn trust_proxy_config(server: &PgServer, extra: &str) -> String {
+    let trust = format!(
+        "[general]\n\
+         auth_type = \"trust\"\n\
+         [users.{name}]\n\
+         upstream_user = \"{name}\"\n",
+        name = TRUST_USER.name
+    );
+    layered_config(server, &[&trust, extra])
+}
+
+/// The base config with each of `layers` merged over it in turn.
+fn layered_config(server: &PgServer, layers: &[&str]) -> String {
     let mut config: Table = base_config(server)
         .parse()
         .unwrap_or_else(|e| panic!("the harness's base proxy config is not valid TOML: {e}"));
-    let overrides: Table = extra
-        .parse()
-        .unwrap_or_else(|e| panic!("extra proxy config is not valid TOML: {e}\n{extra}"));
-    merge(&mut config, overrides);
+    for layer in layers {
+        let overrides: Table = layer
+            .parse()
+            .unwrap_or_else(|e| panic!("extra proxy config is not valid TOML: {e}\n{layer}"));
+        merge(&mut config, overrides);
+    }
     toml::to_string(&config).unwrap_or_else(|e| panic!("writing the proxy config: {e}"))
 }
 

@@ -2,16 +2,24 @@
 //! counts of sessions and backends to check what a proxy did upstream.
 
 use tokio_postgres::Client;
-use tokio_postgres::types::Type;
 
 use super::{HOST, PgServer};
-use crate::support::credentials::{PG_SUPERUSER, PG_USERS};
+use crate::support::credentials::{APP_DB, PG_SUPERUSER, PG_USERS, PgUser};
 use crate::support::pg_client;
 
 impl PgServer {
     /// A tokio-postgres connection string for 127.0.0.1.
     pub fn connection_string(&self, user: &str, password: &str, db: &str) -> String {
         pg_client::connection_string(HOST, self.port, user, password, db)
+    }
+
+    /// A `postgres://` URL for `user`, with its password, and `app` on
+    /// 127.0.0.1: what churnstile's `--upstream` takes.
+    pub fn url(&self, user: PgUser) -> String {
+        format!(
+            "postgres://{}:{}@{HOST}:{}/{APP_DB}",
+            user.name, user.password, self.port
+        )
     }
 
     /// Connects directly (not through a proxy) with these credentials.
@@ -41,16 +49,7 @@ impl PgServer {
     /// its own.
     pub async fn query_i64(&self, sql: &str) -> i64 {
         let client = self.client(PG_SUPERUSER, "postgres").await;
-        let row = client
-            .query_one(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        match row.columns().first().map(|column| column.type_().clone()) {
-            Some(Type::INT8) => row.get::<_, i64>(0),
-            Some(Type::INT4) => row.get::<_, i32>(0).into(),
-            Some(Type::INT2) => row.get::<_, i16>(0).into(),
-            other => panic!("{sql}: selects {other:?}, not an integer; cast it to bigint"),
-        }
+        pg_client::query_i64(&client, sql).await
     }
 
     /// Sessions ever opened to `db`, from `pg_stat_database.sessions`
