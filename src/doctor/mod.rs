@@ -11,5 +11,5 @@ mod tcp_state;
 pub use owners::{ProcessInfo, owners_of_inodes};
 pub use path_owner::socket_path_owner;
 pub use port_owner::port_owner;
-pub use sockets::{SocketEntry, SocketTableError, listening_on, tcp_sockets};
+pub use sockets::{SocketEntry, SocketTableError, sockets_on_port, tcp_sockets, tcp_sockets_seen_by};
 pub use tcp_state::TcpState;
