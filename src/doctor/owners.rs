@@ -12,7 +12,7 @@ use procfs::process::FDTarget;
 const MAX_COMMAND_CHARS: usize = 80;
 
 /// A process, named the way an operator would recognise it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessInfo {
     pub pid: i32,
     /// The command line joined by spaces (program shown by file name),
