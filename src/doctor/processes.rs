@@ -58,7 +58,15 @@ impl NetTables {
 /// Checks every process (or only `pid`) and returns the `top` most troubled
 /// with every finding, including those of processes past `top`.
 pub fn check_processes(pid: Option<i32>, top: usize) -> (Vec<ProcessUsage>, Vec<Finding>) {
-    let pids = pid.map_or_else(all_pids, |pid| vec![pid]);
+    // The doctor's own fds are a moment's work, not the host's state.
+    let own_pid = i32::try_from(std::process::id()).ok();
+    let pids = match pid {
+        Some(pid) => vec![pid],
+        None => all_pids()
+            .into_iter()
+            .filter(|&pid| Some(pid) != own_pid)
+            .collect(),
+    };
     let mut scans = Vec::new();
     let mut hidden = 0;
     for &candidate in &pids {

@@ -12,7 +12,7 @@ use super::listen::check_listeners;
 use super::processes::check_processes;
 use super::reachability::{LoginCheck, check_logins};
 use super::report::{Finding, JSON_VERSION, Report, Severity, Status, worst_first};
-use crate::config::Config;
+use crate::config::{Config, ListenConfig};
 
 /// Rows shown per table unless `--top` says otherwise.
 pub const DEFAULT_TOP: usize = 10;
@@ -38,18 +38,32 @@ impl DoctorOptions {
     /// Checks for what `config` would run: its listeners and every
     /// (database, user) login.
     pub fn for_config(config: &Config) -> DoctorOptions {
-        let listen = &config.listen;
+        DoctorOptions {
+            logins: LoginCheck::for_config(config),
+            ..DoctorOptions::for_listeners(&config.listen)
+        }
+    }
+
+    fn for_listeners(listen: &ListenConfig) -> DoctorOptions {
         DoctorOptions {
             listen: listen.postgres.clone(),
             unix_socket: listen
                 .unix_socket_dir
                 .as_ref()
                 .map(|dir| dir.join(format!(".s.PGSQL.{}", listen.unix_socket_port))),
-            logins: LoginCheck::for_config(config),
+            logins: Vec::new(),
             pid: None,
             top: DEFAULT_TOP,
             interval: None,
         }
+    }
+}
+
+/// churnstile's default listeners (127.0.0.1:6432 and
+/// /tmp/.s.PGSQL.6432), no logins.
+impl Default for DoctorOptions {
+    fn default() -> Self {
+        DoctorOptions::for_listeners(&ListenConfig::default())
     }
 }
 
