@@ -1,7 +1,8 @@
-//! Running the proxy: bind every listener first (so a taken port fails fast
-//! with its owner named), start the pools and accept loops, then on SIGTERM
-//! or SIGINT stop accepting, let clients finish up to `shutdown_timeout`,
-//! send Terminate upstream and return.
+//! Running the proxy: check descriptor limits and listen ports, bind every
+//! listener first (so a taken port fails fast with its owner named), start
+//! the pools and accept loops, then on SIGTERM or SIGINT stop accepting, let
+//! clients finish up to `shutdown_timeout`, send Terminate upstream and
+//! return.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::accept::{Listener, accept_loop};
 use super::bind::{BindError, bind_tcp, bind_unix};
+use super::limits;
 use crate::config::{Config, PoolMode};
 use crate::postgres::service::PgService;
 
@@ -44,6 +46,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             mode,
         });
     }
+    limits::check_at_startup(&config);
     let (listeners, socket_file) = bind_all(&config)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
