@@ -16,6 +16,7 @@ pub mod ports;
 pub mod postgres;
 pub mod proxy;
 pub mod proxy_config;
+pub mod raw_pg;
 pub mod temp_dirs;
 
 // Re-exports so tests write `support::PgServer`; each binary uses some.
