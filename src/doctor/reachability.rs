@@ -1,10 +1,12 @@
 //! Whether churnstile can reach each configured database and log in there
 //! as each configured user: the very login its pools make, within the
-//! database's `server_connect_timeout`, all pairs at once.
+//! database's `server_connect_timeout`, several pairs at a time.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::report::{Finding, Severity};
@@ -12,6 +14,10 @@ use crate::config::Config;
 use crate::postgres::backend::{ServerConn, UpstreamError, UpstreamTarget};
 use crate::postgres::messages::sqlstate;
 use crate::postgres::service::upstream_target;
+
+/// Logins in flight at once: quick for a handful of pools, and a config
+/// with hundreds does not take a server's connection slots all at once.
+const CONCURRENT_LOGINS: usize = 16;
 
 /// One (database, user) pool's upstream login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +61,16 @@ pub struct DatabaseLogin {
     pub error: Option<String>,
 }
 
-/// Runs every check concurrently; results come back in the checks' order.
+/// Runs the checks, [`CONCURRENT_LOGINS`] at a time; results come back in
+/// the checks' order.
 pub async fn check_logins(checks: &[LoginCheck]) -> (Vec<DatabaseLogin>, Vec<Finding>) {
+    let slots = Arc::new(Semaphore::new(CONCURRENT_LOGINS));
     let mut running = JoinSet::new();
     for (index, check) in checks.iter().cloned().enumerate() {
+        let slots = Arc::clone(&slots);
         running.spawn(async move {
+            // Never closed, so a permit always comes.
+            let _slot = slots.acquire_owned().await;
             let started = Instant::now();
             let login = tokio::time::timeout(check.timeout, ServerConn::connect(&check.target))
                 .await
