@@ -104,16 +104,17 @@ pub fn summarize(
             row
         })
         .collect();
-    let findings = match ephemeral {
-        Some(settings) => pressure_findings(&groups, &endpoints, settings),
-        None => Vec::new(),
-    };
     endpoints.sort_by(|a, b| {
         b.total
             .cmp(&a.total)
             .then(a.direction.cmp(&b.direction))
             .then(a.endpoint.cmp(&b.endpoint))
     });
+    // Every destination is judged, not only the top ones, busiest first.
+    let findings = match ephemeral {
+        Some(settings) => pressure_findings(&groups, &endpoints, settings),
+        None => Vec::new(),
+    };
     endpoints.truncate(top);
     (endpoints, findings)
 }
@@ -193,7 +194,9 @@ fn pressure_findings(
         .iter()
         .filter(|row| row.direction == Direction::Outbound)
     {
-        let sockets = &groups[&(row.direction, row.endpoint)];
+        let Some(sockets) = groups.get(&(row.direction, row.endpoint)) else {
+            continue;
+        };
         let reuse = settings.tw_reuse_applies(row.endpoint.ip());
         let blocking = ports_in_use(sockets, settings, reuse);
         let share = blocking as f64 / f64::from(available);
@@ -209,7 +212,8 @@ fn pressure_findings(
             let time_wait = row.states.get("TIME_WAIT").copied().unwrap_or(0);
             let reuse_note = if reuse {
                 format!(
-                    "; tcp_tw_reuse lets connect() take TIME_WAIT ports again, {blocking} ports are held by live connections"
+                    "; tcp_tw_reuse lets connect() take TIME_WAIT ports again, {blocking} ports \
+                     are held by live connections"
                 )
             } else {
                 String::new()
@@ -219,7 +223,8 @@ fn pressure_findings(
                 check: "ephemeral.ports",
                 subject: format!("toward {}", row.endpoint),
                 summary: format!(
-                    "{in_use} of {available} ephemeral ports in use ({:.1}%), {time_wait} sockets in TIME_WAIT{reuse_note}",
+                    "{in_use} of {available} ephemeral ports in use ({:.1}%), {time_wait} \
+                     sockets in TIME_WAIT{reuse_note}",
                     percent(in_use, available)
                 ),
                 meaning: exhaustion_meaning(),

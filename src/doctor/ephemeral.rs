@@ -179,7 +179,8 @@ impl EphemeralPorts {
                 check: "listen.ephemeral",
                 subject: format!("listen {addr}"),
                 summary: format!(
-                    "port {} is inside net.ipv4.ip_local_port_range ({}-{}) and not in {RESERVED_KEY}",
+                    "port {} is inside net.ipv4.ip_local_port_range ({}-{}) and not in \
+                     {RESERVED_KEY}",
                     addr.port(),
                     self.low,
                     self.high

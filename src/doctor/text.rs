@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::endpoints::EndpointSockets;
+use super::endpoints::{Direction, EndpointSockets};
 use super::ephemeral::EphemeralSummary;
 use super::processes::ProcessUsage;
 use super::report::{Report, Severity, Status};
@@ -99,8 +99,8 @@ fn endpoint_table(endpoints: &[EndpointSockets], interval: Option<f64>) -> Strin
     );
     for row in endpoints {
         let direction = match row.direction {
-            super::endpoints::Direction::Outbound => "outbound",
-            super::endpoints::Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
         };
         let share = row
             .ephemeral_use_percent

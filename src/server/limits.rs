@@ -101,7 +101,11 @@ pub fn check_at_startup(config: &Config) {
         }
         Err(error) => {
             let limit = getrlimit(Resource::Nofile).current;
-            tracing::warn!(%error, limit = %shown(limit), "cannot raise the open-file limit; keeping it");
+            tracing::warn!(
+                %error,
+                limit = %shown(limit),
+                "cannot raise the open-file limit; keeping it"
+            );
             limit
         }
     };
