@@ -71,8 +71,8 @@ pub fn summarize(
     ephemeral: Option<&EphemeralPorts>,
     top: usize,
 ) -> (Vec<EndpointSockets>, Vec<Finding>) {
-    let groups = group(&latest.sockets);
-    let rates = earlier.map(|earlier| connect_rates(earlier, latest));
+    let groups = group(&latest.sockets, ephemeral);
+    let rates = earlier.map(|earlier| connect_rates(earlier, latest, ephemeral));
     let mut endpoints: Vec<EndpointSockets> = groups
         .iter()
         .map(|((direction, endpoint), sockets)| {
@@ -121,19 +121,28 @@ pub fn summarize(
 
 type Groups<'a> = HashMap<(Direction, SocketAddr), Vec<&'a SocketEntry>>;
 
-/// A socket is inbound when a listener here has its local port.
-fn group(sockets: &[SocketEntry]) -> Groups<'_> {
+/// A socket is inbound when a listener here has its local port, or (its
+/// listener gone, as after a server closed first and exited) when its local
+/// port is outside the ephemeral range and its peer's is inside.
+fn group<'a>(sockets: &'a [SocketEntry], ephemeral: Option<&EphemeralPorts>) -> Groups<'a> {
     let listening: HashSet<u16> = sockets
         .iter()
         .filter(|socket| socket.state == TcpState::Listen)
         .map(|socket| socket.local.port())
         .collect();
+    let accepted_here = |socket: &SocketEntry| {
+        listening.contains(&socket.local.port())
+            || ephemeral.is_some_and(|settings| {
+                !settings.is_ephemeral(socket.local.port())
+                    && settings.is_ephemeral(socket.remote.port())
+            })
+    };
     let mut groups: Groups = HashMap::new();
     for socket in sockets
         .iter()
         .filter(|socket| socket.state != TcpState::Listen)
     {
-        let key = if listening.contains(&socket.local.port()) {
+        let key = if accepted_here(socket) {
             (Direction::Inbound, socket.local)
         } else {
             (Direction::Outbound, socket.remote)
@@ -156,7 +165,11 @@ fn ports_in_use(sockets: &[&SocketEntry], settings: &EphemeralPorts, blocking_on
 /// New outbound connections per second per destination: sockets in the
 /// latest sample that the earlier one did not have. A connection opened and
 /// closed in between still shows, in TIME_WAIT, for 60 s.
-fn connect_rates(earlier: &Sample, latest: &Sample) -> HashMap<SocketAddr, f64> {
+fn connect_rates(
+    earlier: &Sample,
+    latest: &Sample,
+    ephemeral: Option<&EphemeralPorts>,
+) -> HashMap<SocketAddr, f64> {
     let seconds = latest
         .taken
         .duration_since(earlier.taken)
@@ -168,7 +181,7 @@ fn connect_rates(earlier: &Sample, latest: &Sample) -> HashMap<SocketAddr, f64> 
         .map(|socket| (socket.local, socket.remote))
         .collect();
     let mut new: HashMap<SocketAddr, usize> = HashMap::new();
-    for ((direction, endpoint), sockets) in group(&latest.sockets) {
+    for ((direction, endpoint), sockets) in group(&latest.sockets, ephemeral) {
         if direction != Direction::Outbound {
             continue;
         }
@@ -408,6 +421,23 @@ mod tests {
     }
 
     #[test]
+    fn a_server_side_socket_whose_listener_is_gone_stays_inbound() {
+        let sockets = vec![
+            socket("10.0.0.1:6432", "10.0.0.9:40001", TcpState::TimeWait),
+            socket("10.0.0.1:6432", "10.0.0.9:40002", TcpState::TimeWait),
+        ];
+        let latest = sample(sockets, Instant::now());
+        let (rows, _) = summarize(&latest, None, Some(&settings("0")), 10);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].direction, Direction::Inbound);
+        assert_eq!(rows[0].endpoint, "10.0.0.1:6432".parse().unwrap());
+        // Without the range, only a listener tells.
+        let (rows, _) = summarize(&latest, None, None, 10);
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|row| row.direction == Direction::Outbound));
+    }
+
+    #[test]
     fn pressure_warns_at_half_and_fails_at_nine_tenths() {
         let toward = |count: u16, state: TcpState| -> Vec<SocketEntry> {
             (0..count)
@@ -459,7 +489,7 @@ mod tests {
             ],
             start + Duration::from_secs(4),
         );
-        let rates = connect_rates(&earlier, &latest);
+        let rates = connect_rates(&earlier, &latest, None);
         assert_eq!(rates[&"10.0.0.5:5432".parse().unwrap()], 0.5);
         assert_eq!(rates[&"10.0.0.6:5432".parse().unwrap()], 0.3);
 

@@ -27,6 +27,8 @@ pub struct EphemeralPorts {
     reserved: Vec<RangeInclusive<u16>>,
     /// `ip_local_reserved_ports` as the kernel prints it, e.g. `6432,8000-8080`.
     reserved_text: String,
+    /// Ports in the range that are not reserved, counted once.
+    available: u32,
     /// 0 off, 1 for every destination, 2 for loopback only.
     pub tw_reuse: u8,
 }
@@ -92,13 +94,18 @@ impl EphemeralPorts {
             .trim()
             .parse()
             .map_err(|_| invalid("tcp_tw_reuse", tw_reuse))?;
-        Ok(EphemeralPorts {
+        let mut ports = EphemeralPorts {
             low,
             high,
             reserved,
             reserved_text,
+            available: 0,
             tw_reuse,
-        })
+        };
+        ports.available = (low..=high)
+            .filter(|&port| !ports.is_reserved(port))
+            .count() as u32;
+        Ok(ports)
     }
 
     /// Whether `connect()` may pick `port` as a source port.
@@ -112,9 +119,7 @@ impl EphemeralPorts {
 
     /// Source ports one destination can use at once.
     pub fn available(&self) -> u32 {
-        (self.low..=self.high)
-            .filter(|&port| !self.is_reserved(port))
-            .count() as u32
+        self.available
     }
 
     /// New connections per second toward one destination that TIME_WAIT
