@@ -17,6 +17,7 @@ mod processes;
 mod reachability;
 mod report;
 mod run;
+mod secrets;
 mod sockets;
 mod tcp_state;
 mod text;
