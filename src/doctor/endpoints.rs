@@ -1,7 +1,7 @@
 //! TCP sockets by state per endpoint, busiest first, and for each outbound
-//! destination the ephemeral-port pressure: source ports in use against the
-//! range, and (with two samples) new connections per second against what
-//! TIME_WAIT sustains.
+//! destination the numbers behind its ephemeral-port pressure: source ports
+//! in use against the range, and (with two samples) new connections per
+//! second. `pressure.rs` judges them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -9,16 +9,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::ephemeral::{EphemeralPorts, TIME_WAIT};
-use super::report::{Finding, Severity};
+use super::ephemeral::EphemeralPorts;
+use super::pressure::{self, Destination};
+use super::report::Finding;
 use super::{SocketEntry, SocketTableError, TcpState, tcp_sockets};
-
-/// Share of the ephemeral range in use toward one destination that warns.
-const WARN_USE: f64 = 0.5;
-/// Share that is a problem: the next burst fails.
-const PROBLEM_USE: f64 = 0.9;
-/// Share of the sustainable connect rate that warns.
-const WARN_RATE: f64 = 0.5;
 
 /// This namespace's TCP sockets at one moment.
 pub struct Sample {
@@ -112,7 +106,21 @@ pub fn summarize(
     });
     // Every destination is judged, not only the top ones, busiest first.
     let findings = match ephemeral {
-        Some(settings) => pressure_findings(&groups, &endpoints, settings),
+        Some(settings) => {
+            let destinations: Vec<Destination> = endpoints
+                .iter()
+                .filter(|row| row.direction == Direction::Outbound)
+                .filter_map(|row| {
+                    let sockets = groups.get(&(row.direction, row.endpoint))?;
+                    let reuse = settings.tw_reuse_applies(row.endpoint.ip());
+                    Some(Destination {
+                        row,
+                        held_ports: ports_in_use(sockets, settings, reuse),
+                    })
+                })
+                .collect();
+            pressure::judge(&destinations, settings)
+        }
         None => Vec::new(),
     };
     endpoints.truncate(top);
@@ -196,145 +204,8 @@ fn connect_rates(
         .collect()
 }
 
-fn pressure_findings(
-    groups: &Groups,
-    rows: &[EndpointSockets],
-    settings: &EphemeralPorts,
-) -> Vec<Finding> {
-    let available = settings.available();
-    let mut findings = Vec::new();
-    for row in rows
-        .iter()
-        .filter(|row| row.direction == Direction::Outbound)
-    {
-        let Some(sockets) = groups.get(&(row.direction, row.endpoint)) else {
-            continue;
-        };
-        let reuse = settings.tw_reuse_applies(row.endpoint.ip());
-        let blocking = ports_in_use(sockets, settings, reuse);
-        let share = blocking as f64 / f64::from(available);
-        let severity = if share >= PROBLEM_USE {
-            Severity::Problem
-        } else if share >= WARN_USE {
-            Severity::Warning
-        } else {
-            Severity::Ok
-        };
-        if severity > Severity::Ok {
-            let in_use = row.ephemeral_ports_in_use.unwrap_or(blocking);
-            let time_wait = row.states.get("TIME_WAIT").copied().unwrap_or(0);
-            let reuse_note = if reuse {
-                format!(
-                    "; tcp_tw_reuse lets connect() take TIME_WAIT ports again, {blocking} ports \
-                     are held by live connections"
-                )
-            } else {
-                String::new()
-            };
-            findings.push(Finding {
-                severity,
-                check: "ephemeral.ports",
-                subject: format!("toward {}", row.endpoint),
-                summary: format!(
-                    "{in_use} of {available} ephemeral ports in use ({:.1}%), {time_wait} \
-                     sockets in TIME_WAIT{reuse_note}",
-                    percent(in_use, available)
-                ),
-                meaning: exhaustion_meaning(),
-                action: churn_action(),
-            });
-        }
-        let Some(rate) = row.observed_connects_per_second else {
-            continue;
-        };
-        let sustainable = settings.sustainable_rate();
-        let severity = if reuse {
-            Severity::Ok
-        } else if rate >= sustainable {
-            Severity::Problem
-        } else if rate >= WARN_RATE * sustainable {
-            Severity::Warning
-        } else {
-            Severity::Ok
-        };
-        if severity > Severity::Ok {
-            findings.push(Finding {
-                severity,
-                check: "ephemeral.rate",
-                subject: format!("toward {}", row.endpoint),
-                summary: format!(
-                    "{rate:.1} new connections per second; TIME_WAIT sustains {sustainable:.1} \
-                     ({available} ports / {} s)",
-                    TIME_WAIT.as_secs()
-                ),
-                meaning: format!(
-                    "{} Above the sustainable rate the free ports drain; near it, a burst or a \
-                     slow server tips it over.",
-                    exhaustion_meaning()
-                ),
-                action: churn_action(),
-            });
-        }
-    }
-    if findings.is_empty() {
-        findings.push(calm_finding(rows, settings));
-    }
-    findings
-}
-
-fn exhaustion_meaning() -> String {
-    format!(
-        "every connection to one destination needs its own source port, and a closed one keeps \
-         it for {} s in TIME_WAIT on the side that closed first; when none is left, connect() \
-         fails with EADDRNOTAVAIL (\"Cannot assign requested address\") for every program on \
-         this host that talks to it.",
-        TIME_WAIT.as_secs()
-    )
-}
-
-fn churn_action() -> String {
-    "point the clients that open a connection per request at churnstile, which keeps a fixed \
-     set of connections upstream (over its Unix socket, clients on this host leave no TIME_WAIT \
-     at all); meanwhile `sysctl -w net.ipv4.tcp_tw_reuse=1` lets connect() reuse TIME_WAIT \
-     ports, and a wider net.ipv4.ip_local_port_range gives more (reserve listen ports first)"
-        .to_owned()
-}
-
-fn calm_finding(rows: &[EndpointSockets], settings: &EphemeralPorts) -> Finding {
-    let busiest = rows
-        .iter()
-        .filter(|row| row.direction == Direction::Outbound)
-        .max_by_key(|row| {
-            (
-                row.ephemeral_ports_in_use.unwrap_or(0),
-                std::cmp::Reverse(row.endpoint),
-            )
-        });
-    let summary = match busiest {
-        Some(row) => format!(
-            "at most {} of {} ephemeral ports in use toward one destination ({})",
-            row.ephemeral_ports_in_use.unwrap_or(0),
-            settings.available(),
-            row.endpoint
-        ),
-        None => "no outbound TCP connections".to_owned(),
-    };
-    Finding {
-        severity: Severity::Ok,
-        check: "ephemeral.ports",
-        subject: "ephemeral ports".to_owned(),
-        summary,
-        meaning: format!(
-            "far from the point where connect() fails with EADDRNOTAVAIL; toward one destination \
-             {:.1} new connections per second can be sustained (TIME_WAIT lasts {} s)",
-            settings.sustainable_rate(),
-            TIME_WAIT.as_secs()
-        ),
-        action: "nothing to do".to_owned(),
-    }
-}
-
-fn percent(part: usize, whole: u32) -> f64 {
+/// `part` of `whole` in percent, to one decimal.
+pub(super) fn percent(part: usize, whole: u32) -> f64 {
     round(part as f64 * 100.0 / f64::from(whole.max(1)))
 }
 
@@ -346,6 +217,7 @@ fn round(value: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doctor::report::Severity;
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
@@ -438,38 +310,6 @@ mod tests {
     }
 
     #[test]
-    fn pressure_warns_at_half_and_fails_at_nine_tenths() {
-        let toward = |count: u16, state: TcpState| -> Vec<SocketEntry> {
-            (0..count)
-                .map(|i| socket(&format!("10.0.0.1:{}", 40000 + i), "10.0.0.5:5432", state))
-                .collect()
-        };
-        let now = Instant::now();
-        let cases = [
-            (4, TcpState::TimeWait, "0", Severity::Ok),
-            (5, TcpState::TimeWait, "0", Severity::Warning),
-            (9, TcpState::TimeWait, "0", Severity::Problem),
-            // tcp_tw_reuse=1: TIME_WAIT ports can be taken again.
-            (9, TcpState::TimeWait, "1", Severity::Ok),
-            (9, TcpState::Established, "1", Severity::Problem),
-        ];
-        for (count, state, tw_reuse, expected) in cases {
-            let latest = sample(toward(count, state), now);
-            let (_, findings) = summarize(&latest, None, Some(&settings(tw_reuse)), 10);
-            assert_eq!(findings.len(), 1, "{findings:?}");
-            assert_eq!(
-                findings[0].severity, expected,
-                "{count} {state} reuse={tw_reuse}"
-            );
-            assert_eq!(findings[0].check, "ephemeral.ports");
-            if expected > Severity::Ok {
-                assert_eq!(findings[0].subject, "toward 10.0.0.5:5432");
-                assert!(findings[0].meaning.contains("EADDRNOTAVAIL"));
-            }
-        }
-    }
-
-    #[test]
     fn observed_rate_counts_connections_new_since_the_first_sample() {
         let start = Instant::now();
         let earlier = sample(
@@ -493,26 +333,10 @@ mod tests {
         assert_eq!(rates[&"10.0.0.5:5432".parse().unwrap()], 0.5);
         assert_eq!(rates[&"10.0.0.6:5432".parse().unwrap()], 0.3);
 
-        // 10 ports / 60 s sustain 0.17 connections per second.
-        let (rows, findings) = summarize(&latest, Some(&earlier), Some(&settings("0")), 10);
+        let (rows, _) = summarize(&latest, Some(&earlier), Some(&settings("0")), 10);
+        assert_eq!(rows[0].endpoint, "10.0.0.5:5432".parse().unwrap());
         assert_eq!(rows[0].observed_connects_per_second, Some(0.5));
-        let rate_findings: Vec<&Finding> = findings
-            .iter()
-            .filter(|f| f.check == "ephemeral.rate")
-            .collect();
-        assert_eq!(rate_findings.len(), 2);
-        assert!(
-            rate_findings
-                .iter()
-                .all(|f| f.severity == Severity::Problem)
-        );
-        assert!(
-            rate_findings[0]
-                .summary
-                .contains("TIME_WAIT sustains 0.2 (10 ports / 60 s)"),
-            "{}",
-            rate_findings[0].summary
-        );
+        assert_eq!(rows[1].observed_connects_per_second, Some(0.3));
     }
 
     #[test]

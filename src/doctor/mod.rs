@@ -13,6 +13,7 @@ mod listen;
 mod owners;
 mod path_owner;
 mod port_owner;
+mod pressure;
 mod processes;
 mod reachability;
 mod report;
