@@ -8,10 +8,15 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use churnstile::config::{self, Config};
-use cli::{Cli, Command};
+use churnstile::doctor::{render_text, run_doctor};
+use cli::{Cli, Command, DoctorArgs};
 
 /// Exit status for configuration errors (as `check-config` promises).
 const EXIT_CONFIG: u8 = 2;
+
+/// Exit status when the doctor cannot run at all: as bad as a problem found,
+/// so scripts that act on 2 do not mistake it for health or a warning.
+const EXIT_DOCTOR_FAILED: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,6 +30,7 @@ fn main() -> ExitCode {
 
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Doctor(args)) => doctor(&args),
         None => match load(&cli) {
             Ok(config) => run(config, &cli),
             Err(message) => {
@@ -51,6 +57,40 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// Exit status 0 healthy, 1 warnings, 2 problems (or a configuration error).
+fn doctor(args: &DoctorArgs) -> ExitCode {
+    let options = match args.options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_DOCTOR_FAILED);
+        }
+    };
+    let report = runtime.block_on(run_doctor(&options));
+    if args.json {
+        match report.to_json() {
+            Ok(json) => println!("{json}"),
+            Err(error) => {
+                eprintln!("cannot render the report as JSON: {error}");
+                return ExitCode::from(EXIT_DOCTOR_FAILED);
+            }
+        }
+    } else {
+        print!("{}", render_text(&report));
+    }
+    ExitCode::from(report.status.exit_code())
 }
 
 /// The configuration from `--config` or the zero-config flags.

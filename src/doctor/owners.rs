@@ -1,6 +1,6 @@
 //! Which processes hold which sockets: a scan of every /proc/PID/fd for
-//! `socket:[INODE]` links, and the short command line that names a process
-//! in a one-line message.
+//! `socket:[INODE]` links, and the short command line (passwords hidden)
+//! that names a process in a one-line message.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -8,16 +8,19 @@ use std::path::Path;
 
 use procfs::process::FDTarget;
 
+use super::secrets::redact_secrets;
+
 /// Longest command shown; error messages stay one readable line.
 const MAX_COMMAND_CHARS: usize = 80;
 
 /// A process, named the way an operator would recognise it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessInfo {
     pub pid: i32,
     /// The command line joined by spaces (program shown by file name),
-    /// cut to about 80 characters; the kernel's `comm` name when the command
-    /// line is empty (kernel threads, zombies).
+    /// passwords in it replaced by `***`, cut to about 80 characters; the
+    /// kernel's `comm` name when the command line is empty (kernel threads,
+    /// zombies).
     pub command: String,
 }
 
@@ -35,7 +38,7 @@ impl ProcessInfo {
             })?;
         Some(ProcessInfo {
             pid,
-            command: shorten(command),
+            command: shorten(redact_secrets(&command)),
         })
     }
 }

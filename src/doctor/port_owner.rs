@@ -1,22 +1,35 @@
-//! Who holds the TCP port we want: the listener whose address collides with
-//! a bind to `addr`, and the process behind it.
+//! Who holds the TCP port we want: the listener (or, failing that, the
+//! connection using it as its source port) whose address collides with a
+//! bind to `addr`, and the process behind it.
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{ProcessInfo, listening_on, owners_of_inodes};
+use super::{ProcessInfo, TcpState, owners_of_inodes, sockets_on_port};
 
-/// The process holding a LISTEN socket that keeps `addr` from being bound:
-/// same port, and the same IP or a wildcard (`0.0.0.0` / `::`) on either
-/// side. IPv6 binds are taken to be IPv6-only, as churnstile makes them.
+/// The process holding a socket that keeps `addr` from being bound: same
+/// port, and the same IP or a wildcard (`0.0.0.0` / `::`) on either side.
+/// IPv6 binds are taken to be IPv6-only, as churnstile makes them.
+///
+/// A LISTEN socket is the usual holder. Without one, a connection whose
+/// source port the kernel took from the ephemeral range also blocks the
+/// bind (unless it set SO_REUSEADDR, which /proc does not show).
+///
 /// `None` when /proc does not show one (another user's process without root,
-/// another network namespace, or the listener is already gone).
+/// another network namespace, or the holder is already gone).
 pub fn port_owner(addr: SocketAddr) -> Option<ProcessInfo> {
     let wanted = addr.ip().to_canonical();
-    let mut listeners = listening_on(addr.port());
-    listeners.retain(|listener| collides(listener.local.ip(), wanted));
-    // An exact address match explains the failure better than a wildcard.
-    listeners.sort_by_key(|listener| listener.local.ip() != wanted);
-    let inodes: Vec<u64> = listeners.iter().map(|listener| listener.inode).collect();
+    let mut holders = sockets_on_port(addr.port());
+    // TIME_WAIT sockets have no inode and do not block a SO_REUSEADDR bind.
+    holders.retain(|socket| socket.inode != 0 && collides(socket.local.ip(), wanted));
+    // A listener explains the failure best, one on the exact address better
+    // than a wildcard.
+    holders.sort_by_key(|socket| {
+        (
+            socket.state != TcpState::Listen,
+            socket.local.ip() != wanted,
+        )
+    });
+    let inodes: Vec<u64> = holders.iter().map(|socket| socket.inode).collect();
     let owners = owners_of_inodes(&inodes);
     inodes.iter().find_map(|inode| {
         owners
@@ -64,6 +77,17 @@ mod tests {
 
         let wildcard = SocketAddr::new(ip("0.0.0.0"), addr.port());
         assert_eq!(port_owner(wildcard), Some(owner));
+    }
+
+    #[test]
+    fn names_this_process_for_a_source_port_its_connection_uses() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_accepted, _) = listener.accept().unwrap();
+        drop(listener);
+        let source = client.local_addr().unwrap();
+        let owner = port_owner(source).expect("our own connection is visible");
+        assert_eq!(owner.pid, i32::try_from(std::process::id()).unwrap());
     }
 
     #[test]

@@ -1,16 +1,20 @@
-//! The TCP socket tables (/proc/net/tcp and /proc/net/tcp6) as small typed
-//! entries, with IPv4-mapped IPv6 addresses folded back to IPv4 so one
-//! endpoint has one spelling whichever table it came from.
+//! The TCP socket tables (/proc/net/tcp and /proc/net/tcp6, or another
+//! network namespace's through /proc/PID/net) as small typed entries, with
+//! IPv4-mapped IPv6 addresses folded back to IPv4 so one endpoint has one
+//! spelling whichever table it came from.
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use procfs::net::{TcpNetEntries, TcpNetEntry};
 use procfs::{FromReadSI, ProcError, current_system_info};
 
 use super::TcpState;
 
-const TCP_TABLES: [&str; 2] = ["/proc/net/tcp", "/proc/net/tcp6"];
+/// The IPv4 table, which every namespace has, and the IPv6 one, which is
+/// missing when IPv6 is disabled.
+const TCP_TABLES: [(&str, bool); 2] = [("tcp", true), ("tcp6", false)];
 
 /// One TCP socket as the kernel lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,37 +40,49 @@ impl From<TcpNetEntry> for SocketEntry {
 
 /// A socket table that exists but could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {table}: {source}")]
+#[error("cannot read {}: {source}", .table.display())]
 pub struct SocketTableError {
-    table: &'static str,
+    table: PathBuf,
     source: ProcError,
 }
 
 /// Every TCP socket in this network namespace, IPv4 and IPv6.
 ///
-/// A missing table (IPv6 disabled) counts as empty.
+/// A missing IPv6 table (IPv6 disabled) counts as empty.
 pub fn tcp_sockets() -> Result<Vec<SocketEntry>, SocketTableError> {
+    tcp_sockets_in(Path::new("/proc/net"))
+}
+
+/// Every TCP socket in the network namespace of process `pid` (a container's,
+/// say), whose sockets this namespace's tables do not list. An error once
+/// the process is gone.
+pub fn tcp_sockets_seen_by(pid: i32) -> Result<Vec<SocketEntry>, SocketTableError> {
+    tcp_sockets_in(&Path::new("/proc").join(pid.to_string()).join("net"))
+}
+
+fn tcp_sockets_in(net_dir: &Path) -> Result<Vec<SocketEntry>, SocketTableError> {
     let mut sockets = Vec::new();
-    for table in TCP_TABLES {
-        let parsed = std::fs::File::open(table)
+    for (name, required) in TCP_TABLES {
+        let table = net_dir.join(name);
+        let parsed = std::fs::File::open(&table)
             .map_err(ProcError::from)
             .and_then(parse_table);
         match parsed {
             Ok(entries) => sockets.extend(entries),
-            Err(ProcError::NotFound(_)) => {}
+            Err(ProcError::NotFound(_)) if !required => {}
             Err(source) => return Err(SocketTableError { table, source }),
         }
     }
     Ok(sockets)
 }
 
-/// Sockets in LISTEN state on `port`, on any local address.
+/// Sockets whose local port is `port`, in any state and on any local address.
 ///
 /// Empty when the tables cannot be read: callers use this to explain a
 /// failure, and "nothing visible" is the honest answer then.
-pub fn listening_on(port: u16) -> Vec<SocketEntry> {
+pub fn sockets_on_port(port: u16) -> Vec<SocketEntry> {
     let mut sockets = tcp_sockets().unwrap_or_default();
-    sockets.retain(|socket| socket.state == TcpState::Listen && socket.local.port() == port);
+    sockets.retain(|socket| socket.local.port() == port);
     sockets
 }
 
@@ -102,12 +118,11 @@ mod tests {
 
     fn assert_listed(listener: &TcpListener) {
         let local = listener.local_addr().unwrap();
-        let found = listening_on(local.port());
+        let found = sockets_on_port(local.port());
         let entry = found
             .iter()
-            .find(|entry| entry.local == local)
+            .find(|entry| entry.local == local && entry.state == TcpState::Listen)
             .unwrap_or_else(|| panic!("{local} not among {found:?}"));
-        assert_eq!(entry.state, TcpState::Listen);
         assert_ne!(entry.inode, 0);
     }
 
@@ -119,6 +134,20 @@ mod tests {
     #[test]
     fn finds_an_ipv6_listener() {
         assert_listed(&TcpListener::bind("[::1]:0").unwrap());
+    }
+
+    #[test]
+    fn reads_a_process_namespace_like_our_own() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let own_pid = i32::try_from(std::process::id()).unwrap();
+        let seen = tcp_sockets_seen_by(own_pid).unwrap();
+        assert!(
+            seen.iter()
+                .any(|entry| entry.local == local && entry.state == TcpState::Listen),
+            "{local} not among {seen:?}"
+        );
+        assert!(tcp_sockets_seen_by(-1).is_err());
     }
 
     #[test]

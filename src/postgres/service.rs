@@ -223,7 +223,7 @@ impl PgService {
     }
 }
 
-fn upstream_target(db: &DatabaseConfig, user: &UserConfig) -> UpstreamTarget {
+pub fn upstream_target(db: &DatabaseConfig, user: &UserConfig) -> UpstreamTarget {
     UpstreamTarget {
         host: db.host.clone(),
         port: db.port,

@@ -1,9 +1,14 @@
 //! Accept loops: one per listener, handing each client to the PostgreSQL
 //! service while enforcing `max_client_conn`, and backing off (never
-//! spinning) when the process runs out of file descriptors.
+//! spinning) when the process runs out of file descriptors, counting each
+//! time it does.
 
+use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use rustix::io::Errno;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
@@ -15,6 +20,22 @@ use crate::stream::Stream;
 
 /// Pause after an accept error such as EMFILE before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accepts that failed for lack of descriptors (EMFILE, ENFILE) since start.
+static FD_EXHAUSTED_ACCEPTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many accepts failed for lack of descriptors since start, over all
+/// listeners (for the metrics endpoint).
+pub fn fd_exhausted_accepts() -> u64 {
+    FD_EXHAUSTED_ACCEPTS.load(Ordering::Relaxed)
+}
+
+fn is_fd_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        Errno::from_io_error(error),
+        Some(Errno::MFILE | Errno::NFILE)
+    )
+}
 
 /// A bound listening socket of either kind.
 pub enum Listener {
@@ -44,6 +65,9 @@ pub async fn accept_loop(
     service: Arc<PgService>,
     client_slots: Arc<Semaphore>,
 ) {
+    // Failed accepts in a row for lack of descriptors: logged when the run
+    // starts and when it ends, not on every retry.
+    let mut exhausted_streak: u64 = 0;
     loop {
         let accepted = tokio::select! {
             _ = service.shutdown.cancelled() => return,
@@ -51,12 +75,33 @@ pub async fn accept_loop(
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
+            Err(error) if is_fd_exhaustion(&error) => {
+                FD_EXHAUSTED_ACCEPTS.fetch_add(1, Ordering::Relaxed);
+                if exhausted_streak == 0 {
+                    tracing::warn!(
+                        %error,
+                        "out of file descriptors: new clients wait in the listen backlog, \
+                         connected clients are served; retrying every {ACCEPT_BACKOFF:?}"
+                    );
+                }
+                exhausted_streak += 1;
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
             Err(error) => {
                 tracing::warn!(%error, "accept failed; backing off");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
+        if exhausted_streak > 0 {
+            tracing::info!(
+                failed = exhausted_streak,
+                since_start = fd_exhausted_accepts(),
+                "accepting again after running out of file descriptors"
+            );
+            exhausted_streak = 0;
+        }
         match Arc::clone(&client_slots).try_acquire_owned() {
             Ok(slot) => {
                 let service = Arc::clone(&service);
@@ -73,6 +118,23 @@ pub async fn accept_loop(
                     "no more connections allowed (max_client_conn)",
                 ));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emfile_and_enfile_are_fd_exhaustion() {
+        for (errno, expected) in [
+            (Errno::MFILE, true),
+            (Errno::NFILE, true),
+            (Errno::CONNABORTED, false),
+        ] {
+            let error = io::Error::from_raw_os_error(errno.raw_os_error());
+            assert_eq!(is_fd_exhaustion(&error), expected, "{error}");
         }
     }
 }

@@ -1,7 +1,8 @@
-//! Running the proxy: bind every listener first (so a taken port fails fast
-//! with its owner named), start the pools and accept loops, then on SIGTERM
-//! or SIGINT stop accepting, let clients finish up to `shutdown_timeout`,
-//! send Terminate upstream and return.
+//! Running the proxy: check descriptor limits and listen ports, bind every
+//! listener first (so a taken port fails fast with its owner named), start
+//! the pools and accept loops, then on SIGTERM or SIGINT stop accepting, let
+//! clients finish up to `shutdown_timeout`, send Terminate upstream and
+//! return.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::accept::{Listener, accept_loop};
 use super::bind::{BindError, bind_tcp, bind_unix};
+use super::limits;
 use crate::config::Config;
 use crate::postgres::service::PgService;
 
@@ -20,11 +22,6 @@ use crate::postgres::service::PgService;
 pub enum RunError {
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("database {database:?}: pool_mode = \"{mode}\" is not available yet; use \"session\"")]
-    UnsupportedPoolMode {
-        database: String,
-        mode: &'static str,
-    },
     #[error("nothing to listen on: [listen] has no postgres addresses and no unix_socket_dir")]
     NoListeners,
     #[error("cannot install signal handler: {0}")]
@@ -33,6 +30,7 @@ pub enum RunError {
 
 /// Runs until SIGTERM or SIGINT and a graceful shutdown.
 pub async fn run(config: Config) -> Result<(), RunError> {
+    limits::check_at_startup(&config);
     let (listeners, socket_file) = bind_all(&config)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;

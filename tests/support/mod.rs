@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod churn_client;
 pub mod credentials;
 pub mod mariadb;
 pub mod os_account;

@@ -4,11 +4,12 @@
 use std::env;
 use std::fs::{self, File};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
-use rustix::process::Signal;
+use rustix::process::{Resource, Rlimit, Signal, setrlimit};
 use tempfile::TempDir;
 use tokio_postgres::Client;
 
@@ -50,6 +51,17 @@ impl Proxy {
     /// with a fresh directory. Returns once the port accepts connections;
     /// panics with churnstile's stderr if it exits or does not listen in 20 s.
     pub fn start(config_toml: &str) -> Proxy {
+        Proxy::launch(config_toml, None)
+    }
+
+    /// Like [`Proxy::start`], with churnstile's RLIMIT_NOFILE set to `soft`
+    /// and `hard` before it runs (it raises the soft limit to the hard one
+    /// itself; a low hard limit is what starves it of descriptors).
+    pub fn start_with_fd_limit(config_toml: &str, soft: u64, hard: u64) -> Proxy {
+        Proxy::launch(config_toml, Some((soft, hard)))
+    }
+
+    fn launch(config_toml: &str, fd_limit: Option<(u64, u64)>) -> Proxy {
         let dir = proxy_dir();
         let socket_dir = dir.path().join("sockets");
         let config_path = dir.path().join(CONFIG_FILE);
@@ -62,7 +74,7 @@ impl Proxy {
                 .replace("{socket_dir}", &socket_dir.display().to_string());
             fs::write(&config_path, config)
                 .unwrap_or_else(|e| panic!("writing {}: {e}", config_path.display()));
-            let mut child = spawn(dir.path(), &["--config", &config_arg]);
+            let mut child = spawn(dir.path(), &["--config", &config_arg], fd_limit);
             match wait_listening(&mut child, port) {
                 Startup::Ready => return Proxy { dir, port, child },
                 Startup::Exited(_) if attempt < START_ATTEMPTS && port_was_taken(dir.path()) => {
@@ -79,7 +91,7 @@ impl Proxy {
     /// which the caller got from `free_port()`, accepts connections.
     pub fn start_args(args: &[&str], port: u16) -> Proxy {
         let dir = proxy_dir();
-        let mut child = spawn(dir.path(), args);
+        let mut child = spawn(dir.path(), args, None);
         match wait_listening(&mut child, port) {
             Startup::Ready => Proxy { dir, port, child },
             Startup::Exited(status) => fail_startup(&mut child, dir.path(), Some(status)),
@@ -102,7 +114,7 @@ impl Proxy {
     /// as `check-config` and startup failures do; panics if it does not.
     pub fn spawn_expect_exit(args: &[&str]) -> ProcessExit {
         let dir = proxy_dir();
-        let mut child = spawn(dir.path(), args);
+        let mut child = spawn(dir.path(), args, None);
         let Some(status) = child::wait_exit(&mut child, EXIT_TIMEOUT) else {
             child::stop(&mut child, Signal::KILL, STOP_GRACE);
             panic!(
@@ -241,8 +253,9 @@ fn proxy_dir() -> TempDir {
 
 /// Starts churnstile from the test's working directory (the package root,
 /// for relative paths in `args`), its output in `dir/stdout.log` and
-/// `dir/stderr.log` (truncated, so they hold this run only).
-fn spawn(dir: &Path, args: &[&str]) -> Child {
+/// `dir/stderr.log` (truncated, so they hold this run only), with
+/// RLIMIT_NOFILE set to `fd_limit` (soft, hard) when given.
+fn spawn(dir: &Path, args: &[&str], fd_limit: Option<(u64, u64)>) -> Child {
     let create = |name: &str| {
         let path = dir.join(name);
         File::create(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
@@ -254,6 +267,17 @@ fn spawn(dir: &Path, args: &[&str]) -> Child {
         .stderr(create("stderr.log"));
     if env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", "churnstile=debug");
+    }
+    if let Some((soft, hard)) = fd_limit {
+        let limit = Rlimit {
+            current: Some(soft),
+            maximum: Some(hard),
+        };
+        // SAFETY: setrlimit is a plain system call, async-signal-safe
+        // between fork and exec.
+        unsafe {
+            command.pre_exec(move || Ok(setrlimit(Resource::Nofile, limit)?));
+        }
     }
     child::spawn_supervised(command).unwrap_or_else(|e| panic!("starting {BINARY}: {e}"))
 }

@@ -1,0 +1,174 @@
+//! What `churnstile doctor` found: findings (each with its severity, what it
+//! means and what to do), the measurements behind them, the overall status
+//! and exit code, and the stable JSON form (`--json`).
+
+use serde::Serialize;
+
+use super::endpoints::EndpointSockets;
+use super::ephemeral::EphemeralSummary;
+use super::listen::ListenPort;
+use super::processes::ProcessUsage;
+use super::reachability::DatabaseLogin;
+
+/// Version of the JSON layout; bumped only when a field changes meaning or
+/// goes away (new fields may appear without a bump).
+pub const JSON_VERSION: u32 = 1;
+
+/// How much a finding matters, least first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Checked and fine.
+    Ok,
+    /// Worth knowing; nothing to fix.
+    Info,
+    /// Works now, fails under more load or on the next restart.
+    Warning,
+    /// Fails now.
+    Problem,
+}
+
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Info => "info",
+            Severity::Warning => "WARNING",
+            Severity::Problem => "PROBLEM",
+        }
+    }
+}
+
+/// One verdict, phrased for the person who has to act on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// Stable identifier of the check, e.g. `listen.in_use`.
+    pub check: &'static str,
+    /// What was checked: `listen 127.0.0.1:6432`, `pid 42 "app"`, ...
+    pub subject: String,
+    /// What was found.
+    pub summary: String,
+    /// What it means for clients and churnstile.
+    pub meaning: String,
+    /// What to do about it.
+    pub action: String,
+}
+
+/// The overall verdict: the worst severity found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Healthy,
+    Warnings,
+    Problems,
+}
+
+impl Status {
+    pub fn of(findings: &[Finding]) -> Status {
+        match findings.iter().map(|finding| finding.severity).max() {
+            Some(Severity::Problem) => Status::Problems,
+            Some(Severity::Warning) => Status::Warnings,
+            _ => Status::Healthy,
+        }
+    }
+
+    /// 0 healthy, 1 warnings, 2 problems.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Healthy => 0,
+            Status::Warnings => 1,
+            Status::Problems => 2,
+        }
+    }
+}
+
+/// Everything `churnstile doctor` reports, in the order it is printed.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// [`JSON_VERSION`].
+    pub version: u32,
+    pub status: Status,
+    /// Worst first.
+    pub findings: Vec<Finding>,
+    pub listen: Vec<ListenPort>,
+    /// `None` when /proc/sys/net/ipv4 could not be read.
+    pub ephemeral: Option<EphemeralSummary>,
+    /// Seconds between the two socket samples, when `--interval` was given.
+    pub interval_seconds: Option<f64>,
+    /// Busiest first, at most `--top`.
+    pub endpoints: Vec<EndpointSockets>,
+    /// Most troubled first, at most `--top` (or the `--pid` process).
+    pub processes: Vec<ProcessUsage>,
+    pub databases: Vec<DatabaseLogin>,
+}
+
+/// Orders findings worst first, keeping the order of the checks otherwise.
+pub fn worst_first(mut findings: Vec<Finding>) -> Vec<Finding> {
+    findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+    findings
+}
+
+impl Report {
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(severity: Severity, check: &'static str) -> Finding {
+        Finding {
+            severity,
+            check,
+            subject: String::new(),
+            summary: String::new(),
+            meaning: String::new(),
+            action: String::new(),
+        }
+    }
+
+    #[test]
+    fn status_and_exit_code_follow_the_worst_finding() {
+        let cases = [
+            (vec![], Status::Healthy, 0),
+            (vec![Severity::Ok, Severity::Info], Status::Healthy, 0),
+            (vec![Severity::Ok, Severity::Warning], Status::Warnings, 1),
+            (
+                vec![Severity::Warning, Severity::Problem, Severity::Info],
+                Status::Problems,
+                2,
+            ),
+        ];
+        for (severities, status, code) in cases {
+            let findings: Vec<Finding> = severities
+                .iter()
+                .map(|&severity| finding(severity, "x"))
+                .collect();
+            assert_eq!(Status::of(&findings), status, "{severities:?}");
+            assert_eq!(status.exit_code(), code);
+        }
+    }
+
+    #[test]
+    fn worst_first_keeps_check_order_within_a_severity() {
+        let findings = worst_first(vec![
+            finding(Severity::Ok, "a"),
+            finding(Severity::Warning, "b"),
+            finding(Severity::Problem, "c"),
+            finding(Severity::Warning, "d"),
+        ]);
+        let order: Vec<&str> = findings.iter().map(|finding| finding.check).collect();
+        assert_eq!(order, ["c", "b", "d", "a"]);
+    }
+
+    #[test]
+    fn json_spells_severities_and_status_in_lowercase() {
+        let json = serde_json::to_value(finding(Severity::Problem, "listen.in_use")).unwrap();
+        assert_eq!(json["severity"], "problem");
+        assert_eq!(json["check"], "listen.in_use");
+        assert_eq!(serde_json::to_value(Status::Warnings).unwrap(), "warnings");
+    }
+}
