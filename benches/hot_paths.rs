@@ -67,6 +67,10 @@ impl Connector for Instant {
     }
 
     fn close(&self, _conn: usize) {}
+
+    fn is_transient(&self, _error: &Never) -> bool {
+        false
+    }
 }
 
 #[divan::bench]

@@ -255,9 +255,11 @@ async fn a_flapping_upstream_leaves_the_fd_count_flat() {
     const CLIENTS: usize = 20;
     const POOL_SIZE: usize = 2;
     let mut pg = PgServer::start();
+    // A short query_wait_timeout: while the upstream is down each login
+    // retries only briefly before its clean 08006.
     let proxy = Proxy::start(&pg_proxy_config(
         &pg,
-        &format!("[pool]\ndefault_pool_size = {POOL_SIZE}\n"),
+        &format!("[pool]\ndefault_pool_size = {POOL_SIZE}\nquery_wait_timeout = 0.1\n"),
     ));
     let address = Address::Tcp(proxy_addr(&proxy));
     fill_pool(&address, POOL_SIZE).await;

@@ -2,12 +2,17 @@
 //! idle connection or opening one, and giving it back (or closing it).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::shared::{Shared, Slot};
 use super::{Connector, Pool};
+
+/// First pause before retrying a failed connect; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest pause between connect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Why a client got no server connection.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +25,13 @@ pub enum CheckoutError<E: std::error::Error + 'static> {
     ConnectTimeout(Duration),
     #[error("the pool is shutting down")]
     Closed,
+    #[error(
+        "no server connection within query_wait_timeout ({waited:?}): the upstream is unavailable ({last_error})"
+    )]
+    UpstreamDown {
+        waited: Duration,
+        last_error: String,
+    },
 }
 
 /// A server connection lent to one client. Give it back with
@@ -81,12 +93,19 @@ impl<C: Connector> Pool<C> {
         wait: Option<Duration>,
     ) -> Result<Pooled<C>, CheckoutError<C::Error>> {
         let shared = &self.shared;
+        let started = Instant::now();
         shared.stats.wait_started();
         let acquire = Arc::clone(&shared.permits).acquire_owned();
         let permit = match wait {
             Some(limit) => tokio::time::timeout(limit, acquire).await.map_err(|_| {
                 shared.stats.wait_timed_out();
-                CheckoutError::WaitTimeout(limit)
+                match shared.connect_failure_since(started) {
+                    Some(last_error) => CheckoutError::UpstreamDown {
+                        waited: limit,
+                        last_error,
+                    },
+                    None => CheckoutError::WaitTimeout(limit),
+                }
             }),
             None => Ok(acquire.await),
         };
@@ -108,7 +127,9 @@ impl<C: Connector> Pool<C> {
             shared.close(slot);
         }
 
-        let slot = self.open().await?;
+        let slot = self
+            .open_retrying(wait.map(|limit| started + limit))
+            .await?;
         shared.stats.checked_out();
         Ok(Pooled {
             slot: Some(slot),
@@ -118,6 +139,36 @@ impl<C: Connector> Pool<C> {
         })
     }
 
+    /// Opens a connection, retrying transient failures (unreachable, timed
+    /// out, server starting up) with jittered exponential back-off until
+    /// `deadline` (the client's `query_wait_timeout`), so a restarting or
+    /// flapping upstream costs clients a short wait instead of an error.
+    async fn open_retrying(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Slot<C::Conn>, CheckoutError<C::Error>> {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let error = match self.open().await {
+                Ok(slot) => return Ok(slot),
+                Err(error) => error,
+            };
+            let transient = match &error {
+                CheckoutError::Connect(cause) => self.shared.connector.is_transient(cause),
+                CheckoutError::ConnectTimeout(_) => true,
+                _ => false,
+            };
+            let pause = backoff.mul_f64(rand::random_range(0.75..1.25));
+            let retry =
+                transient && deadline.is_some_and(|deadline| Instant::now() + pause < deadline);
+            if !retry {
+                return Err(error);
+            }
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
     /// Opens one connection within `server_connect_timeout`. The caller holds
     /// a permit, which keeps the pool within its size.
     pub(super) async fn open(&self) -> Result<Slot<C::Conn>, CheckoutError<C::Error>> {
@@ -125,16 +176,18 @@ impl<C: Connector> Pool<C> {
         let limit = shared.limits.connect_timeout;
         match tokio::time::timeout(limit, shared.connector.connect()).await {
             Ok(Ok(conn)) => {
+                shared.connect_succeeded();
                 shared.stats.connection_opened();
                 Ok(shared.new_slot(conn))
             }
             Ok(Err(error)) => {
-                shared.stats.connect_failed();
+                shared.connect_failed(error.to_string());
                 Err(CheckoutError::Connect(error))
             }
             Err(_) => {
-                shared.stats.connect_failed();
-                Err(CheckoutError::ConnectTimeout(limit))
+                let error = CheckoutError::<C::Error>::ConnectTimeout(limit);
+                shared.connect_failed(error.to_string());
+                Err(error)
             }
         }
     }

@@ -30,6 +30,10 @@ pub trait Connector: Send + Sync + 'static {
 
     /// Closes a connection politely and at once, without waiting.
     fn close(&self, conn: Self::Conn);
+
+    /// True when a connect failure may go away by itself (the server is
+    /// unreachable or starting up), so the pool retries it.
+    fn is_transient(&self, error: &Self::Error) -> bool;
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub(super) struct Shared<C: Connector> {
     /// Idle connections; the most recently used at the back.
     idle: Mutex<VecDeque<Slot<C::Conn>>>,
     pub(super) stats: PoolStats,
+    /// The last failed connect, while no connect has succeeded since.
+    last_connect_failure: Mutex<Option<(Instant, String)>>,
 }
 
 impl<C: Connector> Shared<C> {
@@ -50,6 +52,24 @@ impl<C: Connector> Shared<C> {
         }
     }
 
+    pub(super) fn connect_failed(&self, error: String) {
+        self.stats.connect_failed();
+        *lock(&self.last_connect_failure) = Some((Instant::now(), error));
+    }
+
+    pub(super) fn connect_succeeded(&self) {
+        *lock(&self.last_connect_failure) = None;
+    }
+
+    /// Why connecting failed, if it has failed since `since` without
+    /// succeeding after.
+    pub(super) fn connect_failure_since(&self, since: Instant) -> Option<String> {
+        lock(&self.last_connect_failure)
+            .as_ref()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, error)| error.clone())
+    }
+
     pub(super) fn close(&self, slot: Slot<C::Conn>) {
         self.connector.close(slot.conn);
         self.stats.connection_closed();
@@ -65,6 +85,13 @@ impl<C: Connector> Shared<C> {
         slot.idle_since = now;
         self.idle().push_back(slot);
     }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A pool of server connections for one (database, user).
@@ -91,6 +118,7 @@ impl<C: Connector> Pool<C> {
             limits,
             idle: Mutex::new(VecDeque::new()),
             stats: PoolStats::default(),
+            last_connect_failure: Mutex::new(None),
         });
         super::janitor::spawn(Arc::downgrade(&shared));
         Pool { shared }

@@ -46,6 +46,10 @@ impl Connector for Arc<Counting> {
     fn close(&self, _conn: Conn) {
         self.closed.fetch_add(1, Ordering::SeqCst);
     }
+
+    fn is_transient(&self, _error: &Refused) -> bool {
+        true
+    }
 }
 
 fn limits(max_size: usize) -> PoolLimits {
@@ -257,4 +261,51 @@ async fn close_refuses_new_checkouts_and_closes_idle() {
         pool.checkout(None).await.err().unwrap(),
         CheckoutError::Closed
     ));
+}
+
+#[tokio::test]
+async fn a_flapping_upstream_is_retried_within_the_wait() {
+    let connector = Arc::new(Counting::default());
+    let pool = Pool::new(Arc::clone(&connector), limits(1));
+    connector.fail.store(true, Ordering::SeqCst);
+    let recover = {
+        let connector = Arc::clone(&connector);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            connector.fail.store(false, Ordering::SeqCst);
+        })
+    };
+    let conn = pool.checkout(Some(Duration::from_secs(5))).await;
+    assert!(
+        conn.is_ok(),
+        "the client waited for the upstream to come back"
+    );
+    recover.await.unwrap();
+    assert!(pool.stats().connect_failures >= 2, "{:?}", pool.stats());
+}
+
+#[tokio::test]
+async fn a_down_upstream_gives_waiters_a_clean_error_after_the_wait() {
+    let connector = Arc::new(Counting::default());
+    let pool = Pool::new(Arc::clone(&connector), limits(1));
+    connector.fail.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let (first, second) = tokio::join!(
+        pool.checkout(Some(Duration::from_millis(400))),
+        pool.checkout(Some(Duration::from_millis(400)))
+    );
+    let waited = started.elapsed();
+    assert!(matches!(first.err().unwrap(), CheckoutError::Connect(_)));
+    // The second either timed out in line behind the first's retries or
+    // tried once itself in the last moment: either way it names the cause.
+    let second = second.err().unwrap();
+    assert!(
+        matches!(&second, CheckoutError::UpstreamDown { last_error, .. } if last_error == "refused")
+            || matches!(&second, CheckoutError::Connect(_)),
+        "{second}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
 }

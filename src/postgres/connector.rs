@@ -29,4 +29,17 @@ impl Connector for PgConnector {
     fn close(&self, conn: ServerConn) {
         conn.terminate();
     }
+
+    fn is_transient(&self, error: &UpstreamError) -> bool {
+        match error {
+            UpstreamError::Connect { .. } | UpstreamError::Io(_) | UpstreamError::Timeout(_) => {
+                true
+            }
+            // Starting up, shutting down, or out of connection slots.
+            UpstreamError::Rejected(fields) => {
+                matches!(fields.code.as_str(), "57P03" | "57P01" | "53300")
+            }
+            _ => false,
+        }
+    }
 }
