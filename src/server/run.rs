@@ -30,8 +30,9 @@ pub enum RunError {
 
 /// Runs until SIGTERM or SIGINT and a graceful shutdown.
 pub async fn run(config: Config) -> Result<(), RunError> {
-    limits::check_at_startup(&config);
+    // Bind first: a taken address is one error line, without warnings before it.
     let (listeners, socket_file) = bind_all(&config)?;
+    limits::check_at_startup(&config);
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
 
