@@ -243,12 +243,13 @@ async fn session_state_left_by_one_client_is_invisible_to_the_next() {
             "SELECT coalesce(current_setting('myapp.tenant', true), '')",
             "",
         ),
-        // Nothing: this client's startup settings equal the server's values,
-        // so none needed setting, and none of the previous client's remain.
+        // Only what this client's own startup packet asked for (churnstile
+        // keeps startup settings in place across the reset for the next
+        // client with the same ones); nothing the previous client SET.
         (
             "SELECT coalesce(string_agg(name, ','), 'none') FROM pg_settings \
              WHERE source = 'session'",
-            "none",
+            "client_encoding",
         ),
     ] {
         assert_eq!(scalar(&next, sql).await, expected, "{sql}");
