@@ -6,6 +6,7 @@
 mod checkout;
 mod janitor;
 mod limits;
+mod pause;
 mod shared;
 mod stats;
 

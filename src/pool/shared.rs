@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
+use super::pause::PauseGate;
 use super::stats::PoolStatsSnapshot;
 use super::{Connector, PoolLimits, PoolStats};
 
@@ -30,6 +31,7 @@ pub(super) struct Shared<C: Connector> {
     pub(super) stats: PoolStats,
     /// The last failed connect, while no connect has succeeded since.
     last_connect_failure: Mutex<Option<(Instant, String)>>,
+    pub(super) pause: PauseGate,
 }
 
 impl<C: Connector> Shared<C> {
@@ -78,7 +80,7 @@ impl<C: Connector> Shared<C> {
     /// Puts a connection back unless it has outlived `server_lifetime`.
     pub(super) fn return_idle(&self, mut slot: Slot<C::Conn>) {
         let now = Instant::now();
-        if now >= slot.expires_at || self.permits.is_closed() {
+        if now >= slot.expires_at || self.permits.is_closed() || self.pause.is_paused() {
             self.close(slot);
             return;
         }
@@ -119,6 +121,7 @@ impl<C: Connector> Pool<C> {
             idle: Mutex::new(VecDeque::new()),
             stats: PoolStats::default(),
             last_connect_failure: Mutex::new(None),
+            pause: PauseGate::default(),
         });
         super::janitor::spawn(Arc::downgrade(&shared));
         Pool { shared }
