@@ -42,7 +42,8 @@ pub struct Cli {
     #[arg(long, value_name = "N", requires = "upstream")]
     pub pool_size: Option<usize>,
 
-    /// Address for the Prometheus metrics endpoint.
+    /// Address for the Prometheus metrics endpoint (overrides [general]
+    /// metrics_listen).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 }

@@ -4,7 +4,9 @@
 
 pub mod config;
 pub mod doctor;
+pub mod metrics;
 pub mod pool;
 pub mod postgres;
+pub mod registry;
 pub mod server;
 pub mod stream;

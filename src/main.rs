@@ -113,9 +113,9 @@ fn load(cli: &Cli) -> Result<Config, String> {
     config::load_file(path).map_err(|errors| errors.to_string())
 }
 
-fn run(config: Config, cli: &Cli) -> ExitCode {
+fn run(mut config: Config, cli: &Cli) -> ExitCode {
     if let Some(addr) = cli.metrics_listen {
-        tracing::warn!(%addr, "the metrics endpoint is not available in this version; --metrics-listen is ignored");
+        config.general.observe.metrics_listen = Some(addr);
     }
     let mut builder = match config.general.worker_threads {
         1 => tokio::runtime::Builder::new_current_thread(),

@@ -15,6 +15,7 @@ use super::accept::{Listener, accept_loop};
 use super::bind::{BindError, bind_tcp, bind_unix};
 use super::limits;
 use crate::config::Config;
+use crate::metrics::{MetricsEndpoint, MetricsError, MetricsSources};
 use crate::postgres::service::PgService;
 
 /// Why the proxy could not start or run.
@@ -26,6 +27,8 @@ pub enum RunError {
     NoListeners,
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// Runs until SIGTERM or SIGINT and a graceful shutdown.
@@ -41,6 +44,16 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let service = Arc::new(PgService::new(Arc::clone(&config), shutdown.clone()));
     let max_clients = config.general.max_client_conn;
     let client_slots = Arc::new(Semaphore::new(max_clients));
+    if let Some(addr) = config.general.observe.metrics_listen {
+        let sources = MetricsSources {
+            service: Arc::clone(&service),
+            client_slots: Arc::clone(&client_slots),
+            max_clients,
+            listeners: listeners.iter().filter_map(Listener::tcp_addr).collect(),
+        };
+        let endpoint = MetricsEndpoint::start(addr, sources)?;
+        tracing::info!(addr = %endpoint.local_addr, "serving Prometheus metrics at /metrics");
+    }
     for listener in listeners {
         tokio::spawn(accept_loop(
             listener,
