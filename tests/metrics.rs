@@ -8,16 +8,16 @@ mod support;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use churnstile::doctor::{TcpState, tcp_sockets};
+use support::wait::poll_until;
 use support::{APP_DB, MD5_USER, PgServer, Proxy, free_port, pg_proxy_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::SimpleQueryMessage;
 
 const USER: &str = MD5_USER.name;
 const PASSWORD: &str = MD5_USER.password;
-const POLL: Duration = Duration::from_millis(100);
 /// Host gauges are sampled every 5 s; allow a few samples.
 const HOST_SAMPLE_WAIT: Duration = Duration::from_secs(20);
 
@@ -89,7 +89,8 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     sample(text, name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{text}"))
 }
 
-/// Scrapes until `name{labels}` equals `expected`; panics after `timeout`.
+/// Scrapes until `name{labels}` equals `expected` and returns that scrape;
+/// panics after `timeout`.
 async fn scrape_until(
     addr: SocketAddr,
     name: &str,
@@ -97,18 +98,15 @@ async fn scrape_until(
     expected: f64,
     timeout: Duration,
 ) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let what = format!("{name}{labels:?} reaching {expected}");
+    poll_until(&what, timeout, async || {
         let text = scrape(addr).await;
-        if sample(&text, name, labels) == Some(expected) {
-            return text;
+        match sample(&text, name, labels) {
+            Some(seen) if seen == expected => Ok(text),
+            seen => Err(seen),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} did not reach {expected} within {timeout:?}; last scrape:\n{text}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
