@@ -182,7 +182,7 @@ impl<C: Connector> Pool<C> {
     /// a permit, which keeps the pool within its size.
     pub(super) async fn open(&self) -> Result<Slot<C::Conn>, CheckoutError<C::Error>> {
         let shared = &self.shared;
-        let limit = shared.limits.connect_timeout;
+        let limit = shared.limits.load().connect_timeout;
         let opening = shared.stats.connect_started();
         let connected = tokio::time::timeout(limit, shared.connector.connect()).await;
         drop(opening);

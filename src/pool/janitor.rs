@@ -24,11 +24,8 @@ pub(super) fn spawn<C: Connector>(shared: Weak<Shared<C>>) {
                 return;
             }
             let pool = Pool { shared };
-            pool.reap(
-                Instant::now(),
-                pool.limits().min_size,
-                pool.limits().idle_timeout,
-            );
+            let limits = pool.limits();
+            pool.reap(Instant::now(), limits.min_size, limits.idle_timeout);
             top_up(&pool).await;
         }
     });

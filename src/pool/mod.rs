@@ -7,6 +7,7 @@ mod checkout;
 mod janitor;
 mod limits;
 mod pause;
+mod resize;
 mod shared;
 mod stats;
 

@@ -384,3 +384,28 @@ async fn an_abandoned_checkout_stops_counting_as_waiting() {
     held.release();
     assert_eq!(pool.stats().in_use, 0);
 }
+
+#[tokio::test]
+async fn new_limits_grow_at_once_and_shrink_as_connections_come_back() {
+    let connector = Arc::new(Counting::default());
+    let pool = Pool::new(Arc::clone(&connector), limits(1));
+    let first = pool.checkout(None).await.unwrap();
+    pool.set_limits(limits(2));
+    let second = pool
+        .checkout(Some(Duration::from_millis(500)))
+        .await
+        .expect("grown at once");
+    pool.set_limits(limits(1));
+    assert_eq!(pool.limits().max_size, 1);
+    // The shrink waits in line like a client; let it get in line first.
+    tokio::task::yield_now().await;
+    first.release();
+    second.release();
+    let held = pool.checkout(None).await.unwrap();
+    let over = pool.checkout(Some(Duration::from_millis(100))).await;
+    assert!(
+        matches!(over, Err(CheckoutError::WaitTimeout(_))),
+        "shrunk to 1"
+    );
+    held.release();
+}
