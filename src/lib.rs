@@ -2,6 +2,7 @@
 //! connections (and TIME_WAIT sockets) bounded however fast clients churn,
 //! and diagnoses why hosts run out of ports.
 
+pub mod admin;
 pub mod config;
 pub mod doctor;
 pub mod metrics;

@@ -132,7 +132,7 @@ fn run(mut config: Config, cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(churnstile::server::run::run(config)) {
+    match runtime.block_on(churnstile::server::run::run(config, cli.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("churnstile: {error}");

@@ -4,6 +4,7 @@
 //! connection from its first byte to its close.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -21,6 +22,7 @@ use super::prepared::StatementRegistry;
 use super::session;
 use super::settings::Settings;
 use super::startup::{self, Opening, Startup, StartupError};
+use crate::admin::ADMIN_DATABASE;
 use crate::config::{AuthType, ClientSecret, Config, DatabaseConfig, ScramVerifier, UserConfig};
 use crate::pool::{Pool, PoolLimits};
 use crate::registry::{ClientRegistry, ServerRegistry};
@@ -47,6 +49,8 @@ pub struct PgService {
     /// Logged-in clients and open server connections, for the admin console.
     pub clients: Arc<ClientRegistry>,
     pub servers: Arc<ServerRegistry>,
+    /// The `--config` file, which RELOAD re-reads.
+    pub config_file: Option<PathBuf>,
 }
 
 type SettingsKey = (String, String, Vec<(String, String)>);
@@ -82,6 +86,7 @@ impl PgService {
             normalized: Mutex::default(),
             clients: Arc::default(),
             servers,
+            config_file: None,
         }
     }
 
@@ -172,6 +177,9 @@ impl PgService {
             None => login.await,
         };
         match outcome {
+            Ok(Some(startup)) if startup.database == ADMIN_DATABASE => {
+                crate::admin::serve(&self, stream, buf, &peer).await;
+            }
             Ok(Some(startup)) => {
                 let client = self.clients.logged_in(&startup, &stream);
                 // KILL ends the session where it stands; dropping it closes
@@ -228,6 +236,19 @@ impl PgService {
                 login::LoginError::Io(io) => StartupError::Io(io),
                 other => refused(other.sqlstate(), other.to_string()),
             })?;
+        if startup.database == ADMIN_DATABASE {
+            return if config.general.observe.admin_users.contains(&startup.user) {
+                Ok(startup)
+            } else {
+                Err(refused(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    format!(
+                        "user \"{}\" may not use the admin console (not in [general] admin_users)",
+                        startup.user
+                    ),
+                ))
+            };
+        }
         if !config.databases.contains_key(&startup.database) {
             return Err(refused(
                 sqlstate::INVALID_CATALOG_NAME,

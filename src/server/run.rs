@@ -32,7 +32,8 @@ pub enum RunError {
 }
 
 /// Runs until SIGTERM or SIGINT and a graceful shutdown.
-pub async fn run(config: Config) -> Result<(), RunError> {
+/// `config_file` is where `config` came from, for the admin console's RELOAD.
+pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), RunError> {
     // Bind first: a taken address is one error line, without warnings before it.
     let (listeners, socket_file) = bind_all(&config)?;
     limits::check_at_startup(&config);
@@ -41,7 +42,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
-    let service = Arc::new(PgService::new(Arc::clone(&config), shutdown.clone()));
+    let mut service = PgService::new(Arc::clone(&config), shutdown.clone());
+    service.config_file = config_file;
+    let service = Arc::new(service);
     let max_clients = config.general.max_client_conn;
     let client_slots = Arc::new(Semaphore::new(max_clients));
     if let Some(addr) = config.general.observe.metrics_listen {
