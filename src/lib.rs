@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod doctor;
+pub mod logging;
 pub mod metrics;
 pub mod pool;
 pub mod postgres;

@@ -5,10 +5,10 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
-use churnstile::config::{self, Config};
+use churnstile::config::{self, Config, LogFormat};
 use churnstile::doctor::{render_text, run_doctor};
+use churnstile::logging;
 use cli::{Cli, Command, DoctorArgs};
 
 /// Exit status for configuration errors (as `check-config` promises).
@@ -20,19 +20,21 @@ const EXIT_DOCTOR_FAILED: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("churnstile=info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-
     match cli.command {
-        Some(Command::CheckConfig { file }) => check_config(&file),
-        Some(Command::Doctor(args)) => doctor(&args),
+        Some(Command::CheckConfig { file }) => {
+            logging::init(LogFormat::Text);
+            check_config(&file)
+        }
+        Some(Command::Doctor(args)) => {
+            logging::init(LogFormat::Text);
+            doctor(&args)
+        }
         None => match load(&cli) {
-            Ok(config) => run(config, &cli),
+            Ok(config) => {
+                // The configuration says how to log, so it is read first.
+                logging::init(config.general.observe.log_format);
+                run(config, &cli)
+            }
             Err(message) => {
                 eprintln!("{message}");
                 ExitCode::from(EXIT_CONFIG)

@@ -191,7 +191,7 @@ impl PgService {
             }
             Ok(None) | Err(StartupError::Closed) | Err(StartupError::Io(_)) => {}
             Err(StartupError::Refused { code, message }) => {
-                tracing::debug!(%peer, %code, %message, "client login refused");
+                tracing::debug!(%peer, %code, reason = %message, "client login refused");
                 crate::metrics::login_refused(code);
                 startup::send_fatal(&mut stream, code, &message).await;
             }
