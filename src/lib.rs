@@ -12,3 +12,4 @@ pub mod postgres;
 pub mod registry;
 pub mod server;
 pub mod stream;
+pub mod top;

@@ -29,6 +29,14 @@ fn main() -> ExitCode {
             logging::init(LogFormat::Text);
             doctor(&args)
         }
+        // No logging: it would scribble over the view.
+        Some(Command::Top { metrics }) => match churnstile::top::run(&metrics) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("churnstile top: {error}");
+                ExitCode::FAILURE
+            }
+        },
         None => match load(&cli) {
             Ok(config) => {
                 // The configuration says how to log, so it is read first.

@@ -41,6 +41,13 @@ pub(crate) struct Request {
     pub close: bool,
 }
 
+/// The parts of a response head `churnstile top` looks at.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ResponseHead {
+    pub status: u16,
+    pub content_length: usize,
+}
+
 /// Splits a complete head off the front of `buf`, or `None` when more
 /// bytes are needed.
 fn take_head(buf: &mut BytesMut) -> Result<Option<String>, HeadError> {
@@ -91,6 +98,27 @@ pub(crate) fn parse_request(buf: &mut BytesMut) -> Result<Option<Request>, HeadE
     }))
 }
 
+/// Parses a response head from the front of `buf`.
+pub(crate) fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadError> {
+    let Some(head) = take_head(buf)? else {
+        return Ok(None);
+    };
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    let status = lines[0]
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or(HeadError::Malformed("status line"))?;
+    let content_length = header(&lines[1..], "content-length")
+        .ok_or(HeadError::Malformed("response without Content-Length"))?
+        .parse()
+        .map_err(|_| HeadError::Malformed("Content-Length"))?;
+    Ok(Some(ResponseHead {
+        status,
+        content_length,
+    }))
+}
+
 /// The full response to `request`; `render` produces the metrics text.
 pub(crate) fn respond(request: &Request, render: &dyn Fn() -> String) -> Vec<u8> {
     let (status, body) = match (request.method.as_str(), request.path.as_str()) {
@@ -118,6 +146,11 @@ pub(crate) fn respond(request: &Request, render: &dyn Fn() -> String) -> Vec<u8>
         response.extend_from_slice(body.as_bytes());
     }
     response
+}
+
+/// A plain GET request for `path`, keeping the connection open.
+pub(crate) fn get_request(host: &str, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/plain\r\n\r\n").into_bytes()
 }
 
 /// Answers HTTP requests on `listener` for as long as the process runs
@@ -245,5 +278,21 @@ mod tests {
         assert!(respond(&other, &render).starts_with(b"HTTP/1.1 404"));
         let post = request("POST /metrics HTTP/1.1\r\n\r\n").unwrap().unwrap();
         assert!(respond(&post, &render).starts_with(b"HTTP/1.1 405"));
+    }
+
+    #[test]
+    fn response_heads_parse_and_leave_the_body() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc");
+        let head = parse_response(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            head,
+            ResponseHead {
+                status: 200,
+                content_length: 3
+            }
+        );
+        assert_eq!(&buf[..], b"abc");
+        let mut chunked = BytesMut::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(parse_response(&mut chunked).is_err());
     }
 }

@@ -8,7 +8,7 @@
 mod derived;
 mod endpoint;
 mod host;
-mod http;
+pub(crate) mod http;
 mod names;
 
 pub use endpoint::{MetricsEndpoint, MetricsError, MetricsSources};
