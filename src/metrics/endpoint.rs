@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::host::{self, HostTargets};
@@ -41,20 +42,27 @@ pub struct MetricsSources {
     pub listeners: Vec<SocketAddr>,
 }
 
-/// A running metrics endpoint.
+/// The metrics endpoint's listener, bound with the others so that it is
+/// there as soon as churnstile accepts clients.
 pub struct MetricsEndpoint {
+    listener: TcpListener,
     pub local_addr: SocketAddr,
 }
 
 impl MetricsEndpoint {
-    /// Serves `GET /metrics` on `addr` for as long as the process runs.
-    /// Must be called inside a Tokio runtime, once per process.
-    pub fn start(
-        addr: SocketAddr,
-        sources: MetricsSources,
-    ) -> Result<MetricsEndpoint, MetricsError> {
+    /// Binds `addr`. Must be called inside a Tokio runtime.
+    pub fn bind(addr: SocketAddr) -> Result<MetricsEndpoint, MetricsError> {
         let listener = bind_tcp(addr)?;
         let local_addr = listener.local_addr().unwrap_or(addr);
+        Ok(MetricsEndpoint {
+            listener,
+            local_addr,
+        })
+    }
+
+    /// Installs the recorder and serves `GET /metrics` for as long as the
+    /// process runs. Once per process.
+    pub fn start(self, sources: MetricsSources) -> Result<SocketAddr, MetricsError> {
         let handle = install_recorder()?;
         let config = sources.service.config.load();
         let mut upstreams: Vec<(String, u16)> = config
@@ -74,8 +82,8 @@ impl MetricsEndpoint {
             derived::record(&sources);
             handle.render()
         });
-        tokio::spawn(http::serve(listener, render));
-        Ok(MetricsEndpoint { local_addr })
+        tokio::spawn(http::serve(self.listener, render));
+        Ok(self.local_addr)
     }
 }
 

@@ -35,6 +35,9 @@ pub enum RunError {
 /// `config_file` is where `config` came from, for the admin console's RELOAD.
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), RunError> {
     // Bind first: a taken address is one error line, without warnings before it.
+    let metrics = (config.general.observe.metrics_listen)
+        .map(MetricsEndpoint::bind)
+        .transpose()?;
     let (listeners, socket_file) = bind_all(&config)?;
     limits::check_at_startup(&config);
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
@@ -47,15 +50,15 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
     let service = Arc::new(service);
     let max_clients = config.general.max_client_conn;
     let client_slots = Arc::new(Semaphore::new(max_clients));
-    if let Some(addr) = config.general.observe.metrics_listen {
+    if let Some(endpoint) = metrics {
         let sources = MetricsSources {
             service: Arc::clone(&service),
             client_slots: Arc::clone(&client_slots),
             max_clients,
             listeners: listeners.iter().filter_map(Listener::tcp_addr).collect(),
         };
-        let endpoint = MetricsEndpoint::start(addr, sources)?;
-        tracing::info!(addr = %endpoint.local_addr, "serving Prometheus metrics at /metrics");
+        let addr = endpoint.start(sources)?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
     }
     for listener in listeners {
         tokio::spawn(accept_loop(
