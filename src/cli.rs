@@ -1,6 +1,6 @@
 //! Command-line interface: run from a config file, run zero-config as a
-//! sidecar (`--listen` + `--upstream`), check a config file, or diagnose the
-//! host (`doctor`).
+//! sidecar (`--listen` + `--upstream`), check a config file, diagnose the
+//! host (`doctor`), or watch a running instance (`top`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,7 +42,8 @@ pub struct Cli {
     #[arg(long, value_name = "N", requires = "upstream")]
     pub pool_size: Option<usize>,
 
-    /// Address for the Prometheus metrics endpoint.
+    /// Address for the Prometheus metrics endpoint (overrides [general]
+    /// metrics_listen).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -58,6 +59,13 @@ pub enum Command {
     /// descriptor leaks, upstream logins. Exit status 0 healthy, 1 warnings,
     /// 2 problems.
     Doctor(DoctorArgs),
+    /// Watch a running churnstile live: client against upstream connects per
+    /// second, reuse ratio, waiters, pins, TIME_WAIT. q or Ctrl-C quits.
+    Top {
+        /// The running churnstile's metrics endpoint ([general] metrics_listen).
+        #[arg(long, value_name = "URL", default_value = churnstile::top::DEFAULT_URL)]
+        metrics: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -2,9 +2,14 @@
 //! connections (and TIME_WAIT sockets) bounded however fast clients churn,
 //! and diagnoses why hosts run out of ports.
 
+pub mod admin;
 pub mod config;
 pub mod doctor;
+pub mod logging;
+pub mod metrics;
 pub mod pool;
 pub mod postgres;
+pub mod registry;
 pub mod server;
 pub mod stream;
+pub mod top;

@@ -5,10 +5,10 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
-use churnstile::config::{self, Config};
+use churnstile::config::{self, Config, LogFormat};
 use churnstile::doctor::{render_text, run_doctor};
+use churnstile::logging;
 use cli::{Cli, Command, DoctorArgs};
 
 /// Exit status for configuration errors (as `check-config` promises).
@@ -20,19 +20,29 @@ const EXIT_DOCTOR_FAILED: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("churnstile=info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-
     match cli.command {
-        Some(Command::CheckConfig { file }) => check_config(&file),
-        Some(Command::Doctor(args)) => doctor(&args),
+        Some(Command::CheckConfig { file }) => {
+            logging::init(LogFormat::Text);
+            check_config(&file)
+        }
+        Some(Command::Doctor(args)) => {
+            logging::init(LogFormat::Text);
+            doctor(&args)
+        }
+        // No logging: it would scribble over the view.
+        Some(Command::Top { metrics }) => match churnstile::top::run(&metrics) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("churnstile top: {error}");
+                ExitCode::FAILURE
+            }
+        },
         None => match load(&cli) {
-            Ok(config) => run(config, &cli),
+            Ok(config) => {
+                // The configuration says how to log, so it is read first.
+                logging::init(config.general.observe.log_format);
+                run(config, &cli)
+            }
             Err(message) => {
                 eprintln!("{message}");
                 ExitCode::from(EXIT_CONFIG)
@@ -113,9 +123,9 @@ fn load(cli: &Cli) -> Result<Config, String> {
     config::load_file(path).map_err(|errors| errors.to_string())
 }
 
-fn run(config: Config, cli: &Cli) -> ExitCode {
+fn run(mut config: Config, cli: &Cli) -> ExitCode {
     if let Some(addr) = cli.metrics_listen {
-        tracing::warn!(%addr, "the metrics endpoint is not available in this version; --metrics-listen is ignored");
+        config.general.observe.metrics_listen = Some(addr);
     }
     let mut builder = match config.general.worker_threads {
         1 => tokio::runtime::Builder::new_current_thread(),
@@ -132,7 +142,7 @@ fn run(config: Config, cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(churnstile::server::run::run(config)) {
+    match runtime.block_on(churnstile::server::run::run(config, cli.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("churnstile: {error}");

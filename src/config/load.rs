@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use super::error::{ConfigError, ConfigErrors, Diagnostics};
+use super::observe::{OBSERVE_KEYS, read_observability};
 use super::pool::{POOL_KEYS, read_pool_settings};
 use super::secret::parse_client_secret;
 use super::section::Section;
@@ -83,6 +84,9 @@ fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
     };
     let databases = read_databases(root, &pool, diagnostics);
     let users = read_users(root, auth_type, diagnostics);
+    if let Some(section) = &general_section {
+        general.observe = read_observability(section, &users, diagnostics);
+    }
     Config {
         listen,
         general,
@@ -154,7 +158,7 @@ fn read_auth_type(section: Option<&Section>, diagnostics: &mut Diagnostics) -> O
 }
 
 fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConfig {
-    section.reject_unknown_keys(GENERAL_KEYS, "key", diagnostics);
+    section.reject_unknown_keys(&[GENERAL_KEYS, OBSERVE_KEYS].concat(), "key", diagnostics);
     let mut general = GeneralConfig::default();
     if let Some(count) = section.count("max_client_conn", 1, diagnostics) {
         general.max_client_conn = count.into_inner();
@@ -440,6 +444,7 @@ upstream_password = "other"
                 max_client_conn: 500,
                 shutdown_timeout: Duration::from_millis(2500),
                 worker_threads: 1,
+                ..GeneralConfig::default()
             },
             pool: pool.clone(),
             databases: BTreeMap::from([(
@@ -631,7 +636,7 @@ password = "md5abc"
         );
         assert_one_error(
             "[general]\nauth = \"md5\"\n[databases.app]\n",
-            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads",
+            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, metrics_listen, admin_users, log_format",
         );
         assert_one_error(
             "[databases.app]\nuser = \"x\"\n",

@@ -4,6 +4,7 @@
 
 mod error;
 mod load;
+mod observe;
 mod pool;
 mod secret;
 mod section;

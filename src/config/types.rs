@@ -67,6 +67,28 @@ pub struct GeneralConfig {
     /// Threads that run client sessions. One (the default) serves a
     /// sidecar best: no cross-thread wake-ups on every message.
     pub worker_threads: usize,
+    pub observe: Observability,
+}
+
+/// Metrics endpoint, admin console access and log format.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observability {
+    /// Where to serve Prometheus metrics over HTTP; `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Users (from `[users]`) who may open the admin console.
+    pub admin_users: Vec<String>,
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for GeneralConfig {
@@ -76,6 +98,7 @@ impl Default for GeneralConfig {
             max_client_conn: 100,
             shutdown_timeout: Duration::from_secs(30),
             worker_threads: 1,
+            observe: Observability::default(),
         }
     }
 }

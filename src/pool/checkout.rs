@@ -80,6 +80,8 @@ impl<C: Connector> Pooled<C> {
 
 impl<C: Connector> Drop for Pooled<C> {
     fn drop(&mut self) {
+        // Runs after `release` and `discard` too: the one place a loan ends.
+        self.shared.stats.given_back();
         if let Some(slot) = self.slot.take() {
             self.shared.close(slot);
         }
@@ -94,23 +96,30 @@ impl<C: Connector> Pool<C> {
     ) -> Result<Pooled<C>, CheckoutError<C::Error>> {
         let shared = &self.shared;
         let started = Instant::now();
-        shared.stats.wait_started();
-        let acquire = Arc::clone(&shared.permits).acquire_owned();
-        let permit = match wait {
-            Some(limit) => tokio::time::timeout(limit, acquire).await.map_err(|_| {
-                shared.stats.wait_timed_out();
-                match shared.connect_failure_since(started) {
-                    Some(last_error) => CheckoutError::UpstreamDown {
-                        waited: limit,
-                        last_error,
-                    },
-                    None => CheckoutError::WaitTimeout(limit),
-                }
-            }),
-            None => Ok(acquire.await),
+        let ticket = shared.stats.wait_started();
+        // The line is the semaphore's; a paused pool holds its head there.
+        let admitted = async {
+            let permit = Arc::clone(&shared.permits).acquire_owned().await;
+            shared.pause.passed().await;
+            permit.map_err(|_| CheckoutError::Closed)
         };
-        shared.stats.wait_ended();
-        let permit = permit?.map_err(|_| CheckoutError::Closed)?;
+        let permit = match wait {
+            Some(limit) => tokio::time::timeout(limit, admitted)
+                .await
+                .unwrap_or_else(|_| {
+                    shared.stats.wait_timed_out();
+                    Err(match shared.connect_failure_since(started) {
+                        Some(last_error) => CheckoutError::UpstreamDown {
+                            waited: limit,
+                            last_error,
+                        },
+                        None => CheckoutError::WaitTimeout(limit),
+                    })
+                }),
+            None => admitted.await,
+        };
+        drop(ticket);
+        let permit = permit?;
 
         while let Some(mut slot) = shared.idle().pop_back() {
             if shared.connector.is_healthy(&mut slot.conn)
@@ -173,8 +182,11 @@ impl<C: Connector> Pool<C> {
     /// a permit, which keeps the pool within its size.
     pub(super) async fn open(&self) -> Result<Slot<C::Conn>, CheckoutError<C::Error>> {
         let shared = &self.shared;
-        let limit = shared.limits.connect_timeout;
-        match tokio::time::timeout(limit, shared.connector.connect()).await {
+        let limit = shared.limits.load().connect_timeout;
+        let opening = shared.stats.connect_started();
+        let connected = tokio::time::timeout(limit, shared.connector.connect()).await;
+        drop(opening);
+        match connected {
             Ok(Ok(conn)) => {
                 shared.connect_succeeded();
                 shared.stats.connection_opened();

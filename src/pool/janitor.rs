@@ -24,20 +24,18 @@ pub(super) fn spawn<C: Connector>(shared: Weak<Shared<C>>) {
                 return;
             }
             let pool = Pool { shared };
-            pool.reap(
-                Instant::now(),
-                pool.limits().min_size,
-                pool.limits().idle_timeout,
-            );
+            let limits = pool.limits();
+            pool.reap(Instant::now(), limits.min_size, limits.idle_timeout);
             top_up(&pool).await;
         }
     });
 }
 
-/// Opens connections until `min_pool_size` are open. Only takes permits that
-/// are free at once, so it never makes a waiting client wait longer.
+/// Opens connections until `min_pool_size` are open (not while paused). Only
+/// takes permits that are free at once, so it never makes a waiting client
+/// wait longer.
 async fn top_up<C: Connector>(pool: &Pool<C>) {
-    while pool.shared.stats.open_now() < pool.limits().min_size {
+    while pool.shared.stats.open_now() < pool.limits().min_size && !pool.is_paused() {
         let Ok(permit) = Arc::clone(&pool.shared.permits).try_acquire_owned() else {
             return;
         };

@@ -6,6 +6,8 @@
 mod checkout;
 mod janitor;
 mod limits;
+mod pause;
+mod resize;
 mod shared;
 mod stats;
 

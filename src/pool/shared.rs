@@ -5,8 +5,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
+use super::pause::PauseGate;
 use super::stats::PoolStatsSnapshot;
 use super::{Connector, PoolLimits, PoolStats};
 
@@ -21,7 +23,8 @@ pub(super) struct Slot<T> {
 /// State shared by the pool handle, checked-out connections and the janitor.
 pub(super) struct Shared<C: Connector> {
     pub(super) connector: C,
-    pub(super) limits: PoolLimits,
+    /// Swapped whole when the configuration is reloaded.
+    pub(super) limits: ArcSwap<PoolLimits>,
     /// One permit per server connection that may be in use. Tokio's semaphore
     /// queues waiters first come first served, so late clients never overtake.
     pub(super) permits: Arc<Semaphore>,
@@ -30,6 +33,7 @@ pub(super) struct Shared<C: Connector> {
     pub(super) stats: PoolStats,
     /// The last failed connect, while no connect has succeeded since.
     last_connect_failure: Mutex<Option<(Instant, String)>>,
+    pub(super) pause: PauseGate,
 }
 
 impl<C: Connector> Shared<C> {
@@ -44,10 +48,11 @@ impl<C: Connector> Shared<C> {
     /// 10% at random so connections opened together do not expire together.
     pub(super) fn new_slot(&self, conn: C::Conn) -> Slot<C::Conn> {
         let now = Instant::now();
-        let jitter = self.limits.lifetime.mul_f64(rand::random_range(0.0..0.1));
+        let lifetime = self.limits.load().lifetime;
+        let jitter = lifetime.mul_f64(rand::random_range(0.0..0.1));
         Slot {
             conn,
-            expires_at: now + (self.limits.lifetime - jitter),
+            expires_at: now + (lifetime - jitter),
             idle_since: now,
         }
     }
@@ -78,7 +83,7 @@ impl<C: Connector> Shared<C> {
     /// Puts a connection back unless it has outlived `server_lifetime`.
     pub(super) fn return_idle(&self, mut slot: Slot<C::Conn>) {
         let now = Instant::now();
-        if now >= slot.expires_at || self.permits.is_closed() {
+        if now >= slot.expires_at || self.permits.is_closed() || self.pause.is_paused() {
             self.close(slot);
             return;
         }
@@ -115,17 +120,18 @@ impl<C: Connector> Pool<C> {
         let shared = Arc::new(Shared {
             connector,
             permits: Arc::new(Semaphore::new(limits.max_size)),
-            limits,
+            limits: ArcSwap::from_pointee(limits),
             idle: Mutex::new(VecDeque::new()),
             stats: PoolStats::default(),
             last_connect_failure: Mutex::new(None),
+            pause: PauseGate::default(),
         });
         super::janitor::spawn(Arc::downgrade(&shared));
         Pool { shared }
     }
 
-    pub fn limits(&self) -> &PoolLimits {
-        &self.shared.limits
+    pub fn limits(&self) -> Arc<PoolLimits> {
+        self.shared.limits.load_full()
     }
 
     pub fn connector(&self) -> &C {

@@ -1,7 +1,11 @@
 //! Counters one pool keeps about itself: the raw material of churn-versus-reuse
-//! metrics and of the tests that prove upstream connections stay bounded.
+//! metrics, of the admin console's SHOW POOLS, and of the tests that prove
+//! upstream connections stay bounded.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Live counters of one pool; cheap to update from any task.
 #[derive(Debug, Default)]
@@ -11,8 +15,14 @@ pub struct PoolStats {
     closed: AtomicU64,
     checkouts: AtomicU64,
     wait_timeouts: AtomicU64,
+    wait_micros: AtomicU64,
     open: AtomicUsize,
-    waiting: AtomicUsize,
+    opening: AtomicUsize,
+    in_use: AtomicUsize,
+    /// When each client now waiting started, by ticket; the first entry is
+    /// the longest waiter (tickets only grow).
+    waiters: Mutex<BTreeMap<u64, Instant>>,
+    next_ticket: AtomicU64,
 }
 
 /// A point-in-time copy of [`PoolStats`].
@@ -28,16 +38,55 @@ pub struct PoolStatsSnapshot {
     pub checkouts: u64,
     /// Clients that gave up after `query_wait_timeout`.
     pub wait_timeouts: u64,
+    /// Time clients spent waiting for a server connection, summed.
+    pub wait_time: Duration,
     /// Server connections open now, idle or in use.
     pub open: usize,
+    /// Server connections being opened and logged in now.
+    pub opening: usize,
+    /// Server connections lent to clients now.
+    pub in_use: usize,
     /// Clients waiting for a server connection now.
     pub waiting: usize,
+    /// How long the client that has waited longest so far has waited.
+    pub longest_wait: Duration,
+}
+
+/// A client's place among the waiters: counted from
+/// [`PoolStats::wait_started`] until dropped, even when the waiting future
+/// is abandoned.
+pub(super) struct WaitTicket<'a> {
+    stats: &'a PoolStats,
+    id: u64,
+    since: Instant,
+}
+
+impl Drop for WaitTicket<'_> {
+    fn drop(&mut self) {
+        self.stats.waiters().remove(&self.id);
+        let waited = u64::try_from(self.since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.wait_micros.fetch_add(waited, Ordering::Relaxed);
+    }
+}
+
+/// A server connection being opened, counted until dropped.
+pub(super) struct Opening<'a>(&'a PoolStats);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.opening.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PoolStats {
     pub(super) fn connection_opened(&self) {
         self.opened.fetch_add(1, Ordering::Relaxed);
         self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn connect_started(&self) -> Opening<'_> {
+        self.opening.fetch_add(1, Ordering::Relaxed);
+        Opening(self)
     }
 
     pub(super) fn connect_failed(&self) {
@@ -51,33 +100,54 @@ impl PoolStats {
 
     pub(super) fn checked_out(&self) {
         self.checkouts.fetch_add(1, Ordering::Relaxed);
+        self.in_use.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn given_back(&self) {
+        self.in_use.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(super) fn wait_timed_out(&self) {
         self.wait_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn wait_started(&self) {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(super) fn wait_ended(&self) {
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+    pub(super) fn wait_started(&self) -> WaitTicket<'_> {
+        let ticket = WaitTicket {
+            stats: self,
+            id: self.next_ticket.fetch_add(1, Ordering::Relaxed),
+            since: Instant::now(),
+        };
+        self.waiters().insert(ticket.id, ticket.since);
+        ticket
     }
 
     pub(super) fn open_now(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
 
+    fn waiters(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Instant>> {
+        // The map stays consistent whatever panicked while holding it.
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn snapshot(&self) -> PoolStatsSnapshot {
+        let (waiting, longest_wait) = {
+            let waiters = self.waiters();
+            let longest = waiters.values().next().map(Instant::elapsed);
+            (waiters.len(), longest.unwrap_or_default())
+        };
         PoolStatsSnapshot {
             opened: self.opened.load(Ordering::Relaxed),
             connect_failures: self.connect_failures.load(Ordering::Relaxed),
             closed: self.closed.load(Ordering::Relaxed),
             checkouts: self.checkouts.load(Ordering::Relaxed),
             wait_timeouts: self.wait_timeouts.load(Ordering::Relaxed),
+            wait_time: Duration::from_micros(self.wait_micros.load(Ordering::Relaxed)),
             open: self.open.load(Ordering::Relaxed),
-            waiting: self.waiting.load(Ordering::Relaxed),
+            opening: self.opening.load(Ordering::Relaxed),
+            in_use: self.in_use.load(Ordering::Relaxed),
+            waiting,
+            longest_wait,
         }
     }
 }

@@ -309,3 +309,103 @@ async fn a_down_upstream_gives_waiters_a_clean_error_after_the_wait() {
         "{waited:?}"
     );
 }
+
+#[tokio::test]
+async fn pause_holds_waiters_in_line_drains_and_resume_serves_them_in_order() {
+    let connector = Arc::new(Counting::default());
+    let pool = Pool::new(Arc::clone(&connector), limits(1));
+    let busy = pool.checkout(None).await.unwrap();
+    pool.pause();
+    assert!(pool.is_paused());
+    assert_eq!(connector.closed.load(Ordering::SeqCst), 0, "busy one kept");
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for index in 0..3 {
+        let (pool2, order2) = (pool.clone(), Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            let conn = pool2.checkout(Some(Duration::from_secs(5))).await.unwrap();
+            order2.lock().unwrap().push(index);
+            tokio::task::yield_now().await;
+            conn.release();
+        }));
+        wait_until(|| pool.stats().waiting == index + 1).await;
+    }
+    busy.release();
+    assert_eq!(pool.stats().open, 0, "given back while paused: closed");
+    assert!(pool.stats().longest_wait > Duration::ZERO);
+    assert!(order.lock().unwrap().is_empty());
+    pool.resume();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+    let stats = pool.stats();
+    assert_eq!((stats.waiting, stats.in_use, stats.opening), (0, 0, 0));
+    assert!(stats.wait_time > Duration::ZERO);
+}
+
+#[tokio::test]
+async fn a_paused_pool_closes_idle_times_waiters_out_and_opens_nothing() {
+    let connector = Arc::new(Counting::default());
+    let mut pool_limits = limits(2);
+    pool_limits.min_size = 1;
+    let pool = Pool::new(Arc::clone(&connector), pool_limits);
+    wait_until(|| pool.idle_count() == 1).await;
+    pool.pause();
+    assert_eq!(
+        connector.closed.load(Ordering::SeqCst),
+        1,
+        "idle one closed"
+    );
+    let error = pool.checkout(Some(Duration::from_millis(50))).await.err();
+    assert!(matches!(error, Some(CheckoutError::WaitTimeout(_))));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        connector.opened.load(Ordering::SeqCst),
+        1,
+        "janitor waits too"
+    );
+    let stats = pool.stats();
+    assert_eq!((stats.waiting, stats.wait_timeouts), (0, 1));
+}
+
+#[tokio::test]
+async fn an_abandoned_checkout_stops_counting_as_waiting() {
+    let pool = Pool::new(Arc::new(Counting::default()), limits(1));
+    let held = pool.checkout(None).await.unwrap();
+    assert_eq!(pool.stats().in_use, 1);
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.checkout(None).await.map(Pooled::release) }
+    });
+    wait_until(|| pool.stats().waiting == 1).await;
+    waiter.abort();
+    wait_until(|| pool.stats().waiting == 0).await;
+    held.release();
+    assert_eq!(pool.stats().in_use, 0);
+}
+
+#[tokio::test]
+async fn new_limits_grow_at_once_and_shrink_as_connections_come_back() {
+    let connector = Arc::new(Counting::default());
+    let pool = Pool::new(Arc::clone(&connector), limits(1));
+    let first = pool.checkout(None).await.unwrap();
+    pool.set_limits(limits(2));
+    let second = pool
+        .checkout(Some(Duration::from_millis(500)))
+        .await
+        .expect("grown at once");
+    pool.set_limits(limits(1));
+    assert_eq!(pool.limits().max_size, 1);
+    // The shrink waits in line like a client; let it get in line first.
+    tokio::task::yield_now().await;
+    first.release();
+    second.release();
+    let held = pool.checkout(None).await.unwrap();
+    let over = pool.checkout(Some(Duration::from_millis(100))).await;
+    assert!(
+        matches!(over, Err(CheckoutError::WaitTimeout(_))),
+        "shrunk to 1"
+    );
+    held.release();
+}

@@ -1,13 +1,28 @@
-//! How the generic pool opens, checks and closes PostgreSQL server connections.
+//! How the generic pool opens, checks and closes PostgreSQL server
+//! connections, recording each in the registry of open server connections.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::backend::{ServerConn, UpstreamError, UpstreamTarget};
 use crate::pool::Connector;
+use crate::registry::{Endpoint, ServerEntry, ServerRegistry};
 
 /// Opens server connections to one upstream database as one user.
 pub struct PgConnector {
     pub target: Arc<UpstreamTarget>,
+    /// The pool's (database, user) as clients name them.
+    pub pool_name: (String, String),
+    pub servers: Arc<ServerRegistry>,
+}
+
+impl PgConnector {
+    fn upstream(&self) -> Endpoint {
+        Endpoint {
+            addr: self.target.host.clone(),
+            port: self.target.port,
+        }
+    }
 }
 
 impl Connector for PgConnector {
@@ -16,8 +31,18 @@ impl Connector for PgConnector {
 
     async fn connect(&self) -> Result<ServerConn, UpstreamError> {
         let conn = ServerConn::connect(&self.target).await;
-        if let Err(error) = &conn {
-            tracing::warn!(upstream = %self.target.describe(), db = %self.target.dbname, %error, "server connection failed");
+        match &conn {
+            Ok(conn) => self.servers.opened(ServerEntry {
+                database: self.pool_name.0.clone(),
+                user: self.pool_name.1.clone(),
+                upstream: self.upstream(),
+                local: Endpoint::local(&conn.stream),
+                backend_pid: conn.key.process_id,
+                connected_at: SystemTime::now(),
+            }),
+            Err(error) => {
+                tracing::warn!(upstream = %self.target.describe(), db = %self.target.dbname, %error, "server connection failed");
+            }
         }
         conn
     }
@@ -27,6 +52,7 @@ impl Connector for PgConnector {
     }
 
     fn close(&self, conn: ServerConn) {
+        self.servers.closed(&self.upstream(), conn.key.process_id);
         conn.terminate();
     }
 

@@ -17,6 +17,8 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const QUERY_CANCELED: &str = "57014";
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    pub const SYNTAX_ERROR: &str = "42601";
+    pub const CONFIG_FILE_ERROR: &str = "F0000";
 }
 
 /// ErrorResponse severities churnstile sends.

@@ -4,8 +4,10 @@
 //! connection from its first byte to its close.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
 
@@ -20,8 +22,10 @@ use super::prepared::StatementRegistry;
 use super::session;
 use super::settings::Settings;
 use super::startup::{self, Opening, Startup, StartupError};
+use crate::admin::ADMIN_DATABASE;
 use crate::config::{AuthType, ClientSecret, Config, DatabaseConfig, ScramVerifier, UserConfig};
 use crate::pool::{Pool, PoolLimits};
+use crate::registry::{ClientRegistry, ServerRegistry};
 use crate::stream::Stream;
 
 /// Pool of server connections for one (database, user).
@@ -29,10 +33,11 @@ pub type PgPool = Pool<PgConnector>;
 
 /// Shared state of the PostgreSQL side of the proxy.
 pub struct PgService {
-    pub config: Arc<Config>,
+    /// Swapped whole by the admin console's RELOAD.
+    pub config: ArcSwap<Config>,
     pools: HashMap<(String, String), PgPool>,
     /// Verifiers derived once from plaintext secrets, for SCRAM logins.
-    derived_verifiers: HashMap<String, ScramVerifier>,
+    derived_verifiers: ArcSwap<HashMap<String, ScramVerifier>>,
     pub cancels: Arc<CancelRegistry>,
     pub shutdown: CancellationToken,
     /// Prepared statements shared by all clients (transaction pooling).
@@ -41,6 +46,11 @@ pub struct PgService {
     /// Startup settings as the server normalises them, per pool, so a
     /// reconnecting client needs no extra round trip to learn them.
     normalized: Mutex<HashMap<SettingsKey, Settings>>,
+    /// Logged-in clients and open server connections, for the admin console.
+    pub clients: Arc<ClientRegistry>,
+    pub servers: Arc<ServerRegistry>,
+    /// The `--config` file, which RELOAD re-reads.
+    pub config_file: Option<PathBuf>,
 }
 
 type SettingsKey = (String, String, Vec<(String, String)>);
@@ -53,39 +63,38 @@ impl PgService {
     /// Tokio runtime (each pool starts its janitor).
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Self {
         let mut pools = HashMap::new();
+        let servers = Arc::new(ServerRegistry::default());
         for (db_name, db) in &config.databases {
             for (user_name, user) in &config.users {
                 let connector = PgConnector {
                     target: Arc::new(upstream_target(db, user)),
+                    pool_name: (db_name.clone(), user_name.clone()),
+                    servers: Arc::clone(&servers),
                 };
                 let pool = Pool::new(connector, PoolLimits::from(&db.pool));
                 pools.insert((db_name.clone(), user_name.clone()), pool);
             }
         }
-        let derived_verifiers = if config.general.auth_type == AuthType::ScramSha256 {
-            config
-                .users
-                .iter()
-                .filter_map(|(name, user)| match &user.secret {
-                    Some(ClientSecret::Plain(password)) => {
-                        Some((name.clone(), scram_verifier_from_password(password)))
-                    }
-                    _ => None,
-                })
-                .collect()
-        } else {
-            HashMap::new()
-        };
         PgService {
-            config,
+            derived_verifiers: ArcSwap::from_pointee(derive_verifiers(&config)),
+            config: ArcSwap::new(config),
             pools,
-            derived_verifiers,
             cancels: Arc::default(),
             shutdown,
             statements: StatementRegistry::default(),
             pin_counters: PinCounters::default(),
             normalized: Mutex::default(),
+            clients: Arc::default(),
+            servers,
+            config_file: None,
         }
+    }
+
+    /// Puts a reloaded configuration in force for new logins and sessions.
+    pub fn swap_config(&self, config: Arc<Config>) {
+        self.derived_verifiers
+            .store(Arc::new(derive_verifiers(&config)));
+        self.config.store(config);
     }
 
     pub fn pool(&self, database: &str, user: &str) -> Option<&PgPool> {
@@ -139,7 +148,7 @@ impl PgService {
     /// Serves one client connection until it closes.
     pub async fn serve(self: Arc<Self>, mut stream: Stream, peer: String) {
         let mut buf = BytesMut::with_capacity(8 * 1024);
-        let login_timeout = self.config.pool.client_login_timeout;
+        let login_timeout = self.config.load().pool.client_login_timeout;
         let login = async {
             match startup::read_opening(&mut stream, &mut buf).await? {
                 Opening::Cancel {
@@ -168,10 +177,22 @@ impl PgService {
             None => login.await,
         };
         match outcome {
-            Ok(Some(startup)) => session::run(&self, stream, buf, startup, &peer).await,
+            Ok(Some(startup)) if startup.database == ADMIN_DATABASE => {
+                crate::admin::serve(&self, stream, buf, &peer).await;
+            }
+            Ok(Some(startup)) => {
+                let client = self.clients.logged_in(&startup, &stream);
+                // KILL ends the session where it stands; dropping it closes
+                // the server connection it holds.
+                tokio::select! {
+                    () = session::run(&self, stream, buf, startup, &peer, &client) => {}
+                    () = client.killed() => tracing::info!(%peer, "client killed from the admin console"),
+                }
+            }
             Ok(None) | Err(StartupError::Closed) | Err(StartupError::Io(_)) => {}
             Err(StartupError::Refused { code, message }) => {
-                tracing::debug!(%peer, %code, %message, "client login refused");
+                tracing::debug!(%peer, %code, reason = %message, "client login refused");
+                crate::metrics::login_refused(code);
                 startup::send_fatal(&mut stream, code, &message).await;
             }
         }
@@ -186,16 +207,18 @@ impl PgService {
         startup: Startup,
     ) -> Result<Startup, StartupError> {
         let refused = |code, message: String| StartupError::Refused { code, message };
-        let user: &UserConfig = self.config.users.get(&startup.user).ok_or_else(|| {
+        let config = self.config.load_full();
+        let verifiers = self.derived_verifiers.load_full();
+        let user: &UserConfig = config.users.get(&startup.user).ok_or_else(|| {
             refused(
                 sqlstate::INVALID_AUTHORIZATION,
                 format!("role \"{}\" does not exist", startup.user),
             )
         })?;
         let challenge = challenge_for(
-            self.config.general.auth_type,
+            config.general.auth_type,
             user.secret.as_ref(),
-            self.derived_verifiers.get(&startup.user),
+            verifiers.get(&startup.user),
         )
         .ok_or_else(|| {
             refused(
@@ -213,7 +236,20 @@ impl PgService {
                 login::LoginError::Io(io) => StartupError::Io(io),
                 other => refused(other.sqlstate(), other.to_string()),
             })?;
-        if !self.config.databases.contains_key(&startup.database) {
+        if startup.database == ADMIN_DATABASE {
+            return if config.general.observe.admin_users.contains(&startup.user) {
+                Ok(startup)
+            } else {
+                Err(refused(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    format!(
+                        "user \"{}\" may not use the admin console (not in [general] admin_users)",
+                        startup.user
+                    ),
+                ))
+            };
+        }
+        if !config.databases.contains_key(&startup.database) {
             return Err(refused(
                 sqlstate::INVALID_CATALOG_NAME,
                 format!("database \"{}\" does not exist", startup.database),
@@ -221,6 +257,23 @@ impl PgService {
         }
         Ok(startup)
     }
+}
+
+/// SCRAM verifiers for users whose secret is plaintext, when logins use SCRAM.
+fn derive_verifiers(config: &Config) -> HashMap<String, ScramVerifier> {
+    if config.general.auth_type != AuthType::ScramSha256 {
+        return HashMap::new();
+    }
+    config
+        .users
+        .iter()
+        .filter_map(|(name, user)| match &user.secret {
+            Some(ClientSecret::Plain(password)) => {
+                Some((name.clone(), scram_verifier_from_password(password)))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn upstream_target(db: &DatabaseConfig, user: &UserConfig) -> UpstreamTarget {

@@ -30,6 +30,7 @@ use super::sql::PinReason;
 use super::startup::{Startup, send_fatal};
 use crate::config::{PoolMode, PoolSettings};
 use crate::pool::{CheckoutError, Pooled};
+use crate::registry::LiveClient;
 use crate::stream::Stream;
 
 /// How much to read from either side at a time.
@@ -93,6 +94,7 @@ pub(super) struct Session<'a> {
     database: String,
     user: String,
     peer: &'a str,
+    live: &'a LiveClient,
 }
 
 /// Runs a logged-in client's session to its end.
@@ -102,9 +104,11 @@ pub async fn run(
     buf: BytesMut,
     startup: Startup,
     peer: &str,
+    live: &LiveClient,
 ) {
     let Some(settings) = service
         .config
+        .load()
         .databases
         .get(&startup.database)
         .map(|db| db.pool.clone())
@@ -147,6 +151,7 @@ pub async fn run(
         database: startup.database,
         user: startup.user,
         peer,
+        live,
     };
     let ending = match session.log_in(&startup_settings).await {
         Ok(()) => session.serve().await,
@@ -341,6 +346,7 @@ impl Session<'_> {
         self.cancel.attach(None).await;
         if let Some(server) = self.server.take() {
             server.pooled.release();
+            self.live.idle();
         }
         Ok(())
     }
@@ -356,11 +362,13 @@ impl Session<'_> {
                 code: sqlstate::INVALID_CATALOG_NAME.into(),
                 message: "database is not configured for this user".into(),
             })?;
+        self.live.waiting();
         let mut pooled = pool.checkout(self.settings.query_wait_timeout).await.map_err(|error| {
             tracing::warn!(peer = %self.peer, db = %self.database, user = %self.user, %error, "client got no server connection");
             no_server(error)
         })?;
         let conn = pooled.conn();
+        self.live.active(conn.key.process_id);
         if let Some(query) =
             transition_query(&conn.applied, &self.client.settings, &conn.state.params)
         {

@@ -44,6 +44,14 @@ pub enum Listener {
 }
 
 impl Listener {
+    /// The bound address of a TCP listener.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Listener::Tcp(listener) => listener.local_addr().ok(),
+            Listener::Unix(_) => None,
+        }
+    }
+
     async fn accept(&self) -> std::io::Result<(Stream, String)> {
         match self {
             Listener::Tcp(listener) => {
@@ -102,6 +110,7 @@ pub async fn accept_loop(
             );
             exhausted_streak = 0;
         }
+        crate::metrics::client_accepted();
         match Arc::clone(&client_slots).try_acquire_owned() {
             Ok(slot) => {
                 let service = Arc::clone(&service);
@@ -112,6 +121,7 @@ pub async fn accept_loop(
             }
             Err(_) => {
                 tracing::warn!(%peer, "max_client_conn reached; refusing client");
+                crate::metrics::client_rejected("max_client_conn");
                 tokio::spawn(refuse_connection(
                     stream,
                     sqlstate::TOO_MANY_CONNECTIONS,

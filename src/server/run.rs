@@ -15,6 +15,7 @@ use super::accept::{Listener, accept_loop};
 use super::bind::{BindError, bind_tcp, bind_unix};
 use super::limits;
 use crate::config::Config;
+use crate::metrics::{MetricsEndpoint, MetricsError, MetricsSources};
 use crate::postgres::service::PgService;
 
 /// Why the proxy could not start or run.
@@ -26,11 +27,17 @@ pub enum RunError {
     NoListeners,
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// Runs until SIGTERM or SIGINT and a graceful shutdown.
-pub async fn run(config: Config) -> Result<(), RunError> {
+/// `config_file` is where `config` came from, for the admin console's RELOAD.
+pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), RunError> {
     // Bind first: a taken address is one error line, without warnings before it.
+    let metrics = (config.general.observe.metrics_listen)
+        .map(MetricsEndpoint::bind)
+        .transpose()?;
     let (listeners, socket_file) = bind_all(&config)?;
     limits::check_at_startup(&config);
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
@@ -38,9 +45,21 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
-    let service = Arc::new(PgService::new(Arc::clone(&config), shutdown.clone()));
+    let mut service = PgService::new(Arc::clone(&config), shutdown.clone());
+    service.config_file = config_file;
+    let service = Arc::new(service);
     let max_clients = config.general.max_client_conn;
     let client_slots = Arc::new(Semaphore::new(max_clients));
+    if let Some(endpoint) = metrics {
+        let sources = MetricsSources {
+            service: Arc::clone(&service),
+            client_slots: Arc::clone(&client_slots),
+            max_clients,
+            listeners: listeners.iter().filter_map(Listener::tcp_addr).collect(),
+        };
+        let addr = endpoint.start(sources)?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    }
     for listener in listeners {
         tokio::spawn(accept_loop(
             listener,

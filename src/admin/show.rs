@@ -1,0 +1,341 @@
+//! The SHOW commands: tables built from the pools' counters, the registry
+//! of clients and server connections, and the configuration in force.
+//! Column names follow PgBouncer's, so its tooling reads them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use super::command::{HELP, Listing};
+use super::reload::{CHANGEABLE, config_settings, default_config};
+use super::table::{Kind, Table, num, text};
+use super::time::utc;
+use crate::config::{Config, PoolMode};
+use crate::postgres::service::{PgPool, PgService};
+use crate::registry::ClientState;
+
+/// The table for `listing`.
+pub(super) fn show(service: &PgService, listing: Listing) -> Table {
+    match listing {
+        Listing::Pools => pools(service),
+        Listing::Clients => clients(service),
+        Listing::Servers => servers(service),
+        Listing::Stats => stats(service),
+        Listing::Databases => databases(service),
+        Listing::Config => config(service),
+        Listing::Version => version(),
+        Listing::Help => help(),
+    }
+}
+
+pub(super) fn pool_mode_name(mode: PoolMode) -> &'static str {
+    match mode {
+        PoolMode::Session => "session",
+        PoolMode::Transaction => "transaction",
+        PoolMode::Statement => "statement",
+    }
+}
+
+/// Pools ordered by (database, user).
+fn sorted_pools(service: &PgService) -> BTreeMap<&(String, String), &PgPool> {
+    service.pools().collect()
+}
+
+fn pools(service: &PgService) -> Table {
+    let config = service.config.load();
+    let mut table = Table::new(&[
+        ("database", Kind::Text),
+        ("user", Kind::Text),
+        ("cl_active", Kind::Int),
+        ("cl_waiting", Kind::Int),
+        ("sv_active", Kind::Int),
+        ("sv_idle", Kind::Int),
+        ("sv_used", Kind::Int),
+        ("sv_tested", Kind::Int),
+        ("sv_login", Kind::Int),
+        ("maxwait", Kind::Int),
+        ("maxwait_us", Kind::Int),
+        ("pool_mode", Kind::Text),
+    ]);
+    let mut clients: HashMap<(String, String), (usize, usize)> = HashMap::new();
+    for client in service.clients.list() {
+        let counts = clients
+            .entry((client.database.clone(), client.user.clone()))
+            .or_default();
+        if client.state() == ClientState::Waiting {
+            counts.1 += 1;
+        } else {
+            counts.0 += 1;
+        }
+    }
+    for (key, pool) in sorted_pools(service) {
+        let stats = pool.stats();
+        let (active, waiting) = clients.get(key).copied().unwrap_or_default();
+        let mode = config
+            .databases
+            .get(&key.0)
+            .map_or("", |db| pool_mode_name(db.pool.pool_mode));
+        table.push(vec![
+            text(&key.0),
+            text(&key.1),
+            num(active),
+            num(waiting),
+            num(stats.in_use),
+            num(stats.open.saturating_sub(stats.in_use)),
+            num(0),
+            num(0),
+            num(stats.opening),
+            num(stats.longest_wait.as_secs()),
+            num(stats.longest_wait.subsec_micros()),
+            text(mode),
+        ]);
+    }
+    table
+}
+
+const CONNECTION_COLUMNS: &[(&str, Kind)] = &[
+    ("type", Kind::Text),
+    ("user", Kind::Text),
+    ("database", Kind::Text),
+    ("state", Kind::Text),
+    ("addr", Kind::Text),
+    ("port", Kind::Int),
+    ("local_addr", Kind::Text),
+    ("local_port", Kind::Int),
+    ("connect_time", Kind::Text),
+    ("request_time", Kind::Text),
+    ("wait", Kind::Int),
+    ("wait_us", Kind::Int),
+    ("link", Kind::Text),
+    ("remote_pid", Kind::Int),
+    ("tls", Kind::Text),
+    ("application_name", Kind::Text),
+    ("id", Kind::Int),
+];
+
+/// `link` of a client is the backend PID of the server connection it
+/// holds; `id` is churnstile's own client number.
+fn clients(service: &PgService) -> Table {
+    let mut table = Table::new(CONNECTION_COLUMNS);
+    for client in service.clients.list() {
+        let state = client.state();
+        let waited = match state {
+            ClientState::Waiting => client.changed_at().elapsed().unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        table.push(vec![
+            text("C"),
+            text(&client.user),
+            text(&client.database),
+            text(state.as_str()),
+            text(&client.peer.addr),
+            num(client.peer.port),
+            text(&client.local.addr),
+            num(client.local.port),
+            text(utc(client.connected_at)),
+            text(utc(client.changed_at())),
+            num(waited.as_secs()),
+            num(waited.subsec_micros()),
+            text(
+                client
+                    .server_pid()
+                    .map(|pid| pid.to_string())
+                    .unwrap_or_default(),
+            ),
+            num(0),
+            text(""),
+            text(&client.application_name),
+            num(client.id),
+        ]);
+    }
+    table
+}
+
+/// `link` of a server connection is the id of the client holding it;
+/// `remote_pid` is its backend PID; `id` is that PID too.
+fn servers(service: &PgService) -> Table {
+    let mut table = Table::new(CONNECTION_COLUMNS);
+    let holders: HashMap<(String, String, i32), _> = service
+        .clients
+        .list()
+        .into_iter()
+        .filter_map(|client| {
+            let pid = client.server_pid()?;
+            Some(((client.database.clone(), client.user.clone(), pid), client))
+        })
+        .collect();
+    for server in service.servers.list() {
+        let holder = holders.get(&(
+            server.database.clone(),
+            server.user.clone(),
+            server.backend_pid,
+        ));
+        table.push(vec![
+            text("S"),
+            text(&server.user),
+            text(&server.database),
+            text(if holder.is_some() { "active" } else { "idle" }),
+            text(&server.upstream.addr),
+            num(server.upstream.port),
+            text(&server.local.addr),
+            num(server.local.port),
+            text(utc(server.connected_at)),
+            text(utc(
+                holder.map_or(server.connected_at, |client| client.changed_at())
+            )),
+            num(0),
+            num(0),
+            text(
+                holder
+                    .map(|client| client.id.to_string())
+                    .unwrap_or_default(),
+            ),
+            num(server.backend_pid),
+            text(""),
+            text(""),
+            num(server.backend_pid),
+        ]);
+    }
+    table
+}
+
+fn stats(service: &PgService) -> Table {
+    let mut table = Table::new(&[
+        ("database", Kind::Text),
+        ("total_server_assignment_count", Kind::Int),
+        ("total_client_logins", Kind::Int),
+        ("total_server_connections", Kind::Int),
+        ("total_server_connect_failures", Kind::Int),
+        ("total_wait_time", Kind::Int),
+        ("total_wait_timeouts", Kind::Int),
+        ("avg_wait_time", Kind::Int),
+        ("reuse_ratio", Kind::Float),
+    ]);
+    let logins = service.clients.logins();
+    let mut per_database: BTreeMap<&str, [u64; 6]> = BTreeMap::new();
+    for ((database, user), pool) in service.pools() {
+        let stats = pool.stats();
+        let served = logins
+            .get(&(database.clone(), user.clone()))
+            .copied()
+            .unwrap_or(0);
+        let totals = per_database.entry(database).or_default();
+        let waited = u64::try_from(stats.wait_time.as_micros()).unwrap_or(u64::MAX);
+        let add = [
+            stats.checkouts,
+            served,
+            stats.opened,
+            stats.connect_failures,
+            waited,
+            stats.wait_timeouts,
+        ];
+        for (total, value) in totals.iter_mut().zip(add) {
+            *total += value;
+        }
+    }
+    for (database, [assignments, logins, opened, failures, waited, timeouts]) in per_database {
+        let reuse = if opened == 0 {
+            0.0
+        } else {
+            logins as f64 / opened as f64
+        };
+        table.push(vec![
+            text(database),
+            num(assignments),
+            num(logins),
+            num(opened),
+            num(failures),
+            num(waited),
+            num(timeouts),
+            num(waited.checked_div(assignments).unwrap_or(0)),
+            num(format!("{reuse:.2}")),
+        ]);
+    }
+    table
+}
+
+fn databases(service: &PgService) -> Table {
+    let config: &Config = &service.config.load();
+    let mut table = Table::new(&[
+        ("name", Kind::Text),
+        ("host", Kind::Text),
+        ("port", Kind::Int),
+        ("database", Kind::Text),
+        ("pool_size", Kind::Int),
+        ("min_pool_size", Kind::Int),
+        ("reserve_pool", Kind::Int),
+        ("server_lifetime", Kind::Int),
+        ("pool_mode", Kind::Text),
+        ("max_connections", Kind::Int),
+        ("current_connections", Kind::Int),
+        ("paused", Kind::Int),
+        ("disabled", Kind::Int),
+    ]);
+    for (name, db) in &config.databases {
+        let pools: Vec<&PgPool> = service
+            .pools()
+            .filter(|((database, _), _)| database == name)
+            .map(|(_, pool)| pool)
+            .collect();
+        let open: usize = pools.iter().map(|pool| pool.stats().open).sum();
+        let paused = !pools.is_empty() && pools.iter().all(|pool| pool.is_paused());
+        table.push(vec![
+            text(name),
+            text(&db.host),
+            num(db.port),
+            text(&db.dbname),
+            num(db.pool.default_pool_size),
+            num(db.pool.min_pool_size),
+            num(0),
+            num(db.pool.server_lifetime.as_secs()),
+            text(pool_mode_name(db.pool.pool_mode)),
+            num(0),
+            num(open),
+            num(u8::from(paused)),
+            num(0),
+        ]);
+    }
+    table
+}
+
+fn config(service: &PgService) -> Table {
+    let mut table = Table::new(&[
+        ("key", Kind::Text),
+        ("value", Kind::Text),
+        ("default", Kind::Text),
+        ("changeable", Kind::Text),
+    ]);
+    let current = config_settings(&service.config.load());
+    let defaults: HashMap<&str, String> = config_settings(&default_config()).into_iter().collect();
+    for (key, value) in current {
+        let changeable = if CHANGEABLE.contains(&key) {
+            "yes"
+        } else {
+            "no"
+        };
+        let default = defaults.get(key).cloned().unwrap_or_default();
+        table.push(vec![
+            text(key),
+            text(value),
+            text(default),
+            text(changeable),
+        ]);
+    }
+    table
+}
+
+fn version() -> Table {
+    let mut table = Table::new(&[("version", Kind::Text)]);
+    table.push(vec![text(format!(
+        "churnstile {}",
+        env!("CARGO_PKG_VERSION")
+    ))]);
+    table
+}
+
+fn help() -> Table {
+    let mut table = Table::new(&[("command", Kind::Text), ("description", Kind::Text)]);
+    for (command, description) in HELP {
+        table.push(vec![text(*command), text(*description)]);
+    }
+    table
+}

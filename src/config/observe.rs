@@ -1,0 +1,116 @@
+//! The `[general]` keys that let operators see into churnstile:
+//! `metrics_listen` (the Prometheus endpoint), `admin_users` (who may use
+//! the admin console) and `log_format`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use super::error::Diagnostics;
+use super::section::Section;
+use super::types::{LogFormat, Observability, UserConfig};
+
+/// The keys this file reads, for `[general]`'s list of allowed keys.
+pub(super) const OBSERVE_KEYS: &[&str] = &["metrics_listen", "admin_users", "log_format"];
+
+/// The observability keys of `[general]`; the admin users are checked
+/// against `users` so a typo is an error, not a console nobody can open.
+pub(super) fn read_observability(
+    section: &Section,
+    users: &BTreeMap<String, UserConfig>,
+    diagnostics: &mut Diagnostics,
+) -> Observability {
+    let mut observe = Observability::default();
+    if let Some(addr) = section.string("metrics_listen", diagnostics) {
+        match addr.get_ref().parse::<SocketAddr>() {
+            Ok(parsed) => observe.metrics_listen = Some(parsed),
+            Err(_) => diagnostics.error(
+                addr.span(),
+                section.field("metrics_listen"),
+                format!(
+                    "{:?} is not an IP address and port such as \"127.0.0.1:9127\"",
+                    addr.get_ref()
+                ),
+            ),
+        }
+    }
+    for user in section
+        .strings("admin_users", diagnostics)
+        .unwrap_or_default()
+    {
+        if !users.contains_key(user.get_ref()) {
+            diagnostics.error(
+                user.span(),
+                section.field("admin_users"),
+                format!(
+                    "{:?} is not in [users]; admin users log in like any other user",
+                    user.get_ref()
+                ),
+            );
+        }
+        observe.admin_users.push(user.into_inner());
+    }
+    if let Some(format) = section.choice::<LogFormat>("log_format", diagnostics) {
+        observe.log_format = format;
+    }
+    observe
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{LogFormat, parse_str};
+
+    const BASE: &str = "[databases.app]\n[users.admin]\npassword = \"x\"\n";
+
+    #[test]
+    fn keys_are_read() {
+        let text = format!(
+            "[general]\nmetrics_listen = \"127.0.0.1:9127\"\nadmin_users = [\"admin\"]\nlog_format = \"json\"\n{BASE}"
+        );
+        let config = parse_str(&text, "c.toml").unwrap();
+        let observe = &config.general.observe;
+        assert_eq!(
+            observe.metrics_listen,
+            Some("127.0.0.1:9127".parse().unwrap())
+        );
+        assert_eq!(observe.admin_users, ["admin"]);
+        assert_eq!(observe.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn absent_keys_mean_no_endpoint_no_admins_and_text_logs() {
+        let config = parse_str(BASE, "c.toml").unwrap();
+        let observe = &config.general.observe;
+        assert_eq!(observe.metrics_listen, None);
+        assert!(observe.admin_users.is_empty());
+        assert_eq!(observe.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn mistakes_point_at_the_value() {
+        let text = format!(
+            "[general]\nmetrics_listen = \"localhost:9127\"\nadmin_users = [\"root\"]\nlog_format = \"xml\"\n{BASE}"
+        );
+        let errors: Vec<String> = parse_str(&text, "c.toml")
+            .unwrap_err()
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("c.toml:2:18: general.metrics_listen: \"localhost:9127\" is not"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[1].starts_with("c.toml:3:16: general.admin_users: \"root\" is not in [users]"),
+            "{}",
+            errors[1]
+        );
+        assert!(
+            errors[2].starts_with("c.toml:4:14: general.log_format: unknown variant `xml`"),
+            "{}",
+            errors[2]
+        );
+    }
+}

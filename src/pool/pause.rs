@@ -1,0 +1,60 @@
+//! PAUSE and RESUME for one pool: while paused, clients that reach the head
+//! of the line wait (in line, so first come first served still holds when
+//! the pool resumes), idle server connections are closed and connections
+//! given back are closed too, so the pool drains to nothing.
+
+use tokio::sync::watch;
+
+use super::{Connector, Pool};
+
+/// Whether a pool hands out connections; starts open.
+#[derive(Debug)]
+pub(super) struct PauseGate {
+    paused: watch::Sender<bool>,
+}
+
+impl Default for PauseGate {
+    fn default() -> Self {
+        PauseGate {
+            paused: watch::Sender::new(false),
+        }
+    }
+}
+
+impl PauseGate {
+    pub(super) fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    fn set(&self, paused: bool) {
+        self.paused.send_replace(paused);
+    }
+
+    /// Returns at once when the pool is not paused, else when it resumes.
+    pub(super) async fn passed(&self) {
+        let mut receiver = self.paused.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = receiver.wait_for(|paused| !paused).await;
+    }
+}
+
+impl<C: Connector> Pool<C> {
+    /// Stops handing out connections and closes the idle ones; connections
+    /// in use are closed when their clients give them back.
+    pub fn pause(&self) {
+        self.shared.pause.set(true);
+        let drained: Vec<_> = self.shared.idle().drain(..).collect();
+        for slot in drained {
+            self.shared.close(slot);
+        }
+    }
+
+    /// Lets waiting clients proceed, in the order they came.
+    pub fn resume(&self) {
+        self.shared.pause.set(false);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.shared.pause.is_paused()
+    }
+}

@@ -1,0 +1,217 @@
+//! Logged-in clients: one entry each, from login to exit, with its state
+//! (idle, waiting for a server connection, active on one) and a kill switch
+//! for the admin console's KILL. The registry's lock is taken at login and
+//! exit only; state changes at attach and release are atomic stores.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use super::Endpoint;
+use crate::postgres::startup::Startup;
+use crate::stream::Stream;
+
+/// Where a logged-in client stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    /// Logged in, holding no server connection (between transactions).
+    Idle,
+    /// Waiting in line for a server connection.
+    Waiting,
+    /// Holding a server connection.
+    Active,
+}
+
+impl ClientState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Idle => "idle",
+            ClientState::Waiting => "waiting",
+            ClientState::Active => "active",
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => ClientState::Waiting,
+            2 => ClientState::Active,
+            _ => ClientState::Idle,
+        }
+    }
+}
+
+/// What the admin console knows about one client.
+#[derive(Debug)]
+pub struct ClientEntry {
+    pub id: u64,
+    pub database: String,
+    pub user: String,
+    pub application_name: String,
+    pub peer: Endpoint,
+    pub local: Endpoint,
+    pub connected_at: SystemTime,
+    started: Instant,
+    state: AtomicU8,
+    /// Microseconds since the Unix epoch of the last state change.
+    changed_at_us: AtomicU64,
+    /// Backend PID of the server connection it holds; 0 when none.
+    server_pid: AtomicI32,
+    kill: CancellationToken,
+}
+
+impl ClientEntry {
+    pub fn state(&self) -> ClientState {
+        ClientState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// When it last changed state (got, asked for or gave back a server
+    /// connection), or logged in.
+    pub fn changed_at(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_micros(self.changed_at_us.load(Ordering::Relaxed))
+    }
+
+    /// Backend PID of its server connection, when it holds one.
+    pub fn server_pid(&self) -> Option<i32> {
+        Some(self.server_pid.load(Ordering::Relaxed)).filter(|pid| *pid != 0)
+    }
+
+    fn set(&self, state: ClientState, server_pid: i32) {
+        self.server_pid.store(server_pid, Ordering::Relaxed);
+        self.changed_at_us.store(now_us(), Ordering::Relaxed);
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
+}
+
+#[derive(Debug, Default)]
+struct Clients {
+    live: HashMap<u64, Arc<ClientEntry>>,
+    /// Logins since start per (database, user): the clients a pool served.
+    logins: HashMap<(String, String), u64>,
+    next_id: u64,
+}
+
+/// Every logged-in client.
+#[derive(Debug, Default)]
+pub struct ClientRegistry {
+    clients: Mutex<Clients>,
+}
+
+impl ClientRegistry {
+    fn lock(&self) -> MutexGuard<'_, Clients> {
+        // Every update leaves the maps consistent, even one that panicked.
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a client that has just logged in; it leaves the registry
+    /// when the returned handle is dropped.
+    pub fn logged_in(self: &Arc<Self>, startup: &Startup, stream: &Stream) -> LiveClient {
+        let application_name = startup
+            .params
+            .iter()
+            .find(|(name, _)| name == "application_name")
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default();
+        let mut clients = self.lock();
+        clients.next_id += 1;
+        let entry = Arc::new(ClientEntry {
+            id: clients.next_id,
+            database: startup.database.clone(),
+            user: startup.user.clone(),
+            application_name,
+            peer: Endpoint::peer(stream),
+            local: Endpoint::local(stream),
+            connected_at: SystemTime::now(),
+            started: Instant::now(),
+            state: AtomicU8::new(ClientState::Idle as u8),
+            changed_at_us: AtomicU64::new(now_us()),
+            server_pid: AtomicI32::new(0),
+            kill: CancellationToken::new(),
+        });
+        clients.live.insert(entry.id, Arc::clone(&entry));
+        *clients
+            .logins
+            .entry((entry.database.clone(), entry.user.clone()))
+            .or_default() += 1;
+        LiveClient {
+            registry: Arc::clone(self),
+            entry,
+        }
+    }
+
+    /// Every logged-in client, oldest first.
+    pub fn list(&self) -> Vec<Arc<ClientEntry>> {
+        let mut list: Vec<_> = self.lock().live.values().cloned().collect();
+        list.sort_by_key(|entry| entry.id);
+        list
+    }
+
+    /// Logins since start per (database, user).
+    pub fn logins(&self) -> HashMap<(String, String), u64> {
+        self.lock().logins.clone()
+    }
+
+    /// Disconnects every client of `database`; returns how many there were.
+    pub fn kill_database(&self, database: &str) -> usize {
+        let clients = self.lock();
+        let mut killed = 0;
+        for entry in clients.live.values() {
+            if entry.database == database {
+                entry.kill.cancel();
+                killed += 1;
+            }
+        }
+        killed
+    }
+}
+
+/// A logged-in client's own handle on its registry entry.
+pub struct LiveClient {
+    registry: Arc<ClientRegistry>,
+    entry: Arc<ClientEntry>,
+}
+
+impl LiveClient {
+    pub fn entry(&self) -> &ClientEntry {
+        &self.entry
+    }
+
+    /// The client asked for a server connection and is waiting for one.
+    pub fn waiting(&self) {
+        self.entry.set(ClientState::Waiting, 0);
+    }
+
+    /// The client got the server connection whose backend PID this is.
+    pub fn active(&self, server_pid: i32) {
+        self.entry.set(ClientState::Active, server_pid);
+    }
+
+    /// The client gave its server connection back.
+    pub fn idle(&self) {
+        self.entry.set(ClientState::Idle, 0);
+    }
+
+    /// Completes when the admin console kills this client.
+    pub async fn killed(&self) {
+        self.entry.kill.cancelled().await;
+    }
+}
+
+impl Drop for LiveClient {
+    fn drop(&mut self) {
+        self.registry.lock().live.remove(&self.entry.id);
+        crate::metrics::client_session_ended(&self.entry.database, self.entry.started.elapsed());
+    }
+}

@@ -1,0 +1,388 @@
+//! The admin console as an operator uses it through a real client
+//! (tokio-postgres, simple query protocol): SHOW POOLS, CLIENTS, SERVERS,
+//! STATS, DATABASES, CONFIG and VERSION describe what is connected; PAUSE
+//! holds new queries and RESUME lets them finish; KILL disconnects a
+//! database's clients; RELOAD applies a re-read config file; non-admin
+//! users and unknown commands get clear errors.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::pg_client::{backend_pid, scalar, sqlstate};
+use support::wait::until_equal;
+use support::{APP_DB, MD5_USER, PLAIN_USER, PgServer, Proxy, free_port, pg_proxy_config};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+const ADMIN_DB: &str = "churnstile";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// `plain_user` may use the console; `md5_user` is an application user.
+const ADMIN_CONFIG: &str = "[general]\nadmin_users = [\"plain_user\"]\n";
+
+fn proxy(pg: &PgServer, extra: &str) -> Proxy {
+    Proxy::start(&pg_proxy_config(pg, &format!("{ADMIN_CONFIG}{extra}")))
+}
+
+async fn admin(proxy: &Proxy) -> Client {
+    proxy
+        .connect(PLAIN_USER.name, PLAIN_USER.password, ADMIN_DB)
+        .await
+}
+
+async fn app_client(proxy: &Proxy) -> Client {
+    proxy
+        .connect(MD5_USER.name, MD5_USER.password, APP_DB)
+        .await
+}
+
+/// Rows of `sql` as column name → text value.
+async fn rows(client: &Client, sql: &str) -> Vec<HashMap<String, String>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(
+                row.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, column)| {
+                        (
+                            column.name().to_owned(),
+                            row.get(i).unwrap_or("NULL").to_owned(),
+                        )
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The SHOW POOLS row of app/md5_user.
+async fn app_pool(admin: &Client) -> HashMap<String, String> {
+    rows(admin, "SHOW POOLS")
+        .await
+        .into_iter()
+        .find(|row| row["database"] == APP_DB && row["user"] == MD5_USER.name)
+        .expect("SHOW POOLS lists app/md5_user")
+}
+
+fn owned(values: &[&str]) -> Vec<String> {
+    values.iter().map(|value| (*value).to_owned()).collect()
+}
+
+async fn pool_counts(admin: &Client, columns: &[&str]) -> Vec<String> {
+    let row = app_pool(admin).await;
+    columns.iter().map(|column| row[*column].clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_pools_clients_and_servers_describe_connected_and_waiting_clients() {
+    let pg = PgServer::start();
+    let proxy = Arc::new(proxy(&pg, "[pool]\ndefault_pool_size = 2\n"));
+    let console = admin(&proxy).await;
+    let first = app_client(&proxy).await;
+    let second = app_client(&proxy).await;
+    let pids = [backend_pid(&first).await, backend_pid(&second).await];
+
+    let waiter = tokio::spawn({
+        let proxy = Arc::clone(&proxy);
+        async move { scalar(&app_client(&proxy).await, "SELECT 'served'").await }
+    });
+    let columns = [
+        "cl_active",
+        "cl_waiting",
+        "sv_active",
+        "sv_idle",
+        "sv_login",
+        "pool_mode",
+    ];
+    until_equal(
+        "a third client waits for the pool of 2",
+        WAIT,
+        owned(&["2", "1", "2", "0", "0", "session"]),
+        async || pool_counts(&console, &columns).await,
+    )
+    .await;
+    let pools = rows(&console, "SHOW POOLS").await;
+    let columns: Vec<&String> = {
+        let mut names: Vec<&String> = pools[0].keys().collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        columns,
+        [
+            "cl_active",
+            "cl_waiting",
+            "database",
+            "maxwait",
+            "maxwait_us",
+            "pool_mode",
+            "sv_active",
+            "sv_idle",
+            "sv_login",
+            "sv_tested",
+            "sv_used",
+            "user"
+        ]
+    );
+    assert_eq!(pools.len(), 3, "one pool per (database, user): {pools:?}");
+
+    let clients = rows(&console, "SHOW CLIENTS").await;
+    assert_eq!(clients.len(), 3, "{clients:?}");
+    let mut states: Vec<&str> = clients.iter().map(|c| c["state"].as_str()).collect();
+    states.sort();
+    assert_eq!(states, ["active", "active", "waiting"]);
+    for client in &clients {
+        assert_eq!(
+            (
+                client["type"].as_str(),
+                client["user"].as_str(),
+                client["database"].as_str()
+            ),
+            ("C", MD5_USER.name, APP_DB)
+        );
+        assert_eq!(client["addr"], "127.0.0.1");
+        assert_eq!(client["local_port"], proxy.port().to_string());
+        assert!(client["connect_time"].ends_with(" UTC"));
+    }
+    let mut links: Vec<String> = clients
+        .iter()
+        .map(|c| c["link"].clone())
+        .filter(|l| !l.is_empty())
+        .collect();
+    links.sort();
+    let mut expected: Vec<String> = pids.iter().map(ToString::to_string).collect();
+    expected.sort();
+    assert_eq!(links, expected, "active clients link to their backends");
+
+    let servers = rows(&console, "SHOW SERVERS").await;
+    assert_eq!(servers.len(), 2, "{servers:?}");
+    for server in &servers {
+        assert_eq!(
+            (server["type"].as_str(), server["state"].as_str()),
+            ("S", "active")
+        );
+        assert!(expected.contains(&server["remote_pid"]));
+        assert_eq!(server["port"], pg.port().to_string());
+        let holder = clients
+            .iter()
+            .find(|c| c["id"] == server["link"])
+            .expect("linked client");
+        assert_eq!(holder["link"], server["remote_pid"]);
+    }
+
+    drop(first);
+    assert_eq!(waiter.await.unwrap(), "served");
+    until_equal(
+        "the waiter got a connection",
+        WAIT,
+        owned(&["0"]),
+        async || pool_counts(&console, &["cl_waiting"]).await,
+    )
+    .await;
+    let stats = rows(&console, "SHOW STATS").await;
+    let app = stats.iter().find(|row| row["database"] == APP_DB).unwrap();
+    assert_eq!(app["total_client_logins"], "3");
+    assert_eq!(app["total_server_assignment_count"], "3");
+    assert_eq!(app["total_server_connections"], "2");
+    assert_eq!(app["reuse_ratio"], "1.50");
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_makes_new_queries_wait_and_resume_lets_them_complete() {
+    let pg = PgServer::start();
+    let proxy = proxy(
+        &pg,
+        "[pool]\npool_mode = \"transaction\"\ndefault_pool_size = 2\n",
+    );
+    let console = admin(&proxy).await;
+    let client = Arc::new(app_client(&proxy).await);
+    assert_eq!(scalar(&client, "SELECT 1").await, "1");
+
+    let paused = console.simple_query("PAUSE app").await.unwrap();
+    assert!(matches!(
+        paused.last(),
+        Some(SimpleQueryMessage::CommandComplete(_))
+    ));
+    assert_eq!(
+        pool_counts(&console, &["sv_active", "sv_idle"]).await,
+        ["0", "0"],
+        "drained"
+    );
+    let databases = rows(&console, "SHOW DATABASES").await;
+    assert_eq!(databases[0]["name"], APP_DB);
+    assert_eq!(databases[0]["paused"], "1");
+
+    let query = tokio::spawn({
+        let client = Arc::clone(&client);
+        async move { client.simple_query("SELECT 'after resume'").await }
+    });
+    until_equal(
+        "the query waits while paused",
+        WAIT,
+        owned(&["1"]),
+        async || pool_counts(&console, &["cl_waiting"]).await,
+    )
+    .await;
+    assert!(!query.is_finished());
+    console.simple_query("RESUME app").await.unwrap();
+    let answer = tokio::time::timeout(WAIT, query)
+        .await
+        .expect("served after RESUME")
+        .unwrap();
+    let answer = answer.expect("no error after RESUME");
+    assert!(
+        answer.iter().any(
+            |m| matches!(m, SimpleQueryMessage::Row(row) if row.get(0) == Some("after resume"))
+        )
+    );
+    assert_eq!(rows(&console, "SHOW DATABASES").await[0]["paused"], "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_disconnects_the_databases_clients_until_resume() {
+    let pg = PgServer::start();
+    let proxy = Arc::new(proxy(&pg, ""));
+    let console = admin(&proxy).await;
+    let client = app_client(&proxy).await;
+    let pid = backend_pid(&client).await;
+    console.simple_query("KILL app").await.unwrap();
+    let error = client.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        error.is_closed() || error.as_db_error().is_none(),
+        "{error}"
+    );
+    until_equal(
+        "the killed client's server connection is closed",
+        WAIT,
+        0,
+        async || pg.backends(APP_DB, MD5_USER.name).await,
+    )
+    .await;
+    assert!(
+        rows(&console, "SHOW SERVERS")
+            .await
+            .iter()
+            .all(|s| s["remote_pid"] != pid.to_string())
+    );
+
+    let newcomer = tokio::spawn({
+        let proxy = Arc::clone(&proxy);
+        async move { scalar(&app_client(&proxy).await, "SELECT 'back'").await }
+    });
+    until_equal(
+        "a new client waits until RESUME",
+        WAIT,
+        owned(&["1"]),
+        async || pool_counts(&console, &["cl_waiting"]).await,
+    )
+    .await;
+    console.simple_query("RESUME").await.unwrap();
+    assert_eq!(newcomer.await.unwrap(), "back");
+}
+
+#[tokio::test]
+async fn non_admin_users_are_refused_and_unknown_commands_are_errors() {
+    let pg = PgServer::start();
+    let proxy = proxy(&pg, "");
+    let refused = proxy
+        .try_connect(MD5_USER.name, MD5_USER.password, ADMIN_DB)
+        .await
+        .map(drop)
+        .expect_err("md5_user is not an admin user");
+    assert_eq!(sqlstate(&refused), "28000");
+    let message = refused.as_db_error().unwrap().message().to_owned();
+    assert!(
+        message.contains("not in [general] admin_users"),
+        "{message}"
+    );
+    let wrong = proxy
+        .try_connect(PLAIN_USER.name, "wrong", ADMIN_DB)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(sqlstate(&wrong), "28P01");
+
+    let console = admin(&proxy).await;
+    let error = console.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&error), "42601");
+    assert_eq!(
+        error.as_db_error().unwrap().message(),
+        "unknown command \"SELECT 1\"; SHOW HELP lists the commands"
+    );
+    let error = console.simple_query("PAUSE nosuchdb").await.unwrap_err();
+    assert_eq!(sqlstate(&error), "3D000");
+    assert_eq!(
+        rows(&console, "SHOW VERSION").await[0]["version"],
+        format!("churnstile {}", env!("CARGO_PKG_VERSION"))
+    );
+    let error = console.query("SHOW POOLS", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&error), "0A000", "extended protocol is refused");
+    assert_eq!(
+        rows(&console, "SHOW HELP").await.len(),
+        12,
+        "the session goes on"
+    );
+}
+
+#[tokio::test]
+async fn reload_applies_pool_sizes_and_refuses_a_broken_file() {
+    let pg = PgServer::start();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("churnstile.toml");
+    let write = |extra: &str| {
+        let config = pg_proxy_config(&pg, &format!("{ADMIN_CONFIG}{extra}"))
+            .replace("{port}", &port.to_string())
+            .replace("{socket_dir}", "");
+        std::fs::write(&path, config).unwrap();
+    };
+    write("[pool]\ndefault_pool_size = 2\n");
+    let proxy = Proxy::start_args(&["--config", path.to_str().unwrap()], port);
+    let console = admin(&proxy).await;
+    let size = async || {
+        let databases = rows(&console, "SHOW DATABASES").await;
+        databases[0]["pool_size"].clone()
+    };
+    assert_eq!(size().await, "2");
+
+    write("[pool]\ndefault_pool_size = 7\n");
+    console.simple_query("RELOAD").await.unwrap();
+    assert_eq!(size().await, "7");
+    let config = rows(&console, "SHOW CONFIG").await;
+    let setting = config
+        .iter()
+        .find(|row| row["key"] == "default_pool_size")
+        .unwrap();
+    assert_eq!(
+        (
+            setting["value"].as_str(),
+            setting["default"].as_str(),
+            setting["changeable"].as_str()
+        ),
+        ("7", "20", "yes")
+    );
+
+    std::fs::write(&path, "[pool]\ndefault_pool_size = 0\n").unwrap();
+    let error = console.simple_query("RELOAD").await.unwrap_err();
+    assert_eq!(sqlstate(&error), "F0000");
+    assert!(
+        error
+            .as_db_error()
+            .unwrap()
+            .message()
+            .contains("default_pool_size"),
+        "{error}"
+    );
+    assert_eq!(size().await, "7", "a broken file changes nothing");
+    let client = app_client(&proxy).await;
+    assert_eq!(scalar(&client, "SELECT 1").await, "1");
+}

@@ -1,0 +1,325 @@
+//! The Prometheus endpoint as an operator scrapes it: exact client and
+//! upstream counts after churn through a small pool, the reuse ratio they
+//! imply, refused logins by SQLSTATE, session lifetimes, TIME_WAIT sockets
+//! on this host toward an upstream and on a listener, and plain HTTP/1.1
+//! behaviour (keep-alive, 404).
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use churnstile::doctor::{TcpState, tcp_sockets};
+use support::wait::poll_until;
+use support::{APP_DB, MD5_USER, PgServer, Proxy, free_port, pg_proxy_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::SimpleQueryMessage;
+
+const USER: &str = MD5_USER.name;
+const PASSWORD: &str = MD5_USER.password;
+/// Host gauges are sampled every 5 s; allow a few samples.
+const HOST_SAMPLE_WAIT: Duration = Duration::from_secs(20);
+
+/// A proxy for `pg` with the metrics endpoint on a free port, and `extra` TOML.
+fn proxy_with_metrics(pg: &PgServer, extra: &str) -> (Proxy, SocketAddr) {
+    let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let config = pg_proxy_config(
+        pg,
+        &format!("[general]\nmetrics_listen = \"{metrics}\"\n{extra}"),
+    );
+    (Proxy::start(&config), metrics)
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns status line and body.
+async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the metrics endpoint {addr}: {e}"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("the endpoint answers and closes within 10 s")
+    .unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {response:?}"));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+async fn scrape(addr: SocketAddr) -> String {
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    body
+}
+
+/// The value of the sample `name{labels}` (labels in any order, all given).
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((series_name, rest)) => (series_name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let found: Vec<(&str, &str)> = series_labels
+                .split(',')
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    Some((key, value.trim_matches('"')))
+                })
+                .collect();
+            (series_name == name
+                && found.len() == labels.len()
+                && labels.iter().all(|label| found.contains(label)))
+            .then(|| value.parse().ok())?
+        })
+}
+
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    sample(text, name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{text}"))
+}
+
+/// Scrapes until `name{labels}` equals `expected` and returns that scrape;
+/// panics after `timeout`.
+async fn scrape_until(
+    addr: SocketAddr,
+    name: &str,
+    labels: &[(&str, &str)],
+    expected: f64,
+    timeout: Duration,
+) -> String {
+    let what = format!("{name}{labels:?} reaching {expected}");
+    poll_until(&what, timeout, async || {
+        let text = scrape(addr).await;
+        match sample(&text, name, labels) {
+            Some(seen) if seen == expected => Ok(text),
+            seen => Err(seen),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_through_a_small_pool_shows_every_client_and_few_upstream_connections() {
+    const ROUNDS: usize = 4;
+    const CONCURRENT: usize = 6;
+    const CLIENTS: usize = ROUNDS * CONCURRENT;
+    const POOL_SIZE: u64 = 2;
+    let pg = PgServer::start();
+    let (proxy, metrics) = proxy_with_metrics(&pg, "[pool]\ndefault_pool_size = 2\n");
+    let proxy = Arc::new(proxy);
+    for _ in 0..ROUNDS {
+        let mut clients = tokio::task::JoinSet::new();
+        for _ in 0..CONCURRENT {
+            let proxy = Arc::clone(&proxy);
+            clients.spawn(async move {
+                let client = proxy.connect(USER, PASSWORD, APP_DB).await;
+                let rows = client.simple_query("SELECT 1").await.unwrap();
+                assert!(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))));
+            });
+        }
+        clients.join_all().await;
+    }
+    let refused = proxy.try_connect(USER, "wrong", APP_DB).await;
+    assert!(refused.is_err());
+
+    let pool = [("database", APP_DB), ("user", USER)];
+    let text = scrape_until(
+        metrics,
+        "churnstile_client_session_seconds_count",
+        &[("database", APP_DB)],
+        CLIENTS as f64,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        value(&text, "churnstile_client_logins_total", &pool),
+        CLIENTS as f64
+    );
+    let opened = value(&text, "churnstile_server_connections_opened_total", &pool);
+    assert!(
+        (1.0..=POOL_SIZE as f64).contains(&opened),
+        "{CLIENTS} clients through a pool of {POOL_SIZE} opened {opened} upstream connections"
+    );
+    assert_eq!(opened as usize, pg.connections_authorized(APP_DB, USER));
+    assert_eq!(
+        value(&text, "churnstile_pool_checkouts_total", &pool),
+        CLIENTS as f64
+    );
+    assert_eq!(
+        value(&text, "churnstile_pool_reuse_ratio", &pool),
+        CLIENTS as f64 / opened
+    );
+    assert_eq!(
+        value(&text, "churnstile_reuse_ratio", &[]),
+        CLIENTS as f64 / opened
+    );
+    assert_eq!(
+        value(
+            &text,
+            "churnstile_client_login_failures_total",
+            &[("sqlstate", "28P01")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&text, "churnstile_pool_size", &pool),
+        POOL_SIZE as f64
+    );
+    assert_eq!(
+        value(&text, "churnstile_pool_wait_timeouts_total", &pool),
+        0.0
+    );
+    // Every client and the harness's readiness probe were accepted.
+    assert!(
+        value(&text, "churnstile_client_connections_accepted_total", &[]) >= CLIENTS as f64 + 1.0
+    );
+    let text = scrape_until(
+        metrics,
+        "churnstile_clients_connected",
+        &[],
+        0.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    let active = [("database", APP_DB), ("user", USER), ("state", "active")];
+    assert_eq!(value(&text, "churnstile_pool_clients", &active), 0.0);
+    let idle_servers = [("database", APP_DB), ("user", USER), ("state", "idle")];
+    assert_eq!(
+        value(&text, "churnstile_server_connections", &idle_servers),
+        opened
+    );
+    assert_eq!(
+        value(
+            &text,
+            "churnstile_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+}
+
+/// Opens a connection to `listener` and closes it from the connecting side
+/// first, so that side's socket is left in TIME_WAIT.
+fn leave_time_wait(listener: &TcpListener) {
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    drop(client);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut server, &mut rest).unwrap();
+    drop(server);
+}
+
+/// TIME_WAIT sockets on this host with `addr` at either end.
+fn time_wait_on(addr: SocketAddr) -> usize {
+    tcp_sockets()
+        .unwrap()
+        .iter()
+        .filter(|s| s.state == TcpState::TimeWait && (s.local == addr || s.remote == addr))
+        .count()
+}
+
+#[tokio::test]
+async fn time_wait_gauges_count_sockets_left_toward_an_upstream_and_on_a_listener() {
+    const UPSTREAM_CLOSES: usize = 5;
+    const LISTENER_CLOSES: usize = 4;
+    let pg = PgServer::start();
+    // A second "upstream" that only this test connects to, so its count is exact.
+    let upstream = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let upstream_port = upstream.local_addr().unwrap().port();
+    let (proxy, metrics) = proxy_with_metrics(
+        &pg,
+        &format!("[databases.quiet]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n"),
+    );
+    for _ in 0..UPSTREAM_CLOSES {
+        leave_time_wait(&upstream);
+    }
+    let label = format!("127.0.0.1:{upstream_port}");
+    scrape_until(
+        metrics,
+        "churnstile_upstream_time_wait_sockets",
+        &[("upstream", &label)],
+        UPSTREAM_CLOSES as f64,
+        HOST_SAMPLE_WAIT,
+    )
+    .await;
+
+    let listener = SocketAddr::from((Ipv4Addr::LOCALHOST, proxy.port()));
+    let before = time_wait_on(listener);
+    for _ in 0..LISTENER_CLOSES {
+        let client = TcpStream::connect(listener).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        // churnstile closes its end once it reads our FIN; ours then waits.
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut &client, &mut rest).unwrap();
+    }
+    let expected = before + LISTENER_CLOSES;
+    assert_eq!(time_wait_on(listener), expected, "the test's own count");
+    let text = scrape_until(
+        metrics,
+        "churnstile_listener_time_wait_sockets",
+        &[("listener", &listener.to_string())],
+        expected as f64,
+        HOST_SAMPLE_WAIT,
+    )
+    .await;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let bounds: Vec<f64> = range
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(
+        value(&text, "churnstile_ephemeral_ports", &[]),
+        bounds[1] - bounds[0] + 1.0
+    );
+    let fds = value(&text, "churnstile_open_fds", &[]);
+    assert!(
+        fds >= 5.0 && fds < value(&text, "churnstile_max_fds", &[]),
+        "{fds}"
+    );
+}
+
+#[tokio::test]
+async fn the_endpoint_keeps_connections_alive_and_serves_only_metrics() {
+    let pg = PgServer::start();
+    let (_proxy, metrics) = proxy_with_metrics(&pg, "");
+    let mut stream = tokio::net::TcpStream::connect(metrics).await.unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(stream.read_u8().await.unwrap());
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).await.unwrap();
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .contains("churnstile_build_info")
+        );
+    }
+    let (status, body) = http_get(metrics, "/").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    assert_eq!(body, "not found; metrics are at /metrics\n");
+}
