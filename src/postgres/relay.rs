@@ -65,6 +65,10 @@ pub(super) fn client_to_server(
             if tag == b'X' {
                 return Verdict::StopBefore;
             }
+            if state.ignores(tag) {
+                // Nothing will answer it, so nothing is owed.
+                return Verdict::Forward;
+            }
             state.note_sent(tag);
             if pooling {
                 rewriter.handle(tag, body, out)
@@ -100,7 +104,14 @@ pub(super) fn server_to_client(
     let scanned = conn
         .scanner
         .scan(&conn.read_buf, framing, &mut out, |tag, body, out| {
+            let ignored_syncs = match tag {
+                b'G' | b'W' => state.syncs_ignored_if_copy_starts(),
+                _ => 0,
+            };
             state.observe(tag, body);
+            if pooling {
+                queue.forget_syncs(ignored_syncs);
+            }
             if let (b'S', Some(mut body)) = (tag, body)
                 && let (Some(name), Some(value)) =
                     (codec::take_cstr(&mut body), codec::take_cstr(&mut body))
