@@ -48,6 +48,7 @@ pub(super) fn client_to_server(
     let inspect: &[u8] = if pooling { b"XQPBDC" } else { b"X" };
     let mut outcome = ClientOutcome::default();
     let conn = server.pooled.conn();
+    let mut custom_settings = Vec::new();
     let mut rewriter = Rewriter {
         client_statements: &mut client.statements,
         server_statements: &mut conn.statements,
@@ -55,6 +56,7 @@ pub(super) fn client_to_server(
         registry,
         settings,
         needs_probe: &mut client.needs_probe,
+        custom_settings: &mut custom_settings,
     };
     let state = &mut conn.state;
     let scanned = client.scanner.scan(
@@ -78,6 +80,7 @@ pub(super) fn client_to_server(
         },
     )?;
     client.buf.advance(scanned.consumed);
+    client.note_custom_settings(custom_settings);
     outcome.terminated = scanned.stopped;
     server.queue.emit_ready(&mut outcome.to_client);
     Ok(outcome)
@@ -148,6 +151,8 @@ struct Rewriter<'a> {
     registry: &'a StatementRegistry,
     settings: &'a PoolSettings,
     needs_probe: &'a mut bool,
+    /// Custom settings the client's statements touch.
+    custom_settings: &'a mut Vec<String>,
 }
 
 impl Rewriter<'_> {
@@ -209,6 +214,8 @@ impl Rewriter<'_> {
         if analysis.touches_session {
             *self.needs_probe = true;
         }
+        self.custom_settings
+            .extend(analysis.custom_settings.iter().cloned());
         if analysis.discards_all {
             self.client_statements.clear();
         }

@@ -6,7 +6,7 @@
 //! client) → **releasing** when the client leaves: the server connection is
 //! made clean or closed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +25,10 @@ use super::prepared::StatementDef;
 use super::relay;
 use super::release::{RESET_TIMEOUT, clean_for_reuse};
 use super::service::PgService;
-use super::settings::{PROBE_QUERY, Probe, Settings, parse_probe, transition_query};
-use super::sql::PinReason;
+use super::settings::{
+    MAX_CUSTOM_SETTINGS, PROBE_QUERY, Probe, Settings, parse_probe, probe_query, transition_query,
+};
+use super::sql::{PinReason, custom_setting_name};
 use super::startup::{Startup, send_fatal};
 use crate::config::{PoolMode, PoolSettings};
 use crate::pool::{CheckoutError, Pooled};
@@ -70,6 +72,20 @@ pub(super) struct ClientSide {
     pub pins: BTreeMap<PinReason, String>,
     /// Statements since the last probe may have changed session state.
     pub needs_probe: bool,
+    /// Custom settings (`myapp.tenant`) the client has touched, which the
+    /// probe must ask for by name.
+    pub custom_settings: BTreeSet<String>,
+}
+
+impl ClientSide {
+    /// Remembers custom settings the client touched, up to the probe's limit.
+    pub fn note_custom_settings(&mut self, names: impl IntoIterator<Item = String>) {
+        for name in names {
+            if self.custom_settings.len() < MAX_CUSTOM_SETTINGS {
+                self.custom_settings.insert(name);
+            }
+        }
+    }
 }
 
 /// A server connection lent to the client, and the responses it owes.
@@ -141,6 +157,7 @@ pub async fn run(
             statements: HashMap::new(),
             pins: BTreeMap::new(),
             needs_probe: false,
+            custom_settings: BTreeSet::new(),
         },
         server: None,
         cancel: service.cancels.register(),
@@ -169,6 +186,11 @@ impl Session<'_> {
             .normalized_settings(&self.database, &self.user, startup_settings);
         let known = cached.is_some();
         self.client.settings = cached.unwrap_or_else(|| startup_settings.iter().cloned().collect());
+        self.client.note_custom_settings(
+            startup_settings
+                .iter()
+                .filter_map(|(name, _)| custom_setting_name(name)),
+        );
         self.attach().await?;
         if self.pooling() && !known && !startup_settings.is_empty() {
             self.probe().await?;
@@ -415,7 +437,8 @@ impl Session<'_> {
             return Ok(());
         };
         let conn = server.pooled.conn();
-        let rows = match conn.query_rows(PROBE_QUERY, RESET_TIMEOUT).await {
+        let query = probe_query(&self.client.custom_settings);
+        let rows = match conn.query_rows(&query, RESET_TIMEOUT).await {
             Ok(Ok(rows)) => rows,
             Ok(Err(error)) => {
                 return Err(Ending::ServerGone(format!(
