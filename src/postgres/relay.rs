@@ -249,9 +249,12 @@ impl Rewriter<'_> {
             });
         };
         let mut query = &tail[..];
-        self.note(&sql::analyze(
-            codec::take_cstr(&mut query).unwrap_or_default(),
-        ));
+        let analysis = sql::analyze(codec::take_cstr(&mut query).unwrap_or_default());
+        self.note(&analysis);
+        if let Some(refusal) = self.refusal(&analysis) {
+            self.refuse_in_place_of_parse(&refusal, out);
+            return Verdict::Drop;
+        }
         if name.is_empty() {
             return self.expect(Expect::Parse {
                 prepares: None,
@@ -270,17 +273,37 @@ impl Rewriter<'_> {
         Verdict::Drop
     }
 
+    /// Runs `refusal` (a statement that fails) instead of the client's
+    /// Parse: its error reaches the client, a transaction fails as on any
+    /// error, and the server skips the client's messages up to its Sync, as
+    /// after a failed Parse. Only the error is forwarded.
+    fn refuse_in_place_of_parse(&mut self, refusal: &str, out: &mut BytesMut) {
+        let parse = StatementDef {
+            server_name: String::new(),
+            parse_tail: Bytes::from([refusal.as_bytes(), b"\0\0\0"].concat()),
+        };
+        parse.parse_message(out);
+        self.queue.push(Expect::Parse {
+            prepares: None,
+            swallow: true,
+        });
+        bind_message(out, "", "", &[0, 0, 0, 0, 0, 0]);
+        self.queue.push(Expect::Bind { swallow: true });
+        out.extend_from_slice(&[b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+        self.queue.push(Expect::Execute);
+    }
+
     fn bind(&mut self, body: &[u8], out: &mut BytesMut) -> Verdict {
         let def = split_bind(body).and_then(|(portal, statement, tail)| {
             let def = self.client_statements.get(&statement).cloned()?;
             Some((portal, def, tail))
         });
         let Some((portal, def, tail)) = def else {
-            return self.expect(Expect::Bind);
+            return self.expect(Expect::Bind { swallow: false });
         };
         self.ensure_prepared(&def, out);
         bind_message(out, &portal, &def.server_name, tail);
-        self.queue.push(Expect::Bind);
+        self.queue.push(Expect::Bind { swallow: false });
         Verdict::Drop
     }
 
