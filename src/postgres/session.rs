@@ -19,7 +19,7 @@ use super::cancel::{CancelHandle, CancelTarget};
 use super::codec::{MessageScanner, ProtocolError};
 use super::connector::PgConnector;
 use super::messages::{self, Severity, sqlstate};
-use super::params::session_settings;
+use super::params::{apply_settings_query, session_settings};
 use super::pipeline::ResponseQueue;
 use super::prepared::StatementDef;
 use super::relay;
@@ -66,6 +66,10 @@ pub(super) struct ClientSide {
     pub seen_params: BTreeMap<String, String>,
     /// Session settings the client's session has (moved with it).
     pub settings: Settings,
+    /// The settings from its startup packet, as the server normalised them:
+    /// what RESET, RESET ALL and DISCARD ALL return them to on a direct
+    /// connection.
+    pub startup_settings: Settings,
     /// Its prepared statements by its own names (transaction pooling).
     pub statements: HashMap<String, Arc<StatementDef>>,
     /// State that keeps it on its server connection, with a statement each.
@@ -154,6 +158,7 @@ pub async fn run(
             scanner: MessageScanner::default(),
             seen_params: BTreeMap::new(),
             settings: Settings::new(),
+            startup_settings: Settings::new(),
             statements: HashMap::new(),
             pins: BTreeMap::new(),
             needs_probe: false,
@@ -202,6 +207,7 @@ impl Session<'_> {
                 normalized,
             );
         }
+        self.client.startup_settings = self.client.settings.clone();
         let mut out = BytesMut::new();
         for (name, value) in &self.client.seen_params {
             messages::parameter_status(&mut out, name, value);
@@ -449,11 +455,40 @@ impl Session<'_> {
             Err(error) => return Err(Ending::ServerGone(error.to_string())),
         };
         let Probe {
-            settings,
+            mut settings,
             pins,
             statements,
         } = parse_probe(&rows);
         conn.statements.retain(|name| statements.contains(name));
+        // A startup setting that is gone was reset: on a direct connection
+        // that returns it to its startup value, not the server's default.
+        let reset: Vec<(String, String)> = self
+            .client
+            .startup_settings
+            .iter()
+            .filter(|(name, _)| !settings.contains_key(*name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let mut told = BytesMut::new();
+        if let Some(query) = apply_settings_query(&reset) {
+            match conn.simple_query(&query, RESET_TIMEOUT).await {
+                Ok(None) => {}
+                Ok(Some(error)) => {
+                    return Err(Ending::ServerGone(format!(
+                        "restoring startup settings failed: {}",
+                        error.message
+                    )));
+                }
+                Err(error) => return Err(Ending::ServerGone(error.to_string())),
+            }
+            settings.extend(reset);
+            for (name, value) in &conn.state.params {
+                if self.client.seen_params.get(name) != Some(value) {
+                    messages::parameter_status(&mut told, name, value);
+                }
+            }
+            self.client.seen_params = conn.state.params.clone();
+        }
         conn.applied = settings.clone();
         self.client.settings = settings;
         self.client.needs_probe = false;
@@ -469,6 +504,13 @@ impl Session<'_> {
         }
         if let Some(statement) = load {
             self.client.pins.insert(PinReason::Load, statement);
+        }
+        if !told.is_empty() {
+            self.client
+                .stream
+                .write_all(&told)
+                .await
+                .map_err(|_| Ending::ClientGone)?;
         }
         Ok(())
     }
