@@ -998,6 +998,90 @@ async fn sqlx_with_its_statement_cache_gets_right_results_across_server_connecti
     assert!(pg.connections_authorized(APP_DB, USER) <= 2);
 }
 
+/// asyncpg (statement cache, explicit prepare) and psycopg 3 (every query
+/// prepared server-side) clients at once; prints "ok" when all results are right.
+const PYTHON_CLIENTS: &str = r#"
+import asyncio, sys
+import asyncpg, psycopg
+
+DSN = f"postgresql://md5_user:md5_pass@127.0.0.1:{sys.argv[1]}/app?sslmode=disable"
+
+async def asyncpg_client(n):
+    conn = await asyncpg.connect(DSN)
+    try:
+        for i in range(30):
+            assert await conn.fetchval("SELECT $1::int * 2", i) == i * 2
+            text = await conn.fetchval("SELECT $1::text || $2::text", f"a{n}", f"-{i}")
+            assert text == f"a{n}-{i}", text
+            async with conn.transaction():
+                await conn.execute("INSERT INTO items VALUES ($1)", n * 1000 + i)
+                mine = await conn.fetchval(
+                    "SELECT count(*) FROM items WHERE n / 1000 = $1", n)
+                assert mine == i + 1, (n, i, mine)
+            statement = await conn.prepare("SELECT $1::int + 1")
+            assert await statement.fetchval(i) == i + 1
+    finally:
+        await conn.close()
+
+def psycopg_client(n):
+    with psycopg.connect(DSN, autocommit=True, prepare_threshold=0) as conn:
+        for i in range(30):
+            assert conn.execute("SELECT %s::int * 3", (i,)).fetchone()[0] == i * 3
+            with conn.transaction():
+                conn.execute("INSERT INTO items VALUES (%s)", (100000 + n * 1000 + i,))
+                (mine,) = conn.execute(
+                    "SELECT count(*) FROM items WHERE n / 1000 = %s", (100 + n,)).fetchone()
+                assert mine == i + 1, (n, i, mine)
+
+async def main():
+    await asyncio.gather(
+        *(asyncpg_client(n) for n in range(6)),
+        *(asyncio.to_thread(psycopg_client, n) for n in range(4)),
+    )
+    print("ok")
+
+asyncio.run(main())
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncpg_and_psycopg_with_server_side_prepared_statements_get_right_results() {
+    let have_clients = Command::new("python3")
+        .args(["-c", "import psycopg, asyncpg"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !have_clients {
+        println!(
+            "skipped: python3 with psycopg and asyncpg is not available \
+             (pip install \"psycopg[binary]\" asyncpg)"
+        );
+        return;
+    }
+    let pg = server().await;
+    let proxy = proxy(&pg, "transaction", 2, "");
+    let port = proxy.port().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", PYTHON_CLIENTS, &port])
+            .output()
+            .expect("running python3")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.trim() == "ok",
+        "python clients failed ({}):\n{stdout}\n{}\nchurnstile:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        proxy.stderr()
+    );
+    assert_eq!(
+        scalar(&superuser(&pg).await, "SELECT count(*) FROM items").await,
+        (6 * 30 + 4 * 30).to_string()
+    );
+    assert_eq!(pg.connections_authorized(APP_DB, USER), 2);
+}
+
 /// Runs pgbench with `args` and the password in the environment; returns
 /// its stdout after checking it exited 0.
 fn pgbench(args: &[&str]) -> String {
