@@ -57,6 +57,8 @@ pub(super) fn client_to_server(
         settings,
         needs_probe: &mut client.needs_probe,
         custom_settings: &mut custom_settings,
+        unnamed_statement: &mut client.unnamed_statement,
+        unnamed_is_clients: &mut server.unnamed_is_clients,
     };
     let state = &mut conn.state;
     let scanned = client.scanner.scan(
@@ -153,6 +155,8 @@ struct Rewriter<'a> {
     needs_probe: &'a mut bool,
     /// Custom settings the client's statements touch.
     custom_settings: &'a mut Vec<String>,
+    unnamed_statement: &'a mut Option<Bytes>,
+    unnamed_is_clients: &'a mut bool,
 }
 
 impl Rewriter<'_> {
@@ -182,6 +186,9 @@ impl Rewriter<'_> {
         let text = codec::take_cstr(&mut rest).unwrap_or_default();
         let analysis = sql::analyze(text);
         self.note(&analysis);
+        // A simple query drops the unnamed statement, the client's or not.
+        *self.unnamed_statement = None;
+        *self.unnamed_is_clients = true;
         if let Some(refusal) = self.refusal(&analysis) {
             write_query(out, &refusal);
             self.queue.push(Expect::Query);
@@ -252,10 +259,15 @@ impl Rewriter<'_> {
         let analysis = sql::analyze(codec::take_cstr(&mut query).unwrap_or_default());
         self.note(&analysis);
         if let Some(refusal) = self.refusal(&analysis) {
+            if name.is_empty() {
+                *self.unnamed_statement = None;
+            }
             self.refuse_in_place_of_parse(&refusal, out);
             return Verdict::Drop;
         }
         if name.is_empty() {
+            *self.unnamed_statement = Some(tail);
+            *self.unnamed_is_clients = true;
             return self.expect(Expect::Parse {
                 prepares: None,
                 swallow: false,
@@ -291,6 +303,34 @@ impl Rewriter<'_> {
         self.queue.push(Expect::Bind { swallow: true });
         out.extend_from_slice(&[b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
         self.queue.push(Expect::Execute);
+        *self.unnamed_is_clients = false;
+    }
+
+    /// Before the client uses the unnamed statement: the server's may be
+    /// another client's, or gone. The client's own is prepared again; a
+    /// client that has none gets PostgreSQL's error for that.
+    fn ensure_unnamed(&mut self, out: &mut BytesMut) {
+        if *self.unnamed_is_clients {
+            return;
+        }
+        match self.unnamed_statement.clone() {
+            Some(parse_tail) => {
+                let def = StatementDef {
+                    server_name: String::new(),
+                    parse_tail,
+                };
+                def.parse_message(out);
+                self.queue.push(Expect::Parse {
+                    prepares: None,
+                    swallow: true,
+                });
+                *self.unnamed_is_clients = true;
+            }
+            None => self.refuse_in_place_of_parse(
+                &raise_query("26000", "unnamed prepared statement does not exist"),
+                out,
+            ),
+        }
     }
 
     fn bind(&mut self, body: &[u8], out: &mut BytesMut) -> Verdict {
@@ -299,6 +339,9 @@ impl Rewriter<'_> {
             Some((portal, def, tail))
         });
         let Some((portal, def, tail)) = def else {
+            if split_bind(body).is_some_and(|(_, statement, _)| statement.is_empty()) {
+                self.ensure_unnamed(out);
+            }
             return self.expect(Expect::Bind { swallow: false });
         };
         self.ensure_prepared(&def, out);
@@ -316,7 +359,12 @@ impl Rewriter<'_> {
                     self.queue.push(Expect::DescribeStatement);
                     Verdict::Drop
                 }
-                None => self.expect(Expect::DescribeStatement),
+                None => {
+                    if name.is_empty() {
+                        self.ensure_unnamed(out);
+                    }
+                    self.expect(Expect::DescribeStatement)
+                }
             },
             _ => self.expect(Expect::DescribePortal),
         }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -79,6 +79,10 @@ pub(super) struct ClientSide {
     /// Custom settings (`myapp.tenant`) the client has touched, which the
     /// probe must ask for by name.
     pub custom_settings: BTreeSet<String>,
+    /// The body (query and parameter types) of its unnamed statement, which
+    /// PostgreSQL keeps until the next unnamed Parse or simple query: it is
+    /// prepared again on whichever server connection the client binds it.
+    pub unnamed_statement: Option<Bytes>,
 }
 
 impl ClientSide {
@@ -96,6 +100,9 @@ impl ClientSide {
 pub(super) struct Attached {
     pub pooled: Pooled<PgConnector>,
     pub queue: ResponseQueue,
+    /// The server's unnamed statement is the client's (or neither has one);
+    /// until then it may be another client's.
+    pub unnamed_is_clients: bool,
 }
 
 impl Attached {
@@ -163,6 +170,7 @@ pub async fn run(
             pins: BTreeMap::new(),
             needs_probe: false,
             custom_settings: BTreeSet::new(),
+            unnamed_statement: None,
         },
         server: None,
         cancel: service.cancels.register(),
@@ -425,6 +433,7 @@ impl Session<'_> {
         self.server = Some(Attached {
             pooled,
             queue: ResponseQueue::default(),
+            unnamed_is_clients: false,
         });
         if !out.is_empty() {
             self.client
@@ -454,6 +463,8 @@ impl Session<'_> {
             }
             Err(error) => return Err(Ending::ServerGone(error.to_string())),
         };
+        // A simple query drops the unnamed statement.
+        server.unnamed_is_clients = false;
         let Probe {
             mut settings,
             pins,
