@@ -733,6 +733,51 @@ async fn the_unnamed_statement_keeps_its_meaning_within_a_sync_group_while_other
     assert_eq!(pg.connections_authorized(APP_DB, USER), 2);
 }
 
+#[tokio::test]
+async fn a_client_never_runs_another_clients_unnamed_statement_and_keeps_its_own() {
+    let pg = server().await;
+    let bind_unnamed = || Messages::default().bind("", &["x"]).execute().sync();
+    let direct_never_parsed = direct_answer(&pg, bind_unnamed()).await;
+    assert_eq!(
+        direct_never_parsed,
+        [
+            "Error(ERROR 26000 unnamed prepared statement does not exist)",
+            "ReadyForQuery(I)"
+        ]
+    );
+    let proxy = proxy(&pg, "transaction", 1, "");
+    let mut owner = RawClient::connect(proxy.port()).await;
+    let mut other = RawClient::connect(proxy.port()).await;
+
+    let parsed = owner
+        .run(
+            Messages::default()
+                .parse("", "SELECT 'secret of the owner, ' || $1::text")
+                .sync(),
+        )
+        .await;
+    assert_eq!(parsed, ["ParseComplete", "ReadyForQuery(I)"]);
+    // The other client, on the same (only) server connection, never parsed one.
+    assert_eq!(other.run(bind_unnamed()).await, direct_never_parsed);
+    // The owner's unnamed statement is still its own in a later Sync group,
+    // as on a direct connection, until a simple query drops it.
+    for round in 0..3 {
+        assert_eq!(
+            owner.run(bind_unnamed()).await,
+            [
+                "BindComplete",
+                "DataRow[secret of the owner, x]",
+                "CommandComplete(SELECT 1)",
+                "ReadyForQuery(I)"
+            ],
+            "round {round}"
+        );
+        assert_eq!(other.run(bind_unnamed()).await, direct_never_parsed);
+    }
+    assert_eq!(other.pid().await, owner.pid().await);
+    assert_eq!(owner.run(bind_unnamed()).await, direct_never_parsed);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_in_and_copy_out_hold_the_server_connection_until_they_finish() {
     const ROWS: i32 = 1_000;
