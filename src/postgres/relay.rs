@@ -223,8 +223,10 @@ impl Rewriter<'_> {
         }
         self.custom_settings
             .extend(analysis.custom_settings.iter().cloned());
-        if analysis.discards_all {
+        if analysis.drops_prepared_statements {
+            // Every statement on the server goes, other clients' included.
             self.client_statements.clear();
+            self.server_statements.clear();
         }
     }
 

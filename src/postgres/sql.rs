@@ -62,8 +62,8 @@ pub struct Analysis {
     pub pins: Vec<(PinReason, String)>,
     /// It opens an explicit transaction block.
     pub begins_transaction: bool,
-    /// It runs DISCARD ALL.
-    pub discards_all: bool,
+    /// It deallocates every prepared statement (DISCARD ALL, DEALLOCATE ALL).
+    pub drops_prepared_statements: bool,
     /// Custom settings (`myapp.tenant`) it sets or resets: `pg_settings`
     /// does not list those, so the server is asked for them by name.
     pub custom_settings: Vec<String>,
@@ -132,12 +132,17 @@ fn classify(statement: &Statement<'_>, analysis: &mut Analysis) {
                 .custom_settings
                 .extend(set_target(statement.text).filter(|name| name.contains('.')));
         }
-        ["UNLISTEN", ..] | ["DEALLOCATE", ..] | ["DROP", ..] | ["CLOSE", ..] => {
+        ["DEALLOCATE", rest @ ..] => {
+            analysis.touches_session = true;
+            let rest = rest.strip_prefix(&["PREPARE"]).unwrap_or(rest);
+            analysis.drops_prepared_statements |= rest == ["ALL"];
+        }
+        ["UNLISTEN", ..] | ["DROP", ..] | ["CLOSE", ..] => {
             analysis.touches_session = true;
         }
         ["DISCARD", rest @ ..] => {
             analysis.touches_session = true;
-            analysis.discards_all |= rest.first() == Some(&"ALL");
+            analysis.drops_prepared_statements |= rest.first() == Some(&"ALL");
         }
         ["LISTEN", ..] => analysis.pins.push((PinReason::Listen, text.clone())),
         ["LOAD", ..] => analysis.pins.push((PinReason::Load, text.clone())),
@@ -476,8 +481,10 @@ mod tests {
     fn transactions_and_discard_all() {
         assert!(analyze("begin").begins_transaction);
         assert!(analyze("START TRANSACTION READ ONLY").begins_transaction);
-        assert!(analyze("DISCARD ALL").discards_all);
-        assert!(!analyze("DISCARD PLANS").discards_all);
+        assert!(analyze("DISCARD ALL").drops_prepared_statements);
+        assert!(analyze("SELECT 1; deallocate prepare all").drops_prepared_statements);
+        assert!(!analyze("DISCARD PLANS").drops_prepared_statements);
+        assert!(!analyze("DEALLOCATE all_of_them").drops_prepared_statements);
     }
 
     #[test]
