@@ -1470,6 +1470,58 @@ async fn a_statement_name_whose_parse_failed_is_free_as_on_a_direct_connection()
 }
 
 #[tokio::test]
+async fn discard_all_or_deallocate_all_then_prepare_at_once_answers_as_a_direct_connection() {
+    let pg = server().await;
+    let script = || {
+        [
+            Messages::default()
+                .parse("a", "SELECT 1")
+                .bind("a", &[])
+                .execute()
+                .sync(),
+            Messages::default()
+                .query("DISCARD ALL")
+                .parse("a", "SELECT 1")
+                .bind("a", &[])
+                .execute()
+                .sync(),
+            Messages::default()
+                .query("SELECT 2; DEALLOCATE ALL")
+                .parse("a", "SELECT 1")
+                .bind("a", &[])
+                .execute()
+                .sync(),
+        ]
+    };
+    let mut direct = RawClient::connect(pg.port()).await;
+    let mut expected = Vec::new();
+    for messages in script() {
+        expected.push(direct.run(messages).await);
+    }
+    let proxy = proxy(&pg, "transaction", 1, "");
+    // Another client on the same server connection prepares the same query.
+    let mut sharer = RawClient::connect(proxy.port()).await;
+    sharer
+        .run(Messages::default().parse("b", "SELECT 1").sync())
+        .await;
+    let mut client = RawClient::connect(proxy.port()).await;
+    for (messages, expected) in script().into_iter().zip(&expected) {
+        assert_eq!(&client.run(messages).await, expected);
+    }
+    assert_eq!(
+        sharer
+            .run(Messages::default().bind("b", &[]).execute().sync())
+            .await,
+        [
+            "BindComplete",
+            "DataRow[1]",
+            "CommandComplete(SELECT 1)",
+            "ReadyForQuery(I)"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn statement_mode_refuses_begin_with_0a000_and_the_session_continues() {
     let pg = server().await;
     let proxy = proxy(&pg, "statement", 1, "");
