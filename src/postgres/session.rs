@@ -369,7 +369,16 @@ impl Session<'_> {
             return Ok(());
         }
         if self.client.needs_probe {
+            // The client runs nothing now: a late cancel of its last query
+            // must not stop churnstile's own.
+            self.cancel.attach(None).await;
             self.probe().await?;
+            if !self.client.pins.is_empty()
+                && let Some(server) = self.server.as_mut()
+            {
+                // It stays here, and so do its cancels.
+                self.cancel.attach(Some(cancel_target(server.conn()))).await;
+            }
         }
         if !self.client.pins.is_empty() {
             return Ok(());
@@ -424,12 +433,7 @@ impl Session<'_> {
             }
         }
         self.client.seen_params = conn.state.params.clone();
-        self.cancel
-            .attach(Some(CancelTarget {
-                upstream: conn.target.clone(),
-                key: conn.key.clone(),
-            }))
-            .await;
+        self.cancel.attach(Some(cancel_target(conn))).await;
         self.server = Some(Attached {
             pooled,
             queue: ResponseQueue::default(),
@@ -619,6 +623,14 @@ impl Session<'_> {
             Ok(Err(error)) => Err(error.message),
             Err(error) => Err(error.to_string()),
         }
+    }
+}
+
+/// Where a cancel for the client goes while it uses `conn`.
+fn cancel_target(conn: &ServerConn) -> CancelTarget {
+    CancelTarget {
+        upstream: conn.target.clone(),
+        key: conn.key.clone(),
     }
 }
 
