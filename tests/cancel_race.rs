@@ -342,3 +342,70 @@ async fn a_client_vanishing_mid_query_has_it_cancelled_and_its_server_connection
 async fn a_client_vanishing_mid_transaction_has_it_rolled_back_and_its_server_connection_reused() {
     vanish_mid_query("BEGIN; INSERT INTO items VALUES (1); SELECT pg_sleep(60)").await;
 }
+
+#[tokio::test]
+async fn a_cancel_arriving_while_churnstile_checks_session_state_leaves_the_session_working() {
+    let pg = PgServer::start();
+    let proxy = proxy(&pg, 1, "");
+    let mut client = RawClient::connect(proxy.port()).await;
+    // After a SET, churnstile asks the server for the session's state. A
+    // lock on pg_class holds that question on the server while the client
+    // sends a cancel for its query, which has already finished.
+    let admin = pg.client(PG_SUPERUSER, APP_DB).await;
+    admin
+        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    client.send_query("SET work_mem = '5MB'").await;
+    assert_eq!(client.finish_query().await, Ok(()));
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = 'app' AND wait_event_type = 'Lock' \
+         AND query LIKE '%pg_catalog.pg_settings%'";
+    eventually(
+        "the session-state check waits for the lock",
+        Duration::from_secs(10),
+        async || pg.query_i64(waiting).await == 1,
+    )
+    .await;
+
+    client.cancel(proxy.port()).await;
+    assert_eq!(
+        pg.query_i64(waiting).await,
+        1,
+        "the cancel stopped churnstile's own query"
+    );
+    admin.batch_execute("ROLLBACK").await.unwrap();
+
+    client
+        .send_query("SELECT current_setting('work_mem')")
+        .await;
+    assert_eq!(client.finish_query().await, Ok(()));
+    assert_eq!(pg.connections_authorized(APP_DB, USER), 1);
+    assert!(
+        !pg.log().contains("canceling statement due to user request"),
+        "a statement was cancelled"
+    );
+}
+
+#[tokio::test]
+async fn a_pinned_client_can_cancel_its_queries() {
+    let pg = PgServer::start();
+    let proxy = proxy(&pg, 1, "");
+    let mut client = RawClient::connect(proxy.port()).await;
+    client.send_query("LISTEN jobs; SET work_mem = '5MB'").await;
+    assert_eq!(client.finish_query().await, Ok(()));
+    for round in 0..3 {
+        client
+            .send_query("DO $$ BEGIN RAISE NOTICE 'started'; PERFORM pg_sleep(30); END $$")
+            .await;
+        client.wait_for_notice().await;
+        let started = Instant::now();
+        client.cancel(proxy.port()).await;
+        assert_eq!(
+            client.finish_query().await,
+            Err(QUERY_CANCELED.to_owned()),
+            "round {round}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
