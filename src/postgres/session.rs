@@ -26,7 +26,7 @@ use super::relay;
 use super::release::{RESET_TIMEOUT, clean_for_reuse};
 use super::service::PgService;
 use super::settings::{
-    MAX_CUSTOM_SETTINGS, PROBE_QUERY, Probe, Settings, parse_probe, probe_query, transition_query,
+    MAX_CUSTOM_SETTINGS, Probe, Settings, parse_probe, probe_query, transition_query,
 };
 use super::sql::{PinReason, custom_setting_name};
 use super::startup::{Startup, send_fatal};
@@ -609,7 +609,10 @@ impl Session<'_> {
     /// After a reset under transaction pooling, learns what the server
     /// connection really holds now.
     async fn resync(&self, conn: &mut ServerConn) -> Result<(), String> {
-        match conn.query_rows(PROBE_QUERY, RESET_TIMEOUT).await {
+        match conn
+            .query_rows(&probe_query(&BTreeSet::new()), RESET_TIMEOUT)
+            .await
+        {
             Ok(Ok(rows)) => {
                 let probe = parse_probe(&rows);
                 if !probe.pins.is_empty() {

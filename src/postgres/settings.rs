@@ -13,11 +13,19 @@ use super::sql::PinReason;
 /// Session settings by name, as `pg_settings` spells them.
 pub type Settings = BTreeMap<String, String>;
 
-/// One query asking the server for its session settings, the state that
-/// pins, and the protocol-level prepared statements it holds. `pg_settings`
-/// leaves out `role` (SET ROLE), so it is asked for by name.
-pub const PROBE_QUERY: &str = "SELECT 's', name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
+/// Asks the server for its session settings, the state that pins, and the
+/// protocol-level prepared statements it holds. `pg_settings` leaves out
+/// `role` (SET ROLE), so it is asked for by name. The client's own
+/// statement and lock timeouts are read first and then lifted for the rest,
+/// so they cannot cut the probe short.
+const PROBE_TIMEOUTS: &str = "SELECT 's', name, pg_catalog.current_setting(name) \
+     FROM pg_catalog.pg_settings \
+     WHERE source = 'session' AND name IN ('statement_timeout', 'lock_timeout'); \
+     BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; ";
+
+const PROBE_STATE: &str = "SELECT 's', name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
      WHERE source = 'session' AND name NOT LIKE 'transaction\\_%' \
+     AND name NOT IN ('statement_timeout', 'lock_timeout') \
      UNION ALL SELECT 's', 'role', pg_catalog.current_setting('role') \
      WHERE pg_catalog.current_setting('role') <> 'none' \
      UNION ALL SELECT 'p', 'listen', count(*)::text FROM pg_catalog.pg_listening_channels() \
@@ -32,11 +40,11 @@ pub const PROBE_QUERY: &str = "SELECT 's', name, pg_catalog.current_setting(name
 /// Most custom settings asked for by name in one probe.
 pub const MAX_CUSTOM_SETTINGS: usize = 64;
 
-/// [`PROBE_QUERY`], also asking for the custom settings (`myapp.tenant`)
-/// named in `custom`, which `pg_settings` does not list; a custom setting
-/// that is empty counts as not set, as RESET leaves it empty.
+/// The probe, also asking for the custom settings (`myapp.tenant`) named in
+/// `custom`, which `pg_settings` does not list; a custom setting that is
+/// empty counts as not set, as RESET leaves it empty.
 pub fn probe_query(custom: &BTreeSet<String>) -> String {
-    let mut query = PROBE_QUERY.to_owned();
+    let mut query = format!("{PROBE_TIMEOUTS}{PROBE_STATE}");
     for name in custom.iter().take(MAX_CUSTOM_SETTINGS) {
         let name = literal(name);
         query.push_str(&format!(
@@ -44,6 +52,7 @@ pub fn probe_query(custom: &BTreeSet<String>) -> String {
              (SELECT pg_catalog.current_setting({name}, true) AS v) AS custom WHERE v <> ''"
         ));
     }
+    query.push_str("; COMMIT");
     query
 }
 
@@ -56,7 +65,7 @@ pub struct Probe {
     pub statements: BTreeSet<String>,
 }
 
-/// Reads the rows of [`PROBE_QUERY`].
+/// Reads the rows of [`probe_query`].
 pub fn parse_probe(rows: &[Row]) -> Probe {
     let mut probe = Probe::default();
     for row in rows {
@@ -182,10 +191,11 @@ mod tests {
     #[test]
     fn custom_settings_are_probed_by_name() {
         let query = probe_query(&BTreeSet::from(["myapp.tenant".to_owned()]));
-        assert!(query.starts_with(PROBE_QUERY));
+        assert!(query.starts_with(PROBE_TIMEOUTS));
         assert!(query.ends_with(
             "SELECT 's', E'myapp.tenant', v FROM \
-             (SELECT pg_catalog.current_setting(E'myapp.tenant', true) AS v) AS custom WHERE v <> ''"
+             (SELECT pg_catalog.current_setting(E'myapp.tenant', true) AS v) AS custom \
+             WHERE v <> ''; COMMIT"
         ));
     }
 
