@@ -1031,3 +1031,46 @@ async fn pin_policy_reject_can_be_set_for_one_database() {
     assert_refused(&error, "LISTEN jobs", "LISTEN").await;
     assert_no_pinning_state(&client).await;
 }
+
+#[tokio::test]
+async fn a_clients_short_statement_and_lock_timeouts_do_not_cut_churnstiles_own_queries() {
+    let pg = server().await;
+    let proxy = proxy(&pg, 1, "");
+    let client = connect(&proxy).await;
+    client
+        .batch_execute("SET statement_timeout = '50ms'; SET lock_timeout = '40ms'")
+        .await
+        .unwrap();
+    // After the next SET churnstile asks the server for the session state;
+    // a lock on pg_class makes that take longer than the client's timeout.
+    let admin = pg.client(PG_SUPERUSER, APP_DB).await;
+    admin
+        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    client.batch_execute("SET work_mem = '5MB'").await.unwrap();
+    let waited_long = "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = 'app' AND wait_event_type = 'Lock' \
+         AND query LIKE '%pg_catalog.pg_settings%' \
+         AND now() - query_start > interval '300 ms'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pg.query_i64(waited_long).await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "churnstile's session-state query did not wait for the lock: {}",
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        row(
+            &client,
+            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), \
+             current_setting('work_mem')"
+        )
+        .await,
+        ["50ms", "40ms", "5MB"]
+    );
+    assert_eq!(pg.connections_authorized(APP_DB, USER), 1);
+}
