@@ -46,6 +46,15 @@ if ! have_program mariadbd || ! have_program mariadb-install-db || ! have_progra
     apt_install mariadb-server mariadb-client
 fi
 
+# Python clients one transaction-pooling test drives (it skips, saying so,
+# without them). Wheels only, a couple of seconds; never fatal.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import psycopg, asyncpg" 2>/dev/null; then
+    echo "tests/run.sh: installing psycopg and asyncpg with pip" >&2
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+        --only-binary=:all: "psycopg[binary]" asyncpg \
+        || echo "tests/run.sh: could not install psycopg and asyncpg; their test will be skipped" >&2
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
     cat >&2 <<'MSG'
 tests/run.sh: cargo not found. Install a Rust toolchain (edition 2024 needs

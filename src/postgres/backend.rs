@@ -102,6 +102,18 @@ pub struct ServerState {
     pub unsynced: bool,
     /// The server is in COPY FROM STDIN (or COPY BOTH) and wants data.
     pub copy_in: bool,
+    /// Syncs sent after the last Execute or Query and before any CopyDone
+    /// or CopyFail. Should that statement start COPY FROM STDIN, the server
+    /// ignores them: it ignores Sync and Flush until the copy ends, and
+    /// libpq and tokio-postgres send a Sync right after the Execute.
+    syncs_after_statement: usize,
+    /// A CopyDone or CopyFail was sent after the last Execute or Query.
+    copy_end_sent: bool,
+    /// The last Execute or Query was an Execute (extended protocol).
+    statement_extended: bool,
+    /// In COPY FROM STDIN and the client has not ended it yet: the server
+    /// ignores the Syncs and Flushes it sends.
+    client_copying: bool,
 }
 
 impl Default for ServerState {
@@ -112,6 +124,10 @@ impl Default for ServerState {
             pending_ready: 0,
             unsynced: false,
             copy_in: false,
+            syncs_after_statement: 0,
+            copy_end_sent: false,
+            statement_extended: false,
+            client_copying: false,
         }
     }
 }
@@ -143,13 +159,40 @@ impl ServerState {
                     self.params.insert(name.to_owned(), value.to_owned());
                 }
             }
-            (b'G' | b'W', _) => self.copy_in = true,
+            (b'G' | b'W', _) => {
+                self.copy_in = true;
+                // The Syncs sent since the COPY statement will not be answered.
+                let ignored = self.syncs_ignored_if_copy_starts();
+                self.pending_ready = self.pending_ready.saturating_sub(ignored);
+                self.syncs_after_statement = 0;
+                self.client_copying = !self.copy_end_sent;
+                if self.statement_extended && self.client_copying {
+                    self.unsynced = true;
+                }
+            }
+            // The server left COPY: it answers the client's next Sync again.
+            (b'E', _) if self.copy_in => self.client_copying = false,
             _ => {}
         }
     }
 
+    /// How many Syncs already sent the server ignores if the CopyInResponse
+    /// (or CopyBothResponse) it is sending now is for the last statement.
+    pub fn syncs_ignored_if_copy_starts(&self) -> usize {
+        self.syncs_after_statement
+    }
+
+    /// The server ignores this message: a Sync or Flush sent while the
+    /// client is in COPY FROM STDIN.
+    pub fn ignores(&self, tag: u8) -> bool {
+        self.client_copying && matches!(tag, b'S' | b'H')
+    }
+
     /// Updates in-flight tracking for a message sent to the server.
     pub fn note_sent(&mut self, tag: u8) {
+        if self.ignores(tag) {
+            return;
+        }
         match tag {
             b'Q' | b'F' => self.pending_ready += 1,
             b'S' => {
@@ -157,6 +200,19 @@ impl ServerState {
                 self.unsynced = false;
             }
             b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => self.unsynced = true,
+            b'c' | b'f' => {
+                self.copy_end_sent = true;
+                self.client_copying = false;
+            }
+            _ => {}
+        }
+        match tag {
+            b'Q' | b'E' => {
+                self.syncs_after_statement = 0;
+                self.copy_end_sent = false;
+                self.statement_extended = tag == b'E';
+            }
+            b'S' if !self.copy_end_sent => self.syncs_after_statement += 1,
             _ => {}
         }
     }
@@ -484,4 +540,60 @@ pub async fn send_cancel_request(target: &UpstreamTarget, key: &BackendKey) -> i
     let mut sink = [0u8; 16];
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut sink)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(state: &mut ServerState, tags: &[u8]) {
+        for &tag in tags {
+            state.note_sent(tag);
+        }
+    }
+
+    #[test]
+    fn syncs_sent_into_copy_from_stdin_are_owed_nothing() {
+        // As libpq and tokio-postgres do: Bind, Execute, Sync, then the data.
+        let mut state = ServerState::default();
+        sent(&mut state, b"BES");
+        assert_eq!(state.pending_ready, 1);
+        state.observe(b'G', None);
+        assert_eq!(state.pending_ready, 0);
+        assert!(state.unsynced && state.ignores(b'S') && state.ignores(b'H'));
+        sent(&mut state, b"ddSHc");
+        assert!(!state.ignores(b'S'));
+        sent(&mut state, b"S");
+        assert_eq!(state.pending_ready, 1);
+        state.observe(b'C', None);
+        state.observe(b'Z', Some(b"I"));
+        assert!(state.is_idle());
+    }
+
+    #[test]
+    fn a_sync_after_copy_done_sent_before_the_copy_began_is_answered() {
+        let mut state = ServerState::default();
+        sent(&mut state, b"BESdcS");
+        assert_eq!(state.pending_ready, 2);
+        state.observe(b'G', None);
+        assert_eq!(state.pending_ready, 1);
+        assert!(!state.ignores(b'S'));
+    }
+
+    #[test]
+    fn simple_query_copy_and_failed_copies_keep_their_syncs() {
+        let mut state = ServerState::default();
+        sent(&mut state, b"Q");
+        state.observe(b'G', None);
+        assert_eq!(state.pending_ready, 1);
+        assert!(!state.unsynced);
+
+        let mut state = ServerState::default();
+        sent(&mut state, b"BES");
+        state.observe(b'G', None);
+        // Bad data: the server leaves COPY and waits for a Sync.
+        state.observe(b'E', None);
+        sent(&mut state, b"S");
+        assert_eq!(state.pending_ready, 1);
+    }
 }

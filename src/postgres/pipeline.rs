@@ -19,7 +19,10 @@ pub enum Expect {
         prepares: Option<String>,
         swallow: bool,
     },
-    Bind,
+    /// BindComplete; `swallow` when churnstile injected the Bind.
+    Bind {
+        swallow: bool,
+    },
     /// CloseComplete; `evicts` names a statement churnstile closed itself.
     Close {
         evicts: Option<String>,
@@ -69,6 +72,16 @@ impl ResponseQueue {
         self.entries.pop_back()
     }
 
+    /// Forgets the first `count` Syncs owed: the server ignores Syncs sent
+    /// after a COPY FROM STDIN started, until the copy ends.
+    pub fn forget_syncs(&mut self, mut count: usize) {
+        self.entries.retain(|entry| {
+            let ignored = count > 0 && matches!(entry, Expect::Sync);
+            count -= usize::from(ignored);
+            !ignored
+        });
+    }
+
     /// Nothing is owed.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -102,7 +115,18 @@ impl ResponseQueue {
                 Some(Expect::Close { swallow: true, .. }) => Routing::Swallow,
                 _ => Routing::Forward,
             },
-            b'2' => self.pop_if(|e| matches!(e, Expect::Bind)),
+            b'2' => match self.entries.front() {
+                Some(Expect::Bind { swallow }) => {
+                    let swallow = *swallow;
+                    self.entries.pop_front();
+                    if swallow {
+                        Routing::Swallow
+                    } else {
+                        Routing::Forward
+                    }
+                }
+                _ => Routing::Forward,
+            },
             b'T' | b'n' => {
                 self.pop_if(|e| matches!(e, Expect::DescribeStatement | Expect::DescribePortal))
             }
@@ -175,10 +199,10 @@ mod tests {
             prepares: Some("ps1".into()),
             swallow: true,
         });
-        queue.push(Expect::Bind);
+        queue.push(Expect::Bind { swallow: false });
         queue.push(Expect::Execute);
         queue.push(synthetic(b'1'));
-        queue.push(Expect::Bind);
+        queue.push(Expect::Bind { swallow: false });
         queue.push(Expect::Execute);
         queue.push(Expect::Sync);
         let (out, changes) = run(&mut queue, b"12DC2DCZ");
@@ -203,7 +227,7 @@ mod tests {
             prepares: Some("ps1".into()),
             swallow: true,
         });
-        queue.push(Expect::Bind);
+        queue.push(Expect::Bind { swallow: false });
         queue.push(synthetic(b'1'));
         queue.push(Expect::Close {
             evicts: Some("ps0".into()),
@@ -229,6 +253,35 @@ mod tests {
     }
 
     #[test]
+    fn syncs_ignored_during_copy_are_forgotten() {
+        let mut queue = ResponseQueue::default();
+        queue.push(Expect::Execute);
+        queue.push(Expect::Sync);
+        queue.push(Expect::Sync);
+        queue.forget_syncs(1);
+        let (out, _) = run(&mut queue, b"GCZ");
+        assert_eq!(out, b"GCZ".to_vec());
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn an_injected_bind_is_swallowed() {
+        let mut queue = ResponseQueue::default();
+        queue.push(Expect::Parse {
+            prepares: None,
+            swallow: true,
+        });
+        queue.push(Expect::Bind { swallow: true });
+        queue.push(Expect::Execute);
+        queue.push(Expect::Bind { swallow: false });
+        queue.push(Expect::Execute);
+        queue.push(Expect::Sync);
+        let (out, _) = run(&mut queue, b"12EZ");
+        assert_eq!(out, b"EZ".to_vec());
+        assert!(queue.is_empty());
+    }
+
+    #[test]
     fn simple_query_errors_wait_for_ready_for_query() {
         let mut queue = ResponseQueue::default();
         queue.push(Expect::Query);
@@ -250,7 +303,7 @@ mod tests {
     #[test]
     fn async_messages_do_not_release_synthesised_responses_early() {
         let mut queue = ResponseQueue::default();
-        queue.push(Expect::Bind);
+        queue.push(Expect::Bind { swallow: false });
         queue.push(synthetic(b'3'));
         queue.push(Expect::Sync);
         let (out, _) = run(&mut queue, b"N2Z");

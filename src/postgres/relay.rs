@@ -67,6 +67,7 @@ pub(super) fn client_to_server(
     let inspect: &[u8] = if pooling { POOLING_INSPECTS } else { b"X" };
     let mut outcome = ClientOutcome::default();
     let conn = server.pooled.conn();
+    let mut custom_settings = Vec::new();
     let mut rewriter = Rewriter {
         client_statements: &mut client.statements,
         server_statements: &mut conn.statements,
@@ -75,6 +76,9 @@ pub(super) fn client_to_server(
         settings,
         needs_probe: &mut client.needs_probe,
         pins: &mut client.pins,
+        custom_settings: &mut custom_settings,
+        unnamed_statement: &mut client.unnamed_statement,
+        unnamed_is_clients: &mut server.unnamed_is_clients,
     };
     let state = &mut conn.state;
     let scanned = client.scanner.scan(
@@ -85,6 +89,10 @@ pub(super) fn client_to_server(
             if tag == b'X' {
                 return Verdict::StopBefore;
             }
+            if state.ignores(tag) {
+                // Nothing will answer it, so nothing is owed.
+                return Verdict::Forward;
+            }
             state.note_sent(tag);
             if pooling {
                 rewriter.handle(tag, body, out)
@@ -94,6 +102,7 @@ pub(super) fn client_to_server(
         },
     )?;
     client.buf.advance(scanned.consumed);
+    client.note_custom_settings(custom_settings);
     outcome.terminated = scanned.stopped;
     server.queue.emit_ready(&mut outcome.to_client);
     Ok(outcome)
@@ -120,7 +129,14 @@ pub(super) fn server_to_client(
     let scanned = conn
         .scanner
         .scan(&conn.read_buf, framing, &mut out, |tag, body, out| {
+            let ignored_syncs = match tag {
+                b'G' | b'W' => state.syncs_ignored_if_copy_starts(),
+                _ => 0,
+            };
             state.observe(tag, body);
+            if pooling {
+                queue.forget_syncs(ignored_syncs);
+            }
             if let (b'S', Some(mut body)) = (tag, body)
                 && let (Some(name), Some(value)) =
                     (codec::take_cstr(&mut body), codec::take_cstr(&mut body))
@@ -158,6 +174,10 @@ struct Rewriter<'a> {
     settings: &'a PoolSettings,
     needs_probe: &'a mut bool,
     pins: &'a mut std::collections::BTreeMap<PinReason, String>,
+    /// Custom settings the client's statements touch.
+    custom_settings: &'a mut Vec<String>,
+    unnamed_statement: &'a mut Option<Bytes>,
+    unnamed_is_clients: &'a mut bool,
 }
 
 impl Rewriter<'_> {
@@ -186,6 +206,9 @@ impl Rewriter<'_> {
         let mut rest = body;
         let text = codec::take_cstr(&mut rest).unwrap_or_default();
         let analysis = sql::analyze(text);
+        // A simple query drops the unnamed statement, the client's or not.
+        *self.unnamed_statement = None;
+        *self.unnamed_is_clients = true;
         if let Some(refusal) = self.refusal(&analysis) {
             write_query(out, &refusal);
             self.queue.push(Expect::Query);
@@ -227,8 +250,12 @@ impl Rewriter<'_> {
         {
             self.pins.insert(PinReason::Load, statement.clone());
         }
-        if analysis.discards_all {
+        self.custom_settings
+            .extend(analysis.custom_settings.iter().cloned());
+        if analysis.drops_prepared_statements {
+            // Every statement on the server goes, other clients' included.
             self.client_statements.clear();
+            self.server_statements.clear();
         }
     }
 
@@ -260,10 +287,18 @@ impl Rewriter<'_> {
             });
         };
         let mut query = &tail[..];
-        self.note(&sql::analyze(
-            codec::take_cstr(&mut query).unwrap_or_default(),
-        ));
+        let analysis = sql::analyze(codec::take_cstr(&mut query).unwrap_or_default());
+        self.note(&analysis);
+        if let Some(refusal) = self.refusal(&analysis) {
+            if name.is_empty() {
+                *self.unnamed_statement = None;
+            }
+            self.refuse_in_place_of_parse(&refusal, out);
+            return Verdict::Drop;
+        }
         if name.is_empty() {
+            *self.unnamed_statement = Some(tail);
+            *self.unnamed_is_clients = true;
             return self.expect(Expect::Parse {
                 prepares: None,
                 swallow: false,
@@ -281,17 +316,68 @@ impl Rewriter<'_> {
         Verdict::Drop
     }
 
+    /// Runs `refusal` (a statement that fails) instead of the client's
+    /// Parse: its error reaches the client, a transaction fails as on any
+    /// error, and the server skips the client's messages up to its Sync, as
+    /// after a failed Parse. Only the error is forwarded.
+    fn refuse_in_place_of_parse(&mut self, refusal: &str, out: &mut BytesMut) {
+        let parse = StatementDef {
+            server_name: String::new(),
+            parse_tail: Bytes::from([refusal.as_bytes(), b"\0\0\0"].concat()),
+        };
+        parse.parse_message(out);
+        self.queue.push(Expect::Parse {
+            prepares: None,
+            swallow: true,
+        });
+        bind_message(out, "", "", &[0, 0, 0, 0, 0, 0]);
+        self.queue.push(Expect::Bind { swallow: true });
+        out.extend_from_slice(&[b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+        self.queue.push(Expect::Execute);
+        *self.unnamed_is_clients = false;
+    }
+
+    /// Before the client uses the unnamed statement: the server's may be
+    /// another client's, or gone. The client's own is prepared again; a
+    /// client that has none gets PostgreSQL's error for that.
+    fn ensure_unnamed(&mut self, out: &mut BytesMut) {
+        if *self.unnamed_is_clients {
+            return;
+        }
+        match self.unnamed_statement.clone() {
+            Some(parse_tail) => {
+                let def = StatementDef {
+                    server_name: String::new(),
+                    parse_tail,
+                };
+                def.parse_message(out);
+                self.queue.push(Expect::Parse {
+                    prepares: None,
+                    swallow: true,
+                });
+                *self.unnamed_is_clients = true;
+            }
+            None => self.refuse_in_place_of_parse(
+                &raise_query("26000", "unnamed prepared statement does not exist"),
+                out,
+            ),
+        }
+    }
+
     fn bind(&mut self, body: &[u8], out: &mut BytesMut) -> Verdict {
         let def = split_bind(body).and_then(|(portal, statement, tail)| {
             let def = self.client_statements.get(&statement).cloned()?;
             Some((portal, def, tail))
         });
         let Some((portal, def, tail)) = def else {
-            return self.expect(Expect::Bind);
+            if split_bind(body).is_some_and(|(_, statement, _)| statement.is_empty()) {
+                self.ensure_unnamed(out);
+            }
+            return self.expect(Expect::Bind { swallow: false });
         };
         self.ensure_prepared(&def, out);
         bind_message(out, &portal, &def.server_name, tail);
-        self.queue.push(Expect::Bind);
+        self.queue.push(Expect::Bind { swallow: false });
         Verdict::Drop
     }
 
@@ -304,7 +390,12 @@ impl Rewriter<'_> {
                     self.queue.push(Expect::DescribeStatement);
                     Verdict::Drop
                 }
-                None => self.expect(Expect::DescribeStatement),
+                None => {
+                    if name.is_empty() {
+                        self.ensure_unnamed(out);
+                    }
+                    self.expect(Expect::DescribeStatement)
+                }
             },
             _ => self.expect(Expect::DescribePortal),
         }

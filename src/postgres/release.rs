@@ -107,6 +107,7 @@ async fn finish_in_flight(conn: &mut ServerConn) -> Result<(), ResetError> {
     if conn.state.copy_in {
         frontend::copy_fail("client disconnected during COPY", &mut out)
             .map_err(UpstreamError::from)?;
+        conn.state.note_sent(b'f');
     } else if conn.state.pending_ready > 0 {
         // A long query (pg_sleep, a runaway report) must not hold the reset.
         conn.send_cancel().await.map_err(UpstreamError::from)?;

@@ -6,11 +6,11 @@
 //! client) → **releasing** when the client leaves: the server connection is
 //! made clean or closed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -19,14 +19,16 @@ use super::cancel::{CancelHandle, CancelTarget};
 use super::codec::{MessageScanner, ProtocolError};
 use super::connector::PgConnector;
 use super::messages::{self, Severity, sqlstate};
-use super::params::session_settings;
+use super::params::{apply_settings_query, session_settings};
 use super::pipeline::ResponseQueue;
 use super::prepared::StatementDef;
 use super::relay;
 use super::release::{RESET_TIMEOUT, clean_for_reuse};
 use super::service::PgService;
-use super::settings::{PROBE_QUERY, Probe, Settings, parse_probe, transition_query};
-use super::sql::PinReason;
+use super::settings::{
+    MAX_CUSTOM_SETTINGS, Probe, Settings, parse_probe, probe_query, transition_query,
+};
+use super::sql::{PinReason, custom_setting_name};
 use super::startup::{Startup, send_fatal};
 use crate::config::{PoolMode, PoolSettings};
 use crate::pool::{CheckoutError, Pooled};
@@ -65,18 +67,43 @@ pub(super) struct ClientSide {
     pub seen_params: BTreeMap<String, String>,
     /// Session settings the client's session has (moved with it).
     pub settings: Settings,
+    /// The settings from its startup packet, as the server normalised them:
+    /// what RESET, RESET ALL and DISCARD ALL return them to on a direct
+    /// connection.
+    pub startup_settings: Settings,
     /// Its prepared statements by its own names (transaction pooling).
     pub statements: HashMap<String, Arc<StatementDef>>,
     /// State that keeps it on its server connection, with a statement each.
     pub pins: BTreeMap<PinReason, String>,
     /// Statements since the last probe may have changed session state.
     pub needs_probe: bool,
+    /// Custom settings (`myapp.tenant`) the client has touched, which the
+    /// probe must ask for by name.
+    pub custom_settings: BTreeSet<String>,
+    /// The body (query and parameter types) of its unnamed statement, which
+    /// PostgreSQL keeps until the next unnamed Parse or simple query: it is
+    /// prepared again on whichever server connection the client binds it.
+    pub unnamed_statement: Option<Bytes>,
+}
+
+impl ClientSide {
+    /// Remembers custom settings the client touched, up to the probe's limit.
+    pub fn note_custom_settings(&mut self, names: impl IntoIterator<Item = String>) {
+        for name in names {
+            if self.custom_settings.len() < MAX_CUSTOM_SETTINGS {
+                self.custom_settings.insert(name);
+            }
+        }
+    }
 }
 
 /// A server connection lent to the client, and the responses it owes.
 pub(super) struct Attached {
     pub pooled: Pooled<PgConnector>,
     pub queue: ResponseQueue,
+    /// The server's unnamed statement is the client's (or neither has one);
+    /// until then it may be another client's.
+    pub unnamed_is_clients: bool,
 }
 
 impl Attached {
@@ -142,9 +169,12 @@ pub async fn run(
             scanner: MessageScanner::default(),
             seen_params: BTreeMap::new(),
             settings: Settings::new(),
+            startup_settings: Settings::new(),
             statements: HashMap::new(),
             pins: BTreeMap::new(),
             needs_probe: false,
+            custom_settings: BTreeSet::new(),
+            unnamed_statement: None,
         },
         server: None,
         cancel: service.cancels.register(),
@@ -174,6 +204,11 @@ impl Session<'_> {
             .normalized_settings(&self.database, &self.user, startup_settings);
         let known = cached.is_some();
         self.client.settings = cached.unwrap_or_else(|| startup_settings.iter().cloned().collect());
+        self.client.note_custom_settings(
+            startup_settings
+                .iter()
+                .filter_map(|(name, _)| custom_setting_name(name)),
+        );
         self.attach().await?;
         if self.pooling() && !known && !startup_settings.is_empty() {
             self.probe().await?;
@@ -185,6 +220,7 @@ impl Session<'_> {
                 normalized,
             );
         }
+        self.client.startup_settings = self.client.settings.clone();
         let mut out = BytesMut::new();
         for (name, value) in &self.client.seen_params {
             messages::parameter_status(&mut out, name, value);
@@ -338,7 +374,16 @@ impl Session<'_> {
             return Ok(());
         }
         if self.client.needs_probe {
+            // The client runs nothing now: a late cancel of its last query
+            // must not stop churnstile's own.
+            self.cancel.attach(None).await;
             self.probe().await?;
+            if !self.client.pins.is_empty()
+                && let Some(server) = self.server.as_mut()
+            {
+                // It stays here, and so do its cancels.
+                self.cancel.attach(Some(cancel_target(server.conn()))).await;
+            }
         }
         if !self.client.pins.is_empty() {
             return Ok(());
@@ -401,15 +446,11 @@ impl Session<'_> {
             }
             self.client.seen_params = conn.state.params.clone();
         }
-        self.cancel
-            .attach(Some(CancelTarget {
-                upstream: Arc::clone(&conn.target),
-                key: conn.key.clone(),
-            }))
-            .await;
+        self.cancel.attach(Some(cancel_target(conn))).await;
         self.server = Some(Attached {
             pooled,
             queue: ResponseQueue::default(),
+            unnamed_is_clients: false,
         });
         if !out.is_empty() {
             self.client
@@ -427,9 +468,45 @@ impl Session<'_> {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
-        let Probe { settings, pins, .. } = probe_server(server.pooled.conn())
+        let conn = server.pooled.conn();
+        let probe = probe_server(conn, &self.client.custom_settings)
             .await
             .map_err(Ending::ServerGone)?;
+        // A simple query drops the unnamed statement.
+        server.unnamed_is_clients = false;
+        let Probe {
+            mut settings, pins, ..
+        } = probe;
+        // A startup setting that is gone was reset: on a direct connection
+        // that returns it to its startup value, not the server's default.
+        let reset: Vec<(String, String)> = self
+            .client
+            .startup_settings
+            .iter()
+            .filter(|(name, _)| !settings.contains_key(*name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let mut told = BytesMut::new();
+        if let Some(query) = apply_settings_query(&reset) {
+            match conn.simple_query(&query, RESET_TIMEOUT).await {
+                Ok(None) => {}
+                Ok(Some(error)) => {
+                    return Err(Ending::ServerGone(format!(
+                        "restoring startup settings failed: {}",
+                        error.message
+                    )));
+                }
+                Err(error) => return Err(Ending::ServerGone(error.to_string())),
+            }
+            settings.extend(reset);
+            for (name, value) in &conn.state.params {
+                if self.client.seen_params.get(name) != Some(value) {
+                    messages::parameter_status(&mut told, name, value);
+                }
+            }
+            self.client.seen_params = conn.state.params.clone();
+        }
+        conn.applied = settings.clone();
         self.client.settings = settings;
         self.client.needs_probe = false;
         let load = self.client.pins.remove(&PinReason::Load);
@@ -445,6 +522,13 @@ impl Session<'_> {
         }
         if let Some(statement) = load {
             self.client.pins.insert(PinReason::Load, statement);
+        }
+        if !told.is_empty() {
+            self.client
+                .stream
+                .write_all(&told)
+                .await
+                .map_err(|_| Ending::ClientGone)?;
         }
         Ok(())
     }
@@ -525,8 +609,9 @@ impl Session<'_> {
     /// After a reset under transaction pooling, learns what the server
     /// connection really holds now.
     async fn resync(&self, conn: &mut ServerConn) -> Result<(), String> {
-        let probe = probe_server(conn).await?;
+        let probe = probe_server(conn, &BTreeSet::new()).await?;
         if probe.pins.is_empty() {
+            conn.applied = probe.settings;
             Ok(())
         } else {
             Err("session state survived the reset query".into())
@@ -534,11 +619,11 @@ impl Session<'_> {
     }
 }
 
-/// Asks the server connection for its session state (see [`PROBE_QUERY`])
-/// and brings churnstile's record of its settings and prepared statements
-/// in line with the answer.
-async fn probe_server(conn: &mut ServerConn) -> Result<Probe, String> {
-    let rows = match conn.query_rows(PROBE_QUERY, RESET_TIMEOUT).await {
+/// Asks the server connection for its session state (see [`probe_query`];
+/// `custom` names custom settings the client touched) and keeps only the
+/// prepared statements it still holds in churnstile's record.
+async fn probe_server(conn: &mut ServerConn, custom: &BTreeSet<String>) -> Result<Probe, String> {
+    let rows = match conn.query_rows(&probe_query(custom), RESET_TIMEOUT).await {
         Ok(Ok(rows)) => rows,
         Ok(Err(error)) => return Err(format!("session state query failed: {}", error.message)),
         Err(error) => return Err(error.to_string()),
@@ -546,8 +631,15 @@ async fn probe_server(conn: &mut ServerConn) -> Result<Probe, String> {
     let probe = parse_probe(&rows);
     conn.statements
         .retain(|name| probe.statements.contains(name));
-    conn.applied = probe.settings.clone();
     Ok(probe)
+}
+
+/// Where a cancel for the client goes while it uses `conn`.
+fn cancel_target(conn: &ServerConn) -> CancelTarget {
+    CancelTarget {
+        upstream: Arc::clone(&conn.target),
+        key: conn.key.clone(),
+    }
 }
 
 fn no_server(error: CheckoutError<UpstreamError>) -> Ending {

@@ -7,16 +7,27 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::backend::Row;
-use super::params::apply_settings_query;
+use super::params::{apply_settings_query, literal};
 use super::sql::PinReason;
 
 /// Session settings by name, as `pg_settings` spells them.
 pub type Settings = BTreeMap<String, String>;
 
-/// One query asking the server for its session settings, the state that
-/// pins, and the protocol-level prepared statements it holds.
-pub const PROBE_QUERY: &str = "SELECT 's', name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
+/// Asks the server for its session settings, the state that pins, and the
+/// protocol-level prepared statements it holds. `pg_settings` leaves out
+/// `role` (SET ROLE), so it is asked for by name. The client's own
+/// statement and lock timeouts are read first and then lifted for the rest,
+/// so they cannot cut the probe short.
+const PROBE_TIMEOUTS: &str = "SELECT 's', name, pg_catalog.current_setting(name) \
+     FROM pg_catalog.pg_settings \
+     WHERE source = 'session' AND name IN ('statement_timeout', 'lock_timeout'); \
+     BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; ";
+
+const PROBE_STATE: &str = "SELECT 's', name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
      WHERE source = 'session' AND name NOT LIKE 'transaction\\_%' \
+     AND name NOT IN ('statement_timeout', 'lock_timeout') \
+     UNION ALL SELECT 's', 'role', pg_catalog.current_setting('role') \
+     WHERE pg_catalog.current_setting('role') <> 'none' \
      UNION ALL SELECT 'p', 'listen', count(*)::text FROM pg_catalog.pg_listening_channels() \
      UNION ALL SELECT 'p', 'advisory_lock', count(*)::text FROM pg_catalog.pg_locks \
      WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() \
@@ -25,6 +36,25 @@ pub const PROBE_QUERY: &str = "SELECT 's', name, pg_catalog.current_setting(name
      UNION ALL SELECT 'p', 'hold_cursor', count(*)::text FROM pg_catalog.pg_cursors WHERE is_holdable \
      UNION ALL SELECT 'p', 'sql_prepare', count(*)::text FROM pg_catalog.pg_prepared_statements WHERE from_sql \
      UNION ALL SELECT 'q', name, '' FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql";
+
+/// Most custom settings asked for by name in one probe.
+pub const MAX_CUSTOM_SETTINGS: usize = 64;
+
+/// The probe, also asking for the custom settings (`myapp.tenant`) named in
+/// `custom`, which `pg_settings` does not list; a custom setting that is
+/// empty counts as not set, as RESET leaves it empty.
+pub fn probe_query(custom: &BTreeSet<String>) -> String {
+    let mut query = format!("{PROBE_TIMEOUTS}{PROBE_STATE}");
+    for name in custom.iter().take(MAX_CUSTOM_SETTINGS) {
+        let name = literal(name);
+        query.push_str(&format!(
+            " UNION ALL SELECT 's', {name}, v FROM \
+             (SELECT pg_catalog.current_setting({name}, true) AS v) AS custom WHERE v <> ''"
+        ));
+    }
+    query.push_str("; COMMIT");
+    query
+}
 
 /// What the server reported about a session.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,7 +65,7 @@ pub struct Probe {
     pub statements: BTreeSet<String>,
 }
 
-/// Reads the rows of [`PROBE_QUERY`].
+/// Reads the rows of [`probe_query`].
 pub fn parse_probe(rows: &[Row]) -> Probe {
     let mut probe = Probe::default();
     for row in rows {
@@ -70,20 +100,29 @@ pub fn transition_query(
     wanted: &Settings,
     reported: &BTreeMap<String, String>,
 ) -> Option<String> {
-    let changes: Vec<(String, String)> = wanted
+    let mut changes: Vec<(String, String)> = wanted
         .iter()
         .filter(|(name, value)| {
             applied.get(*name) != Some(value) && reported.get(*name) != Some(value)
         })
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    let resets: Vec<String> = applied
+    // The role changes last and is reset first, so the other settings are
+    // changed with the login role's privileges.
+    changes.sort_by_key(|(name, _)| name == "role");
+    let reset = |name: &String| format!("RESET \"{}\"", name.replace('"', "\"\""));
+    let mut statements: Vec<String> = applied
         .keys()
-        .filter(|name| !wanted.contains_key(*name))
-        .map(|name| format!("RESET \"{}\"", name.replace('"', "\"\"")))
+        .filter(|name| *name == "role" && !wanted.contains_key(*name))
+        .map(reset)
         .collect();
-    let mut statements: Vec<String> = apply_settings_query(&changes).into_iter().collect();
-    statements.extend(resets);
+    statements.extend(apply_settings_query(&changes));
+    statements.extend(
+        applied
+            .keys()
+            .filter(|name| *name != "role" && !wanted.contains_key(*name))
+            .map(reset),
+    );
     (!statements.is_empty()).then(|| statements.join("; "))
 }
 
@@ -127,6 +166,37 @@ mod tests {
             "SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false); RESET \"work_mem\""
         );
         assert_eq!(transition_query(&wanted, &wanted, &BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn the_role_is_reset_first_and_set_last() {
+        let applied = settings(&[("role", "reader"), ("work_mem", "8MB")]);
+        let wanted = settings(&[("role", "writer"), ("search_path", "a")]);
+        assert_eq!(
+            transition_query(&applied, &wanted, &BTreeMap::new()).unwrap(),
+            "SELECT pg_catalog.set_config(E'search_path', E'a', false), \
+             pg_catalog.set_config(E'role', E'writer', false); RESET \"work_mem\""
+        );
+        assert_eq!(
+            transition_query(
+                &applied,
+                &settings(&[("work_mem", "8MB")]),
+                &BTreeMap::new()
+            )
+            .unwrap(),
+            "RESET \"role\""
+        );
+    }
+
+    #[test]
+    fn custom_settings_are_probed_by_name() {
+        let query = probe_query(&BTreeSet::from(["myapp.tenant".to_owned()]));
+        assert!(query.starts_with(PROBE_TIMEOUTS));
+        assert!(query.ends_with(
+            "SELECT 's', E'myapp.tenant', v FROM \
+             (SELECT pg_catalog.current_setting(E'myapp.tenant', true) AS v) AS custom \
+             WHERE v <> ''; COMMIT"
+        ));
     }
 
     #[test]

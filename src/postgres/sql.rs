@@ -62,8 +62,11 @@ pub struct Analysis {
     pub pins: Vec<(PinReason, String)>,
     /// It opens an explicit transaction block.
     pub begins_transaction: bool,
-    /// It runs DISCARD ALL.
-    pub discards_all: bool,
+    /// It deallocates every prepared statement (DISCARD ALL, DEALLOCATE ALL).
+    pub drops_prepared_statements: bool,
+    /// Custom settings (`myapp.tenant`) it sets or resets: `pg_settings`
+    /// does not list those, so the server is asked for them by name.
+    pub custom_settings: Vec<String>,
 }
 
 /// Analyses every statement in `sql`.
@@ -123,17 +126,23 @@ fn classify(statement: &Statement<'_>, analysis: &mut Analysis) {
     let has = |needle: &[&str]| words.windows(needle.len()).any(|w| w == needle);
     match words.as_slice() {
         ["SET", "LOCAL", ..] | ["SET", "TRANSACTION", ..] => {}
-        ["SET", ..]
-        | ["RESET", ..]
-        | ["UNLISTEN", ..]
-        | ["DEALLOCATE", ..]
-        | ["DROP", ..]
-        | ["CLOSE", ..] => {
+        ["SET", ..] | ["RESET", ..] => {
+            analysis.touches_session = true;
+            analysis
+                .custom_settings
+                .extend(set_target(statement.text).filter(|name| name.contains('.')));
+        }
+        ["DEALLOCATE", rest @ ..] => {
+            analysis.touches_session = true;
+            let rest = rest.strip_prefix(&["PREPARE"]).unwrap_or(rest);
+            analysis.drops_prepared_statements |= rest == ["ALL"];
+        }
+        ["UNLISTEN", ..] | ["DROP", ..] | ["CLOSE", ..] => {
             analysis.touches_session = true;
         }
         ["DISCARD", rest @ ..] => {
             analysis.touches_session = true;
-            analysis.discards_all |= rest.first() == Some(&"ALL");
+            analysis.drops_prepared_statements |= rest.first() == Some(&"ALL");
         }
         ["LISTEN", ..] => analysis.pins.push((PinReason::Listen, text.clone())),
         ["LOAD", ..] => analysis.pins.push((PinReason::Load, text.clone())),
@@ -147,6 +156,11 @@ fn classify(statement: &Statement<'_>, analysis: &mut Analysis) {
         }
         ["BEGIN", ..] | ["START", "TRANSACTION", ..] => analysis.begins_transaction = true,
         _ => {}
+    }
+    if words.contains(&"SET_CONFIG") {
+        analysis
+            .custom_settings
+            .extend(set_config_targets(statement.text).filter(|name| name.contains('.')));
     }
     for word in &words {
         match *word {
@@ -168,6 +182,69 @@ fn classify(statement: &Statement<'_>, analysis: &mut Analysis) {
     if !analysis.pins.is_empty() {
         analysis.touches_session = true;
     }
+}
+
+/// `name` as a custom setting name (`myapp.tenant`), folded to lower case;
+/// `None` for built-in settings and anything but a plain dotted name.
+pub fn custom_setting_name(name: &str) -> Option<String> {
+    setting_name(name).filter(|folded| folded.contains('.') && folded.len() == name.len())
+}
+
+/// The setting `SET [SESSION] name ...` or `RESET name` names, as
+/// PostgreSQL folds it.
+fn set_target(text: &str) -> Option<String> {
+    let rest = strip_keyword(text, "SET").or_else(|| strip_keyword(text, "RESET"))?;
+    let rest = strip_keyword(rest, "SESSION").unwrap_or(rest);
+    setting_name(rest)
+}
+
+/// The setting names given as literals to `set_config('name', ...)`.
+fn set_config_targets(text: &str) -> impl Iterator<Item = String> + '_ {
+    let lower = text.to_ascii_lowercase();
+    let starts: Vec<usize> = lower.match_indices("set_config").map(|(i, _)| i).collect();
+    starts.into_iter().filter_map(move |start| {
+        let rest = text[start + "set_config".len()..].trim_start();
+        let rest = rest.strip_prefix('(')?.trim_start().strip_prefix('\'')?;
+        let name = &rest[..rest.find('\'')?];
+        setting_name(name)
+    })
+}
+
+/// A setting name at the start of `text`: dotted identifier parts, each
+/// unquoted (folded to lower case) or double-quoted. Only names made of
+/// identifier characters are returned, so they are safe to ask about.
+fn setting_name(text: &str) -> Option<String> {
+    let mut name = String::new();
+    let mut rest = text;
+    loop {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            name.push_str(&quoted[..end].to_ascii_lowercase());
+            rest = &quoted[end + 1..];
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.'))
+                .unwrap_or(rest.len());
+            name.push_str(&rest[..end].to_ascii_lowercase());
+            rest = &rest[end..];
+        }
+        match rest.strip_prefix('.') {
+            Some(after) => {
+                name.push('.');
+                rest = after;
+            }
+            None if rest.starts_with('"') => {}
+            None => break,
+        }
+    }
+    let valid = !name.is_empty()
+        && name.split('.').all(|part| {
+            part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        });
+    valid.then_some(name)
 }
 
 /// `CREATE [GLOBAL | LOCAL] {TEMP | TEMPORARY} ...`
@@ -337,6 +414,27 @@ mod tests {
     }
 
     #[test]
+    fn custom_settings_are_named_as_postgres_folds_them() {
+        let names = |sql| analyze(sql).custom_settings;
+        assert_eq!(names("SET myapp.Tenant = 'a'"), vec!["myapp.tenant"]);
+        assert_eq!(names("set session \"MyApp\".x to 1"), vec!["myapp.x"]);
+        assert_eq!(names("RESET myapp.tenant"), vec!["myapp.tenant"]);
+        assert_eq!(
+            names("SELECT pg_catalog.set_config( 'a.b', $1, false), set_config('c.d', 'x', false)"),
+            vec!["a.b", "c.d"]
+        );
+        assert!(names("SET work_mem = '1MB'").is_empty());
+        assert!(names("SET LOCAL myapp.tenant = 'a'").is_empty());
+        assert!(names("SELECT set_config($1, 'x', false)").is_empty());
+        assert!(names("SET \"my app\".x = 1").is_empty());
+        assert!(
+            names("SET a.b'; DROP TABLE t; --.c = 1")
+                .iter()
+                .all(|n| n == "a.b")
+        );
+    }
+
+    #[test]
     fn pinning_statements_are_recognised() {
         assert_eq!(pins("LISTEN chan"), vec![PinReason::Listen]);
         assert_eq!(
@@ -383,8 +481,10 @@ mod tests {
     fn transactions_and_discard_all() {
         assert!(analyze("begin").begins_transaction);
         assert!(analyze("START TRANSACTION READ ONLY").begins_transaction);
-        assert!(analyze("DISCARD ALL").discards_all);
-        assert!(!analyze("DISCARD PLANS").discards_all);
+        assert!(analyze("DISCARD ALL").drops_prepared_statements);
+        assert!(analyze("SELECT 1; deallocate prepare all").drops_prepared_statements);
+        assert!(!analyze("DISCARD PLANS").drops_prepared_statements);
+        assert!(!analyze("DEALLOCATE all_of_them").drops_prepared_statements);
     }
 
     #[test]
