@@ -77,6 +77,7 @@ pub(super) fn client_to_server(
         pins: &mut client.pins,
     };
     let state = &mut conn.state;
+    let traffic = &mut client.traffic;
     let scanned = client.scanner.scan(
         &client.buf,
         |tag| frontend_framing(tag, inspect),
@@ -86,6 +87,7 @@ pub(super) fn client_to_server(
                 return Verdict::StopBefore;
             }
             state.note_sent(tag);
+            traffic.client_sent(tag);
             if pooling {
                 rewriter.handle(tag, body, out)
             } else {
@@ -117,10 +119,14 @@ pub(super) fn server_to_client(
     let state = &mut conn.state;
     let queue = &mut server.queue;
     let seen_params = &mut client.seen_params;
+    let traffic = &mut client.traffic;
     let scanned = conn
         .scanner
         .scan(&conn.read_buf, framing, &mut out, |tag, body, out| {
             state.observe(tag, body);
+            if let (b'Z', Some(&[status])) = (tag, body) {
+                traffic.ready_for_query(status, state.pending_ready > 0);
+            }
             if let (b'S', Some(mut body)) = (tag, body)
                 && let (Some(name), Some(value)) =
                     (codec::take_cstr(&mut body), codec::take_cstr(&mut body))
