@@ -40,20 +40,15 @@ impl SessionTraffic {
     /// The client sent a message of type `tag` on to the server.
     pub(super) fn client_sent(&mut self, tag: u8) {
         match tag {
-            // Simple query, Execute, function call.
+            // Simple query, Execute, function call: a transaction starts
+            // with its first query (a Parse and Describe alone start none).
             b'Q' | b'E' | b'F' => {
                 self.pending.queries += 1;
-                self.begin();
+                if self.transaction_started.is_none() {
+                    self.transaction_started = Some(Instant::now());
+                }
             }
-            // Parse and Bind start work before their Execute.
-            b'P' | b'B' => self.begin(),
             _ => {}
-        }
-    }
-
-    fn begin(&mut self) {
-        if self.transaction_started.is_none() {
-            self.transaction_started = Some(Instant::now());
         }
     }
 
@@ -129,8 +124,12 @@ mod tests {
         }
         session.ready_for_query(b'I', true);
         session.ready_for_query(b'I', false);
-        // A lone Sync: no transaction.
+        // A lone Sync, or a statement only prepared: no transaction.
         session.client_sent(b'S');
+        session.ready_for_query(b'I', false);
+        for tag in *b"PDS" {
+            session.client_sent(tag);
+        }
         session.ready_for_query(b'I', false);
         let counted = session.take();
         assert_eq!(counted.queries, 2);
