@@ -272,9 +272,6 @@ impl Session<'_> {
                         if let Err(ending) = self.relay_server_bytes().await {
                             return ending;
                         }
-                        if self.client.traffic.transaction_ended() {
-                            self.count_traffic();
-                        }
                     }
                 },
             }
@@ -329,6 +326,7 @@ impl Session<'_> {
     }
 
     /// Forwards what the server sent, routed through the response queue.
+    /// A transaction that ended is counted before the client hears so.
     async fn relay_server_bytes(&mut self) -> Result<(), Ending> {
         let pooling = self.pooling();
         let Some(server) = self.server.as_mut() else {
@@ -336,8 +334,11 @@ impl Session<'_> {
         };
         let out = relay::server_to_client(&mut self.client, server, pooling)
             .map_err(|error| Ending::ServerGone(error.to_string()))?;
+        self.client.traffic.sent(out.len());
+        if self.client.traffic.transaction_ended() {
+            self.count_traffic();
+        }
         if !out.is_empty() {
-            self.client.traffic.sent(out.len());
             self.client
                 .stream
                 .write_all(&out)
