@@ -1,6 +1,8 @@
 //! Metric names and recording helpers in one place. Events that only the
-//! hot path sees (accepts, refused logins, session ends) are recorded as
-//! they happen; everything a pool or the registry already counts is copied
+//! hot path sees (accepts, refusals, session ends) are recorded as they
+//! happen; wait and transaction times go to histograms through handles a
+//! session looks up once; everything a pool or the registry already counts
+//! (connections opened and closed, transactions, queries, bytes) is copied
 //! into the recorder when /metrics is scraped, so it costs nothing until
 //! then; host gauges come from /proc on a timer. With no metrics endpoint
 //! configured, no recorder is installed and the helpers do nothing.
