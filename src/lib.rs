@@ -9,6 +9,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pool;
 pub mod postgres;
+pub mod ratelimit;
 pub mod registry;
 pub mod server;
 pub mod stream;

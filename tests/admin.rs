@@ -1,6 +1,7 @@
 //! The admin console as an operator uses it through a real client
 //! (tokio-postgres, simple query protocol): SHOW POOLS, CLIENTS, SERVERS,
-//! STATS, DATABASES, CONFIG and VERSION describe what is connected; PAUSE
+//! STATS, CHURN, DATABASES, CONFIG and VERSION describe what is connected
+//! and what it did; PAUSE
 //! holds new queries and RESUME lets them finish; KILL disconnects a
 //! database's clients; RELOAD applies a re-read config file; non-admin
 //! users and unknown commands get clear errors.
@@ -193,7 +194,61 @@ async fn show_pools_clients_and_servers_describe_connected_and_waiting_clients()
     assert_eq!(app["total_server_assignment_count"], "3");
     assert_eq!(app["total_server_connections"], "2");
     assert_eq!(app["reuse_ratio"], "1.50");
+    // Two pg_backend_pid() queries and the waiter's, each its own transaction.
+    assert_eq!(app["total_xact_count"], "3");
+    assert_eq!(app["total_query_count"], "3");
+    for column in ["total_received", "total_sent", "total_xact_time"] {
+        let value: u64 = app[column].parse().unwrap();
+        assert!(value > 0, "{column} = {value}");
+    }
+    let average: u64 = app["avg_xact_time"].parse().unwrap();
+    assert!(average <= app["total_xact_time"].parse().unwrap());
     drop(second);
+}
+
+#[tokio::test]
+async fn show_churn_sets_client_connects_against_upstream_connects_and_time_wait() {
+    const CLIENTS: usize = 4;
+    let pg = PgServer::start();
+    // server_lifetime = 0: each client's upstream connection is closed by
+    // churnstile when the client leaves, leaving a TIME_WAIT socket here.
+    let proxy = proxy(&pg, "[pool]\nserver_lifetime = 0\n");
+    for _ in 0..CLIENTS {
+        let client = app_client(&proxy).await;
+        assert_eq!(scalar(&client, "SELECT 'churn'").await, "churn");
+    }
+    let console = admin(&proxy).await;
+    let upstream = format!("{}:{}", pg.host(), pg.port());
+    let row = support::wait::poll_until(
+        "SHOW CHURN counts every client's upstream connection closed",
+        WAIT,
+        async || {
+            let rows = rows(&console, "SHOW CHURN").await;
+            let row = rows
+                .into_iter()
+                .find(|row| row["database"] == APP_DB && row["user"] == MD5_USER.name)
+                .expect("SHOW CHURN lists app/md5_user");
+            let time_wait: usize = row["time_wait"].parse().unwrap();
+            if time_wait >= CLIENTS {
+                Ok(row)
+            } else {
+                Err(row)
+            }
+        },
+    )
+    .await;
+    assert_eq!(row["client_connects"], CLIENTS.to_string());
+    assert_eq!(row["upstream_connects"], CLIENTS.to_string());
+    assert_eq!(row["upstream_connect_failures"], "0");
+    assert_eq!(row["reuse_ratio"], "1.00");
+    assert_eq!(row["upstream"], upstream);
+    let other_users = rows(&console, "SHOW CHURN")
+        .await
+        .into_iter()
+        .filter(|row| row["user"] != MD5_USER.name)
+        .map(|row| row["client_connects"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(other_users, owned(&["0", "0"]), "one row per pool");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,7 +383,7 @@ async fn non_admin_users_are_refused_and_unknown_commands_are_errors() {
     assert_eq!(sqlstate(&error), "0A000", "extended protocol is refused");
     assert_eq!(
         rows(&console, "SHOW HELP").await.len(),
-        12,
+        13,
         "the session goes on"
     );
 }

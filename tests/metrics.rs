@@ -1,8 +1,9 @@
 //! The Prometheus endpoint as an operator scrapes it: exact client and
 //! upstream counts after churn through a small pool, the reuse ratio they
-//! imply, refused logins by SQLSTATE, session lifetimes, TIME_WAIT sockets
-//! on this host toward an upstream and on a listener, and plain HTTP/1.1
-//! behaviour (keep-alive, 404).
+//! imply, refused logins by SQLSTATE, session lifetimes, exact transaction
+//! and query counts, bytes, wait and transaction histograms, upstream
+//! closes by reason, TIME_WAIT sockets on this host toward an upstream and
+//! on a listener, and plain HTTP/1.1 behaviour (keep-alive, 404).
 
 mod support;
 
@@ -133,11 +134,11 @@ async fn churn_through_a_small_pool_shows_every_client_and_few_upstream_connecti
     let refused = proxy.try_connect(USER, "wrong", APP_DB).await;
     assert!(refused.is_err());
 
-    let pool = [("database", APP_DB), ("user", USER)];
+    let pool = pool_labels(&[]);
     let text = scrape_until(
         metrics,
         "churnstile_client_session_seconds_count",
-        &[("database", APP_DB)],
+        &pool,
         CLIENTS as f64,
         Duration::from_secs(10),
     )
@@ -146,7 +147,11 @@ async fn churn_through_a_small_pool_shows_every_client_and_few_upstream_connecti
         value(&text, "churnstile_client_logins_total", &pool),
         CLIENTS as f64
     );
-    let opened = value(&text, "churnstile_server_connections_opened_total", &pool);
+    let opened = value(
+        &text,
+        "churnstile_upstream_connections_opened_total",
+        &pool_labels(&[("result", "ok")]),
+    );
     assert!(
         (1.0..=POOL_SIZE as f64).contains(&opened),
         "{CLIENTS} clients through a pool of {POOL_SIZE} opened {opened} upstream connections"
@@ -173,6 +178,36 @@ async fn churn_through_a_small_pool_shows_every_client_and_few_upstream_connecti
         1.0
     );
     assert_eq!(
+        value(
+            &text,
+            "churnstile_client_connections_rejected_total",
+            &[("reason", "login_failure")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&text, "churnstile_transactions_total", &pool),
+        CLIENTS as f64,
+        "one SELECT each"
+    );
+    // The shortest session bucket (1 ms) exists; the longest (1 h) holds them all.
+    assert!(
+        sample(
+            &text,
+            "churnstile_client_session_seconds_bucket",
+            &pool_labels(&[("le", "0.001")])
+        )
+        .is_some()
+    );
+    assert_eq!(
+        value(
+            &text,
+            "churnstile_client_session_seconds_bucket",
+            &pool_labels(&[("le", "3600")])
+        ),
+        CLIENTS as f64
+    );
+    assert_eq!(
         value(&text, "churnstile_pool_size", &pool),
         POOL_SIZE as f64
     );
@@ -181,9 +216,7 @@ async fn churn_through_a_small_pool_shows_every_client_and_few_upstream_connecti
         0.0
     );
     // Every client and the harness's readiness probe were accepted.
-    assert!(
-        value(&text, "churnstile_client_connections_accepted_total", &[]) >= CLIENTS as f64 + 1.0
-    );
+    assert!(value(&text, "churnstile_client_connections_total", &[]) >= CLIENTS as f64 + 1.0);
     let text = scrape_until(
         metrics,
         "churnstile_clients_connected",
@@ -192,11 +225,11 @@ async fn churn_through_a_small_pool_shows_every_client_and_few_upstream_connecti
         Duration::from_secs(10),
     )
     .await;
-    let active = [("database", APP_DB), ("user", USER), ("state", "active")];
+    let active = pool_labels(&[("state", "active")]);
     assert_eq!(value(&text, "churnstile_pool_clients", &active), 0.0);
-    let idle_servers = [("database", APP_DB), ("user", USER), ("state", "idle")];
+    let idle_servers = pool_labels(&[("state", "idle")]);
     assert_eq!(
-        value(&text, "churnstile_server_connections", &idle_servers),
+        value(&text, "churnstile_upstream_connections", &idle_servers),
         opened
     );
     assert_eq!(
@@ -207,6 +240,120 @@ async fn churn_through_a_small_pool_shows_every_client_and_few_upstream_connecti
         ),
         1.0
     );
+}
+
+/// Labels of the app/md5_user pool's series, with `extra` after them.
+fn pool_labels<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut labels = vec![
+        ("database", APP_DB),
+        ("user", USER),
+        ("protocol", "postgres"),
+    ];
+    labels.extend_from_slice(extra);
+    labels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_queries_bytes_and_lifetime_closes_are_counted_exactly() {
+    /// Explicit transactions of BEGIN, SELECT, COMMIT.
+    const EXPLICIT: usize = 3;
+    const RESULT_BYTES: usize = 100_000;
+    let pg = PgServer::start();
+    // server_lifetime = 0: every connection given back is closed as expired.
+    let (proxy, metrics) = proxy_with_metrics(
+        &pg,
+        "[pool]\npool_mode = \"transaction\"\nserver_lifetime = 0\n",
+    );
+    let client = proxy.connect(USER, PASSWORD, APP_DB).await;
+    for round in 0..EXPLICIT {
+        client.simple_query("BEGIN").await.unwrap();
+        client
+            .simple_query(&format!("SELECT {round}"))
+            .await
+            .unwrap();
+        client.simple_query("COMMIT").await.unwrap();
+    }
+    let rows = client
+        .simple_query(&format!("SELECT repeat('x', {RESULT_BYTES})"))
+        .await
+        .unwrap();
+    assert!(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))));
+    client.simple_query("SELECT 1").await.unwrap();
+    drop(client);
+    let transactions = EXPLICIT + 2;
+    let queries = EXPLICIT * 3 + 2;
+
+    let pool = pool_labels(&[]);
+    let text = scrape_until(
+        metrics,
+        "churnstile_client_session_seconds_count",
+        &pool,
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        value(&text, "churnstile_transactions_total", &pool),
+        transactions as f64
+    );
+    assert_eq!(
+        value(&text, "churnstile_queries_total", &pool),
+        queries as f64
+    );
+    let sent = value(&text, "churnstile_client_bytes_sent_total", &pool);
+    assert!(sent >= RESULT_BYTES as f64, "{sent} bytes sent");
+    let received = value(&text, "churnstile_client_bytes_received_total", &pool);
+    assert!(received > 0.0, "{received} bytes received");
+    assert_eq!(
+        value(
+            &text,
+            "churnstile_transaction_seconds_bucket",
+            &pool_labels(&[("le", "+Inf")])
+        ),
+        transactions as f64
+    );
+    assert!(
+        value(
+            &text,
+            "churnstile_transaction_seconds_bucket",
+            &pool_labels(&[("le", "60")])
+        ) == transactions as f64,
+        "every transaction took under a minute"
+    );
+    // Login, then one checkout per transaction, each waited for once.
+    let checkouts = value(&text, "churnstile_pool_checkouts_total", &pool);
+    assert_eq!(checkouts, transactions as f64 + 1.0);
+    assert_eq!(
+        value(
+            &text,
+            "churnstile_pool_wait_seconds_bucket",
+            &pool_labels(&[("le", "+Inf")])
+        ),
+        checkouts
+    );
+    let opened = value(
+        &text,
+        "churnstile_upstream_connections_opened_total",
+        &pool_labels(&[("result", "ok")]),
+    );
+    assert_eq!(opened, checkouts, "none lived to be reused");
+    assert_eq!(
+        value(
+            &text,
+            "churnstile_upstream_connections_closed_total",
+            &pool_labels(&[("reason", "lifetime")])
+        ),
+        opened
+    );
+    assert_eq!(
+        value(
+            &text,
+            "churnstile_upstream_connections_closed_total",
+            &pool_labels(&[("reason", "error")])
+        ),
+        0.0
+    );
+    assert_eq!(value(&text, "churnstile_clients_pinned", &[]), 0.0);
 }
 
 /// Opens a connection to `listener` and closes it from the connecting side

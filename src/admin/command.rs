@@ -9,6 +9,7 @@ pub(super) enum Listing {
     Clients,
     Servers,
     Stats,
+    Churn,
     Databases,
     Config,
     Version,
@@ -85,6 +86,7 @@ fn listing(word: &str) -> Result<Listing, CommandError> {
         "CLIENTS" => Listing::Clients,
         "SERVERS" => Listing::Servers,
         "STATS" => Listing::Stats,
+        "CHURN" => Listing::Churn,
         "DATABASES" => Listing::Databases,
         "CONFIG" => Listing::Config,
         "VERSION" => Listing::Version,
@@ -109,7 +111,14 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ),
     ("SHOW CLIENTS", "every logged-in client"),
     ("SHOW SERVERS", "every open server connection"),
-    ("SHOW STATS", "totals per database since start"),
+    (
+        "SHOW STATS",
+        "totals per database since start: transactions, queries, bytes, wait and transaction times",
+    ),
+    (
+        "SHOW CHURN",
+        "per pool: client connects against upstream connects, reuse ratio, TIME_WAIT toward the upstream",
+    ),
     (
         "SHOW DATABASES",
         "configured databases, their pool settings and state",
@@ -142,10 +151,11 @@ mod tests {
     #[test]
     fn commands_parse_case_insensitively_with_semicolons() {
         assert_eq!(
-            parse("show pools;  SHOW Clients ;"),
+            parse("show pools;  SHOW Clients ;show churn"),
             vec![
                 Ok(Command::Show(Listing::Pools)),
-                Ok(Command::Show(Listing::Clients))
+                Ok(Command::Show(Listing::Clients)),
+                Ok(Command::Show(Listing::Churn))
             ]
         );
         assert_eq!(parse("PAUSE"), vec![Ok(Command::Pause(None))]);

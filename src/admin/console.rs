@@ -118,7 +118,7 @@ async fn run_query(service: &PgService, sql: &str, out: &mut BytesMut) {
 async fn execute(service: &PgService, command: Command, out: &mut BytesMut) -> Result<(), Failed> {
     let tag = match command {
         Command::Show(listing) => {
-            show(service, listing).encode("SHOW", out);
+            show(service, listing).await.encode("SHOW", out);
             return Ok(());
         }
         Command::Pause(database) => {

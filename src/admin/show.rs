@@ -14,12 +14,16 @@ use crate::postgres::service::{PgPool, PgService};
 use crate::registry::ClientState;
 
 /// The table for `listing`.
-pub(super) fn show(service: &PgService, listing: Listing) -> Table {
+pub(super) async fn show(service: &PgService, listing: Listing) -> Table {
     match listing {
         Listing::Pools => pools(service),
         Listing::Clients => clients(service),
         Listing::Servers => servers(service),
         Listing::Stats => stats(service),
+        Listing::Churn => {
+            let time_wait = crate::metrics::upstream_time_wait(service.tcp_upstreams()).await;
+            churn(service, &time_wait)
+        }
         Listing::Databases => databases(service),
         Listing::Config => config(service),
         Listing::Version => version(),
@@ -198,56 +202,139 @@ fn servers(service: &PgService) -> Table {
     table
 }
 
+fn ratio(served: u64, opened: u64) -> String {
+    let ratio = if opened == 0 {
+        0.0
+    } else {
+        served as f64 / opened as f64
+    };
+    format!("{ratio:.2}")
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// PgBouncer's columns where churnstile counts the same thing (times in
+/// µs; `avg_xact_time` per transaction, `avg_wait_time` per assignment),
+/// then churnstile's own churn counters.
 fn stats(service: &PgService) -> Table {
     let mut table = Table::new(&[
         ("database", Kind::Text),
         ("total_server_assignment_count", Kind::Int),
+        ("total_xact_count", Kind::Int),
+        ("total_query_count", Kind::Int),
+        ("total_received", Kind::Int),
+        ("total_sent", Kind::Int),
+        ("total_xact_time", Kind::Int),
+        ("total_wait_time", Kind::Int),
+        ("avg_xact_time", Kind::Int),
+        ("avg_wait_time", Kind::Int),
         ("total_client_logins", Kind::Int),
         ("total_server_connections", Kind::Int),
         ("total_server_connect_failures", Kind::Int),
-        ("total_wait_time", Kind::Int),
         ("total_wait_timeouts", Kind::Int),
-        ("avg_wait_time", Kind::Int),
         ("reuse_ratio", Kind::Float),
     ]);
     let logins = service.clients.logins();
-    let mut per_database: BTreeMap<&str, [u64; 6]> = BTreeMap::new();
+    let mut per_database: BTreeMap<&str, [u64; 12]> = BTreeMap::new();
     for ((database, user), pool) in service.pools() {
         let stats = pool.stats();
         let served = logins
             .get(&(database.clone(), user.clone()))
             .copied()
             .unwrap_or(0);
-        let totals = per_database.entry(database).or_default();
-        let waited = u64::try_from(stats.wait_time.as_micros()).unwrap_or(u64::MAX);
+        let traffic = stats.traffic;
         let add = [
             stats.checkouts,
+            traffic.transactions,
+            traffic.queries,
+            traffic.bytes_received,
+            traffic.bytes_sent,
+            micros(traffic.transaction_time),
+            micros(stats.wait_time),
             served,
             stats.opened,
             stats.connect_failures,
-            waited,
             stats.wait_timeouts,
+            0,
         ];
+        let totals = per_database.entry(database).or_default();
         for (total, value) in totals.iter_mut().zip(add) {
             *total += value;
         }
     }
-    for (database, [assignments, logins, opened, failures, waited, timeouts]) in per_database {
-        let reuse = if opened == 0 {
-            0.0
-        } else {
-            logins as f64 / opened as f64
-        };
+    for (database, totals) in per_database {
+        let [
+            assignments,
+            transactions,
+            queries,
+            received,
+            sent,
+            xact_time,
+            wait_time,
+            logins,
+            opened,
+            failures,
+            timeouts,
+            _,
+        ] = totals;
         table.push(vec![
             text(database),
             num(assignments),
+            num(transactions),
+            num(queries),
+            num(received),
+            num(sent),
+            num(xact_time),
+            num(wait_time),
+            num(xact_time.checked_div(transactions).unwrap_or(0)),
+            num(wait_time.checked_div(assignments).unwrap_or(0)),
             num(logins),
             num(opened),
             num(failures),
-            num(waited),
             num(timeouts),
-            num(waited.checked_div(assignments).unwrap_or(0)),
-            num(format!("{reuse:.2}")),
+            num(ratio(logins, opened)),
+        ]);
+    }
+    table
+}
+
+/// Churn against reuse per pool: clients that logged in, upstream
+/// connections opened for them, and the TIME_WAIT sockets on this host
+/// toward the pool's upstream (`time_wait`, from `time_wait_by_upstream`;
+/// pools of one database share it).
+fn churn(service: &PgService, time_wait_by_upstream: &HashMap<String, usize>) -> Table {
+    let config = service.config.load();
+    let mut table = Table::new(&[
+        ("database", Kind::Text),
+        ("user", Kind::Text),
+        ("client_connects", Kind::Int),
+        ("upstream_connects", Kind::Int),
+        ("upstream_connect_failures", Kind::Int),
+        ("reuse_ratio", Kind::Float),
+        ("upstream", Kind::Text),
+        ("time_wait", Kind::Int),
+    ]);
+    let logins = service.clients.logins();
+    for (key, pool) in sorted_pools(service) {
+        let stats = pool.stats();
+        let served = logins.get(key).copied().unwrap_or(0);
+        let upstream = config
+            .databases
+            .get(&key.0)
+            .map(|db| crate::metrics::upstream_label(&db.host, db.port))
+            .unwrap_or_default();
+        let time_wait = time_wait_by_upstream.get(&upstream).copied().unwrap_or(0);
+        table.push(vec![
+            text(&key.0),
+            text(&key.1),
+            num(served),
+            num(stats.opened),
+            num(stats.connect_failures),
+            num(ratio(served, stats.opened)),
+            text(upstream),
+            num(time_wait),
         ]);
     }
     table

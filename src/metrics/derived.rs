@@ -1,10 +1,12 @@
 //! Metrics copied, at scrape time, from what the pools, the client registry
 //! and the pin counters already count: exact, and free between scrapes.
+//! Per-pool series carry `database`, `user` and `protocol` labels.
 
 use std::collections::HashMap;
 
-use super::MetricsSources;
 use super::names::*;
+use super::{MetricsSources, pool_labels};
+use crate::pool::CloseReason;
 use crate::postgres::sql::PinReason;
 use crate::registry::ClientState;
 use crate::server::accept::fd_exhausted_accepts;
@@ -49,40 +51,44 @@ pub(super) fn record(sources: &MetricsSources) {
             .unwrap_or(0);
         all_served += served;
         all_opened += stats.opened;
-        let labels = [("database", database.clone()), ("user", user.clone())];
-        let with_state = |state: &'static str| {
-            [
-                ("database", database.clone()),
-                ("user", user.clone()),
-                ("state", state.to_owned()),
-            ]
+        let labels = pool_labels(database, user);
+        let with = |key: &'static str, value: &'static str| {
+            let [database, user, protocol] = labels.clone();
+            [database, user, protocol, (key, value.to_owned())]
         };
         metrics::counter!(CLIENT_LOGINS, &labels).absolute(served);
-        metrics::counter!(SERVER_OPENED, &labels).absolute(stats.opened);
-        metrics::counter!(SERVER_CLOSED, &labels).absolute(stats.closed);
-        metrics::counter!(SERVER_CONNECT_FAILURES, &labels).absolute(stats.connect_failures);
+        metrics::counter!(UPSTREAM_OPENED, &with("result", "ok")).absolute(stats.opened);
+        metrics::counter!(UPSTREAM_OPENED, &with("result", "error"))
+            .absolute(stats.connect_failures);
+        for reason in CloseReason::ALL {
+            metrics::counter!(UPSTREAM_CLOSED, &with("reason", reason.as_str()))
+                .absolute(stats.closed_for(reason));
+        }
         metrics::counter!(POOL_CHECKOUTS, &labels).absolute(stats.checkouts);
         metrics::counter!(POOL_WAIT_TIMEOUTS, &labels).absolute(stats.wait_timeouts);
-        let waited = u64::try_from(stats.wait_time.as_micros()).unwrap_or(u64::MAX);
-        metrics::counter!(POOL_WAIT_MICROSECONDS, &labels).absolute(waited);
         metrics::gauge!(POOL_MAX_WAIT_SECONDS, &labels).set(stats.longest_wait.as_secs_f64());
         metrics::gauge!(POOL_SIZE, &labels).set(pool.limits().max_size as f64);
         metrics::gauge!(POOL_PAUSED, &labels).set(if pool.is_paused() { 1.0 } else { 0.0 });
         metrics::gauge!(POOL_REUSE_RATIO, &labels).set(ratio(served, stats.opened));
+        let traffic = stats.traffic;
+        metrics::counter!(TRANSACTIONS, &labels).absolute(traffic.transactions);
+        metrics::counter!(QUERIES, &labels).absolute(traffic.queries);
+        metrics::counter!(CLIENT_BYTES_RECEIVED, &labels).absolute(traffic.bytes_received);
+        metrics::counter!(CLIENT_BYTES_SENT, &labels).absolute(traffic.bytes_sent);
         let idle = stats.open.saturating_sub(stats.in_use);
         for (state, count) in [
             ("active", stats.in_use),
             ("idle", idle),
             ("login", stats.opening),
         ] {
-            metrics::gauge!(SERVER_CONNECTIONS, &with_state(state)).set(count as f64);
+            metrics::gauge!(UPSTREAM_CONNECTIONS, &with("state", state)).set(count as f64);
         }
         let [active, waiting, idle] = states
             .get(&(database.as_str(), user.as_str()))
             .copied()
             .unwrap_or_default();
         for (state, count) in [("active", active), ("waiting", waiting), ("idle", idle)] {
-            metrics::gauge!(POOL_CLIENTS, &with_state(state)).set(count as f64);
+            metrics::gauge!(POOL_CLIENTS, &with("state", state)).set(count as f64);
         }
     }
     metrics::gauge!(REUSE_RATIO).set(ratio(all_served, all_opened));
@@ -91,4 +97,5 @@ pub(super) fn record(sources: &MetricsSources) {
         let count = service.pin_counters.count(reason);
         metrics::counter!(CLIENT_PINS, "reason" => reason.as_str()).absolute(count);
     }
+    metrics::gauge!(CLIENTS_PINNED).set(service.pin_counters.pinned_now() as f64);
 }

@@ -10,15 +10,26 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::host::{self, HostTargets};
-use super::names::{BUILD_INFO, CLIENT_SESSION_SECONDS, describe_all};
+use super::names::{
+    BUILD_INFO, CLIENT_SESSION_SECONDS, POOL_WAIT_SECONDS, TRANSACTION_SECONDS, describe_all,
+};
 use super::{derived, http};
 use crate::postgres::service::PgService;
 use crate::server::bind::{BindError, bind_tcp};
 
-/// Buckets of the client session duration histogram, in seconds: from a
-/// churning PHP request to a long-lived application pool.
+/// Buckets of the client session duration histogram, in seconds, from
+/// 1 ms to 1 h: dense at the short end, where a churning client (a PHP
+/// request, a CGI script) connects, runs a query or two and leaves.
 const SESSION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 3600.0,
+];
+
+/// Buckets of the pool wait and transaction histograms, in seconds: 100 µs
+/// (an idle connection handed over at once) to a minute.
+const SHORT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Why the metrics endpoint could not start.
@@ -64,17 +75,8 @@ impl MetricsEndpoint {
     /// process runs. Once per process.
     pub fn start(self, sources: MetricsSources) -> Result<SocketAddr, MetricsError> {
         let handle = install_recorder()?;
-        let config = sources.service.config.load();
-        let mut upstreams: Vec<(String, u16)> = config
-            .databases
-            .values()
-            .filter(|db| !db.host.starts_with('/'))
-            .map(|db| (db.host.clone(), db.port))
-            .collect();
-        upstreams.sort();
-        upstreams.dedup();
         let targets = HostTargets {
-            upstreams,
+            upstreams: sources.service.tcp_upstreams(),
             listeners: sources.listeners.clone(),
         };
         host::spawn(targets, handle.clone());
@@ -93,6 +95,8 @@ fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
             Matcher::Full(CLIENT_SESSION_SECONDS.to_owned()),
             SESSION_BUCKETS,
         )?
+        .set_buckets_for_metric(Matcher::Full(POOL_WAIT_SECONDS.to_owned()), SHORT_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(TRANSACTION_SECONDS.to_owned()), SHORT_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::RecorderTaken)?;

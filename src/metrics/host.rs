@@ -2,10 +2,12 @@
 //! (never per scrape, so a busy scraper cannot make churnstile walk the
 //! socket tables): TIME_WAIT sockets toward each upstream and on each
 //! listener, the ephemeral port range and how much of it is held, and
-//! churnstile's open descriptors against RLIMIT_NOFILE.
+//! churnstile's open descriptors against RLIMIT_NOFILE. The admin console's
+//! SHOW CHURN reads the same TIME_WAIT numbers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -20,6 +22,9 @@ use crate::doctor::{SocketEntry, TcpState, tcp_sockets};
 pub(super) const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 const PORT_RANGE_FILE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// The sampler's latest TIME_WAIT count per upstream label.
+static LATEST_UPSTREAM_TIME_WAIT: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
 
 /// What to watch: TCP upstreams as configured (`host`, `port`) and the
 /// bound TCP listeners.
@@ -64,6 +69,59 @@ fn time_wait_on(sockets: &[SocketEntry], listener: SocketAddr) -> usize {
         .count()
 }
 
+/// TIME_WAIT sockets toward each upstream (`host`, `port`), labelled `host:port`.
+fn count_upstream_time_wait(
+    sockets: &[SocketEntry],
+    upstreams: &[(String, u16)],
+) -> Vec<(String, usize)> {
+    upstreams
+        .iter()
+        .map(|(host, port)| {
+            let addresses: Vec<SocketAddr> = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map(|resolved| resolved.map(|a| SocketAddr::new(a.ip().to_canonical(), a.port())))
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            (
+                upstream_label(host, *port),
+                time_wait_toward(sockets, &addresses),
+            )
+        })
+        .collect()
+}
+
+/// How an upstream is named in the `upstream` label and SHOW CHURN.
+pub fn upstream_label(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
+}
+
+/// Sockets on this host in TIME_WAIT toward each of `upstreams` (`host`,
+/// `port`), by [`upstream_label`]: the sampler's latest numbers where it
+/// watches the upstream, else read from /proc now.
+pub async fn upstream_time_wait(upstreams: Vec<(String, u16)>) -> HashMap<String, usize> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    {
+        let latest = LATEST_UPSTREAM_TIME_WAIT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        counts.extend(latest.iter().cloned());
+    }
+    let unknown: Vec<(String, u16)> = upstreams
+        .into_iter()
+        .filter(|(host, port)| !counts.contains_key(&upstream_label(host, *port)))
+        .collect();
+    if !unknown.is_empty() {
+        let read = tokio::task::spawn_blocking(move || {
+            let sockets = tcp_sockets().unwrap_or_default();
+            count_upstream_time_wait(&sockets, &unknown)
+        })
+        .await
+        .unwrap_or_default();
+        counts.extend(read);
+    }
+    counts
+}
+
 /// `ip_local_port_range`'s two numbers.
 fn parse_port_range(text: &str) -> Option<(u16, u16)> {
     let mut numbers = text.split_whitespace().map(str::parse::<u16>);
@@ -92,21 +150,7 @@ fn sample(targets: &HostTargets) -> HostSample {
             Vec::new()
         }
     };
-    let upstream_time_wait = targets
-        .upstreams
-        .iter()
-        .map(|(host, port)| {
-            let addresses: Vec<SocketAddr> = (host.as_str(), *port)
-                .to_socket_addrs()
-                .map(|resolved| resolved.map(|a| SocketAddr::new(a.ip().to_canonical(), a.port())))
-                .map(Iterator::collect)
-                .unwrap_or_default();
-            (
-                format!("{host}:{port}"),
-                time_wait_toward(&sockets, &addresses),
-            )
-        })
-        .collect();
+    let upstream_time_wait = count_upstream_time_wait(&sockets, &targets.upstreams);
     let listener_time_wait = targets
         .listeners
         .iter()
@@ -129,6 +173,10 @@ fn sample(targets: &HostTargets) -> HostSample {
 }
 
 fn publish(sample: &HostSample) {
+    LATEST_UPSTREAM_TIME_WAIT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone_from(&sample.upstream_time_wait);
     for (upstream, count) in &sample.upstream_time_wait {
         metrics::gauge!(UPSTREAM_TIME_WAIT, "upstream" => upstream.clone()).set(*count as f64);
     }

@@ -1,6 +1,8 @@
 //! Metric names and recording helpers in one place. Events that only the
-//! hot path sees (accepts, refused logins, session ends) are recorded as
-//! they happen; everything a pool or the registry already counts is copied
+//! hot path sees (accepts, refusals, session ends) are recorded as they
+//! happen; wait and transaction times go to histograms through handles a
+//! session looks up once; everything a pool or the registry already counts
+//! (connections opened and closed, transactions, queries, bytes) is copied
 //! into the recorder when /metrics is scraped, so it costs nothing until
 //! then; host gauges come from /proc on a timer. With no metrics endpoint
 //! configured, no recorder is installed and the helpers do nothing.
@@ -12,28 +14,92 @@ pub(crate) mod http;
 mod names;
 
 pub use endpoint::{MetricsEndpoint, MetricsError, MetricsSources};
+pub use host::{upstream_label, upstream_time_wait};
 pub use names::*;
 
 use std::time::Duration;
 
-/// A client connection was accepted on a listener.
-pub fn client_accepted() {
-    metrics::counter!(CLIENT_CONNECTIONS_ACCEPTED).increment(1);
+use metrics::Histogram;
+
+/// The `protocol` label of every per-pool metric.
+pub const PROTOCOL_POSTGRES: &str = "postgres";
+
+/// The labels of a pool's metrics.
+fn pool_labels(database: &str, user: &str) -> [(&'static str, String); 3] {
+    [
+        ("database", database.to_owned()),
+        ("user", user.to_owned()),
+        ("protocol", PROTOCOL_POSTGRES.to_owned()),
+    ]
 }
 
-/// A client connection was refused before login (`reason`: a short label
-/// such as `max_client_conn`).
-pub fn client_rejected(reason: &'static str) {
-    metrics::counter!(CLIENT_CONNECTIONS_REJECTED, "reason" => reason).increment(1);
+/// A client connection was accepted on a listener.
+pub fn client_accepted() {
+    metrics::counter!(CLIENT_CONNECTIONS).increment(1);
+}
+
+/// Why churnstile refused a client or ended its session for want of a
+/// server connection: the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// `max_client_conn` clients were connected already.
+    MaxClientConn,
+    /// Startup or authentication failed.
+    LoginFailure,
+    /// No server connection became free within `query_wait_timeout`.
+    QueryWaitTimeout,
+    /// The upstream could not be reached within `query_wait_timeout`.
+    UpstreamDown,
+    /// The upstream refused or failed the connection.
+    UpstreamError,
+    /// The pool is closing.
+    Shutdown,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::MaxClientConn => "max_client_conn",
+            Rejection::LoginFailure => "login_failure",
+            Rejection::QueryWaitTimeout => "query_wait_timeout",
+            Rejection::UpstreamDown => "upstream_down",
+            Rejection::UpstreamError => "upstream_error",
+            Rejection::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A client was refused, or its session ended, for `reason`.
+pub fn client_rejected(reason: Rejection) {
+    metrics::counter!(CLIENT_CONNECTIONS_REJECTED, "reason" => reason.as_str()).increment(1);
 }
 
 /// A client was refused during startup or login with this SQLSTATE.
 pub fn login_refused(sqlstate: &'static str) {
+    client_rejected(Rejection::LoginFailure);
     metrics::counter!(CLIENT_LOGIN_FAILURES, "sqlstate" => sqlstate).increment(1);
 }
 
 /// A logged-in client left after `lifetime`.
-pub fn client_session_ended(database: &str, lifetime: Duration) {
-    metrics::histogram!(CLIENT_SESSION_SECONDS, "database" => database.to_owned())
+pub fn client_session_ended(database: &str, user: &str, lifetime: Duration) {
+    metrics::histogram!(CLIENT_SESSION_SECONDS, &pool_labels(database, user))
         .record(lifetime.as_secs_f64());
+}
+
+/// One session's handles on its pool's histograms, looked up once when
+/// the session starts so that recording costs no lookup or allocation.
+#[derive(Clone)]
+pub struct PoolHistograms {
+    pub wait_seconds: Histogram,
+    pub transaction_seconds: Histogram,
+}
+
+impl PoolHistograms {
+    pub fn new(database: &str, user: &str) -> Self {
+        let labels = pool_labels(database, user);
+        PoolHistograms {
+            wait_seconds: metrics::histogram!(POOL_WAIT_SECONDS, &labels),
+            transaction_seconds: metrics::histogram!(TRANSACTION_SECONDS, &labels),
+        }
+    }
 }

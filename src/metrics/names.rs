@@ -2,35 +2,34 @@
 //! help text Prometheus shows. The README's metrics table mirrors this file.
 
 /// Client TCP/Unix connections accepted on the listeners (counter).
-pub const CLIENT_CONNECTIONS_ACCEPTED: &str = "churnstile_client_connections_accepted_total";
+pub const CLIENT_CONNECTIONS: &str = "churnstile_client_connections_total";
 /// Accepts that failed for lack of file descriptors (counter).
 pub const ACCEPTS_FD_EXHAUSTED: &str = "churnstile_accepts_fd_exhausted_total";
-/// Client connections refused before login, by `reason` (counter).
+/// Client connections refused or ended by churnstile, by `reason` (counter).
 pub const CLIENT_CONNECTIONS_REJECTED: &str = "churnstile_client_connections_rejected_total";
 /// Startups and logins refused, by `sqlstate` (counter).
 pub const CLIENT_LOGIN_FAILURES: &str = "churnstile_client_login_failures_total";
-/// Clients that logged in, by `database` and `user` (counter).
+/// Clients that logged in, per pool (counter).
 pub const CLIENT_LOGINS: &str = "churnstile_client_logins_total";
-/// How long logged-in clients stayed, by `database` (histogram).
+/// How long logged-in clients stayed, per pool (histogram).
 pub const CLIENT_SESSION_SECONDS: &str = "churnstile_client_session_seconds";
 /// Client connections open now, logged in or not (gauge).
 pub const CLIENTS_CONNECTED: &str = "churnstile_clients_connected";
 /// Logged-in clients per pool by `state`: active, waiting, idle (gauge).
 pub const POOL_CLIENTS: &str = "churnstile_pool_clients";
-/// Server connections per pool by `state`: active, idle, login (gauge).
-pub const SERVER_CONNECTIONS: &str = "churnstile_server_connections";
-/// Server connections opened, per pool (counter).
-pub const SERVER_OPENED: &str = "churnstile_server_connections_opened_total";
-/// Server connections closed, per pool (counter).
-pub const SERVER_CLOSED: &str = "churnstile_server_connections_closed_total";
-/// Failed attempts to open a server connection, per pool (counter).
-pub const SERVER_CONNECT_FAILURES: &str = "churnstile_server_connect_failures_total";
+/// Upstream connections per pool by `state`: active, idle, login (gauge).
+pub const UPSTREAM_CONNECTIONS: &str = "churnstile_upstream_connections";
+/// Upstream connects per pool, by `result`: ok, error (counter).
+pub const UPSTREAM_OPENED: &str = "churnstile_upstream_connections_opened_total";
+/// Upstream connections closed per pool, by `reason` (counter).
+pub const UPSTREAM_CLOSED: &str = "churnstile_upstream_connections_closed_total";
 /// Server connections handed to clients, per pool (counter).
 pub const POOL_CHECKOUTS: &str = "churnstile_pool_checkouts_total";
 /// Clients that waited past query_wait_timeout, per pool (counter).
 pub const POOL_WAIT_TIMEOUTS: &str = "churnstile_pool_wait_timeouts_total";
-/// Time clients spent waiting for a server connection, per pool (counter).
-pub const POOL_WAIT_MICROSECONDS: &str = "churnstile_pool_wait_microseconds_total";
+/// Time from asking the pool for a server connection to having one, per
+/// pool (histogram).
+pub const POOL_WAIT_SECONDS: &str = "churnstile_pool_wait_seconds";
 /// How long the longest-waiting client has waited so far, per pool (gauge).
 pub const POOL_MAX_WAIT_SECONDS: &str = "churnstile_pool_max_wait_seconds";
 /// default_pool_size, per pool (gauge).
@@ -41,8 +40,20 @@ pub const POOL_PAUSED: &str = "churnstile_pool_paused";
 pub const POOL_REUSE_RATIO: &str = "churnstile_pool_reuse_ratio";
 /// Client logins per server connection opened, all pools (gauge).
 pub const REUSE_RATIO: &str = "churnstile_reuse_ratio";
+/// Transactions finished, per pool (counter).
+pub const TRANSACTIONS: &str = "churnstile_transactions_total";
+/// Queries (simple queries and Executes), per pool (counter).
+pub const QUERIES: &str = "churnstile_queries_total";
+/// How long transactions took, per pool (histogram).
+pub const TRANSACTION_SECONDS: &str = "churnstile_transaction_seconds";
+/// Bytes read from clients, per pool (counter).
+pub const CLIENT_BYTES_RECEIVED: &str = "churnstile_client_bytes_received_total";
+/// Bytes written to clients, per pool (counter).
+pub const CLIENT_BYTES_SENT: &str = "churnstile_client_bytes_sent_total";
 /// Times a client was pinned to its server connection, by `reason` (counter).
 pub const CLIENT_PINS: &str = "churnstile_client_pins_total";
+/// Clients pinned to their server connection now (gauge).
+pub const CLIENTS_PINNED: &str = "churnstile_clients_pinned";
 /// Host sockets in TIME_WAIT toward each upstream, by `upstream` (gauge).
 pub const UPSTREAM_TIME_WAIT: &str = "churnstile_upstream_time_wait_sockets";
 /// Host sockets in TIME_WAIT on each listener, by `listener` (gauge).
@@ -62,12 +73,16 @@ pub const BUILD_INFO: &str = "churnstile_build_info";
 pub(super) fn describe_all() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
-        CLIENT_CONNECTIONS_ACCEPTED,
+        CLIENT_CONNECTIONS,
         "Client connections accepted on the listeners."
     );
     describe_counter!(
+        ACCEPTS_FD_EXHAUSTED,
+        "Accepts that failed because churnstile ran out of file descriptors."
+    );
+    describe_counter!(
         CLIENT_CONNECTIONS_REJECTED,
-        "Client connections refused before login, by reason."
+        "Client connections refused or ended by churnstile, by reason: max_client_conn, login_failure, query_wait_timeout, upstream_down, upstream_error, shutdown."
     );
     describe_counter!(
         CLIENT_LOGIN_FAILURES,
@@ -77,7 +92,7 @@ pub(super) fn describe_all() {
     describe_histogram!(
         CLIENT_SESSION_SECONDS,
         metrics::Unit::Seconds,
-        "How long logged-in clients stayed connected."
+        "How long logged-in clients stayed connected; short lifetimes are churn."
     );
     describe_gauge!(
         CLIENTS_CONNECTED,
@@ -88,26 +103,26 @@ pub(super) fn describe_all() {
         "Logged-in clients per pool: active (holding a server connection), waiting, idle."
     );
     describe_gauge!(
-        SERVER_CONNECTIONS,
-        "Server connections per pool: active (lent to a client), idle, login (being opened)."
+        UPSTREAM_CONNECTIONS,
+        "Upstream connections per pool: active (lent to a client), idle, login (being opened)."
     );
     describe_counter!(
-        SERVER_OPENED,
-        "Server connections opened (upstream connects that succeeded)."
+        UPSTREAM_OPENED,
+        "Upstream connects, by result: ok, or error (failed or timed out)."
     );
-    describe_counter!(SERVER_CLOSED, "Server connections closed.");
     describe_counter!(
-        SERVER_CONNECT_FAILURES,
-        "Attempts to open a server connection that failed or timed out."
+        UPSTREAM_CLOSED,
+        "Upstream connections closed, by reason: lifetime, idle, error, reset_failure, abandoned, paused, shutdown."
     );
     describe_counter!(POOL_CHECKOUTS, "Server connections handed to clients.");
     describe_counter!(
         POOL_WAIT_TIMEOUTS,
         "Clients that waited past query_wait_timeout."
     );
-    describe_counter!(
-        POOL_WAIT_MICROSECONDS,
-        "Time clients spent waiting for a server connection, in microseconds."
+    describe_histogram!(
+        POOL_WAIT_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from asking the pool for a server connection to having one (waiting in line, and opening one when none is idle)."
     );
     describe_gauge!(
         POOL_MAX_WAIT_SECONDS,
@@ -130,8 +145,35 @@ pub(super) fn describe_all() {
         "Client logins per server connection opened, over all pools."
     );
     describe_counter!(
+        TRANSACTIONS,
+        "Transactions finished, explicit or single-statement."
+    );
+    describe_counter!(
+        QUERIES,
+        "Queries sent: simple queries and extended-protocol Executes."
+    );
+    describe_histogram!(
+        TRANSACTION_SECONDS,
+        metrics::Unit::Seconds,
+        "How long transactions took, from the first message to the ReadyForQuery that ends them."
+    );
+    describe_counter!(
+        CLIENT_BYTES_RECEIVED,
+        metrics::Unit::Bytes,
+        "Bytes read from clients."
+    );
+    describe_counter!(
+        CLIENT_BYTES_SENT,
+        metrics::Unit::Bytes,
+        "Bytes written to clients."
+    );
+    describe_counter!(
         CLIENT_PINS,
         "Times a client was pinned to its server connection, by reason."
+    );
+    describe_gauge!(
+        CLIENTS_PINNED,
+        "Clients pinned to their server connection now (transaction and statement pooling)."
     );
     describe_gauge!(
         UPSTREAM_TIME_WAIT,

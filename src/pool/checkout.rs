@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::shared::{Shared, Slot};
-use super::{Connector, Pool};
+use super::{CloseReason, Connector, Pool, Traffic};
 
 /// First pause before retrying a failed connect; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -70,11 +70,16 @@ impl<C: Connector> Pooled<C> {
         }
     }
 
-    /// Closes the connection instead of reusing it.
-    pub fn discard(mut self) {
+    /// Closes the connection instead of reusing it, counted under `reason`.
+    pub fn discard(mut self, reason: CloseReason) {
         if let Some(slot) = self.slot.take() {
-            self.shared.close(slot);
+            self.shared.close(slot, reason);
         }
+    }
+
+    /// Adds what the client did on this connection to the pool's counters.
+    pub fn add_traffic(&self, traffic: &Traffic) {
+        self.shared.stats.add_traffic(traffic);
     }
 }
 
@@ -83,7 +88,7 @@ impl<C: Connector> Drop for Pooled<C> {
         // Runs after `release` and `discard` too: the one place a loan ends.
         self.shared.stats.given_back();
         if let Some(slot) = self.slot.take() {
-            self.shared.close(slot);
+            self.shared.close(slot, CloseReason::Abandoned);
         }
     }
 }
@@ -122,9 +127,11 @@ impl<C: Connector> Pool<C> {
         let permit = permit?;
 
         while let Some(mut slot) = shared.idle().pop_back() {
-            if shared.connector.is_healthy(&mut slot.conn)
-                && slot.expires_at > std::time::Instant::now()
-            {
+            let reason = if slot.expires_at <= Instant::now() {
+                CloseReason::Lifetime
+            } else if !shared.connector.is_healthy(&mut slot.conn) {
+                CloseReason::Error
+            } else {
                 shared.stats.checked_out();
                 return Ok(Pooled {
                     slot: Some(slot),
@@ -132,8 +139,8 @@ impl<C: Connector> Pool<C> {
                     _permit: permit,
                     reused: true,
                 });
-            }
-            shared.close(slot);
+            };
+            shared.close(slot, reason);
         }
 
         let slot = self

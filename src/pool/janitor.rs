@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::shared::Shared;
 use super::{Connector, Pool};
+use crate::ratelimit::{Suppressed, WARNINGS};
 
 /// How often the janitor looks at a pool.
 const TICK: Duration = Duration::from_millis(500);
@@ -42,7 +43,10 @@ async fn top_up<C: Connector>(pool: &Pool<C>) {
         match pool.open().await {
             Ok(slot) => pool.shared.return_idle(slot),
             Err(error) => {
-                tracing::warn!(%error, "could not open a connection to keep min_pool_size");
+                let error = error.to_string();
+                if let Some(suppressed) = WARNINGS.check("min_pool_size connect failed", &error) {
+                    tracing::warn!(%error, "could not open a connection to keep min_pool_size{}", Suppressed(suppressed));
+                }
                 return;
             }
         }

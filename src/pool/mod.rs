@@ -14,7 +14,7 @@ mod stats;
 pub use checkout::{CheckoutError, Pooled};
 pub use limits::PoolLimits;
 pub use shared::Pool;
-pub use stats::{PoolStats, PoolStatsSnapshot};
+pub use stats::{CloseReason, PoolStats, PoolStatsSnapshot, Traffic};
 
 use std::future::Future;
 

@@ -5,7 +5,7 @@
 
 use tokio::sync::watch;
 
-use super::{Connector, Pool};
+use super::{CloseReason, Connector, Pool};
 
 /// Whether a pool hands out connections; starts open.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl<C: Connector> Pool<C> {
         self.shared.pause.set(true);
         let drained: Vec<_> = self.shared.idle().drain(..).collect();
         for slot in drained {
-            self.shared.close(slot);
+            self.shared.close(slot, CloseReason::Paused);
         }
     }
 

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
 use super::pause::PauseGate;
-use super::stats::PoolStatsSnapshot;
+use super::stats::{CloseReason, PoolStatsSnapshot, Traffic};
 use super::{Connector, PoolLimits, PoolStats};
 
 /// A server connection with the times the pool decides by.
@@ -75,16 +75,26 @@ impl<C: Connector> Shared<C> {
             .map(|(_, error)| error.clone())
     }
 
-    pub(super) fn close(&self, slot: Slot<C::Conn>) {
+    pub(super) fn close(&self, slot: Slot<C::Conn>, reason: CloseReason) {
         self.connector.close(slot.conn);
-        self.stats.connection_closed();
+        self.stats.connection_closed(reason);
     }
 
-    /// Puts a connection back unless it has outlived `server_lifetime`.
+    /// Puts a connection back unless it has outlived `server_lifetime` or
+    /// the pool is closing or paused.
     pub(super) fn return_idle(&self, mut slot: Slot<C::Conn>) {
         let now = Instant::now();
-        if now >= slot.expires_at || self.permits.is_closed() || self.pause.is_paused() {
-            self.close(slot);
+        let close_for = if self.permits.is_closed() {
+            Some(CloseReason::Shutdown)
+        } else if self.pause.is_paused() {
+            Some(CloseReason::Paused)
+        } else if now >= slot.expires_at {
+            Some(CloseReason::Lifetime)
+        } else {
+            None
+        };
+        if let Some(reason) = close_for {
+            self.close(slot, reason);
             return;
         }
         slot.idle_since = now;
@@ -142,6 +152,11 @@ impl<C: Connector> Pool<C> {
         self.shared.stats.snapshot()
     }
 
+    /// Adds what clients did through this pool to its counters.
+    pub fn add_traffic(&self, traffic: &Traffic) {
+        self.shared.stats.add_traffic(traffic);
+    }
+
     /// Idle connections now.
     pub fn idle_count(&self) -> usize {
         self.shared.idle().len()
@@ -153,7 +168,7 @@ impl<C: Connector> Pool<C> {
         self.shared.permits.close();
         let drained: Vec<_> = self.shared.idle().drain(..).collect();
         for slot in drained {
-            self.shared.close(slot);
+            self.shared.close(slot, CloseReason::Shutdown);
         }
     }
 
@@ -170,8 +185,15 @@ impl<C: Connector> Pool<C> {
                 let expired = now >= slot.expires_at;
                 let idle_too_long =
                     min_idle.is_some_and(|limit| now.duration_since(slot.idle_since) >= limit);
-                if expired || (idle_too_long && open > keep) {
-                    reaped.extend(idle.remove(index));
+                let reason = if expired {
+                    Some(CloseReason::Lifetime)
+                } else if idle_too_long && open > keep {
+                    Some(CloseReason::Idle)
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    reaped.extend(idle.remove(index).map(|slot| (slot, reason)));
                 } else {
                     index += 1;
                 }
@@ -179,8 +201,8 @@ impl<C: Connector> Pool<C> {
             reaped
         };
         let count = reaped.len();
-        for slot in reaped {
-            self.shared.close(slot);
+        for (slot, reason) in reaped {
+            self.shared.close(slot, reason);
         }
         count
     }

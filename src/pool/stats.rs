@@ -7,12 +7,89 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Why the pool closed a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// It outlived `server_lifetime`.
+    Lifetime,
+    /// It sat idle past `server_idle_timeout`.
+    Idle,
+    /// It broke: the server closed it, sent an error while idle, or broke
+    /// the protocol.
+    Error,
+    /// It could not be made clean for the next client.
+    ResetFailure,
+    /// Its client went away (killed) without giving it back.
+    Abandoned,
+    /// The pool was paused from the admin console.
+    Paused,
+    /// churnstile is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 7] = [
+        CloseReason::Lifetime,
+        CloseReason::Idle,
+        CloseReason::Error,
+        CloseReason::ResetFailure,
+        CloseReason::Abandoned,
+        CloseReason::Paused,
+        CloseReason::Shutdown,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Lifetime => "lifetime",
+            CloseReason::Idle => "idle",
+            CloseReason::Error => "error",
+            CloseReason::ResetFailure => "reset_failure",
+            CloseReason::Abandoned => "abandoned",
+            CloseReason::Paused => "paused",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What clients did through a pool since it was last counted: kept by the
+/// protocol in plain integers and added here in batches, so the hot path
+/// touches no shared counter per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Traffic {
+    /// Transactions finished, explicit or single-statement.
+    pub transactions: u64,
+    /// Queries sent: simple queries and extended-protocol Executes.
+    pub queries: u64,
+    /// Time those transactions took, summed.
+    pub transaction_time: Duration,
+    /// Bytes read from clients.
+    pub bytes_received: u64,
+    /// Bytes written to clients.
+    pub bytes_sent: u64,
+}
+
+impl Traffic {
+    pub fn is_empty(&self) -> bool {
+        *self == Traffic::default()
+    }
+}
+
 /// Live counters of one pool; cheap to update from any task.
 #[derive(Debug, Default)]
 pub struct PoolStats {
     opened: AtomicU64,
     connect_failures: AtomicU64,
-    closed: AtomicU64,
+    closed: [AtomicU64; CloseReason::ALL.len()],
+    transactions: AtomicU64,
+    queries: AtomicU64,
+    transaction_micros: AtomicU64,
+    bytes_received: AtomicU64,
+    bytes_sent: AtomicU64,
     checkouts: AtomicU64,
     wait_timeouts: AtomicU64,
     wait_micros: AtomicU64,
@@ -32,8 +109,8 @@ pub struct PoolStatsSnapshot {
     pub opened: u64,
     /// Attempts to open a server connection that failed.
     pub connect_failures: u64,
-    /// Server connections closed since start.
-    pub closed: u64,
+    /// Server connections closed since start, by [`CloseReason::ALL`] order.
+    pub closed_by: [u64; CloseReason::ALL.len()],
     /// Server connections handed to clients; each beyond `opened` is a reuse.
     pub checkouts: u64,
     /// Clients that gave up after `query_wait_timeout`.
@@ -50,6 +127,20 @@ pub struct PoolStatsSnapshot {
     pub waiting: usize,
     /// How long the client that has waited longest so far has waited.
     pub longest_wait: Duration,
+    /// What clients did through the pool since start.
+    pub traffic: Traffic,
+}
+
+impl PoolStatsSnapshot {
+    /// Server connections closed since start, for any reason.
+    pub fn closed(&self) -> u64 {
+        self.closed_by.iter().sum()
+    }
+
+    /// Server connections closed since start for `reason`.
+    pub fn closed_for(&self, reason: CloseReason) -> u64 {
+        self.closed_by[reason.index()]
+    }
 }
 
 /// A client's place among the waiters: counted from
@@ -93,8 +184,8 @@ impl PoolStats {
         self.connect_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn connection_closed(&self) {
-        self.closed.fetch_add(1, Ordering::Relaxed);
+    pub(super) fn connection_closed(&self, reason: CloseReason) {
+        self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -105,6 +196,18 @@ impl PoolStats {
 
     pub(super) fn given_back(&self) {
         self.in_use.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn add_traffic(&self, traffic: &Traffic) {
+        let micros = u64::try_from(traffic.transaction_time.as_micros()).unwrap_or(u64::MAX);
+        self.transactions
+            .fetch_add(traffic.transactions, Ordering::Relaxed);
+        self.queries.fetch_add(traffic.queries, Ordering::Relaxed);
+        self.transaction_micros.fetch_add(micros, Ordering::Relaxed);
+        self.bytes_received
+            .fetch_add(traffic.bytes_received, Ordering::Relaxed);
+        self.bytes_sent
+            .fetch_add(traffic.bytes_sent, Ordering::Relaxed);
     }
 
     pub(super) fn wait_timed_out(&self) {
@@ -139,7 +242,7 @@ impl PoolStats {
         PoolStatsSnapshot {
             opened: self.opened.load(Ordering::Relaxed),
             connect_failures: self.connect_failures.load(Ordering::Relaxed),
-            closed: self.closed.load(Ordering::Relaxed),
+            closed_by: self.closed.each_ref().map(|n| n.load(Ordering::Relaxed)),
             checkouts: self.checkouts.load(Ordering::Relaxed),
             wait_timeouts: self.wait_timeouts.load(Ordering::Relaxed),
             wait_time: Duration::from_micros(self.wait_micros.load(Ordering::Relaxed)),
@@ -148,6 +251,15 @@ impl PoolStats {
             in_use: self.in_use.load(Ordering::Relaxed),
             waiting,
             longest_wait,
+            traffic: Traffic {
+                transactions: self.transactions.load(Ordering::Relaxed),
+                queries: self.queries.load(Ordering::Relaxed),
+                transaction_time: Duration::from_micros(
+                    self.transaction_micros.load(Ordering::Relaxed),
+                ),
+                bytes_received: self.bytes_received.load(Ordering::Relaxed),
+                bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            },
         }
     }
 }

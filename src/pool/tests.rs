@@ -207,8 +207,13 @@ async fn dropped_or_unhealthy_connections_are_closed_not_reused() {
     let mut next = pool.checkout(None).await.unwrap();
     assert_eq!(next.conn().id, 2, "unhealthy idle connection skipped");
     assert!(!next.was_reused());
-    next.discard();
-    assert_eq!(pool.stats().open, 0);
+    next.discard(CloseReason::ResetFailure);
+    let stats = pool.stats();
+    assert_eq!(stats.open, 0);
+    assert_eq!(stats.closed_for(CloseReason::Abandoned), 1, "dropped");
+    assert_eq!(stats.closed_for(CloseReason::Error), 1, "unhealthy");
+    assert_eq!(stats.closed_for(CloseReason::ResetFailure), 1, "discarded");
+    assert_eq!(stats.closed(), 3);
 }
 
 #[tokio::test]
@@ -222,6 +227,7 @@ async fn server_lifetime_closes_old_connections_on_release() {
     }
     assert_eq!(connector.opened.load(Ordering::SeqCst), 3);
     assert_eq!(connector.closed.load(Ordering::SeqCst), 3);
+    assert_eq!(pool.stats().closed_for(CloseReason::Lifetime), 3);
 }
 
 #[tokio::test]
@@ -240,6 +246,7 @@ async fn janitor_reaps_idle_connections_and_keeps_min_size() {
     wait_until(|| pool.idle_count() == 2).await;
     assert_eq!(pool.stats().open, 2);
     assert_eq!(connector.opened.load(Ordering::SeqCst), 4);
+    assert_eq!(pool.stats().closed_for(CloseReason::Idle), 2);
 }
 
 async fn futures_checkouts(pool: &Pool<Arc<Counting>>, count: usize) -> Vec<Pooled<Arc<Counting>>> {
@@ -257,6 +264,7 @@ async fn close_refuses_new_checkouts_and_closes_idle() {
     pool.checkout(None).await.unwrap().release();
     pool.close();
     assert_eq!(connector.closed.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.stats().closed_for(CloseReason::Shutdown), 1);
     assert!(matches!(
         pool.checkout(None).await.err().unwrap(),
         CheckoutError::Closed

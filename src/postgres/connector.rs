@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use super::backend::{ServerConn, UpstreamError, UpstreamTarget};
 use crate::pool::Connector;
+use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::{Endpoint, ServerEntry, ServerRegistry};
 
 /// Opens server connections to one upstream database as one user.
@@ -41,7 +42,10 @@ impl Connector for PgConnector {
                 connected_at: SystemTime::now(),
             }),
             Err(error) => {
-                tracing::warn!(upstream = %self.target.describe(), db = %self.target.dbname, %error, "server connection failed");
+                let upstream = self.target.describe();
+                if let Some(suppressed) = WARNINGS.check("server connection failed", &upstream) {
+                    tracing::warn!(%upstream, db = %self.target.dbname, %error, "server connection failed{}", Suppressed(suppressed));
+                }
             }
         }
         conn

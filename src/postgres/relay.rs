@@ -81,6 +81,7 @@ pub(super) fn client_to_server(
         unnamed_is_clients: &mut server.unnamed_is_clients,
     };
     let state = &mut conn.state;
+    let traffic = &mut client.traffic;
     let scanned = client.scanner.scan(
         &client.buf,
         |tag| frontend_framing(tag, inspect),
@@ -94,6 +95,7 @@ pub(super) fn client_to_server(
                 return Verdict::Forward;
             }
             state.note_sent(tag);
+            traffic.client_sent(tag);
             if pooling {
                 rewriter.handle(tag, body, out)
             } else {
@@ -126,6 +128,7 @@ pub(super) fn server_to_client(
     let state = &mut conn.state;
     let queue = &mut server.queue;
     let seen_params = &mut client.seen_params;
+    let traffic = &mut client.traffic;
     let scanned = conn
         .scanner
         .scan(&conn.read_buf, framing, &mut out, |tag, body, out| {
@@ -136,6 +139,9 @@ pub(super) fn server_to_client(
             state.observe(tag, body);
             if pooling {
                 queue.forget_syncs(ignored_syncs);
+            }
+            if let (b'Z', Some(&[status])) = (tag, body) {
+                traffic.ready_for_query(status, state.pending_ready > 0);
             }
             if let (b'S', Some(mut body)) = (tag, body)
                 && let (Some(name), Some(value)) =

@@ -138,6 +138,21 @@ impl PgService {
         self.pools.iter()
     }
 
+    /// The configured TCP upstreams, as (`host`, `port`), each once.
+    pub fn tcp_upstreams(&self) -> Vec<(String, u16)> {
+        let mut upstreams: Vec<(String, u16)> = self
+            .config
+            .load()
+            .databases
+            .values()
+            .filter(|db| !db.host.starts_with('/'))
+            .map(|db| (db.host.clone(), db.port))
+            .collect();
+        upstreams.sort();
+        upstreams.dedup();
+        upstreams
+    }
+
     /// Closes every pool: idle server connections now, busy ones on release.
     pub fn close_pools(&self) {
         for pool in self.pools.values() {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use metrics::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -20,18 +21,22 @@ use super::codec::{MessageScanner, ProtocolError};
 use super::connector::PgConnector;
 use super::messages::{self, Severity, sqlstate};
 use super::params::{apply_settings_query, session_settings};
+use super::pin_counters::PinnedClient;
 use super::pipeline::ResponseQueue;
 use super::prepared::StatementDef;
 use super::relay;
 use super::release::{RESET_TIMEOUT, clean_for_reuse};
-use super::service::PgService;
+use super::service::{PgPool, PgService};
 use super::settings::{
     MAX_CUSTOM_SETTINGS, Probe, Settings, parse_probe, probe_query, transition_query,
 };
 use super::sql::{PinReason, custom_setting_name};
 use super::startup::{Startup, send_fatal};
+use super::traffic::SessionTraffic;
 use crate::config::{PoolMode, PoolSettings};
-use crate::pool::{CheckoutError, Pooled};
+use crate::metrics::{PoolHistograms, Rejection};
+use crate::pool::{CheckoutError, CloseReason, Pooled};
+use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::LiveClient;
 use crate::stream::Stream;
 
@@ -84,6 +89,8 @@ pub(super) struct ClientSide {
     /// PostgreSQL keeps until the next unnamed Parse or simple query: it is
     /// prepared again on whichever server connection the client binds it.
     pub unnamed_statement: Option<Bytes>,
+    /// Bytes, queries and transactions not yet added to the pool's counters.
+    pub traffic: SessionTraffic,
 }
 
 impl ClientSide {
@@ -114,6 +121,8 @@ impl Attached {
 
 pub(super) struct Session<'a> {
     pub service: &'a PgService,
+    /// The client's pool; `None` when a reload added its database since start.
+    pool: Option<&'a PgPool>,
     pub settings: PoolSettings,
     pub client: ClientSide,
     pub server: Option<Attached>,
@@ -122,6 +131,9 @@ pub(super) struct Session<'a> {
     user: String,
     peer: &'a str,
     live: &'a LiveClient,
+    wait_seconds: Histogram,
+    /// Held while the client is pinned, for the pinned-clients gauge.
+    pinned: Option<PinnedClient<'a>>,
 }
 
 /// Runs a logged-in client's session to its end.
@@ -160,8 +172,10 @@ pub async fn run(
             return;
         }
     };
+    let histograms = PoolHistograms::new(&startup.database, &startup.user);
     let mut session = Session {
         service,
+        pool: service.pool(&startup.database, &startup.user),
         settings,
         client: ClientSide {
             stream,
@@ -175,6 +189,7 @@ pub async fn run(
             needs_probe: false,
             custom_settings: BTreeSet::new(),
             unnamed_statement: None,
+            traffic: SessionTraffic::new(histograms.transaction_seconds),
         },
         server: None,
         cancel: service.cancels.register(),
@@ -182,6 +197,8 @@ pub async fn run(
         user: startup.user,
         peer,
         live,
+        wait_seconds: histograms.wait_seconds,
+        pinned: None,
     };
     let ending = match session.log_in(&startup_settings).await {
         Ok(()) => session.serve().await,
@@ -231,6 +248,7 @@ impl Session<'_> {
             self.cancel.key.secret_key,
         );
         messages::ready_for_query(&mut out, b'I');
+        self.client.traffic.sent(out.len());
         self.client
             .stream
             .write_all(&out)
@@ -276,7 +294,10 @@ impl Session<'_> {
                 }
                 read = client.stream.read_buf(&mut client.buf) => match read {
                     Ok(0) | Err(_) => return Ending::ClientGone,
-                    Ok(_) => last_activity = Instant::now(),
+                    Ok(read) => {
+                        last_activity = Instant::now();
+                        self.client.traffic.received(read);
+                    }
                 },
                 read = server_read => match read {
                     Ok(0) => return Ending::ServerGone("server closed the connection".into()),
@@ -325,6 +346,7 @@ impl Session<'_> {
                 .map_err(|e| Ending::ServerGone(e.to_string()))?;
         }
         if !outcome.to_client.is_empty() {
+            self.client.traffic.sent(outcome.to_client.len());
             self.client
                 .stream
                 .write_all(&outcome.to_client)
@@ -339,6 +361,7 @@ impl Session<'_> {
     }
 
     /// Forwards what the server sent, routed through the response queue.
+    /// A transaction that ended is counted before the client hears so.
     async fn relay_server_bytes(&mut self) -> Result<(), Ending> {
         let pooling = self.pooling();
         let Some(server) = self.server.as_mut() else {
@@ -346,6 +369,10 @@ impl Session<'_> {
         };
         let out = relay::server_to_client(&mut self.client, server, pooling)
             .map_err(|error| Ending::ServerGone(error.to_string()))?;
+        self.client.traffic.sent(out.len());
+        if self.client.traffic.transaction_ended() {
+            self.count_traffic();
+        }
         if !out.is_empty() {
             self.client
                 .stream
@@ -354,6 +381,24 @@ impl Session<'_> {
                 .map_err(|_| Ending::ClientGone)?;
         }
         Ok(())
+    }
+
+    /// Adds the session's traffic so far to its pool's counters.
+    fn count_traffic(&mut self) {
+        let traffic = self.client.traffic.take();
+        if let Some(pool) = self.pool
+            && !traffic.is_empty()
+        {
+            pool.add_traffic(&traffic);
+        }
+    }
+
+    /// Keeps the pinned-clients gauge in step with the client's pins.
+    fn note_pinned(&mut self) {
+        let pinned = !self.client.pins.is_empty();
+        if pinned != self.pinned.is_some() {
+            self.pinned = pinned.then(|| self.service.pin_counters.hold());
+        }
     }
 
     /// Under transaction and statement pooling, gives the server connection
@@ -385,6 +430,7 @@ impl Session<'_> {
                 self.cancel.attach(Some(cancel_target(server.conn()))).await;
             }
         }
+        self.note_pinned();
         if !self.client.pins.is_empty() {
             return Ok(());
         }
@@ -400,16 +446,18 @@ impl Session<'_> {
     /// session settings onto it; the client is told parameter values that
     /// differ from what it saw.
     async fn attach(&mut self) -> Result<(), Ending> {
-        let pool = self
-            .service
-            .pool(&self.database, &self.user)
-            .ok_or_else(|| Ending::NoServer {
-                code: sqlstate::INVALID_CATALOG_NAME.into(),
-                message: "database is not configured for this user".into(),
-            })?;
+        let pool = self.pool.ok_or_else(|| Ending::NoServer {
+            code: sqlstate::INVALID_CATALOG_NAME.into(),
+            message: "database is not configured for this user".into(),
+        })?;
         self.live.waiting();
-        let mut pooled = pool.checkout(self.settings.query_wait_timeout).await.map_err(|error| {
-            tracing::warn!(peer = %self.peer, db = %self.database, user = %self.user, %error, "client got no server connection");
+        let asked = Instant::now();
+        let checkout = pool.checkout(self.settings.query_wait_timeout).await;
+        self.wait_seconds.record(asked.elapsed().as_secs_f64());
+        let mut pooled = checkout.map_err(|error| {
+            if let Some(suppressed) = WARNINGS.check("client got no server connection", &self.database) {
+                tracing::warn!(peer = %self.peer, db = %self.database, user = %self.user, %error, "client got no server connection{}", Suppressed(suppressed));
+            }
             no_server(error)
         })?;
         let conn = pooled.conn();
@@ -536,6 +584,7 @@ impl Session<'_> {
     /// Says goodbye to the client as the ending requires, then returns the
     /// server connection clean or closes it.
     async fn finish(mut self, ending: Ending) {
+        self.count_traffic();
         let mid_message = !self.client.scanner.at_boundary();
         let farewell = match &ending {
             Ending::Terminated | Ending::ClientGone => None,
@@ -552,7 +601,11 @@ impl Session<'_> {
             )),
             Ending::NoServer { code, message } => Some((code.clone(), message.clone())),
             Ending::ServerGone(reason) => {
-                tracing::warn!(peer = %self.peer, db = %self.database, %reason, "server connection lost during session");
+                if let Some(suppressed) =
+                    WARNINGS.check("server connection lost during session", &self.database)
+                {
+                    tracing::warn!(peer = %self.peer, db = %self.database, %reason, "server connection lost during session{}", Suppressed(suppressed));
+                }
                 Some((
                     sqlstate::CONNECTION_FAILURE.to_owned(),
                     format!("server connection lost: {reason}"),
@@ -569,7 +622,7 @@ impl Session<'_> {
             return;
         };
         if matches!(ending, Ending::ServerGone(_)) {
-            server.pooled.discard();
+            server.pooled.discard(CloseReason::Error);
             return;
         }
         self.give_back(server, mid_message).await;
@@ -601,7 +654,7 @@ impl Session<'_> {
             Ok(()) => server.pooled.release(),
             Err(error) => {
                 tracing::info!(%error, "closing server connection instead of reusing it");
-                server.pooled.discard();
+                server.pooled.discard(CloseReason::ResetFailure);
             }
         }
     }
@@ -643,6 +696,12 @@ fn cancel_target(conn: &ServerConn) -> CancelTarget {
 }
 
 fn no_server(error: CheckoutError<UpstreamError>) -> Ending {
+    crate::metrics::client_rejected(match &error {
+        CheckoutError::WaitTimeout(_) => Rejection::QueryWaitTimeout,
+        CheckoutError::UpstreamDown { .. } => Rejection::UpstreamDown,
+        CheckoutError::Closed => Rejection::Shutdown,
+        CheckoutError::Connect(_) | CheckoutError::ConnectTimeout(_) => Rejection::UpstreamError,
+    });
     let (code, message) = match &error {
         CheckoutError::WaitTimeout(_) => {
             (sqlstate::TOO_MANY_CONNECTIONS.to_owned(), error.to_string())

@@ -212,6 +212,10 @@ impl LiveClient {
 impl Drop for LiveClient {
     fn drop(&mut self) {
         self.registry.lock().live.remove(&self.entry.id);
-        crate::metrics::client_session_ended(&self.entry.database, self.entry.started.elapsed());
+        crate::metrics::client_session_ended(
+            &self.entry.database,
+            &self.entry.user,
+            self.entry.started.elapsed(),
+        );
     }
 }

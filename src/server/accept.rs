@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use crate::postgres::messages::sqlstate;
 use crate::postgres::service::PgService;
 use crate::postgres::startup::refuse_connection;
+use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::stream::Stream;
 
 /// Pause after an accept error such as EMFILE before trying again.
@@ -97,7 +98,9 @@ pub async fn accept_loop(
                 continue;
             }
             Err(error) => {
-                tracing::warn!(%error, "accept failed; backing off");
+                if let Some(suppressed) = WARNINGS.check("accept failed", "") {
+                    tracing::warn!(%error, "accept failed; backing off{}", Suppressed(suppressed));
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
@@ -120,8 +123,10 @@ pub async fn accept_loop(
                 });
             }
             Err(_) => {
-                tracing::warn!(%peer, "max_client_conn reached; refusing client");
-                crate::metrics::client_rejected("max_client_conn");
+                if let Some(suppressed) = WARNINGS.check("max_client_conn reached", "") {
+                    tracing::warn!(%peer, "max_client_conn reached; refusing client{}", Suppressed(suppressed));
+                }
+                crate::metrics::client_rejected(crate::metrics::Rejection::MaxClientConn);
                 tokio::spawn(refuse_connection(
                     stream,
                     sqlstate::TOO_MANY_CONNECTIONS,

@@ -103,8 +103,8 @@ mod tests {
     const TEXT: &str = "# HELP churnstile_reuse_ratio Client logins per server connection opened.\n\
         # TYPE churnstile_reuse_ratio gauge\n\
         churnstile_reuse_ratio 12.5\n\
-        churnstile_server_connections_opened_total{database=\"app\",user=\"a\"} 3\n\
-        churnstile_server_connections_opened_total{database=\"app\",user=\"b\"} 4\n\
+        churnstile_upstream_connections_opened_total{database=\"app\",user=\"a\"} 3\n\
+        churnstile_upstream_connections_opened_total{database=\"app\",user=\"b\"} 4\n\
         churnstile_client_pins_total{reason=\"listen\"} 2\n\
         odd{label=\"a \\\"quoted\\\", value\"} 1\n\
         churnstile_client_session_seconds_bucket{database=\"app\",le=\"+Inf\"} 9\n\
@@ -116,11 +116,11 @@ mod tests {
         assert_eq!(samples.0.len(), 6);
         assert_eq!(samples.sum("churnstile_reuse_ratio"), 12.5);
         assert_eq!(
-            samples.sum("churnstile_server_connections_opened_total"),
+            samples.sum("churnstile_upstream_connections_opened_total"),
             7.0
         );
         assert_eq!(
-            samples.sum_where("churnstile_server_connections_opened_total", "user", "b"),
+            samples.sum_where("churnstile_upstream_connections_opened_total", "user", "b"),
             4.0
         );
         let odd = samples.named("odd").next().unwrap();

@@ -7,11 +7,17 @@ use std::time::Instant;
 
 use super::exposition::Samples;
 use crate::metrics::{
-    CLIENT_CONNECTIONS_ACCEPTED, CLIENT_PINS, CLIENTS_CONNECTED, EPHEMERAL_PORTS,
+    CLIENT_CONNECTIONS, CLIENT_PINS, CLIENTS_CONNECTED, CLIENTS_PINNED, EPHEMERAL_PORTS,
     EPHEMERAL_PORTS_USED, LISTENER_TIME_WAIT, MAX_FDS, OPEN_FDS, POOL_CLIENTS,
-    POOL_MAX_WAIT_SECONDS, POOL_PAUSED, POOL_REUSE_RATIO, REUSE_RATIO, SERVER_CONNECTIONS,
-    SERVER_OPENED, UPSTREAM_TIME_WAIT,
+    POOL_MAX_WAIT_SECONDS, POOL_PAUSED, POOL_REUSE_RATIO, QUERIES, REUSE_RATIO, TRANSACTIONS,
+    UPSTREAM_CONNECTIONS, UPSTREAM_OPENED, UPSTREAM_TIME_WAIT,
 };
+
+/// Upstream connects that succeeded: `UPSTREAM_OPENED` with `result="ok"`.
+const OPENED_OK: Filter = Some(("result", "ok"));
+
+/// Samples of a name counted: all, or those with this label value.
+type Filter = Option<(&'static str, &'static str)>;
 
 /// Scrapes kept: one minute of rates at one scrape a second.
 const KEEP: usize = 61;
@@ -35,16 +41,20 @@ impl History {
         self.scrapes.back().map(|(_, samples)| samples)
     }
 
-    /// Per-second rate of the summed counter `name` between each two
-    /// consecutive scrapes, oldest first. A restart (counter going down)
-    /// counts from zero.
-    fn rates(&self, name: &str) -> Vec<f64> {
+    /// Per-second rate of the summed counter `name` (its samples passing
+    /// `filter`) between each two consecutive scrapes, oldest first. A
+    /// restart (counter going down) counts from zero.
+    fn rates(&self, name: &str, filter: Filter) -> Vec<f64> {
+        let sum = |samples: &Samples| match filter {
+            Some((key, value)) => samples.sum_where(name, key, value),
+            None => samples.sum(name),
+        };
         self.scrapes
             .iter()
             .zip(self.scrapes.iter().skip(1))
             .map(|((then, before), (now, after))| {
                 let seconds = now.duration_since(*then).as_secs_f64().max(1e-3);
-                let (before, after) = (before.sum(name), after.sum(name));
+                let (before, after) = (sum(before), sum(after));
                 let grown = if after >= before {
                     after - before
                 } else {
@@ -113,8 +123,8 @@ fn metrics_lines(history: &History, width: usize, lines: &mut Vec<String>) {
         lines.push("the page has no metrics yet".to_owned());
         return;
     }
-    let clients = history.rates(CLIENT_CONNECTIONS_ACCEPTED);
-    let upstream = history.rates(SERVER_OPENED);
+    let clients = history.rates(CLIENT_CONNECTIONS, None);
+    let upstream = history.rates(UPSTREAM_OPENED, OPENED_OK);
     let now = |rates: &[f64]| rates.last().copied().unwrap_or(0.0);
     let max = clients.iter().chain(&upstream).copied().fold(0.0, f64::max);
     let spark_width = width.saturating_sub(34).min(KEEP - 1);
@@ -132,6 +142,11 @@ fn metrics_lines(history: &History, width: usize, lines: &mut Vec<String>) {
         "reuse ratio         {:>9.1}  client logins per upstream connection opened",
         latest.sum(REUSE_RATIO)
     ));
+    lines.push(format!(
+        "transactions/s      {:>9.1}  queries/s {:.1}",
+        now(&history.rates(TRANSACTIONS, None)),
+        now(&history.rates(QUERIES, None)),
+    ));
     let longest = latest
         .named(POOL_MAX_WAIT_SECONDS)
         .map(|sample| sample.value)
@@ -143,9 +158,9 @@ fn metrics_lines(history: &History, width: usize, lines: &mut Vec<String>) {
     ));
     lines.push(format!(
         "servers {} active, {} idle, {} logging in",
-        count(latest.sum_where(SERVER_CONNECTIONS, "state", "active")),
-        count(latest.sum_where(SERVER_CONNECTIONS, "state", "idle")),
-        count(latest.sum_where(SERVER_CONNECTIONS, "state", "login")),
+        count(latest.sum_where(UPSTREAM_CONNECTIONS, "state", "active")),
+        count(latest.sum_where(UPSTREAM_CONNECTIONS, "state", "idle")),
+        count(latest.sum_where(UPSTREAM_CONNECTIONS, "state", "login")),
     ));
     let pins: Vec<String> = latest
         .named(CLIENT_PINS)
@@ -159,12 +174,13 @@ fn metrics_lines(history: &History, width: usize, lines: &mut Vec<String>) {
         })
         .collect();
     lines.push(format!(
-        "pins    {}",
+        "pins    {} ({} pinned now)",
         if pins.is_empty() {
             "none".to_owned()
         } else {
             pins.join(", ")
-        }
+        },
+        count(latest.sum(CLIENTS_PINNED)),
     ));
     lines.push(String::new());
     for (name, label, what) in [
@@ -214,8 +230,8 @@ fn metrics_lines(history: &History, width: usize, lines: &mut Vec<String>) {
             format!("{database}/{user}"),
             count(pool_value(POOL_CLIENTS, "active") + pool_value(POOL_CLIENTS, "idle")),
             count(pool_value(POOL_CLIENTS, "waiting")),
-            count(pool_value(SERVER_CONNECTIONS, "active")),
-            count(pool_value(SERVER_CONNECTIONS, "idle")),
+            count(pool_value(UPSTREAM_CONNECTIONS, "active")),
+            count(pool_value(UPSTREAM_CONNECTIONS, "idle")),
             sample.value,
             if paused { "  PAUSED" } else { "" }
         ));
@@ -229,8 +245,11 @@ mod tests {
 
     fn scrape(accepted: u64, opened: u64, waiting: u64) -> Samples {
         Samples::parse(&format!(
-            "churnstile_client_connections_accepted_total {accepted}\n\
-             churnstile_server_connections_opened_total{{database=\"app\",user=\"u\"}} {opened}\n\
+            "churnstile_client_connections_total {accepted}\n\
+             churnstile_upstream_connections_opened_total{{database=\"app\",user=\"u\",protocol=\"postgres\",result=\"ok\"}} {opened}\n\
+             churnstile_upstream_connections_opened_total{{database=\"app\",user=\"u\",protocol=\"postgres\",result=\"error\"}} 1000\n\
+             churnstile_transactions_total{{database=\"app\",user=\"u\",protocol=\"postgres\"}} {}\n\
+             churnstile_clients_pinned 2\n\
              churnstile_reuse_ratio {}\n\
              churnstile_pool_reuse_ratio{{database=\"app\",user=\"u\"}} 4\n\
              churnstile_pool_clients{{database=\"app\",user=\"u\",state=\"waiting\"}} {waiting}\n\
@@ -239,6 +258,7 @@ mod tests {
              churnstile_client_pins_total{{reason=\"listen\"}} 3\n\
              churnstile_client_pins_total{{reason=\"load\"}} 0\n\
              churnstile_upstream_time_wait_sockets{{upstream=\"127.0.0.1:5432\"}} 17\n",
+            accepted * 3,
             accepted as f64 / opened.max(1) as f64
         ))
     }
@@ -259,11 +279,11 @@ mod tests {
     fn rates_come_from_counter_differences() {
         let start = Instant::now();
         let history = history_from(start);
-        assert_eq!(history.rates(CLIENT_CONNECTIONS_ACCEPTED), [200.0, 400.0]);
-        assert_eq!(history.rates(SERVER_OPENED), [0.0, 2.0]);
+        assert_eq!(history.rates(CLIENT_CONNECTIONS, None), [200.0, 400.0]);
+        assert_eq!(history.rates(UPSTREAM_OPENED, OPENED_OK), [0.0, 2.0]);
         let mut restarted = history;
         restarted.record(start + Duration::from_secs(3), scrape(5, 1, 0));
-        assert_eq!(restarted.rates(CLIENT_CONNECTIONS_ACCEPTED)[2], 5.0);
+        assert_eq!(restarted.rates(CLIENT_CONNECTIONS, None)[2], 5.0);
     }
 
     #[test]
@@ -298,7 +318,13 @@ mod tests {
             lines.contains(&"clients 0 connected, 3 waiting (longest 0.00 s)"),
             "{text}"
         );
-        assert!(lines.contains(&"pins    listen 3"), "{text}");
+        assert!(lines.contains(&"pins    listen 3 (2 pinned now)"), "{text}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("transactions/s         1200.0")),
+            "{text}"
+        );
         assert!(
             lines.iter().any(
                 |l| l.starts_with("TIME_WAIT toward upstream 127.0.0.1:5432") && l.ends_with(" 17")
