@@ -644,8 +644,18 @@ impl Session<'_> {
         } else {
             ""
         };
+        // Session mode puts the departed client's startup settings back after
+        // the reset, so a client reconnecting with the same ones needs no
+        // round trip. Under pooling the reset is followed by a resync that
+        // learns the connection's state from the server, so nothing is put
+        // back: a custom setting restored there would be invisible to it.
+        let restore = if self.pooling() {
+            Settings::new()
+        } else {
+            self.client.settings.clone()
+        };
         let conn = server.pooled.conn();
-        let cleaned = clean_for_reuse(conn, mid_message, reset_query, &self.client.settings).await;
+        let cleaned = clean_for_reuse(conn, mid_message, reset_query, &restore).await;
         let resynced = match (&cleaned, full_reset && self.pooling()) {
             (Ok(()), true) => self.resync(conn).await,
             _ => Ok(()),
