@@ -1399,9 +1399,6 @@ async fn deallocate_by_name_and_deallocate_all_in_sql_answer_as_a_direct_connect
 }
 
 #[tokio::test]
-#[ignore = "churnstile answers a second Parse of a client statement name with ParseComplete \
-            and rebinds the name to the new query; PostgreSQL refuses it with 42P05 and keeps \
-            the first (a faithful fix needs to know, mid-pipeline, whether the first Parse failed)"]
 async fn preparing_a_statement_name_twice_without_closing_it_fails_with_42p05_as_directly() {
     let pg = server().await;
     let script = || {
@@ -1428,9 +1425,6 @@ async fn preparing_a_statement_name_twice_without_closing_it_fails_with_42p05_as
 }
 
 #[tokio::test]
-#[ignore = "a Bind of a named statement whose Parse failed gets the Parse's error again \
-            (churnstile prepares it anew) instead of 26000, and when pipelined a 26000 naming \
-            churnstile_ps_N instead of the client's name"]
 async fn a_statement_name_whose_parse_failed_is_free_as_on_a_direct_connection() {
     let pg = server().await;
     let groups = || {

@@ -4,11 +4,17 @@
 //! closed on eviction), so some responses must be swallowed (they answer
 //! messages the client never sent) and some synthesised (they answer
 //! messages churnstile answered itself). This queue keeps the client's view
-//! exactly what a direct connection would show, errors included.
+//! exactly what a direct connection would show, errors included. It also
+//! knows which of the client's named Parses are still unanswered, so that a
+//! statement name whose Parse failed or was skipped is freed, as PostgreSQL
+//! frees it.
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+
+/// ParseComplete.
+pub const PARSE_COMPLETE: &[u8] = &[b'1', 0, 0, 0, 4];
 
 /// A response (or run of responses) the server owes for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +28,13 @@ pub enum Expect {
     /// BindComplete; `swallow` when churnstile injected the Bind.
     Bind {
         swallow: bool,
+    },
+    /// ParseComplete for a client's Parse of a named statement, whose names
+    /// are the oldest of [`ResponseQueue`]'s unanswered client Parses.
+    /// `answered` when the server already holds the statement, so churnstile
+    /// answers it itself when its turn comes.
+    ClientParse {
+        answered: bool,
     },
     /// CloseComplete; `evicts` names a statement churnstile closed itself.
     Close {
@@ -47,6 +60,20 @@ pub struct StatementChanges {
     pub not_prepared: Vec<String>,
     /// Evicting Closes that were skipped: still prepared.
     pub still_prepared: Vec<String>,
+    /// Client Parses of named statements that failed or were skipped: the
+    /// client's name is free again if it still stands for that statement.
+    pub unbound: Vec<ClientParse>,
+}
+
+/// A client's Parse of a named statement, not yet answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientParse {
+    /// The client's statement name.
+    pub name: String,
+    /// The server-side statement the name stands for.
+    pub server_name: String,
+    /// Syncs queued before it: which Sync group it belongs to.
+    group: u64,
 }
 
 /// What to do with one server message.
@@ -60,11 +87,40 @@ pub enum Routing {
 #[derive(Debug, Default)]
 pub struct ResponseQueue {
     entries: VecDeque<Expect>,
+    /// One per [`Expect::ClientParse`] entry, in the same order.
+    client_parses: VecDeque<ClientParse>,
+    /// Syncs queued so far.
+    syncs: u64,
 }
 
 impl ResponseQueue {
     pub fn push(&mut self, expect: Expect) {
+        if matches!(expect, Expect::Sync) {
+            self.syncs += 1;
+        }
         self.entries.push_back(expect);
+    }
+
+    /// Queues the answer to a client's Parse of statement `name`, which
+    /// stands for `server_name`; `answered` when the server already holds
+    /// it and churnstile answers ParseComplete itself.
+    pub fn push_client_parse(&mut self, name: String, server_name: String, answered: bool) {
+        self.client_parses.push_back(ClientParse {
+            name,
+            server_name,
+            group: self.syncs,
+        });
+        self.entries.push_back(Expect::ClientParse { answered });
+    }
+
+    /// A Parse of the client's statement `name` in an earlier Sync group is
+    /// unanswered: whether the name exists depends on how it ends. (In the
+    /// same group it does not matter: after a failure the server skips to
+    /// the Sync.)
+    pub fn awaits_earlier_parse(&self, name: &str) -> bool {
+        self.client_parses
+            .iter()
+            .any(|parse| parse.group < self.syncs && parse.name == name)
     }
 
     /// Takes back the entry pushed last (to put entries before it).
@@ -89,10 +145,16 @@ impl ResponseQueue {
 
     /// Appends synthesised responses whose turn has come.
     pub fn emit_ready(&mut self, out: &mut BytesMut) {
-        while let Some(Expect::Synthetic(_)) = self.entries.front() {
-            if let Some(Expect::Synthetic(bytes)) = self.entries.pop_front() {
-                out.extend_from_slice(&bytes);
+        loop {
+            match self.entries.front() {
+                Some(Expect::Synthetic(bytes)) => out.extend_from_slice(bytes),
+                Some(Expect::ClientParse { answered: true }) => {
+                    self.client_parses.pop_front();
+                    out.extend_from_slice(PARSE_COMPLETE);
+                }
+                _ => return,
             }
+            self.entries.pop_front();
         }
     }
 
@@ -109,6 +171,10 @@ impl ResponseQueue {
         match tag {
             b'1' => match self.entries.pop_front() {
                 Some(Expect::Parse { swallow: true, .. }) => Routing::Swallow,
+                Some(Expect::ClientParse { .. }) => {
+                    self.client_parses.pop_front();
+                    Routing::Forward
+                }
                 _ => Routing::Forward,
             },
             b'3' => match self.entries.pop_front() {
@@ -163,6 +229,14 @@ impl ResponseQueue {
                     prepares: Some(name),
                     ..
                 }) => changes.not_prepared.push(name),
+                Some(Expect::ClientParse { answered }) => {
+                    if let Some(parse) = self.client_parses.pop_front() {
+                        if !answered {
+                            changes.not_prepared.push(parse.server_name.clone());
+                        }
+                        changes.unbound.push(parse);
+                    }
+                }
                 Some(Expect::Close {
                     evicts: Some(name), ..
                 }) => changes.still_prepared.push(name),
@@ -249,6 +323,65 @@ mod tests {
             vec!["ps1".to_owned(), "ps2".to_owned()]
         );
         assert_eq!(changes.still_prepared, vec!["ps0".to_owned()]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_client_parse_the_server_holds_is_answered_in_its_turn() {
+        let mut queue = ResponseQueue::default();
+        queue.push(Expect::Bind { swallow: false });
+        queue.push_client_parse("s".into(), "ps1".into(), true);
+        queue.push(Expect::Sync);
+        assert!(queue.awaits_earlier_parse("s"));
+        let (out, changes) = run(&mut queue, b"2Z");
+        assert_eq!(out, [b"2", PARSE_COMPLETE, b"Z"].concat());
+        assert_eq!(changes, StatementChanges::default());
+        assert!(!queue.awaits_earlier_parse("s"));
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn only_a_parse_in_an_earlier_sync_group_is_awaited() {
+        let mut queue = ResponseQueue::default();
+        queue.push_client_parse("s".into(), "ps1".into(), false);
+        assert!(
+            !queue.awaits_earlier_parse("s"),
+            "a failure skips the rest of its own Sync group"
+        );
+        queue.push(Expect::Sync);
+        assert!(queue.awaits_earlier_parse("s"));
+        assert!(!queue.awaits_earlier_parse("t"));
+        let (out, changes) = run(&mut queue, b"1Z");
+        assert_eq!(out, b"1Z".to_vec());
+        assert!(changes.unbound.is_empty());
+        assert!(!queue.awaits_earlier_parse("s"));
+    }
+
+    #[test]
+    fn client_parses_that_fail_or_are_skipped_unbind_their_names() {
+        let mut queue = ResponseQueue::default();
+        queue.push_client_parse("bad".into(), "ps1".into(), false);
+        queue.push_client_parse("held".into(), "ps2".into(), true);
+        queue.push(Expect::Sync);
+        queue.push_client_parse("next".into(), "ps3".into(), false);
+        queue.push(Expect::Sync);
+        let (out, changes) = run(&mut queue, b"EZ");
+        assert_eq!(out, b"EZ".to_vec(), "the skipped Parse is not answered");
+        assert_eq!(
+            changes.not_prepared,
+            vec!["ps1".to_owned()],
+            "the server still holds the statement it already had"
+        );
+        let unbound: Vec<_> = changes
+            .unbound
+            .iter()
+            .map(|parse| (parse.name.as_str(), parse.server_name.as_str()))
+            .collect();
+        assert_eq!(unbound, [("bad", "ps1"), ("held", "ps2")]);
+        assert!(queue.awaits_earlier_parse("next"));
+        let (out, changes) = run(&mut queue, b"1Z");
+        assert_eq!(out, b"1Z".to_vec());
+        assert!(changes.unbound.is_empty());
         assert!(queue.is_empty());
     }
 

@@ -3,8 +3,11 @@
 //! Under transaction and statement pooling the extended protocol is
 //! rewritten: client statement names become churnstile's server-side names,
 //! statements are prepared lazily where the client landed, closes and
-//! duplicate prepares are answered by churnstile, and the response queue
-//! keeps what the client sees identical to a direct connection.
+//! prepares of statements the server holds are answered by churnstile, and
+//! the response queue keeps what the client sees identical to a direct
+//! connection. A message naming a statement whose Parse, in an earlier Sync
+//! group, is still unanswered waits for that answer: only then is it known
+//! whether the name exists.
 
 use std::sync::Arc;
 
@@ -24,7 +27,6 @@ use super::session::{Attached, ClientSide};
 use super::sql::{self, Analysis, Deallocate, PinReason};
 use crate::config::{PinPolicy, PoolMode, PoolSettings};
 
-const PARSE_COMPLETE: &[u8] = &[b'1', 0, 0, 0, 4];
 const CLOSE_COMPLETE: &[u8] = &[b'3', 0, 0, 0, 4];
 
 /// Client message types handled whole when pooling (rewritten or analysed).
@@ -82,30 +84,35 @@ pub(super) fn client_to_server(
     };
     let state = &mut conn.state;
     let traffic = &mut client.traffic;
+    let terminated = &mut outcome.terminated;
     let scanned = client.scanner.scan(
         &client.buf,
         |tag| frontend_framing(tag, inspect),
         &mut outcome.to_server,
         |tag, body, out| {
             if tag == b'X' {
+                *terminated = true;
                 return Verdict::StopBefore;
             }
             if state.ignores(tag) {
                 // Nothing will answer it, so nothing is owed.
                 return Verdict::Forward;
             }
-            state.note_sent(tag);
-            traffic.client_sent(tag);
-            if pooling {
+            let verdict = if pooling {
                 rewriter.handle(tag, body, out)
             } else {
                 Verdict::Forward
+            };
+            // A message held back (see `Rewriter::handle`) is not sent yet.
+            if verdict != Verdict::StopBefore {
+                state.note_sent(tag);
+                traffic.client_sent(tag);
             }
+            verdict
         },
     )?;
     client.buf.advance(scanned.consumed);
     client.note_custom_settings(custom_settings);
-    outcome.terminated = scanned.stopped;
     server.queue.emit_ready(&mut outcome.to_client);
     Ok(outcome)
 }
@@ -167,6 +174,15 @@ pub(super) fn server_to_client(
         for name in changes.still_prepared {
             conn.statements.insert(&name, capacity);
         }
+        for parse in changes.unbound {
+            if client
+                .statements
+                .get(&parse.name)
+                .is_some_and(|def| def.server_name == parse.server_name)
+            {
+                client.statements.remove(&parse.name);
+            }
+        }
     }
     Ok(out)
 }
@@ -187,6 +203,9 @@ struct Rewriter<'a> {
 }
 
 impl Rewriter<'_> {
+    /// Rewrites one message, or returns [`Verdict::StopBefore`] to hold it
+    /// (untouched, with everything after it) until the server has answered
+    /// the Parse that decides whether the statement it names exists.
     fn handle(&mut self, tag: u8, body: Option<&[u8]>, out: &mut BytesMut) -> Verdict {
         match (tag, body) {
             (b'Q', Some(body)) => self.query(body, out),
@@ -211,6 +230,12 @@ impl Rewriter<'_> {
     fn query(&mut self, body: &[u8], out: &mut BytesMut) -> Verdict {
         let mut rest = body;
         let text = codec::take_cstr(&mut rest).unwrap_or_default();
+        let deallocate = sql::deallocate_target(text);
+        if let Some(Deallocate::Name(name)) = &deallocate
+            && self.queue.awaits_earlier_parse(name)
+        {
+            return Verdict::StopBefore;
+        }
         let analysis = sql::analyze(text);
         // A simple query drops the unnamed statement, the client's or not.
         *self.unnamed_statement = None;
@@ -222,7 +247,7 @@ impl Rewriter<'_> {
         }
         self.note(&analysis);
         self.queue.push(Expect::Query);
-        match sql::deallocate_target(text) {
+        match deallocate {
             Some(Deallocate::All) => {
                 self.client_statements.clear();
                 self.server_statements.clear();
@@ -292,6 +317,15 @@ impl Rewriter<'_> {
                 swallow: false,
             });
         };
+        if !name.is_empty() {
+            if self.queue.awaits_earlier_parse(&name) {
+                return Verdict::StopBefore;
+            }
+            if self.client_statements.contains_key(&name) {
+                self.refuse_duplicate(&name, tail, out);
+                return Verdict::Drop;
+            }
+        }
         let mut query = &tail[..];
         let analysis = sql::analyze(codec::take_cstr(&mut query).unwrap_or_default());
         self.note(&analysis);
@@ -311,15 +345,35 @@ impl Rewriter<'_> {
             });
         }
         let def = self.registry.intern(tail);
-        self.client_statements.insert(name, Arc::clone(&def));
+        self.client_statements
+            .insert(name.clone(), Arc::clone(&def));
         if self.server_statements.contains(&def.server_name) {
             self.server_statements.touch(&def.server_name);
             self.queue
-                .push(Expect::Synthetic(Bytes::from_static(PARSE_COMPLETE)));
+                .push_client_parse(name, def.server_name.clone(), true);
         } else {
-            self.prepare(&def, out, false);
+            self.prepare(&def, out, Some(name));
         }
         Verdict::Drop
+    }
+
+    /// A Parse of a name the client has open. PostgreSQL checks the
+    /// statement, then refuses the name with 42P05 and keeps the first
+    /// statement. The error must come from the server, so that it skips to
+    /// the Sync as after any failed Parse: the statement is parsed unnamed
+    /// (its own error comes first, as directly), then the refusal runs.
+    fn refuse_duplicate(&mut self, name: &str, parse_tail: Bytes, out: &mut BytesMut) {
+        let check = StatementDef {
+            server_name: String::new(),
+            parse_tail,
+        };
+        check.parse_message(out);
+        self.queue.push(Expect::Parse {
+            prepares: None,
+            swallow: true,
+        });
+        let message = format!("prepared statement \"{name}\" already exists");
+        self.refuse_in_place_of_parse(&raise_query("42P05", &message), out);
     }
 
     /// Runs `refusal` (a statement that fails) instead of the client's
@@ -371,12 +425,14 @@ impl Rewriter<'_> {
     }
 
     fn bind(&mut self, body: &[u8], out: &mut BytesMut) -> Verdict {
-        let def = split_bind(body).and_then(|(portal, statement, tail)| {
-            let def = self.client_statements.get(&statement).cloned()?;
-            Some((portal, def, tail))
-        });
-        let Some((portal, def, tail)) = def else {
-            if split_bind(body).is_some_and(|(_, statement, _)| statement.is_empty()) {
+        let Some((portal, statement, tail)) = split_bind(body) else {
+            return self.expect(Expect::Bind { swallow: false });
+        };
+        if self.queue.awaits_earlier_parse(&statement) {
+            return Verdict::StopBefore;
+        }
+        let Some(def) = self.client_statements.get(&statement).cloned() else {
+            if statement.is_empty() {
                 self.ensure_unnamed(out);
             }
             return self.expect(Expect::Bind { swallow: false });
@@ -389,6 +445,7 @@ impl Rewriter<'_> {
 
     fn describe(&mut self, body: &[u8], out: &mut BytesMut) -> Verdict {
         match split_target(body) {
+            Some((b'S', name)) if self.queue.awaits_earlier_parse(&name) => Verdict::StopBefore,
             Some((b'S', name)) => match self.client_statements.get(&name).cloned() {
                 Some(def) => {
                     self.ensure_prepared(&def, out);
@@ -428,13 +485,15 @@ impl Rewriter<'_> {
         if self.server_statements.contains(&def.server_name) {
             self.server_statements.touch(&def.server_name);
         } else {
-            self.prepare(def, out, true);
+            self.prepare(def, out, None);
         }
     }
 
     /// Prepares `def` on the server, closing least recently used statements
-    /// first to stay within `max_prepared_statements`.
-    fn prepare(&mut self, def: &StatementDef, out: &mut BytesMut, swallow: bool) {
+    /// first to stay within `max_prepared_statements`. `client_name` is the
+    /// client's statement name when the client sent this Parse; otherwise
+    /// churnstile did and its ParseComplete is swallowed.
+    fn prepare(&mut self, def: &StatementDef, out: &mut BytesMut, client_name: Option<String>) {
         let evicted = self
             .server_statements
             .insert(&def.server_name, self.settings.max_prepared_statements);
@@ -446,10 +505,15 @@ impl Rewriter<'_> {
             });
         }
         def.parse_message(out);
-        self.queue.push(Expect::Parse {
-            prepares: Some(def.server_name.clone()),
-            swallow,
-        });
+        match client_name {
+            Some(name) => self
+                .queue
+                .push_client_parse(name, def.server_name.clone(), false),
+            None => self.queue.push(Expect::Parse {
+                prepares: Some(def.server_name.clone()),
+                swallow: true,
+            }),
+        }
     }
 }
 
@@ -491,6 +555,104 @@ mod tests {
         assert!(
             first_message_ready(&[b'd', 0, 0, 0, 100, 1], true),
             "COPY data streams"
+        );
+    }
+
+    /// A client's statements and a server connection's, for one Rewriter.
+    #[derive(Default)]
+    struct Fixture {
+        client_statements: std::collections::HashMap<String, Arc<StatementDef>>,
+        server_statements: ServerStatements,
+        queue: ResponseQueue,
+        registry: StatementRegistry,
+        settings: PoolSettings,
+        unnamed_statement: Option<Bytes>,
+        unnamed_is_clients: bool,
+    }
+
+    impl Fixture {
+        /// Rewrites one client message; returns the verdict and the tags
+        /// of the messages written to the server instead.
+        fn send(&mut self, tag: u8, body: &[u8]) -> (Verdict, Vec<u8>) {
+            let mut rewriter = Rewriter {
+                client_statements: &mut self.client_statements,
+                server_statements: &mut self.server_statements,
+                queue: &mut self.queue,
+                registry: &self.registry,
+                settings: &self.settings,
+                needs_probe: &mut false,
+                pins: &mut std::collections::BTreeMap::new(),
+                custom_settings: &mut Vec::new(),
+                unnamed_statement: &mut self.unnamed_statement,
+                unnamed_is_clients: &mut self.unnamed_is_clients,
+            };
+            let mut out = BytesMut::new();
+            let verdict = rewriter.handle(tag, Some(body), &mut out);
+            let mut tags = Vec::new();
+            while let Ok(Some(message)) = codec::decode_message(&mut out, 1 << 20) {
+                tags.push(message.tag);
+            }
+            (verdict, tags)
+        }
+
+        fn server_name(&self, client_name: &str) -> Option<String> {
+            let def = self.client_statements.get(client_name)?;
+            Some(def.server_name.clone())
+        }
+    }
+
+    const PARSE_S_SELECT_1: &[u8] = b"s\0SELECT 1\0\0\0";
+    const BIND_S: &[u8] = b"\0s\0\0\0\0\0\0\0";
+
+    #[test]
+    fn a_second_parse_of_an_open_name_fails_on_the_server_and_keeps_the_first() {
+        let mut fixture = Fixture::default();
+        assert_eq!(
+            fixture.send(b'P', PARSE_S_SELECT_1),
+            (Verdict::Drop, vec![b'P'])
+        );
+        let first = fixture.server_name("s");
+        let (verdict, tags) = fixture.send(b'P', b"s\0SELECT 2\0\0\0");
+        assert_eq!(verdict, Verdict::Drop);
+        assert_eq!(
+            tags,
+            b"PPBE".to_vec(),
+            "the statement is checked, then a refusal runs in its place"
+        );
+        assert_eq!(fixture.server_name("s"), first);
+        assert!(
+            !fixture.unnamed_is_clients,
+            "the refusal took the server's unnamed statement"
+        );
+    }
+
+    #[test]
+    fn a_message_naming_a_statement_parsed_in_an_earlier_sync_group_waits_for_its_answer() {
+        let mut fixture = Fixture::default();
+        fixture.send(b'P', PARSE_S_SELECT_1);
+        assert_eq!(
+            fixture.send(b'B', BIND_S),
+            (Verdict::Drop, vec![b'B']),
+            "in the Parse's own Sync group a failure skips the Bind anyway"
+        );
+        fixture.send(b'S', b"");
+        for (tag, body) in [
+            (b'B', BIND_S),
+            (b'D', b"Ss\0".as_slice()),
+            (b'P', PARSE_S_SELECT_1),
+            (b'Q', b"DEALLOCATE s\0".as_slice()),
+        ] {
+            assert_eq!(
+                fixture.send(tag, body),
+                (Verdict::StopBefore, vec![]),
+                "{}",
+                tag as char
+            );
+        }
+        assert_eq!(
+            fixture.send(b'B', b"\0other\0\0\0\0\0\0\0"),
+            (Verdict::Forward, vec![]),
+            "other names go on"
         );
     }
 
