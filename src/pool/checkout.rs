@@ -101,6 +101,14 @@ impl<C: Connector> Pool<C> {
     ) -> Result<Pooled<C>, CheckoutError<C::Error>> {
         let shared = &self.shared;
         let started = Instant::now();
+        // Fast path: a free permit and an open pool need no waiting machinery.
+        // A free permit means nobody is in line (tokio hands released permits
+        // to waiters first), so this never overtakes a waiting client.
+        if !shared.pause.is_paused()
+            && let Ok(permit) = Arc::clone(&shared.permits).try_acquire_owned()
+        {
+            return self.lend(permit, started, wait).await;
+        }
         let ticket = shared.stats.wait_started();
         // The line is the semaphore's; a paused pool holds its head there.
         let admitted = async {
@@ -125,7 +133,18 @@ impl<C: Connector> Pool<C> {
         };
         drop(ticket);
         let permit = permit?;
+        self.lend(permit, started, wait).await
+    }
 
+    /// With a permit in hand: reuses an idle connection that is healthy and
+    /// within its lifetime, or opens one.
+    async fn lend(
+        &self,
+        permit: OwnedSemaphorePermit,
+        started: Instant,
+        wait: Option<Duration>,
+    ) -> Result<Pooled<C>, CheckoutError<C::Error>> {
+        let shared = &self.shared;
         while let Some(mut slot) = shared.idle().pop_back() {
             let reason = if slot.expires_at <= Instant::now() {
                 CloseReason::Lifetime
