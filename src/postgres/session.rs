@@ -259,6 +259,8 @@ impl Session<'_> {
     /// Forwards both ways until one side ends the session.
     async fn serve(&mut self) -> Ending {
         let mut last_activity = Instant::now();
+        // Registered once: re-creating it on every turn costs a lock per message.
+        let mut shutdown = std::pin::pin!(self.service.shutdown.clone().cancelled_owned());
         loop {
             if let Err(ending) = self.handle_client_bytes().await {
                 return ending;
@@ -275,7 +277,6 @@ impl Session<'_> {
                 .filter(|_| idle)
                 .map(|limit| last_activity + limit);
             self.client.buf.reserve(READ_CHUNK);
-            let shutdown = self.service.shutdown.clone();
             let client = &mut self.client;
             let server_read = async {
                 match self.server.as_mut() {
@@ -288,7 +289,7 @@ impl Session<'_> {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled(), if idle => return Ending::Shutdown,
+                _ = &mut shutdown, if idle => return Ending::Shutdown,
                 _ = sleep_until_or_forever(idle_deadline) => {
                     return Ending::IdleTimeout(idle_limit.unwrap_or_default());
                 }
