@@ -325,9 +325,11 @@ async fn run_cycle(kind: Cycle, address: &Address) -> String {
         }
     };
     match (login, kind) {
-        (Ok(Login::Ready), Cycle::Terminate) => match client.terminate().await {
+        // A session the upstream restart ended between login and Terminate
+        // was told why (57P01/08006) before churnstile closed it.
+        (Ok(Login::Ready), Cycle::Terminate) => match client.terminate_or_fatal().await {
             Ok(()) => "Ready".into(),
-            Err(error) => format!("terminate failed: {error}"),
+            Err(outcome) => outcome,
         },
         (Ok(Login::Ready), _) => "Ready".into(),
         (Ok(Login::Refused(code)), _) => code,

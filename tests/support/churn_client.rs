@@ -96,6 +96,19 @@ impl RawClient {
         self.wait_closed().await
     }
 
+    /// Sends Terminate; if the connection was already gone (the server ended
+    /// the session first), returns the SQLSTATE of the FATAL it was sent.
+    pub async fn terminate_or_fatal(mut self) -> Result<(), String> {
+        let sent = self.socket.write_all(&[b'X', 0, 0, 0, 4]).await;
+        if sent.is_ok() && self.wait_closed().await.is_ok() {
+            return Ok(());
+        }
+        match self.read_message().await {
+            Ok(Some((b'E', body))) => Err(sqlstate(&body)),
+            other => Err(format!("terminate failed: {other:?} after {sent:?}")),
+        }
+    }
+
     /// Reads (and drops) whatever comes until the server closes.
     pub async fn wait_closed(&mut self) -> io::Result<()> {
         let mut sink = [0u8; 1024];
