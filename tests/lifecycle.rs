@@ -505,19 +505,25 @@ fn proxy_fds(proxy: &Proxy, pg: &PgServer) -> ProxyFds {
     }
 }
 
-/// Polls until churnstile holds no client connection and its upstream
-/// connections are exactly the server's live backends, then returns its fds.
+/// Polls until churnstile holds no client connection, its upstream
+/// connections are exactly the server's live backends, and the counts read
+/// the same before and after asking the server (a cancel request or a
+/// closing socket in flight would make them differ), then returns its fds.
 async fn settled_fds(proxy: &Proxy, pg: &PgServer) -> ProxyFds {
     poll_until(
-        "no client connections and one upstream connection per backend",
+        "no client connections, one upstream connection per backend, steady counts",
         Duration::from_secs(15),
         async || {
             let fds = proxy_fds(proxy, pg);
             let backends = pg.backends(APP_DB, MD5_USER.name).await;
-            if fds.clients == 0 && i64::try_from(fds.upstream).unwrap() == backends {
+            let again = proxy_fds(proxy, pg);
+            if fds == again && fds.clients == 0 && i64::try_from(fds.upstream).unwrap() == backends
+            {
                 Ok(fds)
             } else {
-                Err(format!("{fds:?}, {backends} backends upstream"))
+                Err(format!(
+                    "{fds:?} then {again:?}, {backends} backends upstream"
+                ))
             }
         },
     )
