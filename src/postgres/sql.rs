@@ -69,9 +69,40 @@ pub struct Analysis {
     pub custom_settings: Vec<String>,
 }
 
+/// Every word the analysis reacts to contains one of these (case-insensitive).
+const TRIGGERS: [&[u8]; 13] = [
+    b"set",
+    b"dealloc",
+    b"listen",
+    b"drop",
+    b"close",
+    b"discard",
+    b"load",
+    b"prepare",
+    b"declare",
+    b"temp",
+    b"begin",
+    b"start",
+    b"advisory",
+];
+
+/// False when `sql` cannot contain a statement the analysis reacts to, so
+/// the common query (`SELECT ... WHERE id = $1`) costs no allocation.
+fn may_matter(sql: &str) -> bool {
+    let bytes = sql.as_bytes();
+    TRIGGERS.iter().any(|word| {
+        bytes
+            .windows(word.len())
+            .any(|window| window.eq_ignore_ascii_case(word))
+    })
+}
+
 /// Analyses every statement in `sql`.
 pub fn analyze(sql: &str) -> Analysis {
     let mut analysis = Analysis::default();
+    if !may_matter(sql) {
+        return analysis;
+    }
     for statement in split(sql) {
         classify(&statement, &mut analysis);
     }
@@ -507,6 +538,22 @@ mod tests {
         assert_eq!(deallocate_target("DEALLOCATE a; SELECT 1"), None);
         assert_eq!(deallocate_target("DEALLOCATEX a"), None);
         assert_eq!(deallocate_target("SELECT 1"), None);
+    }
+
+    #[test]
+    fn plain_queries_skip_the_analysis() {
+        assert!(!may_matter(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+        ));
+        assert!(may_matter("UPDATE t SET x = 1"), "SET still triggers");
+        for sql in [
+            "ReSeT all",
+            "unlisten *",
+            "select pg_advisory_lock(1)",
+            "Create TEMPORARY table t()",
+        ] {
+            assert!(may_matter(sql), "{sql}");
+        }
     }
 
     #[test]
