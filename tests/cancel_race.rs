@@ -12,15 +12,16 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::message::frontend;
+use support::pg_client::scalar;
+use support::wait::eventually;
 use support::{APP_DB, MD5_USER, PG_SUPERUSER, PgServer, Proxy, pg_proxy_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::NoTls;
 
 const USER: &str = MD5_USER.name;
 const PASSWORD: &str = MD5_USER.password;
 const QUERY_CANCELED: &str = "57014";
-const POLL: Duration = Duration::from_millis(50);
 /// Bound on any one answer from the proxy.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -29,29 +30,6 @@ fn proxy(pg: &PgServer, pool_size: usize, extra: &str) -> Proxy {
         pg,
         &format!("[pool]\npool_mode = \"transaction\"\ndefault_pool_size = {pool_size}\n{extra}"),
     ))
-}
-
-/// Polls `condition` until it holds; panics naming `what` after `timeout`.
-async fn eventually(what: &str, timeout: Duration, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-async fn scalar(client: &Client, sql: &str) -> String {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .iter()
-        .find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("NULL").to_owned()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no row"))
 }
 
 /// A client speaking the protocol by hand, so it knows its cancel key and

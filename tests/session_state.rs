@@ -15,6 +15,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::message::frontend;
+use support::pg_client::{backend_pid, sqlstate};
 use support::{APP_DB, MD5_USER, PG_SUPERUSER, PgServer, Proxy, pg_proxy_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -58,15 +59,6 @@ async fn connect(proxy: &Proxy) -> Client {
     proxy.connect(USER, PASSWORD, APP_DB).await
 }
 
-/// The SQLSTATE of a server error; panics on any other error.
-fn sqlstate(error: &tokio_postgres::Error) -> &str {
-    error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("expected an ErrorResponse, got: {error}"))
-        .code()
-        .code()
-}
-
 /// The columns of the first row of a simple query, as text ("NULL" for NULL).
 async fn row(client: &Client, sql: &str) -> Vec<String> {
     let messages = client
@@ -90,13 +82,6 @@ async fn scalar(client: &Client, sql: &str) -> String {
     row(client, sql).await.remove(0)
 }
 
-async fn backend_pid(client: &Client) -> i32 {
-    scalar(client, "SELECT pg_backend_pid()")
-        .await
-        .parse()
-        .expect("pg_backend_pid() is an integer")
-}
-
 /// The pids of both server connections of a pool of two.
 async fn both_server_pids(proxy: &Proxy) -> [i32; 2] {
     let first = connect(proxy).await;
@@ -110,25 +95,6 @@ async fn both_server_pids(proxy: &Proxy) -> [i32; 2] {
     pids
 }
 
-/// With a pool of two, a client in an open transaction on the server
-/// connection with backend `pid`: whoever asks next lands on the other one.
-async fn hold_server(proxy: &Proxy, pid: i32) -> Client {
-    let first = connect(proxy).await;
-    first.batch_execute("BEGIN").await.unwrap();
-    if backend_pid(&first).await == pid {
-        return first;
-    }
-    let second = connect(proxy).await;
-    second.batch_execute("BEGIN").await.unwrap();
-    assert_eq!(
-        backend_pid(&second).await,
-        pid,
-        "a pool of two has no server connection with pid {pid}"
-    );
-    first.batch_execute("COMMIT").await.unwrap();
-    second
-}
-
 /// Runs `sql` (one row) for `client` on the server connection `target` of
 /// a pool of two whose connections are `pids`; the first column returned is
 /// checked to be the backend pid and left out.
@@ -140,7 +106,7 @@ async fn row_on(
     sql: &str,
 ) -> Vec<String> {
     let other = if pids[0] == target { pids[1] } else { pids[0] };
-    let holder = hold_server(proxy, other).await;
+    let holder = proxy.hold_server_with_pid(MD5_USER, other).await;
     let mut values = row(client, sql).await;
     holder.batch_execute("COMMIT").await.unwrap();
     let pid = values.remove(0);
@@ -673,7 +639,7 @@ async fn the_client_is_told_parameter_values_that_change_or_differ_between_serve
     for round in 0..3 {
         for target in pids {
             let other_pid = if target == pids[0] { pids[1] } else { pids[0] };
-            let holder = hold_server(&proxy, other_pid).await;
+            let holder = proxy.hold_server_with_pid(MD5_USER, other_pid).await;
             seen.insert(
                 client
                     .assert_told_the_truth(&format!("round {round}"))
@@ -688,7 +654,7 @@ async fn the_client_is_told_parameter_values_that_change_or_differ_between_serve
     assert_eq!(reported, [("TimeZone".to_owned(), "Asia/Tokyo".to_owned())]);
     for target in pids {
         let other_pid = if target == pids[0] { pids[1] } else { pids[0] };
-        let holder = hold_server(&proxy, other_pid).await;
+        let holder = proxy.hold_server_with_pid(MD5_USER, other_pid).await;
         client.assert_told_the_truth("after SET TimeZone").await;
         holder.batch_execute("COMMIT").await.unwrap();
     }
@@ -699,7 +665,7 @@ async fn the_client_is_told_parameter_values_that_change_or_differ_between_serve
     client.query("RESET application_name").await;
     for target in pids {
         let other_pid = if target == pids[0] { pids[1] } else { pids[0] };
-        let holder = hold_server(&proxy, other_pid).await;
+        let holder = proxy.hold_server_with_pid(MD5_USER, other_pid).await;
         client.assert_told_the_truth("after RESET").await;
         holder.batch_execute("COMMIT").await.unwrap();
     }

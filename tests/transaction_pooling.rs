@@ -19,15 +19,16 @@ use futures_util::{SinkExt, StreamExt, future};
 use postgres_protocol::IsNull;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::message::frontend;
+use support::pg_client::{backend_pid, scalar, sqlstate};
+use support::wait::eventually;
 use support::{APP_DB, MD5_USER, PG_SUPERUSER, PgServer, Proxy, pg_proxy_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 const USER: &str = MD5_USER.name;
 const PASSWORD: &str = MD5_USER.password;
-const POLL: Duration = Duration::from_millis(50);
 /// Bound on any one answer from the proxy or the server.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -57,46 +58,6 @@ fn proxy(pg: &PgServer, pool_mode: &str, pool_size: usize, extra: &str) -> Proxy
 
 async fn connect(proxy: &Proxy) -> Client {
     proxy.connect(USER, PASSWORD, APP_DB).await
-}
-
-/// Polls `condition` until it holds; panics naming `what` after `timeout`.
-async fn eventually(what: &str, timeout: Duration, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// The SQLSTATE of a server error; panics on any other error.
-fn sqlstate(error: &tokio_postgres::Error) -> &str {
-    error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("expected an ErrorResponse, got: {error}"))
-        .code()
-        .code()
-}
-
-/// Runs one simple query that selects one value and returns it as text.
-async fn scalar(client: &Client, sql: &str) -> String {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    messages
-        .iter()
-        .find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("NULL").to_owned()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-}
-
-async fn backend_pid(client: &Client) -> i32 {
-    scalar(client, "SELECT pg_backend_pid()")
-        .await
-        .parse()
-        .expect("pg_backend_pid() is an integer")
 }
 
 /// Clients running short transactions through the proxy until stopped, so
@@ -367,26 +328,6 @@ fn cstr(rest: &mut &[u8]) -> String {
     let text = String::from_utf8_lossy(&rest[..end]).into_owned();
     *rest = &rest[end + 1..];
     text
-}
-
-/// What a direct connection to the server answers to `messages`.
-/// With a pool of two, a client in an open transaction on the server
-/// connection with backend `pid`: whoever asks next lands on the other one.
-async fn hold_server(proxy: &Proxy, pid: i32) -> Client {
-    let first = connect(proxy).await;
-    first.batch_execute("BEGIN").await.unwrap();
-    if backend_pid(&first).await == pid {
-        return first;
-    }
-    let second = connect(proxy).await;
-    second.batch_execute("BEGIN").await.unwrap();
-    assert_eq!(
-        backend_pid(&second).await,
-        pid,
-        "a pool of two has no server connection with pid {pid}"
-    );
-    first.batch_execute("COMMIT").await.unwrap();
-    second
 }
 
 async fn direct_answer(pg: &PgServer, messages: Messages) -> Vec<String> {
@@ -939,7 +880,7 @@ async fn prepared_statements_keep_working_while_clients_hop_across_two_server_co
     let row = client.query_one(&shared, &[&21]).await.unwrap();
     let (doubled, first_pid): (i32, i32) = (row.get(0), row.get(1));
     assert_eq!(doubled, 42);
-    let holder = hold_server(&proxy, first_pid).await;
+    let holder = proxy.hold_server_with_pid(MD5_USER, first_pid).await;
     let row = client.query_one(&shared, &[&50]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 100);
     assert_ne!(row.get::<_, i32>(1), first_pid, "the client did not hop");
@@ -1228,7 +1169,7 @@ async fn a_statement_on_a_dropped_table_gets_42p01_where_it_is_prepared_anew_and
 
     // Next time the client lands on the other server connection, where
     // churnstile must prepare the statement first, and t1 is gone.
-    let holder = hold_server(&proxy, prepared_on).await;
+    let holder = proxy.hold_server_with_pid(MD5_USER, prepared_on).await;
     admin.batch_execute("DROP TABLE t1").await.unwrap();
     let error = client.query(&statement, &[]).await.unwrap_err();
     assert_eq!(sqlstate(&error), "42P01", "{error}");

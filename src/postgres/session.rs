@@ -249,9 +249,17 @@ impl Session<'_> {
         );
         messages::ready_for_query(&mut out, b'I');
         self.client.traffic.sent(out.len());
+        self.send_to_client(&out).await
+    }
+
+    /// Writes churnstile's own or forwarded bytes to the client, if any.
+    async fn send_to_client(&mut self, bytes: &[u8]) -> Result<(), Ending> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
         self.client
             .stream
-            .write_all(&out)
+            .write_all(bytes)
             .await
             .map_err(|_| Ending::ClientGone)
     }
@@ -346,14 +354,8 @@ impl Session<'_> {
                 .await
                 .map_err(|e| Ending::ServerGone(e.to_string()))?;
         }
-        if !outcome.to_client.is_empty() {
-            self.client.traffic.sent(outcome.to_client.len());
-            self.client
-                .stream
-                .write_all(&outcome.to_client)
-                .await
-                .map_err(|_| Ending::ClientGone)?;
-        }
+        self.client.traffic.sent(outcome.to_client.len());
+        self.send_to_client(&outcome.to_client).await?;
         if outcome.terminated {
             Err(Ending::Terminated)
         } else {
@@ -374,13 +376,7 @@ impl Session<'_> {
         if self.client.traffic.transaction_ended() {
             self.count_traffic();
         }
-        if !out.is_empty() {
-            self.client
-                .stream
-                .write_all(&out)
-                .await
-                .map_err(|_| Ending::ClientGone)?;
-        }
+        self.send_to_client(&out).await?;
         Ok(())
     }
 
@@ -501,13 +497,7 @@ impl Session<'_> {
             queue: ResponseQueue::default(),
             unnamed_is_clients: false,
         });
-        if !out.is_empty() {
-            self.client
-                .stream
-                .write_all(&out)
-                .await
-                .map_err(|_| Ending::ClientGone)?;
-        }
+        self.send_to_client(&out).await?;
         Ok(())
     }
 
@@ -572,13 +562,7 @@ impl Session<'_> {
         if let Some(statement) = load {
             self.client.pins.insert(PinReason::Load, statement);
         }
-        if !told.is_empty() {
-            self.client
-                .stream
-                .write_all(&told)
-                .await
-                .map_err(|_| Ending::ClientGone)?;
-        }
+        self.send_to_client(&told).await?;
         Ok(())
     }
 

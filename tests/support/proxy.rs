@@ -15,7 +15,7 @@ use tokio_postgres::Client;
 
 use super::child::{self, Startup};
 use super::credentials::{APP_DB, PgUser};
-use super::pg_client;
+use super::pg_client::{self, backend_pid};
 use super::ports::free_port;
 use super::temp_dirs::temp_dir;
 
@@ -234,6 +234,26 @@ impl Proxy {
     /// password, to `app`; panics, with churnstile's stderr, if that fails.
     pub async fn connect_as(&self, user: PgUser) -> Client {
         self.connect(user.name, user.password, APP_DB).await
+    }
+
+    /// With a pool of two, a client of `user` holding an open transaction on
+    /// the server connection with backend `pid`, so whoever asks next lands
+    /// on the other one.
+    pub async fn hold_server_with_pid(&self, user: PgUser, pid: i32) -> Client {
+        let first = self.connect_as(user).await;
+        first.batch_execute("BEGIN").await.unwrap();
+        if backend_pid(&first).await == pid {
+            return first;
+        }
+        let second = self.connect_as(user).await;
+        second.batch_execute("BEGIN").await.unwrap();
+        assert_eq!(
+            backend_pid(&second).await,
+            pid,
+            "a pool of two has no server connection with pid {pid}"
+        );
+        first.batch_execute("COMMIT").await.unwrap();
+        second
     }
 }
 
