@@ -23,7 +23,9 @@ use super::session;
 use super::settings::Settings;
 use super::startup::{self, Opening, Startup, StartupError};
 use crate::admin::ADMIN_DATABASE;
-use crate::config::{AuthType, ClientSecret, Config, DatabaseConfig, ScramVerifier, UserConfig};
+use crate::config::{
+    AuthType, ClientSecret, Config, DatabaseConfig, Protocol, ScramVerifier, UserConfig,
+};
 use crate::pool::{Pool, PoolLimits};
 use crate::registry::{ClientRegistry, ServerRegistry};
 use crate::stream::Stream;
@@ -64,7 +66,9 @@ impl PgService {
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Self {
         let mut pools = HashMap::new();
         let servers = Arc::new(ServerRegistry::default());
-        for (db_name, db) in &config.databases {
+        let postgres_databases = (config.databases.iter())
+            .filter(|(_, db)| db.protocol == Protocol::Postgres);
+        for (db_name, db) in postgres_databases {
             for (user_name, user) in &config.users {
                 let connector = PgConnector {
                     target: Arc::new(upstream_target(db, user)),
@@ -292,11 +296,12 @@ fn derive_verifiers(config: &Config) -> HashMap<String, ScramVerifier> {
 }
 
 pub fn upstream_target(db: &DatabaseConfig, user: &UserConfig) -> UpstreamTarget {
+    let (login, password) = db.upstream_login(user);
     UpstreamTarget {
         host: db.host.clone(),
         port: db.port,
         dbname: db.dbname.clone(),
-        user: user.upstream_user.clone(),
-        password: user.upstream_password.clone(),
+        user: login.to_owned(),
+        password: password.map(str::to_owned),
     }
 }
