@@ -1,4 +1,5 @@
-//! churnstile: a connection-pooling proxy for PostgreSQL that keeps upstream
+//! churnstile: a connection-pooling proxy for PostgreSQL and MySQL/MariaDB
+//! that keeps upstream
 //! connections (and TIME_WAIT sockets) bounded however fast clients churn,
 //! and diagnoses why hosts run out of ports.
 
@@ -7,6 +8,7 @@ pub mod config;
 pub mod doctor;
 pub mod logging;
 pub mod metrics;
+pub mod mysql;
 pub mod pool;
 pub mod postgres;
 pub mod ratelimit;

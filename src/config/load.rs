@@ -31,6 +31,7 @@ const GENERAL_KEYS: &[&str] = &[
     "max_client_conn",
     "shutdown_timeout",
     "worker_threads",
+    "mysql_auth_plugin",
 ];
 const DATABASE_KEYS: &[&str] = &["protocol", "host", "port", "dbname", "user", "password"];
 const USER_KEYS: &[&str] = &["password", "upstream_user", "upstream_password"];
@@ -152,7 +153,10 @@ fn add_mysql_listener_defaults(
         return;
     }
     if !has("mysql") {
-        listen.mysql = vec![SocketAddr::from(([127, 0, 0, 1], DEFAULT_MYSQL_LISTEN_PORT))];
+        listen.mysql = vec![SocketAddr::from((
+            [127, 0, 0, 1],
+            DEFAULT_MYSQL_LISTEN_PORT,
+        ))];
     }
     if !has("mysql_unix_socket")
         && let Some(dir) = &listen.unix_socket_dir
@@ -214,6 +218,9 @@ fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConf
     }
     if let Some(threads) = section.count("worker_threads", 1, diagnostics) {
         general.worker_threads = threads.into_inner();
+    }
+    if let Some(plugin) = section.choice("mysql_auth_plugin", diagnostics) {
+        general.mysql_auth_plugin = plugin;
     }
     general
 }
@@ -298,7 +305,9 @@ fn read_database(
         .map(|password| password.into_inner());
     if password.is_some() && user.is_none() {
         diagnostics.error(
-            section.value_span("password").unwrap_or_else(|| section.span()),
+            section
+                .value_span("password")
+                .unwrap_or_else(|| section.span()),
             section.field("password"),
             "password without user; it is the forced user's upstream password, \
              so give user too (or set upstream_password in [users.NAME])",
@@ -307,7 +316,9 @@ fn read_database(
     let pool = read_pool_settings(section, pool, diagnostics);
     if protocol == Protocol::Mysql && pool.pool_mode == PoolMode::Statement {
         diagnostics.error(
-            section.value_span("pool_mode").unwrap_or_else(|| section.span()),
+            section
+                .value_span("pool_mode")
+                .unwrap_or_else(|| section.span()),
             section.field("pool_mode"),
             "pool_mode = \"statement\" is PostgreSQL only; MySQL databases pool by \
              \"session\" or \"transaction\"",
@@ -716,7 +727,7 @@ password = "md5abc"
         );
         assert_one_error(
             "[general]\nauth = \"md5\"\n[databases.app]\n",
-            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, metrics_listen, admin_users, log_format",
+            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, metrics_listen, admin_users, log_format",
         );
         assert_one_error(
             "[databases.app]\nusername = \"x\"\n",

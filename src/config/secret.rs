@@ -176,7 +176,10 @@ mod tests {
             panic!("expected a mysql_native_password hash, got {secret:?}");
         };
         assert_eq!((hash[0], hash[19]), (0x24, 0x19));
-        for password in ["*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E1", "*not hex at all"] {
+        for password in [
+            "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E1",
+            "*not hex at all",
+        ] {
             assert_eq!(
                 parse_client_secret(password).unwrap(),
                 ClientSecret::Plain(password.to_owned())

@@ -74,6 +74,8 @@ pub struct GeneralConfig {
     /// Threads that run client sessions. One (the default) serves a
     /// sidecar best: no cross-thread wake-ups on every message.
     pub worker_threads: usize,
+    /// The authentication plugin churnstile's greeting names to MySQL clients.
+    pub mysql_auth_plugin: MysqlAuthPlugin,
     pub observe: Observability,
 }
 
@@ -105,6 +107,7 @@ impl Default for GeneralConfig {
             max_client_conn: 100,
             shutdown_timeout: Duration::from_secs(30),
             worker_threads: 1,
+            mysql_auth_plugin: MysqlAuthPlugin::NativePassword,
             observe: Observability::default(),
         }
     }
@@ -132,6 +135,26 @@ impl std::fmt::Display for AuthType {
             AuthType::Md5 => "md5",
             AuthType::ScramSha256 => "scram-sha-256",
         })
+    }
+}
+
+/// MySQL authentication plugins churnstile verifies clients with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum MysqlAuthPlugin {
+    /// Every MySQL and MariaDB client speaks it.
+    #[serde(rename = "mysql_native_password")]
+    NativePassword,
+    /// MySQL 8's default; full authentication uses churnstile's RSA key.
+    #[serde(rename = "caching_sha2_password")]
+    CachingSha2Password,
+}
+
+impl MysqlAuthPlugin {
+    pub fn name(self) -> &'static str {
+        match self {
+            MysqlAuthPlugin::NativePassword => "mysql_native_password",
+            MysqlAuthPlugin::CachingSha2Password => "caching_sha2_password",
+        }
     }
 }
 

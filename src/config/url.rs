@@ -304,7 +304,10 @@ mod tests {
             ..url("root", None, "127.0.0.1", port, "shop")
         };
         assert_eq!(parse("mysql://root@127.0.0.1/shop"), Ok(mysql(3306)));
-        assert_eq!(parse("mariadb://root:@127.0.0.1:3310/shop"), Ok(mysql(3310)));
+        assert_eq!(
+            parse("mariadb://root:@127.0.0.1:3310/shop"),
+            Ok(mysql(3310))
+        );
         assert_eq!(
             parse("mysql://root@127.0.0.1"),
             Err(UrlError::MissingDatabase)

@@ -4,6 +4,7 @@
 //! connection from its first byte to its close.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +29,7 @@ use crate::config::{
 };
 use crate::pool::{Pool, PoolLimits};
 use crate::registry::{ClientRegistry, ServerRegistry};
+use crate::server::frontend::Frontend;
 use crate::stream::Stream;
 
 /// Pool of server connections for one (database, user).
@@ -66,8 +68,8 @@ impl PgService {
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Self {
         let mut pools = HashMap::new();
         let servers = Arc::new(ServerRegistry::default());
-        let postgres_databases = (config.databases.iter())
-            .filter(|(_, db)| db.protocol == Protocol::Postgres);
+        let postgres_databases =
+            (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Postgres);
         for (db_name, db) in postgres_databases {
             for (user_name, user) in &config.users {
                 let connector = PgConnector {
@@ -275,6 +277,24 @@ impl PgService {
             ));
         }
         Ok(startup)
+    }
+}
+
+impl Frontend for PgService {
+    fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    fn serve(self: Arc<Self>, stream: Stream, peer: String) -> impl Future<Output = ()> + Send {
+        PgService::serve(self, stream, peer)
+    }
+
+    fn refuse_too_many(stream: Stream) -> impl Future<Output = ()> + Send {
+        startup::refuse_connection(
+            stream,
+            sqlstate::TOO_MANY_CONNECTIONS,
+            "no more connections allowed (max_client_conn)",
+        )
     }
 }
 
