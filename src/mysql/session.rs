@@ -21,7 +21,7 @@ use super::prepared::ClientStatements;
 use super::relay::{Effects, Expect, ResponseRelay, Step};
 use super::service::{MySqlService, PoolKey};
 use super::sql::PinReason;
-use super::state::{SessionState, transition};
+use super::state::{COLLATION_VARIABLE, SessionState, transition};
 use super::wire::errors::{self, ErrorCode};
 use super::wire::flags::{capability, status};
 use super::wire::packet::MAX_PAYLOAD;
@@ -459,6 +459,10 @@ impl Session {
             conn.state.last_insert_id = id;
             self.state.last_insert_id = id;
         }
+        let flags = conn.status;
+        if changes_charset_not_collation(&effects.variables) {
+            self.learn_collation().await?;
+        }
         let explained = !effects.variables.is_empty() || effects.schema.is_some();
         if effects.state_changed
             && !explained
@@ -468,7 +472,6 @@ impl Session {
             tracing::debug!(peer = %self.peer, "client pinned: the server reported session state churnstile cannot name");
             crate::metrics::mysql_client_pinned(PinReason::ServerState.label());
         }
-        let flags = conn.status;
         if flags & status::AUTOCOMMIT == 0 && flags & status::IN_TRANS == 0 {
             if pooling && self.pins.insert(PinReason::Autocommit) {
                 crate::metrics::mysql_client_pinned(PinReason::Autocommit.label());
@@ -477,6 +480,29 @@ impl Session {
             self.pins.remove(&PinReason::Autocommit);
         }
         Ok(effects)
+    }
+
+    /// MariaDB reports the character sets `SET NAMES x COLLATE y` changes
+    /// but not the collation it changes with them, so churnstile asks:
+    /// otherwise moving the client sets its character set alone, which
+    /// brings that character set's default collation instead of `y`.
+    async fn learn_collation(&mut self) -> Result<(), Ending> {
+        let Some(conn) = self.conn() else {
+            return Ok(());
+        };
+        let rows = conn
+            .query_rows("SELECT @@collation_connection")
+            .await
+            .map_err(|e| Ending::ServerGone(e.to_string()))?;
+        let collation = rows
+            .ok()
+            .and_then(|rows| rows.into_iter().next())
+            .and_then(|row| row.into_iter().next().flatten());
+        if let Some(collation) = collation {
+            conn.state.note_variable(COLLATION_VARIABLE, &collation);
+            self.state.note_variable(COLLATION_VARIABLE, &collation);
+        }
+        Ok(())
     }
 
     /// Under transaction pooling, gives the server connection back when
@@ -564,6 +590,14 @@ impl Session {
             _ => server.discard(CloseReason::ResetFailure),
         }
     }
+}
+
+/// The server reported a new `character_set_connection` without the
+/// `collation_connection` that came with it.
+fn changes_charset_not_collation(variables: &[(String, String)]) -> bool {
+    let reported =
+        |wanted: &str| (variables.iter()).any(|(name, _)| name.eq_ignore_ascii_case(wanted));
+    reported("character_set_connection") && !reported(COLLATION_VARIABLE)
 }
 
 /// Writes what is queued for the client and empties the buffer.
