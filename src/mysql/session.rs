@@ -21,7 +21,7 @@ use super::prepared::ClientStatements;
 use super::relay::{Effects, Expect, ResponseRelay, Step};
 use super::service::{MySqlService, PoolKey};
 use super::sql::PinReason;
-use super::state::{COLLATION_VARIABLE, SessionState, transition};
+use super::state::{self, COLLATION_VARIABLE, SessionState, transition};
 use super::wire::errors::{self, ErrorCode};
 use super::wire::flags::{capability, status};
 use super::wire::packet::MAX_PAYLOAD;
@@ -450,6 +450,10 @@ impl Session {
         for (name, value) in &effects.variables {
             conn.state.note_variable(name, value);
             self.state.note_variable(name, value);
+            if let Some(id) = state::reported_last_insert_id(name, value) {
+                conn.state.last_insert_id = id;
+                self.state.last_insert_id = id;
+            }
         }
         if let Some(schema) = &effects.schema {
             conn.state.schema = Some(schema.clone());
@@ -464,12 +468,12 @@ impl Session {
             self.learn_collation().await?;
         }
         let explained = !effects.variables.is_empty() || effects.schema.is_some();
-        if effects.state_changed
-            && !explained
+        let unmovable = (effects.variables.iter()).any(|(name, _)| state::is_unmovable(name));
+        if (unmovable || effects.state_changed && !explained)
             && pooling
             && self.pins.insert(PinReason::ServerState)
         {
-            tracing::debug!(peer = %self.peer, "client pinned: the server reported session state churnstile cannot name");
+            tracing::debug!(peer = %self.peer, "client pinned: the server reported session state churnstile cannot name or move");
             crate::metrics::mysql_client_pinned(PinReason::ServerState.label());
         }
         if flags & status::AUTOCOMMIT == 0 && flags & status::IN_TRANS == 0 {
