@@ -465,7 +465,10 @@ impl Session {
         }
         let flags = conn.status;
         if changes_charset_not_collation(&effects.variables) {
-            self.learn_collation().await?;
+            // MariaDB reports the character sets `SET NAMES x COLLATE y`
+            // changes but not the collation: moving the character set alone
+            // would bring its default collation instead of `y`.
+            self.reread_variables(&[COLLATION_VARIABLE]).await?;
         }
         let explained = !effects.variables.is_empty() || effects.schema.is_some();
         let unmovable = (effects.variables.iter()).any(|(name, _)| state::is_unmovable(name));
@@ -486,25 +489,37 @@ impl Session {
         Ok(effects)
     }
 
-    /// MariaDB reports the character sets `SET NAMES x COLLATE y` changes
-    /// but not the collation it changes with them, so churnstile asks:
-    /// otherwise moving the client sets its character set alone, which
-    /// brings that character set's default collation instead of `y`.
-    async fn learn_collation(&mut self) -> Result<(), Ending> {
-        let Some(conn) = self.conn() else {
+    /// Records the values `names` have on the attached server connection
+    /// as the client's and the connection's, where the server's report is
+    /// not what a statement left behind.
+    pub async fn reread_variables(&mut self, names: &[&str]) -> Result<(), Ending> {
+        // Names come from the server's reports; anything but a plain
+        // identifier is left alone rather than put in SQL.
+        let names: Vec<&str> = (names.iter().copied())
+            .filter(|name| (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .collect();
+        let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
+        if names.is_empty() {
+            return Ok(());
+        }
+        let conn = server.conn();
+        let selected: Vec<String> = (names.iter())
+            .map(|name| format!("@@SESSION.{name}"))
+            .collect();
         let rows = conn
-            .query_rows("SELECT @@collation_connection")
+            .query_rows(&format!("SELECT {}", selected.join(", ")))
             .await
             .map_err(|e| Ending::ServerGone(e.to_string()))?;
-        let collation = rows
-            .ok()
-            .and_then(|rows| rows.into_iter().next())
-            .and_then(|row| row.into_iter().next().flatten());
-        if let Some(collation) = collation {
-            conn.state.note_variable(COLLATION_VARIABLE, &collation);
-            self.state.note_variable(COLLATION_VARIABLE, &collation);
+        let Some(row) = rows.ok().and_then(|rows| rows.into_iter().next()) else {
+            return Ok(());
+        };
+        for (name, value) in names.iter().zip(row) {
+            // The server reports NULL (character_set_results) as empty.
+            let value = value.unwrap_or_default();
+            conn.state.note_variable(name, &value);
+            self.state.note_variable(name, &value);
         }
         Ok(())
     }
