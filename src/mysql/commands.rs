@@ -172,6 +172,9 @@ impl Session {
                 .collect();
             self.reread_variables(&names).await?;
         }
+        if analysis.sets_last_insert_id && self.server.is_some() {
+            self.reread_variables(&["last_insert_id"]).await?;
+        }
         let in_transaction = self.conn().is_some_and(|conn| conn.in_transaction());
         if next_transaction_pending && !in_transaction {
             self.holds.next_transaction = false;

@@ -448,12 +448,7 @@ impl Session {
             conn.status = status;
         }
         for (name, value) in &effects.variables {
-            conn.state.note_variable(name, value);
-            self.state.note_variable(name, value);
-            if let Some(id) = state::reported_last_insert_id(name, value) {
-                conn.state.last_insert_id = id;
-                self.state.last_insert_id = id;
-            }
+            note_reported(&mut conn.state, &mut self.state, name, value);
         }
         if let Some(schema) = &effects.schema {
             conn.state.schema = Some(schema.clone());
@@ -518,8 +513,7 @@ impl Session {
         for (name, value) in names.iter().zip(row) {
             // The server reports NULL (character_set_results) as empty.
             let value = value.unwrap_or_default();
-            conn.state.note_variable(name, &value);
-            self.state.note_variable(name, &value);
+            note_reported(&mut conn.state, &mut self.state, name, &value);
         }
         Ok(())
     }
@@ -608,6 +602,17 @@ impl Session {
             Ok(Ok(())) => server.release(),
             _ => server.discard(CloseReason::ResetFailure),
         }
+    }
+}
+
+/// Records a variable's value the server reported, or that churnstile read,
+/// as the server connection's and the client's.
+fn note_reported(conn: &mut SessionState, client: &mut SessionState, name: &str, value: &str) {
+    conn.note_variable(name, value);
+    client.note_variable(name, value);
+    if let Some(id) = state::reported_last_insert_id(name, value) {
+        conn.last_insert_id = id;
+        client.last_insert_id = id;
     }
 }
 

@@ -68,6 +68,9 @@ pub struct Analysis {
     /// MariaDB's `SET STATEMENT var = value FOR ...`: the server reports the
     /// statement's temporary values, not the ones it restores after it.
     pub per_statement_settings: bool,
+    /// `LAST_INSERT_ID(expr)`, which outside INSERT and UPDATE sets
+    /// LAST_INSERT_ID() without the OK packet saying so.
+    pub sets_last_insert_id: bool,
     pub kill: Option<Kill>,
 }
 
@@ -100,6 +103,7 @@ const TRIGGER_WORDS: &[&str] = &[
     "KILL",
     "TRANSACTION",
     "STATEMENT",
+    "LAST_INSERT_ID",
     "XA",
 ];
 
@@ -168,6 +172,10 @@ fn analyze_statement(tokens: &[Token], analysis: &mut Analysis) {
     if has("GET_LOCK") {
         analysis.pins.push(PinReason::NamedLock);
     }
+    analysis.sets_last_insert_id |= tokens.windows(3).any(|window| {
+        matches!(window, [Token::Word(w), Token::Symbol(b'('), next]
+            if w == "LAST_INSERT_ID" && *next != Token::Symbol(b')'))
+    });
     if has("SQL_CALC_FOUND_ROWS") {
         analysis.pins.push(PinReason::FoundRows);
     }
@@ -358,6 +366,15 @@ mod tests {
         );
         assert!(!analyze(b"SET SESSION max_statement_time = 1").per_statement_settings);
         assert!(!analyze(b"SELECT 'SET STATEMENT'").per_statement_settings);
+    }
+
+    #[test]
+    fn last_insert_id_with_an_argument_is_noticed() {
+        let sets = |sql: &str| analyze(sql.as_bytes()).sets_last_insert_id;
+        assert!(sets("SELECT LAST_INSERT_ID(77)"));
+        assert!(sets("update seq set id = last_insert_id(id + 1)"));
+        assert!(!sets("SELECT LAST_INSERT_ID()"));
+        assert!(!sets("SELECT 'LAST_INSERT_ID(1)'"));
     }
 
     #[test]
