@@ -389,6 +389,29 @@ async fn set_last_insert_id_moves_with_its_client_and_only_with_it() {
 }
 
 #[tokio::test]
+async fn last_insert_id_with_an_argument_moves_with_its_client_and_only_with_it() {
+    let maria = server();
+    let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 1));
+    let mut setter = connect(&proxy, USER).await;
+    let mut other = connect(&proxy, USER).await;
+    // The sequence idiom's SELECT form: the OK packet carries no insert id.
+    assert_eq!(scalar(&mut setter, "SELECT LAST_INSERT_ID(77)").await, "77");
+    query_drop(&mut other, "DO LAST_INSERT_ID(5)").await;
+    for round in 0..3 {
+        assert_eq!(
+            scalar(&mut setter, "SELECT LAST_INSERT_ID()").await,
+            "77",
+            "round {round}"
+        );
+        assert_eq!(
+            scalar(&mut other, "SELECT LAST_INSERT_ID()").await,
+            "5",
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn affected_rows_count_changed_rows_or_with_client_found_rows_matched_ones() {
     let maria = server();
     let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 1));
