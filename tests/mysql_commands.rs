@@ -17,7 +17,7 @@ use bytes::Bytes;
 use mysql_async::prelude::Queryable;
 use mysql_async::{ChangeUserOpts, Conn, InfileData};
 use sha2::{Digest, Sha256};
-use support::mysql_client::{connect, error_code, proxy_opts, scalar, try_connect};
+use support::mysql_client::{connect, error_code, proxy_opts, scalar, tcp_opts, try_connect};
 use support::raw_mysql::{self, RawMySql, describe, err_code, is_eof};
 use support::wait::{POLL_INTERVAL, until_equal};
 use support::{
@@ -130,6 +130,77 @@ async fn a_parameter_over_16_mib_goes_as_send_long_data_and_arrives_whole() {
         .unwrap();
     assert_eq!(row, Some((blob.len() as u64, expected)));
     assert_eq!(scalar(&mut conn, "SELECT 'after'").await, "after");
+}
+
+#[tokio::test]
+async fn a_row_over_16_mib_arrives_whole_in_both_protocols() {
+    const LEN: usize = 17 * 1024 * 1024;
+    let maria = server();
+    let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 1));
+    let mut conn = connect(&proxy, USER).await;
+    let sql = format!("SELECT REPEAT('x', {LEN}), 'after'");
+    let text: Option<(Vec<u8>, String)> = conn.query_first(&sql).await.unwrap();
+    let binary: Option<(Vec<u8>, String)> = conn.exec_first(&sql, ()).await.unwrap();
+    for (protocol, row) in [("text", text), ("binary", binary)] {
+        let (long, after) = row.expect("a row");
+        assert_eq!(long.len(), LEN, "{protocol}");
+        assert!(long.iter().all(|&b| b == b'x'), "{protocol}");
+        assert_eq!(after, "after", "{protocol}");
+    }
+    assert_eq!(scalar(&mut conn, "SELECT 'next'").await, "next");
+}
+
+#[tokio::test]
+async fn a_procedures_result_sets_arrive_by_text_and_prepared_call() {
+    let maria = server();
+    // Directly as root: the mariadb CLI would split the body at its `;`.
+    let mut root = try_connect(tcp_opts(maria.port(), "root", "", Some(APP_DB)))
+        .await
+        .unwrap();
+    query_drop(
+        &mut root,
+        "CREATE PROCEDURE two_results(IN base INT) \
+         BEGIN SELECT base; SELECT base + 1, base + 2; END",
+    )
+    .await;
+    root.disconnect().await.unwrap();
+    let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 1));
+    let mut conn = connect(&proxy, USER).await;
+    let mut other = connect(&proxy, USER).await;
+    for round in 0..3i64 {
+        let mut result = conn
+            .query_iter(format!("CALL two_results({round})"))
+            .await
+            .unwrap();
+        assert_eq!(result.collect::<(i64,)>().await.unwrap(), [(round,)]);
+        assert_eq!(
+            result.collect::<(i64, i64)>().await.unwrap(),
+            [(round + 1, round + 2)]
+        );
+        // The CALL's own OK ends the response.
+        assert!(
+            result
+                .collect::<mysql_async::Row>()
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(result.is_empty());
+        drop(result);
+
+        let mut result = conn
+            .exec_iter("CALL two_results(?)", (round * 10,))
+            .await
+            .unwrap();
+        assert_eq!(result.collect::<(i64,)>().await.unwrap(), [(round * 10,)]);
+        assert_eq!(
+            result.collect::<(i64, i64)>().await.unwrap(),
+            [(round * 10 + 1, round * 10 + 2)]
+        );
+        drop(result);
+        // Released after the response: another client gets the connection.
+        assert_eq!(scalar(&mut other, "SELECT 'other'").await, "other");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

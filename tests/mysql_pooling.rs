@@ -19,6 +19,7 @@ use support::mysql_client::{
     try_connect,
 };
 use support::raw_mysql::{self, RawMySql};
+use support::wait::{POLL_INTERVAL, until_equal};
 use support::{
     APP_DB, MYSQL_APP_USER, MariaDbServer, NATIVE_USER, Proxy, mysql_proxy_config,
     mysql_proxy_config_with,
@@ -537,6 +538,101 @@ async fn per_statement_settings_do_not_become_session_state() {
             defaults,
             "{what}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_client_waiting_longer_than_query_wait_timeout_gets_1040_and_goes_on() {
+    let maria = server();
+    let proxy = Proxy::start(&mysql_proxy_config_with(
+        &maria,
+        "transaction",
+        1,
+        "[pool]\nquery_wait_timeout = 1\n",
+    ));
+    let mut holder = connect(&proxy, USER).await;
+    query_drop(&mut holder, "BEGIN").await;
+    let mut waiter = connect(&proxy, USER).await;
+
+    let started = Instant::now();
+    let error = waiter
+        .query_drop("SELECT 1")
+        .await
+        .expect_err("a second client got the only server connection");
+    let waited = started.elapsed();
+    assert_eq!(error_code(&error), 1040, "{error}");
+    assert!(
+        error_message(&error).contains("query_wait_timeout"),
+        "{error}"
+    );
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "refused after {waited:?} with query_wait_timeout = 1"
+    );
+
+    query_drop(&mut holder, "COMMIT").await;
+    assert_eq!(scalar(&mut waiter, "SELECT 'served'").await, "served");
+}
+
+#[tokio::test]
+async fn server_connections_mariadb_closed_while_idle_are_replaced_unnoticed() {
+    let maria = MariaDbServer::builder().option("--wait-timeout=1").start();
+    let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 2));
+    let mut conn = connect(&proxy, USER).await;
+    let first = server_connection_id(&mut conn).await;
+    until_equal(
+        "MariaDB closes the idle pooled connection (wait_timeout = 1)",
+        POLL_INTERVAL * 200,
+        "0".to_owned(),
+        async || {
+            maria.query(&format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {first}"
+            ))
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(scalar(&mut conn, "SELECT 'fresh'").await, "fresh");
+    }
+    assert_ne!(server_connection_id(&mut conn).await, first);
+}
+
+#[tokio::test]
+async fn while_mariadb_is_down_clients_get_1105_within_query_wait_timeout_and_go_on_after() {
+    let mut maria = server();
+    let proxy = Proxy::start(&mysql_proxy_config_with(
+        &maria,
+        "transaction",
+        2,
+        "[pool]\nquery_wait_timeout = 2\n",
+    ));
+    let mut before = connect(&proxy, USER).await;
+    assert_eq!(scalar(&mut before, "SELECT 1").await, "1");
+
+    maria.stop();
+    // Logging in needs no server connection; the queries find none.
+    let mut during = connect(&proxy, USER).await;
+    for (name, client) in [("before", &mut before), ("during", &mut during)] {
+        let started = Instant::now();
+        let error = client
+            .query_drop("SELECT 2")
+            .await
+            .expect_err("a query ran with MariaDB stopped");
+        let waited = started.elapsed();
+        assert_eq!(error_code(&error), 1105, "{name}: {error}");
+        assert!(
+            error_message(&error).contains("cannot reach"),
+            "{name}: {error}"
+        );
+        assert!(
+            waited < Duration::from_secs(4),
+            "{name}: refused after {waited:?} with query_wait_timeout = 2"
+        );
+    }
+
+    maria.restart();
+    for client in [&mut before, &mut during] {
+        assert_eq!(scalar(client, "SELECT 'back'").await, "back");
     }
 }
 
