@@ -7,6 +7,7 @@ pub mod config;
 pub mod doctor;
 pub mod logging;
 pub mod metrics;
+pub mod mysql;
 pub mod pool;
 pub mod postgres;
 pub mod ratelimit;

@@ -1,0 +1,3 @@
+//! The MySQL/MariaDB side of the proxy: wire codec.
+
+pub mod wire;
