@@ -1,4 +1,5 @@
-//! churnstile: a connection-pooling proxy for PostgreSQL that keeps upstream
+//! churnstile: a connection-pooling proxy for PostgreSQL and MySQL/MariaDB
+//! that keeps upstream
 //! connections (and TIME_WAIT sockets) bounded however fast clients churn,
 //! and diagnoses why hosts run out of ports.
 

@@ -14,19 +14,26 @@ use super::pool::{POOL_KEYS, read_pool_settings};
 use super::secret::parse_client_secret;
 use super::section::Section;
 use super::types::{
-    AuthType, ClientSecret, Config, DEFAULT_UPSTREAM_PORT, DatabaseConfig, GeneralConfig,
-    ListenConfig, PoolSettings, Protocol, UserConfig,
+    AuthType, ClientSecret, Config, DEFAULT_MYSQL_LISTEN_PORT, DatabaseConfig, GeneralConfig,
+    ListenConfig, PoolMode, PoolSettings, Protocol, UserConfig,
 };
 
 const SECTIONS: &[&str] = &["listen", "general", "pool", "databases", "users"];
-const LISTEN_KEYS: &[&str] = &["postgres", "unix_socket_dir", "unix_socket_port"];
+const LISTEN_KEYS: &[&str] = &[
+    "postgres",
+    "unix_socket_dir",
+    "unix_socket_port",
+    "mysql",
+    "mysql_unix_socket",
+];
 const GENERAL_KEYS: &[&str] = &[
     "auth_type",
     "max_client_conn",
     "shutdown_timeout",
     "worker_threads",
+    "mysql_auth_plugin",
 ];
-const DATABASE_KEYS: &[&str] = &["protocol", "host", "port", "dbname"];
+const DATABASE_KEYS: &[&str] = &["protocol", "host", "port", "dbname", "user", "password"];
 const USER_KEYS: &[&str] = &["password", "upstream_user", "upstream_password"];
 
 const DEFAULT_HOST: &str = "127.0.0.1";
@@ -64,8 +71,9 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
 
 fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
     root.reject_unknown_keys(SECTIONS, "section", diagnostics);
-    let listen = match root.section("listen", diagnostics) {
-        Some(section) => read_listen(&section, diagnostics),
+    let listen_section = root.section("listen", diagnostics);
+    let mut listen = match &listen_section {
+        Some(section) => read_listen(section, diagnostics),
         None => ListenConfig::default(),
     };
     let general_section = root.section("general", diagnostics);
@@ -83,6 +91,8 @@ fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
         None => PoolSettings::default(),
     };
     let databases = read_databases(root, &pool, diagnostics);
+    let serves_mysql = databases.values().any(|db| db.protocol == Protocol::Mysql);
+    add_mysql_listener_defaults(&mut listen, listen_section.as_ref(), serves_mysql);
     let users = read_users(root, auth_type, diagnostics);
     if let Some(section) = &general_section {
         general.observe = read_observability(section, &users, diagnostics);
@@ -99,7 +109,13 @@ fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
 fn read_listen(section: &Section, diagnostics: &mut Diagnostics) -> ListenConfig {
     section.reject_unknown_keys(LISTEN_KEYS, "key", diagnostics);
     let defaults = ListenConfig::default();
-    let postgres = read_addresses(section, diagnostics).unwrap_or(defaults.postgres);
+    let postgres = read_addresses(section, "postgres", diagnostics).unwrap_or(defaults.postgres);
+    let mysql = read_addresses(section, "mysql", diagnostics).unwrap_or_default();
+    let mysql_unix_socket = section
+        .string("mysql_unix_socket", diagnostics)
+        .map(|path| path.into_inner())
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from);
     let unix_socket_dir = match section.string("unix_socket_dir", diagnostics) {
         Some(dir) if dir.get_ref().is_empty() => None,
         Some(dir) => Some(PathBuf::from(dir.into_inner())),
@@ -119,22 +135,56 @@ fn read_listen(section: &Section, diagnostics: &mut Diagnostics) -> ListenConfig
         postgres,
         unix_socket_dir,
         unix_socket_port,
+        mysql,
+        mysql_unix_socket,
     }
 }
 
-/// The `postgres` addresses; `None` when absent or when any is invalid
+/// With a MySQL database configured, MySQL clients get 127.0.0.1:3307 and
+/// a Unix socket next to PostgreSQL's unless `[listen]` says otherwise;
+/// without one, no MySQL port is taken.
+fn add_mysql_listener_defaults(
+    listen: &mut ListenConfig,
+    section: Option<&Section>,
+    serves_mysql: bool,
+) {
+    let has = |key| section.is_some_and(|section| section.has(key));
+    if !serves_mysql {
+        return;
+    }
+    if !has("mysql") {
+        listen.mysql = vec![SocketAddr::from((
+            [127, 0, 0, 1],
+            DEFAULT_MYSQL_LISTEN_PORT,
+        ))];
+    }
+    if !has("mysql_unix_socket")
+        && let Some(dir) = &listen.unix_socket_dir
+    {
+        let port = (listen.mysql.first().map(SocketAddr::port))
+            .filter(|&port| port != 0)
+            .unwrap_or(DEFAULT_MYSQL_LISTEN_PORT);
+        listen.mysql_unix_socket = Some(dir.join(format!("churnstile-mysql-{port}.sock")));
+    }
+}
+
+/// The addresses under `key`; `None` when absent or when any is invalid
 /// (each reported where it stands).
-fn read_addresses(section: &Section, diagnostics: &mut Diagnostics) -> Option<Vec<SocketAddr>> {
+fn read_addresses(
+    section: &Section,
+    key: &str,
+    diagnostics: &mut Diagnostics,
+) -> Option<Vec<SocketAddr>> {
     let mut all_valid = true;
     let mut addresses = Vec::new();
-    for (index, address) in section.strings("postgres", diagnostics)?.iter().enumerate() {
+    for (index, address) in section.strings(key, diagnostics)?.iter().enumerate() {
         match address.get_ref().parse::<SocketAddr>() {
             Ok(parsed) => addresses.push(parsed),
             Err(_) => {
                 all_valid = false;
                 diagnostics.error(
                     address.span(),
-                    format!("{}[{index}]", section.field("postgres")),
+                    format!("{}[{index}]", section.field(key)),
                     format!(
                         "{:?} is not an IP address and port such as \"127.0.0.1:6432\" \
                          or \"[::1]:6432\"; host names are not resolved here",
@@ -168,6 +218,9 @@ fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConf
     }
     if let Some(threads) = section.count("worker_threads", 1, diagnostics) {
         general.worker_threads = threads.into_inner();
+    }
+    if let Some(plugin) = section.choice("mysql_auth_plugin", diagnostics) {
+        general.mysql_auth_plugin = plugin;
     }
     general
 }
@@ -233,7 +286,7 @@ fn read_database(
     .unwrap_or_else(|| DEFAULT_HOST.to_owned());
     let port = section
         .port("port", diagnostics)
-        .unwrap_or(DEFAULT_UPSTREAM_PORT);
+        .unwrap_or_else(|| protocol.default_port());
     let dbname = non_empty_string(
         section,
         "dbname",
@@ -241,12 +294,44 @@ fn read_database(
         diagnostics,
     )
     .unwrap_or_else(|| name.to_owned());
+    let user = non_empty_string(
+        section,
+        "user",
+        "user is empty; leave it out to log in upstream as each client's upstream_user",
+        diagnostics,
+    );
+    let password = section
+        .string("password", diagnostics)
+        .map(|password| password.into_inner());
+    if password.is_some() && user.is_none() {
+        diagnostics.error(
+            section
+                .value_span("password")
+                .unwrap_or_else(|| section.span()),
+            section.field("password"),
+            "password without user; it is the forced user's upstream password, \
+             so give user too (or set upstream_password in [users.NAME])",
+        );
+    }
+    let pool = read_pool_settings(section, pool, diagnostics);
+    if protocol == Protocol::Mysql && pool.pool_mode == PoolMode::Statement {
+        diagnostics.error(
+            section
+                .value_span("pool_mode")
+                .unwrap_or_else(|| section.span()),
+            section.field("pool_mode"),
+            "pool_mode = \"statement\" is PostgreSQL only; MySQL databases pool by \
+             \"session\" or \"transaction\"",
+        );
+    }
     DatabaseConfig {
         protocol,
         host,
         port,
         dbname,
-        pool: read_pool_settings(section, pool, diagnostics),
+        user,
+        password,
+        pool,
     }
 }
 
@@ -438,6 +523,8 @@ upstream_password = "other"
                 ],
                 unix_socket_dir: Some(PathBuf::from("/run/churnstile")),
                 unix_socket_port: 6000,
+                mysql: Vec::new(),
+                mysql_unix_socket: None,
             },
             general: GeneralConfig {
                 auth_type: AuthType::ScramSha256,
@@ -454,6 +541,8 @@ upstream_password = "other"
                     host: "/var/run/postgresql".to_owned(),
                     port: 5433,
                     dbname: "app_production".to_owned(),
+                    user: None,
+                    password: None,
                     pool: PoolSettings {
                         pool_mode: PoolMode::Session,
                         default_pool_size: 10,
@@ -490,6 +579,8 @@ upstream_password = "other"
                 host: "127.0.0.1".to_owned(),
                 port: 5432,
                 dbname: "app".to_owned(),
+                user: None,
+                password: None,
                 pool: PoolSettings::default(),
             }
         );
@@ -632,15 +723,15 @@ password = "md5abc"
         );
         assert_one_error(
             "[listen]\naddress = \"x\"\n[databases.app]\n",
-            "c.toml:2:1: listen.address: unknown key; allowed keys: postgres, unix_socket_dir, unix_socket_port",
+            "c.toml:2:1: listen.address: unknown key; allowed keys: postgres, unix_socket_dir, unix_socket_port, mysql, mysql_unix_socket",
         );
         assert_one_error(
             "[general]\nauth = \"md5\"\n[databases.app]\n",
-            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, metrics_listen, admin_users, log_format",
+            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, metrics_listen, admin_users, log_format",
         );
         assert_one_error(
-            "[databases.app]\nuser = \"x\"\n",
-            "c.toml:2:1: databases.app.user: unknown key; allowed keys: protocol, host, port, dbname, pool_mode,",
+            "[databases.app]\nusername = \"x\"\n",
+            "c.toml:2:1: databases.app.username: unknown key; allowed keys: protocol, host, port, dbname, user, password, pool_mode,",
         );
         assert_one_error(
             "[databases.app]\n[users.a]\npassword = \"x\"\npass = \"x\"\n",
@@ -683,8 +774,44 @@ password = "md5abc"
             "c.toml:2:13: pool.pool_mode: unknown variant `txn`, expected one of `session`, `transaction`, `statement`",
         );
         assert_one_error(
-            "[databases.app]\nprotocol = \"mysql\"\n",
-            "c.toml:2:12: databases.app.protocol: unknown variant `mysql`, expected `postgres`",
+            "[databases.app]\nprotocol = \"mssql\"\n",
+            "c.toml:2:12: databases.app.protocol: unknown variant `mssql`, expected `postgres` or `mysql`",
+        );
+    }
+
+    #[test]
+    fn mysql_databases_get_port_3306_and_a_listener_on_3307() {
+        let text = "[general]\nauth_type = \"trust\"\n[databases.shop]\nprotocol = \"mysql\"\n\
+                    user = \"root\"\npassword = \"\"\n";
+        let config = parse_str(text, "c.toml").unwrap();
+        let shop = &config.databases["shop"];
+        assert_eq!((shop.port, shop.user.as_deref()), (3306, Some("root")));
+        assert_eq!(shop.password.as_deref(), Some(""));
+        assert_eq!(config.listen.mysql, ["127.0.0.1:3307".parse().unwrap()]);
+        assert_eq!(
+            config.listen.mysql_unix_socket,
+            Some(PathBuf::from("/tmp/churnstile-mysql-3307.sock"))
+        );
+        let text = "[listen]\nmysql = [\"127.0.0.1:3310\"]\nmysql_unix_socket = \"\"\n\
+                    [general]\nauth_type = \"trust\"\n[databases.shop]\nprotocol = \"mysql\"\n";
+        let listen = parse_str(text, "c.toml").unwrap().listen;
+        assert_eq!(listen.mysql, ["127.0.0.1:3310".parse().unwrap()]);
+        assert_eq!(listen.mysql_unix_socket, None);
+        // No MySQL database, no MySQL port taken.
+        let text = "[general]\nauth_type = \"trust\"\n[databases.app]\n";
+        let listen = parse_str(text, "c.toml").unwrap().listen;
+        assert!(listen.mysql.is_empty() && listen.mysql_unix_socket.is_none());
+    }
+
+    #[test]
+    fn mysql_refuses_statement_pooling_and_a_password_without_user() {
+        assert_one_error(
+            "[databases.shop]\nprotocol = \"mysql\"\npool_mode = \"statement\"\n",
+            "c.toml:3:13: databases.shop.pool_mode: pool_mode = \"statement\" is PostgreSQL only",
+        );
+        assert_one_error(
+            "[databases.shop]\npassword = \"x\"\n",
+            "c.toml:2:12: databases.shop.password: password without user",
         );
     }
 

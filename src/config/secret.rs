@@ -1,5 +1,6 @@
 //! Parsing a client secret in one of the forms PostgreSQL stores in
-//! `pg_authid.rolpassword`: plaintext, `md5…` or a SCRAM-SHA-256 verifier.
+//! `pg_authid.rolpassword` (plaintext, `md5…` or a SCRAM-SHA-256 verifier)
+//! or MySQL in `mysql.user` for mysql_native_password (`*` + 40 hex digits).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -10,6 +11,8 @@ const MD5_PREFIX: &str = "md5";
 const MD5_HEX_DIGITS: usize = 32;
 const SCRAM_PREFIX: &str = "SCRAM-SHA-256$";
 const SCRAM_KEY_LEN: usize = 32;
+const MYSQL_NATIVE_PREFIX: &str = "*";
+const MYSQL_NATIVE_HEX_DIGITS: usize = 40;
 
 /// Classifies and decodes a secret.
 ///
@@ -18,6 +21,7 @@ const SCRAM_KEY_LEN: usize = 32;
 ///   rejected as a damaged md5 secret rather than taken as a password.
 /// - Text starting with `SCRAM-SHA-256$` must be a complete verifier,
 ///   `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` in base64.
+/// - `*` + 40 hex digits is a mysql_native_password hash.
 /// - Anything else is a plaintext password.
 ///
 /// The error says what is malformed; it never repeats the secret.
@@ -31,7 +35,26 @@ pub fn parse_client_secret(text: &str) -> Result<ClientSecret, String> {
             return parse_md5(digits).map(ClientSecret::Md5);
         }
     }
+    if let Some(digits) = text.strip_prefix(MYSQL_NATIVE_PREFIX)
+        && digits.len() == MYSQL_NATIVE_HEX_DIGITS
+        && let Some(hash) = decode_hex::<20>(digits)
+    {
+        return Ok(ClientSecret::MysqlNative(hash));
+    }
     Ok(ClientSecret::Plain(text.to_owned()))
+}
+
+/// `N` bytes from `2 * N` hex digits of either case.
+fn decode_hex<const N: usize>(digits: &str) -> Option<[u8; N]> {
+    let digits = digits.as_bytes();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = hex_value(pair[0])? << 4 | hex_value(pair[1])?;
+    }
+    Some(bytes)
 }
 
 fn parse_md5(digits: &str) -> Result<[u8; 16], String> {
@@ -143,6 +166,25 @@ mod tests {
             parse_client_secret("md53175BCE1D3201D16594CEBF9D7EB3F9D"),
             Ok(ClientSecret::Md5(_))
         ));
+    }
+
+    #[test]
+    fn mysql_native_hash_decodes_to_20_bytes() {
+        // SELECT PASSWORD('password') on MariaDB.
+        let secret = parse_client_secret("*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19").unwrap();
+        let ClientSecret::MysqlNative(hash) = secret else {
+            panic!("expected a mysql_native_password hash, got {secret:?}");
+        };
+        assert_eq!((hash[0], hash[19]), (0x24, 0x19));
+        for password in [
+            "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E1",
+            "*not hex at all",
+        ] {
+            assert_eq!(
+                parse_client_secret(password).unwrap(),
+                ClientSecret::Plain(password.to_owned())
+            );
+        }
     }
 
     #[test]

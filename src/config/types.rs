@@ -26,13 +26,18 @@ pub struct ListenConfig {
     pub unix_socket_dir: Option<PathBuf>,
     /// Port number in the Unix socket's file name (what `psql -p` expects).
     pub unix_socket_port: u16,
+    /// TCP addresses that speak the MySQL protocol.
+    pub mysql: Vec<SocketAddr>,
+    /// Path of the Unix socket that speaks the MySQL protocol; `None` disables it.
+    pub mysql_unix_socket: Option<PathBuf>,
 }
 
 /// PgBouncer's listening port, churnstile's too.
 const DEFAULT_LISTEN_PORT: u16 = 6432;
 
-/// The port upstream PostgreSQL servers listen on unless told otherwise.
-pub(crate) const DEFAULT_UPSTREAM_PORT: u16 = 5432;
+/// ProxySQL listens on 6033; 3307 is what operators reach for next to a
+/// MySQL on 3306.
+pub(crate) const DEFAULT_MYSQL_LISTEN_PORT: u16 = 3307;
 
 impl ListenConfig {
     /// The Unix socket port when none is configured: the first TCP
@@ -52,6 +57,8 @@ impl Default for ListenConfig {
             postgres: vec![SocketAddr::from(([127, 0, 0, 1], DEFAULT_LISTEN_PORT))],
             unix_socket_dir: Some(PathBuf::from("/tmp")),
             unix_socket_port: DEFAULT_LISTEN_PORT,
+            mysql: Vec::new(),
+            mysql_unix_socket: None,
         }
     }
 }
@@ -67,6 +74,8 @@ pub struct GeneralConfig {
     /// Threads that run client sessions. One (the default) serves a
     /// sidecar best: no cross-thread wake-ups on every message.
     pub worker_threads: usize,
+    /// The authentication plugin churnstile's greeting names to MySQL clients.
+    pub mysql_auth_plugin: MysqlAuthPlugin,
     pub observe: Observability,
 }
 
@@ -98,6 +107,7 @@ impl Default for GeneralConfig {
             max_client_conn: 100,
             shutdown_timeout: Duration::from_secs(30),
             worker_threads: 1,
+            mysql_auth_plugin: MysqlAuthPlugin::NativePassword,
             observe: Observability::default(),
         }
     }
@@ -125,6 +135,26 @@ impl std::fmt::Display for AuthType {
             AuthType::Md5 => "md5",
             AuthType::ScramSha256 => "scram-sha-256",
         })
+    }
+}
+
+/// MySQL authentication plugins churnstile verifies clients with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum MysqlAuthPlugin {
+    /// Every MySQL and MariaDB client speaks it.
+    #[serde(rename = "mysql_native_password")]
+    NativePassword,
+    /// MySQL 8's default; full authentication uses churnstile's RSA key.
+    #[serde(rename = "caching_sha2_password")]
+    CachingSha2Password,
+}
+
+impl MysqlAuthPlugin {
+    pub fn name(self) -> &'static str {
+        match self {
+            MysqlAuthPlugin::NativePassword => "mysql_native_password",
+            MysqlAuthPlugin::CachingSha2Password => "caching_sha2_password",
+        }
     }
 }
 
@@ -204,6 +234,26 @@ impl Default for PoolSettings {
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Postgres,
+    /// MySQL and MariaDB.
+    Mysql,
+}
+
+impl Protocol {
+    /// The port upstream servers of this protocol listen on unless told otherwise.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Postgres => 5432,
+            Protocol::Mysql => 3306,
+        }
+    }
+
+    /// The label metrics and the admin console use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Postgres => "postgres",
+            Protocol::Mysql => "mysql",
+        }
+    }
 }
 
 /// One `[databases.NAME]` entry: the name clients ask for, mapped upstream.
@@ -214,8 +264,24 @@ pub struct DatabaseConfig {
     pub port: u16,
     /// Database name on the upstream server.
     pub dbname: String,
+    /// PgBouncer's forced user: every client of this database logs in
+    /// upstream as this user instead of its own `upstream_user`.
+    pub user: Option<String>,
+    /// Password for the forced `user`.
+    pub password: Option<String>,
     /// The global `[pool]` settings with this database's overrides applied.
     pub pool: PoolSettings,
+}
+
+impl DatabaseConfig {
+    /// Who `user`'s clients log in upstream as, and with what password:
+    /// the database's forced `user` when it has one.
+    pub fn upstream_login<'a>(&'a self, user: &'a UserConfig) -> (&'a str, Option<&'a str>) {
+        match &self.user {
+            Some(forced) => (forced, self.password.as_deref()),
+            None => (&user.upstream_user, user.upstream_password.as_deref()),
+        }
+    }
 }
 
 /// One `[users.NAME]` entry.
@@ -236,6 +302,9 @@ pub enum ClientSecret {
     /// `md5` followed by 32 hex digits of md5(password || user).
     Md5([u8; 16]),
     Scram(ScramVerifier),
+    /// `*` followed by 40 hex digits of SHA1(SHA1(password)), as MySQL's
+    /// `mysql.user` keeps it for mysql_native_password.
+    MysqlNative([u8; 20]),
 }
 
 impl std::fmt::Debug for ClientSecret {
@@ -244,6 +313,7 @@ impl std::fmt::Debug for ClientSecret {
             ClientSecret::Plain(_) => "plain",
             ClientSecret::Md5(_) => "md5",
             ClientSecret::Scram(_) => "scram-sha-256",
+            ClientSecret::MysqlNative(_) => "mysql_native_password",
         };
         write!(f, "ClientSecret({kind}, redacted)")
     }

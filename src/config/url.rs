@@ -1,27 +1,41 @@
 //! The zero-config sidecar form: one upstream URL such as
-//! `postgres://USER:PASSWORD@HOST:PORT/DB` becomes a full [`Config`] with
-//! one database and one user, so no file is needed.
+//! `postgres://USER:PASSWORD@HOST:PORT/DB` or `mysql://USER:PASSWORD@HOST:PORT/DB`
+//! becomes a full [`Config`] with one database and one user, so no file is
+//! needed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::types::{
-    AuthType, ClientSecret, Config, DEFAULT_UPSTREAM_PORT, DatabaseConfig, GeneralConfig,
-    ListenConfig, PoolMode, PoolSettings, Protocol, UserConfig,
+    AuthType, ClientSecret, Config, DatabaseConfig, GeneralConfig, ListenConfig, PoolMode,
+    PoolSettings, Protocol, UserConfig,
 };
 
-const SCHEMES: &[&str] = &["postgres", "postgresql"];
+const SCHEMES: &[(&str, Protocol)] = &[
+    ("postgres", Protocol::Postgres),
+    ("postgresql", Protocol::Postgres),
+    ("mysql", Protocol::Mysql),
+    ("mariadb", Protocol::Mysql),
+];
 const FORM: &str = "postgres://USER:PASSWORD@HOST:PORT/DB";
 
 /// Why an upstream URL was refused. Messages never repeat the password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("the upstream URL must start with postgres:// or postgresql://, as in {FORM}")]
+    #[error(
+        "the upstream URL must start with postgres:// or mysql://, as in {FORM} \
+         or mysql://USER:PASSWORD@HOST:PORT/DB"
+    )]
     MissingScheme,
     #[error(
-        "unsupported scheme \"{scheme}://\" in the upstream URL; supported: postgres://, postgresql://"
+        "unsupported scheme \"{scheme}://\" in the upstream URL; \
+         supported: postgres://, postgresql://, mysql://, mariadb://"
     )]
     UnsupportedScheme { scheme: String },
+    #[error(
+        "the mysql:// upstream URL names no database; write mysql://USER:PASSWORD@HOST:PORT/DB"
+    )]
+    MissingDatabase,
     #[error("the upstream URL has no user name; write {FORM}")]
     MissingUser,
     #[error("the upstream URL has no host; write {FORM}")]
@@ -76,10 +90,12 @@ pub fn sidecar_config(
         None => AuthType::Trust,
     };
     let database = DatabaseConfig {
-        protocol: Protocol::Postgres,
+        protocol: url.protocol,
         host: url.host,
         port: url.port,
         dbname: url.dbname.clone(),
+        user: None,
+        password: None,
         pool: pool.clone(),
     };
     let user = UserConfig {
@@ -88,10 +104,21 @@ pub fn sidecar_config(
         upstream_password: url.password,
     };
     Ok(Config {
-        listen: ListenConfig {
-            postgres: vec![listen],
-            unix_socket_dir: None,
-            unix_socket_port: ListenConfig::default_unix_socket_port(&[listen]),
+        listen: match url.protocol {
+            Protocol::Postgres => ListenConfig {
+                postgres: vec![listen],
+                unix_socket_dir: None,
+                unix_socket_port: ListenConfig::default_unix_socket_port(&[listen]),
+                mysql: Vec::new(),
+                mysql_unix_socket: None,
+            },
+            Protocol::Mysql => ListenConfig {
+                postgres: Vec::new(),
+                unix_socket_dir: None,
+                unix_socket_port: ListenConfig::default_unix_socket_port(&[]),
+                mysql: vec![listen],
+                mysql_unix_socket: None,
+            },
         },
         general: GeneralConfig {
             auth_type,
@@ -106,6 +133,7 @@ pub fn sidecar_config(
 /// The parts of `postgres://USER:PASSWORD@HOST:PORT/DB`, percent-decoded.
 #[derive(Debug, PartialEq)]
 struct UpstreamUrl {
+    protocol: Protocol,
     user: String,
     password: Option<String>,
     /// IPv6 addresses without brackets; a path starting with '/' is a Unix
@@ -122,14 +150,14 @@ impl UpstreamUrl {
         if scheme.is_empty() || !scheme.chars().all(scheme_chars) {
             return Err(UrlError::MissingScheme);
         }
-        if !SCHEMES
+        let Some(&(_, protocol)) = SCHEMES
             .iter()
-            .any(|known| known.eq_ignore_ascii_case(scheme))
-        {
+            .find(|(known, _)| known.eq_ignore_ascii_case(scheme))
+        else {
             return Err(UrlError::UnsupportedScheme {
                 scheme: scheme.to_owned(),
             });
-        }
+        };
         // The last '@' ends the user info, so a password may hold a raw '@',
         // '/', '?' or '#'.
         let (user_info, after_user_info) = rest.rsplit_once('@').ok_or(UrlError::MissingUser)?;
@@ -154,9 +182,14 @@ impl UpstreamUrl {
             .map(|password| percent_decode(password, "password"))
             .transpose()?
             .filter(|password| !password.is_empty());
-        let (host, port) = split_host_port(host_and_port)?;
+        let (host, port) = split_host_port(host_and_port, protocol.default_port())?;
         let dbname = percent_decode(path, "database name")?;
+        if dbname.is_empty() && protocol == Protocol::Mysql {
+            // MySQL has no database named after the user to fall back on.
+            return Err(UrlError::MissingDatabase);
+        }
         Ok(UpstreamUrl {
+            protocol,
             dbname: if dbname.is_empty() {
                 user.clone()
             } else {
@@ -170,7 +203,7 @@ impl UpstreamUrl {
     }
 }
 
-fn split_host_port(text: &str) -> Result<(String, u16), UrlError> {
+fn split_host_port(text: &str, default_port: u16) -> Result<(String, u16), UrlError> {
     let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
         let (host, after) = bracketed.split_once(']').ok_or(UrlError::BadIpv6Host)?;
         let port = match after {
@@ -194,7 +227,7 @@ fn split_host_port(text: &str) -> Result<(String, u16), UrlError> {
         return Err(UrlError::MissingHost);
     }
     let port = match port {
-        None => DEFAULT_UPSTREAM_PORT,
+        None => default_port,
         Some(port) => port
             .parse::<u16>()
             .ok()
@@ -239,6 +272,7 @@ mod tests {
 
     fn url(user: &str, password: Option<&str>, host: &str, port: u16, dbname: &str) -> UpstreamUrl {
         UpstreamUrl {
+            protocol: Protocol::Postgres,
             user: user.to_owned(),
             password: password.map(str::to_owned),
             host: host.to_owned(),
@@ -261,6 +295,28 @@ mod tests {
             parse("POSTGRES://alice@h"),
             Ok(url("alice", None, "h", 5432, "alice"))
         );
+    }
+
+    #[test]
+    fn mysql_url_defaults_to_port_3306_and_needs_a_database() {
+        let mysql = |port| UpstreamUrl {
+            protocol: Protocol::Mysql,
+            ..url("root", None, "127.0.0.1", port, "shop")
+        };
+        assert_eq!(parse("mysql://root@127.0.0.1/shop"), Ok(mysql(3306)));
+        assert_eq!(
+            parse("mariadb://root:@127.0.0.1:3310/shop"),
+            Ok(mysql(3310))
+        );
+        assert_eq!(
+            parse("mysql://root@127.0.0.1"),
+            Err(UrlError::MissingDatabase)
+        );
+        let config = sidecar_config(listen(), "mysql://root@127.0.0.1/shop", None, None).unwrap();
+        assert_eq!(config.listen.mysql, [listen()]);
+        assert!(config.listen.postgres.is_empty());
+        assert_eq!(config.listen.mysql_unix_socket, None);
+        assert_eq!(config.databases["shop"].protocol, Protocol::Mysql);
     }
 
     #[test]
@@ -331,9 +387,9 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_honour() {
         assert_eq!(
-            parse("mysql://u:p@h/d"),
+            parse("redis://u:p@h/d"),
             Err(UrlError::UnsupportedScheme {
-                scheme: "mysql".to_owned()
+                scheme: "redis".to_owned()
             })
         );
         assert_eq!(parse("u:p@h/d"), Err(UrlError::MissingScheme));
@@ -365,8 +421,11 @@ mod tests {
 
     #[test]
     fn error_messages_name_the_supported_schemes_and_hide_passwords() {
-        let message = parse("mysql://u:hunter2@h/d").unwrap_err().to_string();
-        assert!(message.contains("postgres://, postgresql://"), "{message}");
+        let message = parse("redis://u:hunter2@h/d").unwrap_err().to_string();
+        assert!(
+            message.contains("postgres://, postgresql://, mysql://, mariadb://"),
+            "{message}"
+        );
         let message = parse("postgres://u:hunter2%@h/d").unwrap_err().to_string();
         assert!(!message.contains("hunter2"), "{message}");
     }
@@ -388,6 +447,8 @@ mod tests {
                     host: "db".to_owned(),
                     port: 6543,
                     dbname: "app".to_owned(),
+                    user: None,
+                    password: None,
                     pool: PoolSettings::default(),
                 }
             )])

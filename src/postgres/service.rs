@@ -4,6 +4,7 @@
 //! connection from its first byte to its close.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -23,9 +24,12 @@ use super::session;
 use super::settings::Settings;
 use super::startup::{self, Opening, Startup, StartupError};
 use crate::admin::ADMIN_DATABASE;
-use crate::config::{AuthType, ClientSecret, Config, DatabaseConfig, ScramVerifier, UserConfig};
+use crate::config::{
+    AuthType, ClientSecret, Config, DatabaseConfig, Protocol, ScramVerifier, UserConfig,
+};
 use crate::pool::{Pool, PoolLimits};
 use crate::registry::{ClientRegistry, ServerRegistry};
+use crate::server::frontend::Frontend;
 use crate::stream::Stream;
 
 /// Pool of server connections for one (database, user).
@@ -64,7 +68,9 @@ impl PgService {
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Self {
         let mut pools = HashMap::new();
         let servers = Arc::new(ServerRegistry::default());
-        for (db_name, db) in &config.databases {
+        let postgres_databases =
+            (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Postgres);
+        for (db_name, db) in postgres_databases {
             for (user_name, user) in &config.users {
                 let connector = PgConnector {
                     target: Arc::new(upstream_target(db, user)),
@@ -274,6 +280,24 @@ impl PgService {
     }
 }
 
+impl Frontend for PgService {
+    fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    fn serve(self: Arc<Self>, stream: Stream, peer: String) -> impl Future<Output = ()> + Send {
+        PgService::serve(self, stream, peer)
+    }
+
+    fn refuse_too_many(stream: Stream) -> impl Future<Output = ()> + Send {
+        startup::refuse_connection(
+            stream,
+            sqlstate::TOO_MANY_CONNECTIONS,
+            "no more connections allowed (max_client_conn)",
+        )
+    }
+}
+
 /// SCRAM verifiers for users whose secret is plaintext, when logins use SCRAM.
 fn derive_verifiers(config: &Config) -> HashMap<String, ScramVerifier> {
     if config.general.auth_type != AuthType::ScramSha256 {
@@ -292,11 +316,12 @@ fn derive_verifiers(config: &Config) -> HashMap<String, ScramVerifier> {
 }
 
 pub fn upstream_target(db: &DatabaseConfig, user: &UserConfig) -> UpstreamTarget {
+    let (login, password) = db.upstream_login(user);
     UpstreamTarget {
         host: db.host.clone(),
         port: db.port,
         dbname: db.dbname.clone(),
-        user: user.upstream_user.clone(),
-        password: user.upstream_password.clone(),
+        user: login.to_owned(),
+        password: password.map(str::to_owned),
     }
 }

@@ -1,4 +1,4 @@
-//! Accept loops: one per listener, handing each client to the PostgreSQL
+//! Accept loops: one per listener, handing each client to its protocol's
 //! service while enforcing `max_client_conn`, and backing off (never
 //! spinning) when the process runs out of file descriptors, counting each
 //! time it does.
@@ -13,9 +13,7 @@ use rustix::io::Errno;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 
-use crate::postgres::messages::sqlstate;
-use crate::postgres::service::PgService;
-use crate::postgres::startup::refuse_connection;
+use super::frontend::Frontend;
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::stream::Stream;
 
@@ -69,9 +67,9 @@ impl Listener {
 
 /// Accepts clients until shutdown. Each client holds one of the
 /// `client_slots` permits (`max_client_conn`) for as long as it is connected.
-pub async fn accept_loop(
+pub async fn accept_loop<F: Frontend>(
     listener: Listener,
-    service: Arc<PgService>,
+    service: Arc<F>,
     client_slots: Arc<Semaphore>,
 ) {
     // Failed accepts in a row for lack of descriptors: logged when the run
@@ -79,7 +77,7 @@ pub async fn accept_loop(
     let mut exhausted_streak: u64 = 0;
     loop {
         let accepted = tokio::select! {
-            _ = service.shutdown.cancelled() => return,
+            _ = service.shutdown().cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -127,11 +125,7 @@ pub async fn accept_loop(
                     tracing::warn!(%peer, "max_client_conn reached; refusing client{}", Suppressed(suppressed));
                 }
                 crate::metrics::client_rejected(crate::metrics::Rejection::MaxClientConn);
-                tokio::spawn(refuse_connection(
-                    stream,
-                    sqlstate::TOO_MANY_CONNECTIONS,
-                    "no more connections allowed (max_client_conn)",
-                ));
+                tokio::spawn(F::refuse_too_many(stream));
             }
         }
     }

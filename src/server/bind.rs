@@ -88,6 +88,14 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
 /// Must be called inside a tokio runtime.
 pub fn bind_unix(dir: &Path, port: u16) -> Result<(UnixListener, PathBuf), BindError> {
     let path = dir.join(format!(".s.PGSQL.{port}"));
+    let listener = bind_unix_path(&path)?;
+    Ok((listener, path))
+}
+
+/// Binds a Unix socket at `path`, replacing a stale socket file left by a
+/// server that died, refusing a live one with its owner named.
+pub fn bind_unix_path(path: &Path) -> Result<UnixListener, BindError> {
+    let path = path.to_path_buf();
     let endpoint = || Endpoint::Unix(path.clone());
     let owner = || socket_path_owner(&path);
     match probe(&path).map_err(|error| bind_failed(endpoint(), error, owner))? {
@@ -110,8 +118,7 @@ pub fn bind_unix(dir: &Path, port: u16) -> Result<(UnixListener, PathBuf), BindE
             });
         }
     }
-    let listener = listen_unix(&path).map_err(|error| bind_failed(endpoint(), error, owner))?;
-    Ok((listener, path))
+    listen_unix(&path).map_err(|error| bind_failed(endpoint(), error, owner))
 }
 
 fn listen_unix(path: &Path) -> io::Result<UnixListener> {

@@ -4,5 +4,6 @@
 
 pub mod accept;
 pub mod bind;
+pub mod frontend;
 pub mod limits;
 pub mod run;

@@ -12,10 +12,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::accept::{Listener, accept_loop};
-use super::bind::{BindError, bind_tcp, bind_unix};
+use super::bind::{BindError, bind_tcp, bind_unix, bind_unix_path};
 use super::limits;
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 use crate::metrics::{MetricsEndpoint, MetricsError, MetricsSources};
+use crate::mysql::service::MySqlService;
 use crate::postgres::service::PgService;
 
 /// Why the proxy could not start or run.
@@ -23,7 +24,9 @@ use crate::postgres::service::PgService;
 pub enum RunError {
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("nothing to listen on: [listen] has no postgres addresses and no unix_socket_dir")]
+    #[error(
+        "nothing to listen on: [listen] has no postgres or mysql addresses and no Unix sockets"
+    )]
     NoListeners,
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
@@ -38,7 +41,11 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
     let metrics = (config.general.observe.metrics_listen)
         .map(MetricsEndpoint::bind)
         .transpose()?;
-    let (listeners, socket_file) = bind_all(&config)?;
+    let Bound {
+        postgres: listeners,
+        mysql: mysql_listeners,
+        socket_files,
+    } = bind_all(&config)?;
     limits::check_at_startup(&config);
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
@@ -48,6 +55,11 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
     let mut service = PgService::new(Arc::clone(&config), shutdown.clone());
     service.config_file = config_file;
     let service = Arc::new(service);
+    let mysql = Arc::new(MySqlService::new(
+        Arc::clone(&config),
+        shutdown.clone(),
+        Arc::clone(&service.servers),
+    ));
     let max_clients = config.general.max_client_conn;
     let client_slots = Arc::new(Semaphore::new(max_clients));
     if let Some(endpoint) = metrics {
@@ -55,7 +67,9 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
             service: Arc::clone(&service),
             client_slots: Arc::clone(&client_slots),
             max_clients,
-            listeners: listeners.iter().filter_map(Listener::tcp_addr).collect(),
+            listeners: (listeners.iter().chain(&mysql_listeners))
+                .filter_map(Listener::tcp_addr)
+                .collect(),
         };
         let addr = endpoint.start(sources)?;
         tracing::info!(%addr, "serving Prometheus metrics at /metrics");
@@ -67,9 +81,17 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
             Arc::clone(&client_slots),
         ));
     }
+    for listener in mysql_listeners {
+        tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&mysql),
+            Arc::clone(&client_slots),
+        ));
+    }
     tracing::info!(
         listen = ?config.listen.postgres,
-        unix_socket = ?socket_file,
+        mysql = ?config.listen.mysql,
+        unix_sockets = ?socket_files,
         databases = config.databases.len(),
         "churnstile is accepting clients"
     );
@@ -88,26 +110,48 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         tracing::warn!("shutdown_timeout passed with clients still connected; closing them");
     }
     service.close_pools();
-    if let Some(path) = socket_file {
+    mysql.close_pools();
+    for path in socket_files {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
 }
 
+/// Every bound listener, by protocol, and the Unix socket files to remove.
+struct Bound {
+    postgres: Vec<Listener>,
+    mysql: Vec<Listener>,
+    socket_files: Vec<PathBuf>,
+}
+
 /// Binds every configured listener, failing on the first that cannot be.
-fn bind_all(config: &Config) -> Result<(Vec<Listener>, Option<PathBuf>), RunError> {
-    let mut listeners = Vec::new();
-    for addr in &config.listen.postgres {
-        listeners.push(Listener::Tcp(bind_tcp(*addr)?));
+fn bind_all(config: &Config) -> Result<Bound, RunError> {
+    let listen = &config.listen;
+    let mut bound = Bound {
+        postgres: Vec::new(),
+        mysql: Vec::new(),
+        socket_files: Vec::new(),
+    };
+    for addr in &listen.postgres {
+        bound.postgres.push(Listener::Tcp(bind_tcp(*addr)?));
     }
-    let mut socket_file = None;
-    if let Some(dir) = &config.listen.unix_socket_dir {
-        let (listener, path) = bind_unix(dir, config.listen.unix_socket_port)?;
-        listeners.push(Listener::Unix(listener));
-        socket_file = Some(path);
+    if let Some(dir) = &listen.unix_socket_dir
+        && (!listen.postgres.is_empty()
+            || (config.databases.values()).any(|db| db.protocol == Protocol::Postgres))
+    {
+        let (listener, path) = bind_unix(dir, listen.unix_socket_port)?;
+        bound.postgres.push(Listener::Unix(listener));
+        bound.socket_files.push(path);
     }
-    if listeners.is_empty() {
+    for addr in &listen.mysql {
+        bound.mysql.push(Listener::Tcp(bind_tcp(*addr)?));
+    }
+    if let Some(path) = &listen.mysql_unix_socket {
+        bound.mysql.push(Listener::Unix(bind_unix_path(path)?));
+        bound.socket_files.push(path.clone());
+    }
+    if bound.postgres.is_empty() && bound.mysql.is_empty() {
         return Err(RunError::NoListeners);
     }
-    Ok((listeners, socket_file))
+    Ok(bound)
 }

@@ -27,7 +27,7 @@ pub fn verify_md5_response(
             .finalize()
             .into(),
         ClientSecret::Md5(hash) => *hash,
-        ClientSecret::Scram(_) => return false,
+        ClientSecret::Scram(_) | ClientSecret::MysqlNative(_) => return false,
     };
     let salted: [u8; 16] = Md5::new()
         .chain_update(lower_hex(&stored))

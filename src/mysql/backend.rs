@@ -1,0 +1,498 @@
+//! One upstream MySQL/MariaDB connection: opening it, logging in
+//! (mysql_native_password, caching_sha2_password with the RSA exchange),
+//! switching on session tracking, and the few commands churnstile runs on
+//! it itself (state transitions, resets, lookups).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::net::{TcpStream, UnixStream};
+
+use super::auth::{caching_sha2, encrypt_password, native};
+use super::io::PacketStream;
+use super::prepared::ServerStatements;
+use super::state::{BASELINE_CHARSET, BASELINE_COLLATION, SessionState, Transition};
+use super::wire::command::{COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION};
+use super::wire::flags::{capability, status};
+use super::wire::handshake::{
+    AUTH_MORE_DATA, AuthSwitchRequest, CACHING_SHA2_PASSWORD, FAST_AUTH_OK, HandshakeResponse,
+    NATIVE_PASSWORD, PERFORM_FULL_AUTH, REQUEST_PUBLIC_KEY, ServerHandshake,
+};
+use super::wire::response::{
+    EOF_HEADER, ERR_HEADER, ErrPacket, OK_HEADER, OkPacket, SessionChange, is_terminator,
+    session_changes,
+};
+use super::wire::{WireError, lenenc};
+use crate::stream::Stream;
+
+/// Capabilities churnstile asks every upstream server for.
+pub const UPSTREAM_CAPABILITIES: u32 = capability::LONG_PASSWORD
+    | capability::LONG_FLAG
+    | capability::CONNECT_WITH_DB
+    | capability::LOCAL_FILES
+    | capability::PROTOCOL_41
+    | capability::TRANSACTIONS
+    | capability::SECURE_CONNECTION
+    | capability::MULTI_STATEMENTS
+    | capability::MULTI_RESULTS
+    | capability::PS_MULTI_RESULTS
+    | capability::PLUGIN_AUTH
+    | capability::CONNECT_ATTRS
+    | capability::PLUGIN_AUTH_LENENC_DATA
+    | capability::SESSION_TRACK
+    | capability::DEPRECATE_EOF;
+
+/// Capabilities without which churnstile cannot pool a server.
+const REQUIRED_CAPABILITIES: u32 =
+    capability::PROTOCOL_41 | capability::SECURE_CONNECTION | capability::SESSION_TRACK;
+
+/// utf8mb4_general_ci, which MySQL 5.5+ and every MariaDB know.
+const BASELINE_CHARSET_ID: u8 = 45;
+
+/// Where one database's server is and who to log in as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    /// Host name or IP address, or the path of a Unix socket (starting with '/').
+    pub host: String,
+    pub port: u16,
+    /// The schema selected at login.
+    pub dbname: String,
+    pub user: String,
+    pub password: Option<String>,
+}
+
+impl UpstreamTarget {
+    pub fn describe(&self) -> String {
+        if self.host.starts_with('/') {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    fn is_unix_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    /// Opens a raw stream to the server.
+    pub async fn open_stream(&self) -> io::Result<Stream> {
+        if self.is_unix_socket() {
+            Ok(Stream::Unix(UnixStream::connect(&self.host).await?))
+        } else {
+            Stream::tcp(TcpStream::connect((self.host.as_str(), self.port)).await?)
+        }
+    }
+}
+
+/// Why an upstream connection could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot reach {target}: {source}")]
+    Connect { target: String, source: io::Error },
+    #[error("connection to upstream lost: {0}")]
+    Io(#[from] io::Error),
+    #[error("upstream server refused: {} (error {}, SQLSTATE {})", .0.message, .0.code, .0.sql_state)]
+    Rejected(ErrPacket),
+    #[error("upstream server sent a malformed packet: {0}")]
+    Malformed(#[from] WireError),
+    #[error("upstream server {0}")]
+    Unsupported(String),
+    #[error("upstream server did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl UpstreamError {
+    /// True for a failure that may go away by itself.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            UpstreamError::Connect { .. } | UpstreamError::Io(_) | UpstreamError::Timeout(_) => {
+                true
+            }
+            // Too many connections, shutting down, or host temporarily blocked.
+            UpstreamError::Rejected(error) => matches!(error.code, 1040 | 1053 | 1129 | 1203),
+            _ => false,
+        }
+    }
+}
+
+/// What a command churnstile ran itself came back with.
+pub type Reply = Result<(), ErrPacket>;
+
+/// An open, logged-in server connection.
+pub struct ServerConn {
+    pub io: PacketStream,
+    pub target: Arc<UpstreamTarget>,
+    /// The server's id for this connection (what `KILL` takes).
+    pub thread_id: u32,
+    pub server_version: String,
+    /// Capabilities both sides agreed on.
+    pub capabilities: u32,
+    /// Status flags from the server's last OK or EOF.
+    pub status: u16,
+    /// Session state as it is on the server now.
+    pub state: SessionState,
+    /// Prepared statements open on this connection.
+    pub statements: ServerStatements,
+}
+
+impl ServerConn {
+    /// Connects, logs in and switches on session tracking.
+    pub async fn connect(target: &Arc<UpstreamTarget>) -> Result<ServerConn, UpstreamError> {
+        let stream = target
+            .open_stream()
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                target: target.describe(),
+                source,
+            })?;
+        let mut io = PacketStream::new(stream);
+        let (header, payload) = io.read_packet().await?;
+        if payload.first() == Some(&ERR_HEADER) {
+            return Err(UpstreamError::Rejected(ErrPacket::decode(&payload)?));
+        }
+        let greeting = ServerHandshake::decode(&payload)?;
+        let missing = REQUIRED_CAPABILITIES & !greeting.capabilities;
+        if missing != 0 {
+            return Err(UpstreamError::Unsupported(format!(
+                "{} lacks capabilities churnstile needs (flags {missing:#x}: protocol 4.1, \
+                 secure connection, session tracking); MySQL 5.7+ or MariaDB 10.2+ is required",
+                greeting.server_version
+            )));
+        }
+        let capabilities = UPSTREAM_CAPABILITIES & greeting.capabilities;
+        let mut conn = ServerConn {
+            io,
+            target: Arc::clone(target),
+            thread_id: greeting.connection_id,
+            server_version: greeting.server_version.clone(),
+            capabilities,
+            status: greeting.status,
+            state: SessionState::baseline(Some(target.dbname.clone())),
+            statements: ServerStatements::default(),
+        };
+        conn.log_in(&greeting, header.seq.wrapping_add(1)).await?;
+        conn.set_baseline().await?;
+        Ok(conn)
+    }
+
+    async fn log_in(&mut self, greeting: &ServerHandshake, seq: u8) -> Result<(), UpstreamError> {
+        let password = self.target.password.clone().unwrap_or_default();
+        let plugin = match greeting.auth_plugin.as_str() {
+            CACHING_SHA2_PASSWORD => CACHING_SHA2_PASSWORD,
+            // Anything else gets a native answer; the server switches if it must.
+            _ => NATIVE_PASSWORD,
+        };
+        let response = HandshakeResponse {
+            capabilities: self.capabilities,
+            max_packet_size: 1 << 30,
+            charset: BASELINE_CHARSET_ID,
+            user: self.target.user.clone(),
+            auth_response: scramble(plugin, password.as_bytes(), &greeting.scramble),
+            database: Some(self.target.dbname.clone()),
+            auth_plugin: Some(plugin.to_owned()),
+            attributes: vec![
+                ("_client_name".to_owned(), "churnstile".to_owned()),
+                (
+                    "_client_version".to_owned(),
+                    env!("CARGO_PKG_VERSION").to_owned(),
+                ),
+            ],
+        };
+        let mut payload = BytesMut::new();
+        response.encode(&mut payload);
+        self.io.send(seq, &payload).await?;
+        let mut nonce = greeting.scramble.to_vec();
+        let mut plugin = plugin.to_owned();
+        loop {
+            let (header, packet) = self.io.read_packet().await?;
+            let seq = header.seq.wrapping_add(1);
+            match packet.first() {
+                Some(&OK_HEADER) => return Ok(()),
+                Some(&ERR_HEADER) => {
+                    return Err(UpstreamError::Rejected(ErrPacket::decode(&packet)?));
+                }
+                Some(&EOF_HEADER) => {
+                    let switch = AuthSwitchRequest::decode(&packet)?;
+                    if switch.plugin != NATIVE_PASSWORD && switch.plugin != CACHING_SHA2_PASSWORD {
+                        return Err(UpstreamError::Unsupported(format!(
+                            "asks for authentication plugin {:?}; churnstile logs in with \
+                             mysql_native_password or caching_sha2_password",
+                            switch.plugin
+                        )));
+                    }
+                    nonce = switch.data;
+                    plugin = switch.plugin;
+                    let answer = scramble(&plugin, password.as_bytes(), &nonce);
+                    self.io.send(seq, &answer).await?;
+                }
+                Some(&AUTH_MORE_DATA) if plugin == CACHING_SHA2_PASSWORD => match packet.get(1) {
+                    Some(&FAST_AUTH_OK) => {}
+                    Some(&PERFORM_FULL_AUTH) => {
+                        self.send_full_auth(seq, &password, &nonce).await?;
+                    }
+                    _ => {
+                        return Err(UpstreamError::Malformed(WireError::Malformed(
+                            "unexpected caching_sha2_password message",
+                        )));
+                    }
+                },
+                _ => {
+                    return Err(UpstreamError::Malformed(WireError::Malformed(
+                        "unexpected packet during login",
+                    )));
+                }
+            }
+        }
+    }
+
+    /// caching_sha2_password full authentication: the password in clear
+    /// over a Unix socket, otherwise encrypted with the server's RSA key.
+    async fn send_full_auth(
+        &mut self,
+        seq: u8,
+        password: &str,
+        nonce: &[u8],
+    ) -> Result<(), UpstreamError> {
+        let mut clear = password.as_bytes().to_vec();
+        clear.push(0);
+        if self.target.is_unix_socket() {
+            self.io.send(seq, &clear).await?;
+            return Ok(());
+        }
+        self.io.send(seq, &[REQUEST_PUBLIC_KEY]).await?;
+        let (header, packet) = self.io.read_packet().await?;
+        if packet.first() == Some(&ERR_HEADER) {
+            return Err(UpstreamError::Rejected(ErrPacket::decode(&packet)?));
+        }
+        let pem = packet
+            .strip_prefix(&[AUTH_MORE_DATA])
+            .and_then(|pem| std::str::from_utf8(pem).ok())
+            .ok_or(UpstreamError::Malformed(WireError::Malformed(
+                "public key reply is not AuthMoreData with a PEM key",
+            )))?;
+        let encrypted = encrypt_password(password.as_bytes(), nonce, pem).map_err(|error| {
+            UpstreamError::Unsupported(format!(
+                "sent an RSA public key churnstile cannot use: {error}"
+            ))
+        })?;
+        self.io.send(header.seq.wrapping_add(1), &encrypted).await?;
+        Ok(())
+    }
+
+    /// Puts the connection in the state every pooled connection starts
+    /// from: churnstile's character set and full session tracking.
+    async fn set_baseline(&mut self) -> Result<(), UpstreamError> {
+        let sql = baseline_statement();
+        self.run(&query_payload(&sql))
+            .await?
+            .map_err(UpstreamError::Rejected)?;
+        self.state = SessionState::baseline(self.state.schema.clone());
+        Ok(())
+    }
+
+    /// Resets everything a client may have left (COM_RESET_CONNECTION:
+    /// transaction, variables, temporary tables, locks, prepared
+    /// statements) and sets the baseline again; both commands go in one write.
+    pub async fn reset(&mut self) -> Result<(), UpstreamError> {
+        self.io.queue(0, &[COM_RESET_CONNECTION]);
+        self.io.queue(0, &query_payload(&baseline_statement()));
+        self.io.flush().await?;
+        self.read_reply().await?.map_err(UpstreamError::Rejected)?;
+        self.read_reply().await?.map_err(UpstreamError::Rejected)?;
+        let schema = self.state.schema.clone();
+        self.state = SessionState::baseline(schema);
+        self.statements = ServerStatements::default();
+        Ok(())
+    }
+
+    /// Runs what makes this connection's state the client's: the commands
+    /// go in one write and their replies are read in order. The first
+    /// error is returned (the client's state could not be set up here).
+    pub async fn apply(&mut self, transition: &Transition) -> Result<Reply, UpstreamError> {
+        let mut expected = 0;
+        if let Some(sql) = &transition.set_statement {
+            self.io.queue(0, &query_payload(sql));
+            expected += 1;
+        }
+        if let Some(schema) = &transition.schema {
+            let mut payload = BytesMut::with_capacity(1 + schema.len());
+            payload.put_u8(COM_INIT_DB);
+            payload.put_slice(schema.as_bytes());
+            self.io.queue(0, &payload);
+            expected += 1;
+        }
+        if let Some(on) = transition.multi_statements {
+            // MYSQL_OPTION_MULTI_STATEMENTS_ON is 0, _OFF is 1.
+            let option: u16 = if on { 0 } else { 1 };
+            let mut payload = BytesMut::with_capacity(3);
+            payload.put_u8(COM_SET_OPTION);
+            payload.put_u16_le(option);
+            self.io.queue(0, &payload);
+            expected += 1;
+        }
+        self.io.flush().await?;
+        let mut outcome = Ok(());
+        for _ in 0..expected {
+            let reply = self.read_reply().await?;
+            if outcome.is_ok() {
+                outcome = reply;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Sends one command and reads its OK/ERR/EOF reply.
+    pub async fn run(&mut self, payload: &[u8]) -> Result<Reply, UpstreamError> {
+        self.io.send(0, payload).await?;
+        self.read_reply().await
+    }
+
+    /// Reads a reply that is one OK, EOF or ERR packet, noting status and
+    /// session changes.
+    async fn read_reply(&mut self) -> Result<Reply, UpstreamError> {
+        let (_, packet) = self.io.read_packet().await?;
+        match packet.first() {
+            Some(&ERR_HEADER) => Ok(Err(ErrPacket::decode(&packet)?)),
+            Some(&OK_HEADER) => {
+                self.note_ok(&packet)?;
+                Ok(Ok(()))
+            }
+            Some(&EOF_HEADER) if is_terminator(&packet) => {
+                if packet.len() >= 5 {
+                    self.status = u16::from_le_bytes([packet[3], packet[4]]);
+                }
+                Ok(Ok(()))
+            }
+            _ => Err(UpstreamError::Malformed(WireError::Malformed(
+                "expected an OK, EOF or ERR reply",
+            ))),
+        }
+    }
+
+    /// Takes status, schema and variable changes from an OK packet.
+    pub fn note_ok(&mut self, packet: &[u8]) -> Result<(), WireError> {
+        let ok = OkPacket::decode(packet, self.capabilities)?;
+        self.status = ok.status;
+        if let Some(data) = ok.session_state {
+            for change in session_changes(data)? {
+                match change {
+                    SessionChange::SystemVariable { name, value } => self.state.note_variable(
+                        &String::from_utf8_lossy(name),
+                        &String::from_utf8_lossy(value),
+                    ),
+                    SessionChange::Schema(schema) => {
+                        self.state.schema = Some(String::from_utf8_lossy(schema).into_owned());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a query and returns its rows as text (`None` for NULL).
+    pub async fn query_rows(
+        &mut self,
+        sql: &str,
+    ) -> Result<Result<Vec<Vec<Option<String>>>, ErrPacket>, UpstreamError> {
+        self.io.send(0, &query_payload(sql)).await?;
+        let (_, first) = self.io.read_packet().await?;
+        match first.first() {
+            Some(&ERR_HEADER) => return Ok(Err(ErrPacket::decode(&first)?)),
+            Some(&OK_HEADER) => {
+                self.note_ok(&first)?;
+                return Ok(Ok(Vec::new()));
+            }
+            _ => {}
+        }
+        let columns = lenenc::read_int(&mut &first[..])?;
+        for _ in 0..columns {
+            self.io.read_packet().await?;
+        }
+        if self.capabilities & capability::DEPRECATE_EOF == 0 {
+            self.io.read_packet().await?;
+        }
+        let mut rows = Vec::new();
+        loop {
+            let (_, packet) = self.io.read_packet().await?;
+            if packet.first() == Some(&ERR_HEADER) {
+                return Ok(Err(ErrPacket::decode(&packet)?));
+            }
+            if is_terminator(&packet) {
+                if self.capabilities & capability::DEPRECATE_EOF != 0 {
+                    self.note_ok(&packet)?;
+                }
+                return Ok(Ok(rows));
+            }
+            rows.push(text_row(&packet, columns)?);
+        }
+    }
+
+    /// Whether the server is in a transaction, by its last status flags.
+    pub fn in_transaction(&self) -> bool {
+        self.status & status::IN_TRANS != 0
+    }
+
+    /// Cheap check that an idle connection is still usable: nothing
+    /// unexpected arrived and the server has not closed it.
+    pub fn is_healthy(&mut self) -> bool {
+        let mut probe = [0u8; 64];
+        self.io.buf.is_empty() && matches!(self.io.stream.try_read_now(&mut probe), Ok(None))
+    }
+
+    /// Sends COM_QUIT if it can be written at once; the socket closes on drop.
+    pub fn quit(self) {
+        let mut out = BytesMut::new();
+        super::wire::packet::write_packet(&mut out, 0, &[super::wire::command::COM_QUIT]);
+        let _ = match &self.io.stream {
+            Stream::Tcp(s) => s.try_write(&out),
+            Stream::Unix(s) => s.try_write(&out),
+        };
+    }
+}
+
+/// The statement that sets churnstile's baseline on a server connection.
+fn baseline_statement() -> String {
+    format!(
+        "SET NAMES {BASELINE_CHARSET} COLLATE {BASELINE_COLLATION}, \
+         SESSION session_track_system_variables = '*', \
+         SESSION session_track_schema = ON, SESSION session_track_state_change = ON"
+    )
+}
+
+/// A COM_QUERY payload.
+pub fn query_payload(sql: &str) -> Bytes {
+    let mut payload = BytesMut::with_capacity(1 + sql.len());
+    payload.put_u8(COM_QUERY);
+    payload.put_slice(sql.as_bytes());
+    payload.freeze()
+}
+
+/// The auth response for `plugin`; an empty password answers with nothing.
+fn scramble(plugin: &str, password: &[u8], nonce: &[u8]) -> Vec<u8> {
+    if password.is_empty() {
+        return Vec::new();
+    }
+    match plugin {
+        CACHING_SHA2_PASSWORD => caching_sha2::scramble(password, nonce).to_vec(),
+        _ => native::scramble(password, nonce).to_vec(),
+    }
+}
+
+/// Decodes a text-protocol row of `columns` values.
+fn text_row(packet: &[u8], columns: u64) -> Result<Vec<Option<String>>, WireError> {
+    let mut rest = packet;
+    let mut row = Vec::new();
+    for _ in 0..columns {
+        if rest.first() == Some(&0xFB) {
+            rest = &rest[1..];
+            row.push(None);
+        } else {
+            let value = lenenc::read_bytes(&mut rest)?;
+            row.push(Some(String::from_utf8_lossy(value).into_owned()));
+        }
+    }
+    Ok(row)
+}

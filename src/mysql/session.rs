@@ -1,0 +1,620 @@
+//! One MySQL client from login to its close: the state machine. A client
+//! is idle (no server connection), attached (a server connection carries
+//! its state), or pinned (state that cannot move keeps it attached). Under
+//! transaction pooling the server connection goes back to the pool when a
+//! response ends outside a transaction with autocommit on and nothing
+//! holding it; under session pooling it is kept until the client leaves.
+//! Each command's handling lives in `commands.rs`.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::backend::{ServerConn, UpstreamError};
+use super::connector::MyConnector;
+use super::io::PacketStream;
+use super::kill::{ClientHandle, Serving};
+use super::login::{self, Client, LoginError};
+use super::prepared::ClientStatements;
+use super::relay::{Effects, Expect, ResponseRelay, Step};
+use super::service::{MySqlService, PoolKey};
+use super::sql::PinReason;
+use super::state::{SessionState, transition};
+use super::wire::errors::{self, ErrorCode};
+use super::wire::flags::{capability, status};
+use super::wire::packet::MAX_PAYLOAD;
+use super::wire::response::ErrPacket;
+use crate::config::{PoolMode, PoolSettings};
+use crate::metrics::Rejection;
+use crate::pool::{CheckoutError, CloseReason, Pooled};
+use crate::ratelimit::{Suppressed, WARNINGS};
+use crate::stream::Stream;
+
+/// Largest command a client may send (MySQL's default max_allowed_packet).
+pub const MAX_COMMAND: usize = 64 * 1024 * 1024;
+
+/// How long a server connection may take to finish a reset before it is
+/// closed instead of reused.
+const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a session ended.
+#[derive(Debug)]
+pub(super) enum Ending {
+    /// COM_QUIT.
+    Quit,
+    /// The client closed the connection or broke the protocol.
+    ClientGone,
+    /// The server connection failed mid-command.
+    ServerGone(String),
+    Killed,
+    Shutdown,
+    /// The client did not log in again after COM_CHANGE_USER.
+    ChangeUserFailed,
+    IdleTimeout(Duration),
+}
+
+/// What keeps a server connection attached besides pins.
+#[derive(Debug, Default)]
+pub(super) struct Holds {
+    /// Statements with an open cursor (COM_STMT_FETCH must reach them).
+    pub cursors: HashSet<u32>,
+    /// Statements with long data sent for their next execute.
+    pub long_data: HashSet<u32>,
+    /// `SET TRANSACTION` applies to the next transaction on this connection.
+    pub next_transaction: bool,
+}
+
+impl Holds {
+    fn is_empty(&self) -> bool {
+        self.cursors.is_empty() && self.long_data.is_empty() && !self.next_transaction
+    }
+}
+
+pub(super) struct Session {
+    pub service: Arc<MySqlService>,
+    pub io: PacketStream,
+    pub id: u32,
+    pub peer: String,
+    pub peer_host: String,
+    pub over_unix_socket: bool,
+    pub client: Client,
+    pub settings: PoolSettings,
+    pub pool_key: PoolKey,
+    /// The state a fresh connection of this client has (COM_RESET_CONNECTION).
+    pub initial: SessionState,
+    /// The state the client should see.
+    pub state: SessionState,
+    /// The handshake character set's names are in `state`.
+    pub charset_known: bool,
+    pub statements: ClientStatements,
+    pub server: Option<Pooled<MyConnector>>,
+    pub pins: BTreeSet<PinReason>,
+    pub holds: Holds,
+    pub handle: ClientHandle,
+    /// A command was sent to the server and its response is not all read.
+    pub in_flight: bool,
+}
+
+pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
+    let over_unix_socket = matches!(stream, Stream::Unix(_));
+    let peer_host = if over_unix_socket {
+        "localhost".to_owned()
+    } else {
+        peer.rsplit_once(':')
+            .map_or(peer.as_str(), |(host, _)| host)
+            .trim_matches(['[', ']'])
+            .to_owned()
+    };
+    let mut io = PacketStream::new(stream);
+    let id = service.new_connection_id();
+    let config = service.config.load_full();
+    let login = login::log_in(&mut io, &service, id, &peer_host, over_unix_socket);
+    let outcome = match config.pool.client_login_timeout {
+        Some(limit) => tokio::time::timeout(limit, login)
+            .await
+            .unwrap_or_else(|_| {
+                Err((
+                    LoginError::Refused(ErrPacket::new(
+                        errors::HANDSHAKE_ERROR,
+                        format!("client did not log in within client_login_timeout ({limit:?})"),
+                    )),
+                    2,
+                ))
+            }),
+        None => login.await,
+    };
+    let client = match outcome {
+        Ok(client) => client,
+        Err((error, seq)) => {
+            crate::metrics::login_refused("28000");
+            if let LoginError::Refused(packet) = &error {
+                tracing::info!(%peer, error = %packet.message, "MySQL login refused");
+                let mut payload = BytesMut::new();
+                packet.encode(&mut payload);
+                let _ = io.send(seq, &payload).await;
+            }
+            return;
+        }
+    };
+    let Some(settings) = (config.databases.get(&client.database)).map(|db| db.pool.clone()) else {
+        return;
+    };
+    let dbname = config.databases[&client.database].dbname.clone();
+    let mut initial = SessionState::baseline(Some(dbname));
+    initial.multi_statements = client.capabilities & capability::MULTI_STATEMENTS != 0;
+    let pool_key = (
+        client.database.clone(),
+        client.user.clone(),
+        client.capabilities & capability::FOUND_ROWS != 0,
+    );
+    let handle = service.clients.register(id, &client.user);
+    let started = Instant::now();
+    let mut session = Session {
+        io,
+        id,
+        peer,
+        peer_host,
+        over_unix_socket,
+        charset_known: client.charset == 45,
+        settings,
+        pool_key,
+        state: initial.clone(),
+        initial,
+        statements: ClientStatements::default(),
+        server: None,
+        pins: BTreeSet::new(),
+        holds: Holds::default(),
+        handle,
+        in_flight: false,
+        client,
+        service: Arc::clone(&service),
+    };
+    let ending = session.serve().await;
+    session.finish(ending).await;
+    service.clients.unregister(id);
+    crate::metrics::client_session_ended(
+        &session.client.database,
+        &session.client.user,
+        started.elapsed(),
+    );
+}
+
+impl Session {
+    pub fn pooling(&self) -> bool {
+        self.settings.pool_mode != PoolMode::Session
+    }
+
+    /// Reads and handles commands until the session ends.
+    async fn serve(&mut self) -> Ending {
+        let shutdown = self.service.shutdown.clone();
+        let killed = self.handle.killed.clone();
+        loop {
+            let idle = self
+                .server
+                .as_mut()
+                .is_none_or(|server| !server.conn().in_transaction());
+            let idle_limit = self.settings.client_idle_timeout;
+            let command = tokio::select! {
+                _ = shutdown.cancelled(), if idle => return Ending::Shutdown,
+                _ = killed.cancelled() => return Ending::Killed,
+                _ = sleep_or_forever(idle_limit) => {
+                    return Ending::IdleTimeout(idle_limit.unwrap_or_default());
+                }
+                command = self.read_command() => command,
+            };
+            let (seq, payload) = match command {
+                Ok(command) => command,
+                Err(ending) => return ending,
+            };
+            if let Err(ending) = self.handle_command(seq, payload).await {
+                return ending;
+            }
+            if let Err(ending) = self.release_if_done().await {
+                return ending;
+            }
+        }
+    }
+
+    /// Reads one command, joining a command longer than one packet.
+    async fn read_command(&mut self) -> Result<(u8, Bytes), Ending> {
+        let (header, first) = self
+            .io
+            .read_packet()
+            .await
+            .map_err(|_| Ending::ClientGone)?;
+        if header.len < MAX_PAYLOAD {
+            return Ok((header.seq, first));
+        }
+        let mut whole = BytesMut::from(&first[..]);
+        loop {
+            let (header, more) = self
+                .io
+                .read_packet()
+                .await
+                .map_err(|_| Ending::ClientGone)?;
+            let seq = header.seq;
+            if whole.len() + more.len() > MAX_COMMAND {
+                self.send_error(
+                    seq.wrapping_add(1),
+                    errors::NET_PACKET_TOO_LARGE,
+                    format!("Got a packet bigger than 'max_allowed_packet' bytes ({MAX_COMMAND})"),
+                )
+                .await?;
+                return Err(Ending::ClientGone);
+            }
+            whole.extend_from_slice(&more);
+            if header.len < MAX_PAYLOAD {
+                return Ok((seq, whole.freeze()));
+            }
+        }
+    }
+
+    /// Sends an ERR packet to the client.
+    pub async fn send_error(
+        &mut self,
+        seq: u8,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Result<(), Ending> {
+        self.send_err_packet(seq, &ErrPacket::new(code, message))
+            .await
+    }
+
+    pub async fn send_err_packet(&mut self, seq: u8, packet: &ErrPacket) -> Result<(), Ending> {
+        let mut payload = BytesMut::new();
+        packet.encode(&mut payload);
+        self.io
+            .send(seq, &payload)
+            .await
+            .map_err(|_| Ending::ClientGone)?;
+        Ok(())
+    }
+
+    /// Sends an OK packet with the session's status.
+    pub async fn send_ok(&mut self, seq: u8) -> Result<(), Ending> {
+        let payload = super::wire::response::ok_payload(0, 0, self.status(), 0);
+        self.io
+            .send(seq, &payload)
+            .await
+            .map_err(|_| Ending::ClientGone)?;
+        Ok(())
+    }
+
+    /// The status flags the client should see now.
+    pub fn status(&mut self) -> u16 {
+        match self.conn() {
+            Some(conn) => {
+                conn.status & (status::IN_TRANS | status::AUTOCOMMIT | status::IN_TRANS_READONLY)
+            }
+            None => status::AUTOCOMMIT,
+        }
+    }
+
+    /// Makes sure a server connection carries the client's state; the
+    /// inner error is what the client is told when none could be had.
+    pub async fn attach(&mut self) -> Result<Result<(), ErrPacket>, Ending> {
+        if self.server.is_some() {
+            return Ok(Ok(()));
+        }
+        let Some(pool) = self.service.pool(&self.pool_key) else {
+            return Ok(Err(ErrPacket::new(
+                errors::BAD_DB,
+                "database is not configured for this user",
+            )));
+        };
+        let mut pooled = match pool.checkout(self.settings.query_wait_timeout).await {
+            Ok(pooled) => pooled,
+            Err(error) => return Ok(Err(self.no_server(error))),
+        };
+        let conn = pooled.conn();
+        if !self.charset_known {
+            let sql = format!(
+                "SELECT CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLLATIONS WHERE ID = {}",
+                self.client.charset
+            );
+            let names =
+                match self.service.collation(self.client.charset) {
+                    Some(names) => names,
+                    None => {
+                        let rows = conn
+                            .query_rows(&sql)
+                            .await
+                            .map_err(|e| Ending::ServerGone(e.to_string()))?;
+                        let names = rows.ok().and_then(|rows| rows.into_iter().next()).and_then(
+                            |row| match (
+                                row.first().cloned().flatten(),
+                                row.get(1).cloned().flatten(),
+                            ) {
+                                (Some(charset), Some(collation)) => Some((charset, collation)),
+                                _ => None,
+                            },
+                        );
+                        self.service
+                            .remember_collation(self.client.charset, names.clone());
+                        names
+                    }
+                };
+            if let Some((charset, collation)) = names {
+                self.initial.set_charset(&charset, &collation);
+                self.state.set_charset(&charset, &collation);
+            }
+            self.charset_known = true;
+        }
+        let moves = transition(&conn.state, &self.state);
+        if !moves.is_empty() {
+            match conn.apply(&moves).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(peer = %self.peer, error = %error.message, "could not move the client's session state to a server connection");
+                    pooled.conn().state = crate::mysql::state::SessionState::default();
+                    pooled.discard(CloseReason::ResetFailure);
+                    return Ok(Err(error));
+                }
+                Err(error) => {
+                    pooled.discard(CloseReason::Error);
+                    return Err(Ending::ServerGone(error.to_string()));
+                }
+            }
+            pooled.conn().state = self.state.clone();
+        }
+        let conn = pooled.conn();
+        *self.handle.serving.lock().await = Some(Serving {
+            target: Arc::clone(&conn.target),
+            thread_id: conn.thread_id,
+        });
+        self.server = Some(pooled);
+        Ok(Ok(()))
+    }
+
+    /// What the client is told when it got no server connection: the
+    /// command fails, the session goes on.
+    fn no_server(&self, error: CheckoutError<UpstreamError>) -> ErrPacket {
+        crate::metrics::client_rejected(match &error {
+            CheckoutError::WaitTimeout(_) => Rejection::QueryWaitTimeout,
+            CheckoutError::UpstreamDown { .. } => Rejection::UpstreamDown,
+            CheckoutError::Closed => Rejection::Shutdown,
+            CheckoutError::Connect(_) | CheckoutError::ConnectTimeout(_) => {
+                Rejection::UpstreamError
+            }
+        });
+        if let Some(suppressed) =
+            WARNINGS.check("client got no server connection", &self.client.database)
+        {
+            tracing::warn!(peer = %self.peer, db = %self.client.database, user = %self.client.user, %error, "MySQL client got no server connection{}", Suppressed(suppressed));
+        }
+        match &error {
+            CheckoutError::Connect(UpstreamError::Rejected(upstream)) => upstream.clone(),
+            CheckoutError::WaitTimeout(_) => {
+                ErrPacket::new(errors::TOO_MANY_CONNECTIONS, error.to_string())
+            }
+            _ => ErrPacket::new(errors::UNKNOWN_ERROR, format!("churnstile: {error}")),
+        }
+    }
+
+    /// The attached server connection.
+    pub fn conn(&mut self) -> Option<&mut ServerConn> {
+        self.server.as_mut().map(Pooled::conn)
+    }
+
+    /// Relays the response to the command just sent to the server,
+    /// including a LOAD DATA LOCAL file from the client; returns what the
+    /// response told.
+    pub async fn relay(&mut self, expect: Expect, client_seq: u8) -> Result<Effects, Ending> {
+        let client_caps = self.client.capabilities;
+        let pooling = self.pooling();
+        let Some(server) = self.server.as_mut() else {
+            return Err(Ending::ServerGone("no server connection attached".into()));
+        };
+        let conn = server.conn();
+        let mut relay = ResponseRelay::new(
+            expect,
+            conn.capabilities,
+            client_caps,
+            conn.status,
+            client_seq,
+        );
+        let mut out = BytesMut::new();
+        loop {
+            let (header, payload) = conn
+                .io
+                .read_packet()
+                .await
+                .map_err(|e| Ending::ServerGone(e.to_string()))?;
+            let step = relay.feed(header, &payload, &mut out).map_err(|e| {
+                Ending::ServerGone(format!("server sent a malformed response: {e}"))
+            })?;
+            match step {
+                Step::More => {
+                    if out.len() >= 64 * 1024 {
+                        write_client(&mut self.io, &mut out).await?;
+                    }
+                }
+                Step::Done => {
+                    self.in_flight = false;
+                    break;
+                }
+                Step::LocalInfile => {
+                    write_client(&mut self.io, &mut out).await?;
+                    let next = load_local_file(&mut self.io, conn, header.seq, client_caps).await?;
+                    relay.resume_after_file(next);
+                }
+            }
+        }
+        write_client(&mut self.io, &mut out).await?;
+        let effects = relay.effects;
+        if let Some(status) = effects.status {
+            conn.status = status;
+        }
+        for (name, value) in &effects.variables {
+            conn.state.note_variable(name, value);
+            self.state.note_variable(name, value);
+        }
+        if let Some(schema) = &effects.schema {
+            conn.state.schema = Some(schema.clone());
+            self.state.schema = Some(schema.clone());
+        }
+        if let Some(id) = effects.last_insert_id {
+            conn.state.last_insert_id = id;
+            self.state.last_insert_id = id;
+        }
+        let explained = !effects.variables.is_empty() || effects.schema.is_some();
+        if effects.state_changed
+            && !explained
+            && pooling
+            && self.pins.insert(PinReason::ServerState)
+        {
+            tracing::debug!(peer = %self.peer, "client pinned: the server reported session state churnstile cannot name");
+            crate::metrics::mysql_client_pinned(PinReason::ServerState.label());
+        }
+        let flags = conn.status;
+        if flags & status::AUTOCOMMIT == 0 && flags & status::IN_TRANS == 0 {
+            if pooling && self.pins.insert(PinReason::Autocommit) {
+                crate::metrics::mysql_client_pinned(PinReason::Autocommit.label());
+            }
+        } else if flags & status::AUTOCOMMIT != 0 {
+            self.pins.remove(&PinReason::Autocommit);
+        }
+        Ok(effects)
+    }
+
+    /// Under transaction pooling, gives the server connection back when
+    /// nothing keeps it: no transaction, no pins, no cursor or long data.
+    async fn release_if_done(&mut self) -> Result<(), Ending> {
+        if !self.pooling() || !self.pins.is_empty() || !self.holds.is_empty() {
+            return Ok(());
+        }
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        if server.conn().in_transaction() {
+            return Ok(());
+        }
+        self.detach().await.release();
+        Ok(())
+    }
+
+    /// Takes the server connection off the client; kills in flight for it
+    /// are delivered first.
+    async fn detach(&mut self) -> Pooled<MyConnector> {
+        *self.handle.serving.lock().await = None;
+        self.server
+            .take()
+            .expect("detach with a server connection attached")
+    }
+
+    /// Gives back the server connection when the client leaves: as it is if
+    /// it is clean, after COM_RESET_CONNECTION if the client left state or a
+    /// transaction on it, closed if that fails or a command was cut off.
+    async fn finish(&mut self, ending: Ending) {
+        match &ending {
+            Ending::ServerGone(reason) => {
+                tracing::info!(peer = %self.peer, %reason, "MySQL session ended: server connection lost");
+            }
+            Ending::IdleTimeout(limit) => {
+                tracing::info!(peer = %self.peer, ?limit, "MySQL client closed: idle longer than client_idle_timeout");
+            }
+            _ => {}
+        }
+        if self.server.is_none() {
+            return;
+        }
+        let clean = self.pooling()
+            && self.pins.is_empty()
+            && self.holds.is_empty()
+            && !self.in_flight
+            && self
+                .server
+                .as_mut()
+                .is_some_and(|s| !s.conn().in_transaction())
+            && !self.statements_left_open();
+        let mut server = self.detach().await;
+        // A command cut off in the middle leaves the server connection at
+        // an unknown place in its protocol.
+        if self.in_flight || matches!(ending, Ending::ServerGone(_)) {
+            server.discard(CloseReason::Error);
+            return;
+        }
+        if clean {
+            server.release();
+            return;
+        }
+        match tokio::time::timeout(RESET_TIMEOUT, server.conn().reset()).await {
+            Ok(Ok(())) => server.release(),
+            _ => server.discard(CloseReason::ResetFailure),
+        }
+    }
+
+    /// Session pooling keeps the client's prepared statements on the
+    /// server connection: they must be reset before another client comes.
+    fn statements_left_open(&self) -> bool {
+        !self.pooling()
+    }
+
+    /// Before COM_CHANGE_USER: the old session's server connection goes
+    /// back to the pool reset.
+    pub async fn return_server_after_reset(&mut self) {
+        if self.server.is_none() {
+            return;
+        }
+        let mut server = self.detach().await;
+        match tokio::time::timeout(RESET_TIMEOUT, server.conn().reset()).await {
+            Ok(Ok(())) => server.release(),
+            _ => server.discard(CloseReason::ResetFailure),
+        }
+    }
+}
+
+/// Writes what is queued for the client and empties the buffer.
+async fn write_client(io: &mut PacketStream, out: &mut BytesMut) -> Result<(), Ending> {
+    use tokio::io::AsyncWriteExt;
+    if !out.is_empty() {
+        io.stream
+            .write_all(out)
+            .await
+            .map_err(|_| Ending::ClientGone)?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Relays a LOAD DATA LOCAL INFILE file from the client to the server;
+/// returns the sequence id the client expects next. A client that did not
+/// allow local files gets none asked of it: the server is sent an empty file.
+async fn load_local_file(
+    client: &mut PacketStream,
+    conn: &mut ServerConn,
+    server_seq: u8,
+    client_caps: u32,
+) -> Result<u8, Ending> {
+    let mut server_seq = server_seq.wrapping_add(1);
+    if client_caps & capability::LOCAL_FILES == 0 {
+        conn.io
+            .send(server_seq, &[])
+            .await
+            .map_err(|e| Ending::ServerGone(e.to_string()))?;
+        return Ok(0);
+    }
+    loop {
+        let (header, chunk) = client.read_packet().await.map_err(|_| Ending::ClientGone)?;
+        conn.io.queue_physical(server_seq, &chunk);
+        server_seq = server_seq.wrapping_add(1);
+        if conn.io.out.len() >= 64 * 1024 || header.len == 0 {
+            conn.io
+                .flush()
+                .await
+                .map_err(|e| Ending::ServerGone(e.to_string()))?;
+        }
+        if header.len == 0 {
+            return Ok(header.seq.wrapping_add(1));
+        }
+    }
+}
+
+async fn sleep_or_forever(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
+    }
+}
