@@ -149,6 +149,7 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
         client.user.clone(),
         client.capabilities & capability::FOUND_ROWS != 0,
     );
+    service.logged_in(&client.database, &client.user);
     let handle = service.clients.register(id, &client.user);
     let started = Instant::now();
     let mut session = Session {

@@ -65,6 +65,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
     if let Some(endpoint) = metrics {
         let sources = MetricsSources {
             service: Arc::clone(&service),
+            mysql: Arc::clone(&mysql),
             client_slots: Arc::clone(&client_slots),
             max_clients,
             listeners: (listeners.iter().chain(&mysql_listeners))
