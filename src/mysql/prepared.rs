@@ -107,12 +107,9 @@ impl ServerStatements {
         evicted
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.by_sql.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_sql.is_empty()
     }
 }
 
