@@ -16,6 +16,9 @@ use super::wire::response::{
     SessionChange, is_terminator, session_changes,
 };
 
+/// Length of a classic EOF packet's payload.
+const EOF_LEN: usize = 5;
+
 /// What kind of response a command gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -379,7 +382,9 @@ impl ResponseRelay {
 
     /// A result set's terminator, in the client's dialect; returns its status.
     fn terminator(&mut self, payload: &[u8], out: &mut BytesMut) -> Result<u16, WireError> {
-        if self.server_deprecates_eof() {
+        // An OK is at least 7 bytes; a 5-byte terminator is a classic EOF,
+        // which some replies (COM_FIELD_LIST) keep under DEPRECATE_EOF.
+        if self.server_deprecates_eof() && payload.len() != EOF_LEN {
             let ok = OkPacket::decode(payload, self.server_caps)?;
             self.note_ok(&ok)?;
             if self.client_deprecates_eof() {
