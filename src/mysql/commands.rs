@@ -572,7 +572,7 @@ impl Session {
             nonce: &nonce,
             seq,
             peer_host: &self.peer_host,
-            over_unix_socket: self.over_unix_socket,
+            secure_transport: self.secure_transport,
         };
         let seq = match login::authenticate(&mut self.io, &self.service, &config, attempt).await {
             Ok(seq) => seq,
