@@ -60,6 +60,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         shutdown.clone(),
         Arc::clone(&service.servers),
     ));
+    let _ = service.mysql.set(Arc::clone(&mysql));
     let max_clients = config.general.max_client_conn;
     let client_slots = Arc::new(Semaphore::new(max_clients));
     if let Some(endpoint) = metrics {
