@@ -45,6 +45,12 @@ fi
 if ! have_program mariadbd || ! have_program mariadb-install-db || ! have_program mariadb; then
     apt_install mariadb-server mariadb-client
 fi
+# PHP's mysqli and PDO, which one MySQL test drives (it skips, saying so,
+# without them); never fatal.
+if ! have_program php || ! php -m 2>/dev/null | grep -qx pdo_mysql; then
+    apt_install php-cli php-mysql \
+        || echo "tests/run.sh: could not install php-cli and php-mysql; their test will be skipped" >&2
+fi
 
 # Python clients one transaction-pooling test drives (it skips, saying so,
 # without them). Wheels only, a couple of seconds; never fatal.

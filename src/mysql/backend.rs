@@ -64,6 +64,9 @@ pub struct UpstreamTarget {
     pub dbname: String,
     pub user: String,
     pub password: Option<String>,
+    /// Log in with CLIENT_FOUND_ROWS, for clients that asked for it: the
+    /// flag decides what UPDATE's affected rows count, per connection.
+    pub found_rows: bool,
 }
 
 impl UpstreamTarget {
@@ -169,7 +172,12 @@ impl ServerConn {
                 greeting.server_version
             )));
         }
-        let capabilities = UPSTREAM_CAPABILITIES & greeting.capabilities;
+        let found_rows = if target.found_rows {
+            capability::FOUND_ROWS
+        } else {
+            0
+        };
+        let capabilities = (UPSTREAM_CAPABILITIES | found_rows) & greeting.capabilities;
         let mut conn = ServerConn {
             io,
             target: Arc::clone(target),

@@ -166,6 +166,12 @@ impl Session {
         let Some(effects) = self.forward(reply, payload, Expect::Query).await? else {
             return Ok(());
         };
+        if analysis.per_statement_settings && self.server.is_some() {
+            let names: Vec<&str> = (effects.variables.iter())
+                .map(|(name, _)| name.as_str())
+                .collect();
+            self.reread_variables(&names).await?;
+        }
         let in_transaction = self.conn().is_some_and(|conn| conn.in_transaction());
         if next_transaction_pending && !in_transaction {
             self.holds.next_transaction = false;

@@ -65,16 +65,17 @@ impl MySqlService {
         for (db_name, db) in mysql_databases {
             for (user_name, user) in &config.users {
                 let (login, password) = db.upstream_login(user);
-                let target = Arc::new(UpstreamTarget {
-                    host: db.host.clone(),
-                    port: db.port,
-                    dbname: db.dbname.clone(),
-                    user: login.to_owned(),
-                    password: password.map(str::to_owned),
-                });
                 for found_rows in [false, true] {
+                    let target = Arc::new(UpstreamTarget {
+                        host: db.host.clone(),
+                        port: db.port,
+                        dbname: db.dbname.clone(),
+                        user: login.to_owned(),
+                        password: password.map(str::to_owned),
+                        found_rows,
+                    });
                     let connector = MyConnector {
-                        target: Arc::clone(&target),
+                        target,
                         pool_name: (db_name.clone(), user_name.clone()),
                         servers: Arc::clone(&servers),
                     };

@@ -21,7 +21,7 @@ use super::prepared::ClientStatements;
 use super::relay::{Effects, Expect, ResponseRelay, Step};
 use super::service::{MySqlService, PoolKey};
 use super::sql::PinReason;
-use super::state::{SessionState, transition};
+use super::state::{self, COLLATION_VARIABLE, SessionState, transition};
 use super::wire::errors::{self, ErrorCode};
 use super::wire::flags::{capability, status};
 use super::wire::packet::MAX_PAYLOAD;
@@ -457,6 +457,10 @@ impl Session {
         for (name, value) in &effects.variables {
             conn.state.note_variable(name, value);
             self.state.note_variable(name, value);
+            if let Some(id) = state::reported_last_insert_id(name, value) {
+                conn.state.last_insert_id = id;
+                self.state.last_insert_id = id;
+            }
         }
         if let Some(schema) = &effects.schema {
             conn.state.schema = Some(schema.clone());
@@ -466,16 +470,22 @@ impl Session {
             conn.state.last_insert_id = id;
             self.state.last_insert_id = id;
         }
+        let flags = conn.status;
+        if changes_charset_not_collation(&effects.variables) {
+            // MariaDB reports the character sets `SET NAMES x COLLATE y`
+            // changes but not the collation: moving the character set alone
+            // would bring its default collation instead of `y`.
+            self.reread_variables(&[COLLATION_VARIABLE]).await?;
+        }
         let explained = !effects.variables.is_empty() || effects.schema.is_some();
-        if effects.state_changed
-            && !explained
+        let unmovable = (effects.variables.iter()).any(|(name, _)| state::is_unmovable(name));
+        if (unmovable || effects.state_changed && !explained)
             && pooling
             && self.pins.insert(PinReason::ServerState)
         {
-            tracing::debug!(peer = %self.peer, "client pinned: the server reported session state churnstile cannot name");
+            tracing::debug!(peer = %self.peer, "client pinned: the server reported session state churnstile cannot name or move");
             crate::metrics::mysql_client_pinned(PinReason::ServerState.label());
         }
-        let flags = conn.status;
         if flags & status::AUTOCOMMIT == 0 && flags & status::IN_TRANS == 0 {
             if pooling && self.pins.insert(PinReason::Autocommit) {
                 crate::metrics::mysql_client_pinned(PinReason::Autocommit.label());
@@ -484,6 +494,41 @@ impl Session {
             self.pins.remove(&PinReason::Autocommit);
         }
         Ok(effects)
+    }
+
+    /// Records the values `names` have on the attached server connection
+    /// as the client's and the connection's, where the server's report is
+    /// not what a statement left behind.
+    pub async fn reread_variables(&mut self, names: &[&str]) -> Result<(), Ending> {
+        // Names come from the server's reports; anything but a plain
+        // identifier is left alone rather than put in SQL.
+        let names: Vec<&str> = (names.iter().copied())
+            .filter(|name| (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .collect();
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        if names.is_empty() {
+            return Ok(());
+        }
+        let conn = server.conn();
+        let selected: Vec<String> = (names.iter())
+            .map(|name| format!("@@SESSION.{name}"))
+            .collect();
+        let rows = conn
+            .query_rows(&format!("SELECT {}", selected.join(", ")))
+            .await
+            .map_err(|e| Ending::ServerGone(e.to_string()))?;
+        let Some(row) = rows.ok().and_then(|rows| rows.into_iter().next()) else {
+            return Ok(());
+        };
+        for (name, value) in names.iter().zip(row) {
+            // The server reports NULL (character_set_results) as empty.
+            let value = value.unwrap_or_default();
+            conn.state.note_variable(name, &value);
+            self.state.note_variable(name, &value);
+        }
+        Ok(())
     }
 
     /// Under transaction pooling, gives the server connection back when
@@ -571,6 +616,14 @@ impl Session {
             _ => server.discard(CloseReason::ResetFailure),
         }
     }
+}
+
+/// The server reported a new `character_set_connection` without the
+/// `collation_connection` that came with it.
+fn changes_charset_not_collation(variables: &[(String, String)]) -> bool {
+    let reported =
+        |wanted: &str| (variables.iter()).any(|(name, _)| name.eq_ignore_ascii_case(wanted));
+    reported("character_set_connection") && !reported(COLLATION_VARIABLE)
 }
 
 /// Writes what is queued for the client and empties the buffer.

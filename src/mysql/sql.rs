@@ -65,6 +65,9 @@ pub struct Analysis {
     /// `SET TRANSACTION ...` (next transaction only): keep the server
     /// connection until that transaction ends.
     pub sets_next_transaction: bool,
+    /// MariaDB's `SET STATEMENT var = value FOR ...`: the server reports the
+    /// statement's temporary values, not the ones it restores after it.
+    pub per_statement_settings: bool,
     pub kill: Option<Kill>,
 }
 
@@ -96,6 +99,7 @@ const TRIGGER_WORDS: &[&str] = &[
     "SESSION_TRACK",
     "KILL",
     "TRANSACTION",
+    "STATEMENT",
     "XA",
 ];
 
@@ -147,8 +151,10 @@ fn analyze_statement(tokens: &[Token], analysis: &mut Analysis) {
         "XA" => analysis.pins.push(PinReason::Xa),
         "KILL" => analysis.kill = parse_kill(tokens),
         "SET" => {
-            if word(1) == "TRANSACTION" {
-                analysis.sets_next_transaction = true;
+            match word(1) {
+                "TRANSACTION" => analysis.sets_next_transaction = true,
+                "STATEMENT" => analysis.per_statement_settings = true,
+                _ => {}
             }
             if tokens
                 .iter()
@@ -343,6 +349,15 @@ mod tests {
         assert!(analyze(b"UNLOCK TABLES").unlocks_tables);
         assert!(analyze(b"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").sets_next_transaction);
         assert!(!analyze(b"SET SESSION TRANSACTION READ ONLY").sets_next_transaction);
+    }
+
+    #[test]
+    fn set_statement_is_noticed() {
+        assert!(
+            analyze(b"SET STATEMENT max_statement_time = 1 FOR SELECT 1").per_statement_settings
+        );
+        assert!(!analyze(b"SET SESSION max_statement_time = 1").per_statement_settings);
+        assert!(!analyze(b"SELECT 'SET STATEMENT'").per_statement_settings);
     }
 
     #[test]

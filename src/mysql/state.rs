@@ -20,8 +20,9 @@ pub const CHARSET_VARIABLES: [&str; 3] = [
 pub const COLLATION_VARIABLE: &str = "collation_connection";
 
 /// Variables the server reports that are not session settings to move:
-/// churnstile's own tracking switches, per-statement values, and
-/// `autocommit`, which pooling reads from the status flags instead.
+/// churnstile's own tracking switches, LAST_INSERT_ID (moved by itself),
+/// per-statement values, and `autocommit`, which pooling reads from the
+/// status flags instead.
 const NOT_MOVED: &[&str] = &[
     "session_track_system_variables",
     "session_track_schema",
@@ -29,18 +30,40 @@ const NOT_MOVED: &[&str] = &[
     "session_track_transaction_info",
     "autocommit",
     "last_insert_id",
-    "insert_id",
     "identity",
-    "timestamp",
-    "rand_seed1",
-    "rand_seed2",
     "warning_count",
     "error_count",
 ];
 
+/// Variables whose reported change is state that cannot move to another
+/// server connection: a frozen clock (MariaDB reports `SET timestamp =
+/// DEFAULT` with the old value, so the report cannot tell the two apart),
+/// the next insert's AUTO_INCREMENT value and the RAND() seeds.
+const UNMOVABLE: &[&str] = &["timestamp", "insert_id", "rand_seed1", "rand_seed2"];
+
+/// Variables that report LAST_INSERT_ID() when set (`SET last_insert_id = n`).
+const LAST_INSERT_ID: &[&str] = &["last_insert_id", "identity"];
+
+fn listed(list: &[&str], name: &str) -> bool {
+    list.iter().any(|listed| listed.eq_ignore_ascii_case(name))
+}
+
 /// True for a reported variable that is moved with the client.
 pub fn is_moved(name: &str) -> bool {
-    !NOT_MOVED.iter().any(|skip| skip.eq_ignore_ascii_case(name))
+    !listed(NOT_MOVED, name) && !listed(UNMOVABLE, name)
+}
+
+/// True for a reported variable that keeps the client on its server
+/// connection under transaction pooling.
+pub fn is_unmovable(name: &str) -> bool {
+    listed(UNMOVABLE, name)
+}
+
+/// The LAST_INSERT_ID() a reported variable sets, if it is one that does.
+pub fn reported_last_insert_id(name: &str, value: &str) -> Option<u64> {
+    listed(LAST_INSERT_ID, name)
+        .then(|| value.parse().ok())
+        .flatten()
 }
 
 /// Session state of a client, or of a server connection.

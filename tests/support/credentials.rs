@@ -59,3 +59,24 @@ pub const NATIVE_USER: MariaDbUser = MariaDbUser {
     name: "native_user",
     password: "native_pass",
 };
+
+/// A user of churnstile's MySQL test config (`mysql_proxy_config`), not a
+/// MariaDB account: churnstile checks its password and logs in upstream as
+/// `NATIVE_USER`, the database's forced user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MySqlProxyUser {
+    pub name: &'static str,
+    pub password: &'static str,
+}
+
+/// The user MySQL tests log in through churnstile as.
+pub const MYSQL_APP_USER: MySqlProxyUser = MySqlProxyUser {
+    name: "appuser",
+    password: "secret",
+};
+
+/// A second user, for what must not cross users (KILL, COM_CHANGE_USER).
+pub const MYSQL_OTHER_USER: MySqlProxyUser = MySqlProxyUser {
+    name: "otheruser",
+    password: "other_secret",
+};

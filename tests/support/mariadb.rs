@@ -166,7 +166,13 @@ impl MariaDbServer {
     /// `SHOW GLOBAL STATUS LIKE 'Connections'`: connection attempts since the
     /// server started, counting the one that asks.
     pub fn connections_total(&self) -> u64 {
-        let row = self.query("SHOW GLOBAL STATUS LIKE 'Connections'");
+        self.global_status("Connections")
+    }
+
+    /// A numeric global status variable, such as `Com_stmt_prepare`; asking
+    /// opens a connection, which `Connections` counts.
+    pub fn global_status(&self, name: &str) -> u64 {
+        let row = self.query(&format!("SHOW GLOBAL STATUS LIKE '{name}'"));
         row.split_whitespace()
             .nth(1)
             .and_then(|count| count.parse().ok())
@@ -199,6 +205,9 @@ impl MariaDbServer {
         }
         command
             .arg(format!("--datadir={}", self.data_dir().display()))
+            // Not the shared /tmp: servers installing at once (here and in
+            // other test runs) removed each other's temporary tables there.
+            .arg(format!("--tmpdir={}", self.dir.path().display()))
             // Small and unsafe on crash, which a throwaway server can afford.
             .args(["--innodb-log-file-size=8M", "--innodb-buffer-pool-size=32M"]);
     }

@@ -1,7 +1,8 @@
 //! Test support shared by the integration tests (`mod support;`): throwaway
 //! PostgreSQL and MariaDB servers, the churnstile launcher, and helpers:
 //! tokio-postgres clients (`pg_client`), a hand-made wire protocol client
-//! (`raw_pg`) and bounded polling (`wait`).
+//! (`raw_pg`), mysql_async clients (`mysql_client`), a hand-made MySQL
+//! protocol client (`raw_mysql`) and bounded polling (`wait`).
 //!
 //! Every server and proxy is a child process that the kernel kills if the
 //! test process dies, and that `Drop` stops and cleans up otherwise.
@@ -13,12 +14,14 @@ pub mod child;
 pub mod churn_client;
 pub mod credentials;
 pub mod mariadb;
+pub mod mysql_client;
 pub mod os_account;
 pub mod pg_client;
 pub mod ports;
 pub mod postgres;
 pub mod proxy;
 pub mod proxy_config;
+pub mod raw_mysql;
 pub mod raw_pg;
 pub mod temp_dirs;
 pub mod wait;
@@ -31,6 +34,8 @@ pub use {
     ports::free_port,
     postgres::PgServer,
     proxy::{ProcessExit, Proxy},
-    proxy_config::{pg_proxy_config, trust_proxy_config},
+    proxy_config::{
+        mysql_proxy_config, mysql_proxy_config_with, pg_proxy_config, trust_proxy_config,
+    },
     rustix::process::Signal,
 };

@@ -4,6 +4,7 @@
 use std::env;
 use std::fs::{self, File};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
@@ -22,6 +23,8 @@ use super::temp_dirs::temp_dir;
 const BINARY: &str = env!("CARGO_BIN_EXE_churnstile");
 const HOST: &str = "127.0.0.1";
 const CONFIG_FILE: &str = "churnstile.toml";
+/// The MySQL Unix socket's name in `{socket_dir}`, by convention.
+pub const MYSQL_SOCKET: &str = "mysql.sock";
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -42,14 +45,18 @@ pub struct ProcessExit {
 pub struct Proxy {
     dir: TempDir,
     port: u16,
+    /// The MySQL TCP listener's port, when the config has one.
+    mysql_port: Option<u16>,
     child: Child,
 }
 
 impl Proxy {
     /// Runs `churnstile --config FILE` with `config_toml` after replacing
-    /// `{port}` with a free port (the PostgreSQL listener) and `{socket_dir}`
-    /// with a fresh directory. Returns once the port accepts connections;
-    /// panics with churnstile's stderr if it exits or does not listen in 20 s.
+    /// `{port}` with a free port (the PostgreSQL listener), `{mysql_port}`
+    /// with another (the MySQL listener) and `{socket_dir}` with a fresh
+    /// directory. Returns once the ports, and `{socket_dir}/mysql.sock` if
+    /// the config names it, accept connections; panics with churnstile's
+    /// stderr if it exits or does not listen in 20 s.
     pub fn start(config_toml: &str) -> Proxy {
         Proxy::launch(config_toml, None)
     }
@@ -69,14 +76,28 @@ impl Proxy {
         let mut attempt = 1;
         loop {
             let port = free_port();
+            let mysql_port = config_toml.contains("{mysql_port}").then(free_port);
             let config = config_toml
                 .replace("{port}", &port.to_string())
+                .replace("{mysql_port}", &mysql_port.unwrap_or(0).to_string())
                 .replace("{socket_dir}", &socket_dir.display().to_string());
             fs::write(&config_path, config)
                 .unwrap_or_else(|e| panic!("writing {}: {e}", config_path.display()));
             let mut child = spawn(dir.path(), &["--config", &config_arg], fd_limit);
-            match wait_listening(&mut child, port) {
-                Startup::Ready => return Proxy { dir, port, child },
+            let ports: Vec<u16> = [Some(port), mysql_port].into_iter().flatten().collect();
+            // The MySQL socket is bound after the TCP listeners.
+            let mysql_socket = config_toml
+                .contains(&format!("{{socket_dir}}/{MYSQL_SOCKET}"))
+                .then(|| socket_dir.join(MYSQL_SOCKET));
+            match wait_listening(&mut child, &ports, mysql_socket.as_deref()) {
+                Startup::Ready => {
+                    return Proxy {
+                        dir,
+                        port,
+                        mysql_port,
+                        child,
+                    };
+                }
                 Startup::Exited(_) if attempt < START_ATTEMPTS && port_was_taken(dir.path()) => {
                     attempt += 1;
                 }
@@ -92,8 +113,13 @@ impl Proxy {
     pub fn start_args(args: &[&str], port: u16) -> Proxy {
         let dir = proxy_dir();
         let mut child = spawn(dir.path(), args, None);
-        match wait_listening(&mut child, port) {
-            Startup::Ready => Proxy { dir, port, child },
+        match wait_listening(&mut child, &[port], None) {
+            Startup::Ready => Proxy {
+                dir,
+                port,
+                mysql_port: None,
+                child,
+            },
             Startup::Exited(status) => fail_startup(&mut child, dir.path(), Some(status)),
             Startup::TimedOut => fail_startup(&mut child, dir.path(), None),
         }
@@ -108,6 +134,14 @@ impl Proxy {
         let mut args = vec!["--listen", &listen, "--upstream", upstream_url];
         args.extend_from_slice(extra_args);
         Proxy::start_args(&args, port)
+    }
+
+    /// [`Proxy::start_zero_config`] with a `mysql://` upstream URL: the
+    /// listener speaks MySQL, and `mysql_port()` is its port.
+    pub fn start_zero_config_mysql(upstream_url: &str, extra_args: &[&str]) -> Proxy {
+        let mut proxy = Proxy::start_zero_config(upstream_url, extra_args);
+        proxy.mysql_port = Some(proxy.port);
+        proxy
     }
 
     /// Runs `churnstile ARGS` expecting it to exit by itself within 20 s,
@@ -132,6 +166,19 @@ impl Proxy {
     /// The PostgreSQL TCP listener's port (also the Unix socket's number).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The MySQL TCP listener's port: what `{mysql_port}` stood for in the
+    /// config. Panics if the config had none.
+    pub fn mysql_port(&self) -> u16 {
+        self.mysql_port
+            .expect("churnstile was started without a {mysql_port} listener")
+    }
+
+    /// `{socket_dir}/mysql.sock`, where MySQL test configs put churnstile's
+    /// MySQL Unix socket.
+    pub fn mysql_socket(&self) -> PathBuf {
+        self.socket_dir().join(MYSQL_SOCKET)
     }
 
     /// What `{socket_dir}` stood for in the config.
@@ -302,10 +349,14 @@ fn spawn(dir: &Path, args: &[&str], fd_limit: Option<(u64, u64)>) -> Child {
     child::spawn_supervised(command).unwrap_or_else(|e| panic!("starting {BINARY}: {e}"))
 }
 
-fn wait_listening(child: &mut Child, port: u16) -> Startup {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+/// Waits until every one of `ports`, and `unix_socket` if given, accepts
+/// connections.
+fn wait_listening(child: &mut Child, ports: &[u16], unix_socket: Option<&Path>) -> Startup {
     child::wait_ready(child, READY_TIMEOUT, || {
-        TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+        ports.iter().all(|&port| {
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+        }) && unix_socket.is_none_or(|path| UnixStream::connect(path).is_ok())
     })
 }
 
