@@ -598,6 +598,7 @@ mod tests {
             dbname: "app".into(),
             user: "bob".into(),
             password: Some("pw".into()),
+            found_rows: false,
         };
         let auth = native::scramble(b"pw", &[7; 20]);
         let payload =
