@@ -301,7 +301,7 @@ fn check_config_accepts_the_example_file() {
     assert_eq!(exit.code, 0, "stderr:\n{}", exit.stderr);
     assert_eq!(
         exit.stdout.trim_end(),
-        "config/churnstile.toml: OK (1 databases, 1 users)"
+        "config/churnstile.toml: OK (2 databases, 2 users)"
     );
     assert_eq!(exit.stderr, "");
 }
@@ -434,17 +434,18 @@ fn zero_config_listen_without_upstream_is_a_usage_error() {
 }
 
 #[test]
-fn zero_config_mysql_url_names_the_supported_schemes() {
+fn zero_config_unknown_url_scheme_names_the_supported_ones() {
     let listen = format!("127.0.0.1:{}", free_port());
     let exit = Proxy::spawn_expect_exit(&[
         "--listen",
         &listen,
         "--upstream",
-        "mysql://root:secret@127.0.0.1:3306/app",
+        "redis://root:secret@127.0.0.1:6379/app",
     ]);
     assert_eq!(exit.code, 2, "stderr:\n{}", exit.stderr);
     let line = the_one_line(&exit.stderr);
-    assert!(line.contains("\"mysql://\""), "{line}");
+    assert!(line.contains("\"redis://\""), "{line}");
+    assert!(line.contains("mysql://"), "{line}");
     assert!(line.contains("postgres://"), "{line}");
     assert!(line.contains("postgresql://"), "{line}");
     assert!(!line.contains("secret"), "the password was echoed: {line}");

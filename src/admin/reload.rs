@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::show::pool_mode_name;
 use crate::config::{Config, GeneralConfig, ListenConfig, LogFormat, PinPolicy, PoolSettings};
-use crate::pool::PoolLimits;
+use crate::pool::{Connector, Pool, PoolLimits};
 use crate::postgres::service::PgService;
 
 /// Keys RELOAD changes, as SHOW CONFIG names them.
@@ -240,17 +240,39 @@ pub(super) fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
 }
 
 /// Puts `merged` in force: new logins and sessions read it, and every pool
-/// takes its database's sizes and timeouts.
+/// (PostgreSQL and MySQL) takes its database's sizes and timeouts.
 pub(super) fn apply(service: &PgService, merged: Config) {
-    for ((database, _), pool) in service.pools() {
-        if let Some(db) = merged.databases.get(database) {
+    let merged = Arc::new(merged);
+    resize(
+        service
+            .pools()
+            .map(|((database, _), pool)| (database, pool)),
+        &merged,
+    );
+    if let Some(mysql) = service.mysql.get() {
+        resize(
+            mysql
+                .pools()
+                .map(|((database, _, _), pool)| (database, pool)),
+            &merged,
+        );
+        mysql.swap_config(Arc::clone(&merged));
+    }
+    service.swap_config(merged);
+}
+
+fn resize<'a, C: Connector>(
+    pools: impl Iterator<Item = (&'a String, &'a Pool<C>)>,
+    config: &Config,
+) {
+    for (database, pool) in pools {
+        if let Some(db) = config.databases.get(database) {
             let limits = PoolLimits::from(&db.pool);
             if *pool.limits() != limits {
                 pool.set_limits(limits);
             }
         }
     }
-    service.swap_config(Arc::new(merged));
 }
 
 #[cfg(test)]

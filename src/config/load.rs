@@ -984,7 +984,12 @@ password = "md5abc"
     fn example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/churnstile.toml");
         let config = load_file(&path).unwrap_or_else(|errors| panic!("{errors}"));
-        assert_eq!(config.listen, ListenConfig::default());
+        // The MySQL listeners it shows are the defaults for a configuration
+        // with a MySQL database.
+        let mut listen = ListenConfig::default();
+        add_mysql_listener_defaults(&mut listen, None, true);
+        assert_eq!(config.listen, listen);
+        assert_eq!(config.databases["test"].protocol, Protocol::Mysql);
         assert_eq!(config.general, GeneralConfig::default());
         assert_eq!(config.pool, PoolSettings::default());
         let database = &config.databases["postgres"];

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::report::{Finding, Severity};
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 use crate::postgres::backend::{ServerConn, UpstreamError, UpstreamTarget};
 use crate::postgres::messages::sqlstate;
 use crate::postgres::service::upstream_target;
@@ -32,7 +32,10 @@ impl LoginCheck {
     /// One check per (database, user) pair, as churnstile builds its pools.
     pub fn for_config(config: &Config) -> Vec<LoginCheck> {
         let mut checks = Vec::new();
-        for (database, db) in &config.databases {
+        // MySQL upstreams are not logged in to by the doctor yet.
+        let postgres =
+            (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Postgres);
+        for (database, db) in postgres {
             for (user, user_config) in &config.users {
                 checks.push(LoginCheck {
                     database: database.clone(),

@@ -46,7 +46,12 @@ impl DoctorOptions {
 
     fn for_listeners(listen: &ListenConfig) -> DoctorOptions {
         DoctorOptions {
-            listen: listen.postgres.clone(),
+            listen: listen
+                .postgres
+                .iter()
+                .chain(&listen.mysql)
+                .copied()
+                .collect(),
             unix_socket: listen
                 .unix_socket_dir
                 .as_ref()

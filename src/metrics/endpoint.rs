@@ -14,6 +14,7 @@ use super::names::{
     BUILD_INFO, CLIENT_SESSION_SECONDS, POOL_WAIT_SECONDS, TRANSACTION_SECONDS, describe_all,
 };
 use super::{derived, http};
+use crate::mysql::service::MySqlService;
 use crate::postgres::service::PgService;
 use crate::server::bind::{BindError, bind_tcp};
 
@@ -46,6 +47,7 @@ pub enum MetricsError {
 /// What the endpoint reports on.
 pub struct MetricsSources {
     pub service: Arc<PgService>,
+    pub mysql: Arc<MySqlService>,
     /// The `max_client_conn` permits; those taken are connected clients.
     pub client_slots: Arc<Semaphore>,
     pub max_clients: usize,

@@ -23,13 +23,19 @@ use metrics::Histogram;
 
 /// The `protocol` label of every per-pool metric.
 pub const PROTOCOL_POSTGRES: &str = "postgres";
+pub const PROTOCOL_MYSQL: &str = "mysql";
+
+/// The labels of a PostgreSQL pool's metrics.
+fn pool_labels(database: &str, user: &str) -> [(&'static str, String); 3] {
+    protocol_pool_labels(PROTOCOL_POSTGRES, database, user)
+}
 
 /// The labels of a pool's metrics.
-fn pool_labels(database: &str, user: &str) -> [(&'static str, String); 3] {
+fn protocol_pool_labels(protocol: &str, database: &str, user: &str) -> [(&'static str, String); 3] {
     [
         ("database", database.to_owned()),
         ("user", user.to_owned()),
-        ("protocol", PROTOCOL_POSTGRES.to_owned()),
+        ("protocol", protocol.to_owned()),
     ]
 }
 

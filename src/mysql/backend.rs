@@ -14,7 +14,10 @@ use super::auth::{caching_sha2, encrypt_password, native};
 use super::io::PacketStream;
 use super::prepared::ServerStatements;
 use super::state::{BASELINE_CHARSET, BASELINE_COLLATION, SessionState, Transition};
-use super::wire::command::{COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION};
+use super::wire::command::{
+    COM_CHANGE_USER, COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION,
+};
+use super::wire::errors;
 use super::wire::flags::{capability, status};
 use super::wire::handshake::{
     AUTH_MORE_DATA, AuthSwitchRequest, CACHING_SHA2_PASSWORD, FAST_AUTH_OK, HandshakeResponse,
@@ -138,6 +141,11 @@ pub struct ServerConn {
     pub state: SessionState,
     /// Prepared statements open on this connection.
     pub statements: ServerStatements,
+    /// The greeting's scramble and plugin, for COM_CHANGE_USER.
+    scramble: [u8; 20],
+    auth_plugin: String,
+    /// The server does not know COM_RESET_CONNECTION.
+    reset_by_change_user: bool,
 }
 
 impl ServerConn {
@@ -179,6 +187,9 @@ impl ServerConn {
             status: greeting.status,
             state: SessionState::baseline(Some(target.dbname.clone())),
             statements: ServerStatements::default(),
+            scramble: greeting.scramble,
+            auth_plugin: login_plugin(&greeting.auth_plugin).to_owned(),
+            reset_by_change_user: false,
         };
         conn.log_in(&greeting, header.seq.wrapping_add(1)).await?;
         conn.set_baseline().await?;
@@ -187,11 +198,7 @@ impl ServerConn {
 
     async fn log_in(&mut self, greeting: &ServerHandshake, seq: u8) -> Result<(), UpstreamError> {
         let password = self.target.password.clone().unwrap_or_default();
-        let plugin = match greeting.auth_plugin.as_str() {
-            CACHING_SHA2_PASSWORD => CACHING_SHA2_PASSWORD,
-            // Anything else gets a native answer; the server switches if it must.
-            _ => NATIVE_PASSWORD,
-        };
+        let plugin = login_plugin(&greeting.auth_plugin);
         let response = HandshakeResponse {
             capabilities: self.capabilities,
             max_packet_size: 1 << 30,
@@ -211,8 +218,18 @@ impl ServerConn {
         let mut payload = BytesMut::new();
         response.encode(&mut payload);
         self.io.send(seq, &payload).await?;
-        let mut nonce = greeting.scramble.to_vec();
-        let mut plugin = plugin.to_owned();
+        self.finish_auth(greeting.scramble.to_vec(), plugin.to_owned())
+            .await
+    }
+
+    /// Answers the server until it accepts or refuses the login: plugin
+    /// switches and caching_sha2_password's fast or full authentication.
+    async fn finish_auth(
+        &mut self,
+        mut nonce: Vec<u8>,
+        mut plugin: String,
+    ) -> Result<(), UpstreamError> {
+        let password = self.target.password.clone().unwrap_or_default();
         loop {
             let (header, packet) = self.io.read_packet().await?;
             let seq = header.seq.wrapping_add(1);
@@ -302,17 +319,47 @@ impl ServerConn {
 
     /// Resets everything a client may have left (COM_RESET_CONNECTION:
     /// transaction, variables, temporary tables, locks, prepared
-    /// statements) and sets the baseline again; both commands go in one write.
+    /// statements) and sets the baseline again; both commands go in one
+    /// write. A server without COM_RESET_CONNECTION gets COM_CHANGE_USER.
     pub async fn reset(&mut self) -> Result<(), UpstreamError> {
+        if self.reset_by_change_user {
+            return self.change_user_reset().await;
+        }
         self.io.queue(0, &[COM_RESET_CONNECTION]);
         self.io.queue(0, &query_payload(&baseline_statement()));
         self.io.flush().await?;
+        let reset = self.read_reply().await?;
         self.read_reply().await?.map_err(UpstreamError::Rejected)?;
-        self.read_reply().await?.map_err(UpstreamError::Rejected)?;
+        match reset {
+            Ok(()) => {}
+            Err(error) if error.code == errors::UNKNOWN_COMMAND.code => {
+                self.reset_by_change_user = true;
+                return self.change_user_reset().await;
+            }
+            Err(error) => return Err(UpstreamError::Rejected(error)),
+        }
         let schema = self.state.schema.clone();
         self.state = SessionState::baseline(schema);
         self.statements = ServerStatements::default();
         Ok(())
+    }
+
+    /// Logs in again as the same user (COM_CHANGE_USER), which resets the
+    /// session as COM_RESET_CONNECTION does, then sets the baseline.
+    async fn change_user_reset(&mut self) -> Result<(), UpstreamError> {
+        let password = self.target.password.clone().unwrap_or_default();
+        let plugin = self.auth_plugin.clone();
+        let payload = change_user_payload(
+            &self.target,
+            &plugin,
+            &scramble(&plugin, password.as_bytes(), &self.scramble),
+            self.capabilities,
+        );
+        self.io.send(0, &payload).await?;
+        self.finish_auth(self.scramble.to_vec(), plugin).await?;
+        self.state = SessionState::baseline(Some(self.target.dbname.clone()));
+        self.statements = ServerStatements::default();
+        self.set_baseline().await
     }
 
     /// Runs what makes this connection's state the client's: the commands
@@ -461,6 +508,40 @@ impl ServerConn {
     }
 }
 
+/// The plugin churnstile answers a greeting with: anything but
+/// caching_sha2_password gets a native answer (the server switches if it must).
+fn login_plugin(announced: &str) -> &'static str {
+    match announced {
+        CACHING_SHA2_PASSWORD => CACHING_SHA2_PASSWORD,
+        _ => NATIVE_PASSWORD,
+    }
+}
+
+/// COM_CHANGE_USER logging in again as `target`'s user.
+fn change_user_payload(
+    target: &UpstreamTarget,
+    plugin: &str,
+    auth: &[u8],
+    capabilities: u32,
+) -> BytesMut {
+    let mut payload = BytesMut::new();
+    payload.put_u8(COM_CHANGE_USER);
+    payload.put_slice(target.user.as_bytes());
+    payload.put_u8(0);
+    let auth = &auth[..auth.len().min(255)];
+    payload.put_u8(auth.len() as u8);
+    payload.put_slice(auth);
+    payload.put_slice(target.dbname.as_bytes());
+    payload.put_u8(0);
+    payload.put_u16_le(u16::from(BASELINE_CHARSET_ID));
+    payload.put_slice(plugin.as_bytes());
+    payload.put_u8(0);
+    if capabilities & capability::CONNECT_ATTRS != 0 {
+        lenenc::put_int(&mut payload, 0);
+    }
+    payload
+}
+
 /// The statement that sets churnstile's baseline on a server connection.
 fn baseline_statement() -> String {
     format!(
@@ -503,4 +584,33 @@ fn text_row(packet: &[u8], columns: u64) -> Result<Vec<Option<String>>, WireErro
         }
     }
     Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_user_logs_in_again_as_the_same_user_and_schema() {
+        let target = UpstreamTarget {
+            host: "127.0.0.1".into(),
+            port: 3306,
+            dbname: "app".into(),
+            user: "bob".into(),
+            password: Some("pw".into()),
+            found_rows: false,
+        };
+        let auth = native::scramble(b"pw", &[7; 20]);
+        let payload =
+            change_user_payload(&target, NATIVE_PASSWORD, &auth, capability::CONNECT_ATTRS);
+        let mut expected = vec![COM_CHANGE_USER];
+        expected.extend_from_slice(b"bob\0");
+        expected.push(20);
+        expected.extend_from_slice(&auth);
+        expected.extend_from_slice(b"app\0");
+        expected.extend_from_slice(&[45, 0]);
+        expected.extend_from_slice(b"mysql_native_password\0");
+        expected.push(0);
+        assert_eq!(&payload[..], &expected[..]);
+    }
 }

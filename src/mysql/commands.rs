@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::auth;
 use super::login::{self, Attempt};
-use super::prepared::ClientStatement;
+use super::prepared::{ClientStatement, statement_key};
 use super::relay::{Effects, Expect, ResponseRelay, Step};
 use super::session::{Ending, Holds, Session};
 use super::sql::{self, Kill};
@@ -192,6 +192,7 @@ impl Session {
 
     async fn prepare(&mut self, reply: u8, payload: &[u8]) -> Result<(), Ending> {
         let sql: Arc<str> = String::from_utf8_lossy(&payload[1..]).into();
+        let key = statement_key(&self.state, &sql);
         let client_id = self.statements.next_id();
         let Some(effects) = self
             .forward(reply, payload, Expect::Prepare { client_id })
@@ -201,12 +202,13 @@ impl Session {
         };
         if let Some(prepared) = effects.prepared {
             self.statements.add(ClientStatement {
-                sql: Arc::clone(&sql),
+                sql,
+                key: Arc::clone(&key),
                 params: prepared.params,
                 columns: prepared.columns,
                 param_types: None,
             });
-            self.remember_server_statement(sql, prepared.server_id)
+            self.remember_server_statement(key, prepared.server_id)
                 .await?;
         }
         Ok(())
@@ -216,16 +218,16 @@ impl Session {
     /// least recently used ones beyond `max_prepared_statements`.
     async fn remember_server_statement(
         &mut self,
-        sql: Arc<str>,
+        key: Arc<str>,
         server_id: u32,
     ) -> Result<(), Ending> {
         let limit = self.settings.max_prepared_statements;
         let Some(conn) = self.conn() else {
             return Ok(());
         };
-        let to_close = match conn.statements.lookup(&sql) {
+        let to_close = match conn.statements.lookup(&key) {
             Some(_) => vec![server_id],
-            None => conn.statements.insert(sql, server_id, limit),
+            None => conn.statements.insert(key, server_id, limit),
         };
         for id in to_close {
             let mut close = [0u8; 5];
@@ -249,7 +251,7 @@ impl Session {
         let Some(conn) = self.conn() else {
             return Err(Ending::ServerGone("no server connection attached".into()));
         };
-        if let Some(id) = conn.statements.lookup(&statement.sql) {
+        if let Some(id) = conn.statements.lookup(&statement.key) {
             return Ok(Ok(id));
         }
         let mut payload = BytesMut::with_capacity(1 + statement.sql.len());
@@ -270,7 +272,7 @@ impl Session {
                 "server did not prepare the statement".into(),
             ));
         };
-        self.remember_server_statement(Arc::clone(&statement.sql), prepared.server_id)
+        self.remember_server_statement(Arc::clone(&statement.key), prepared.server_id)
             .await?;
         Ok(Ok(prepared.server_id))
     }
@@ -398,7 +400,7 @@ impl Session {
         let Some(conn) = self.conn() else {
             return Ok(());
         };
-        let Some(server_id) = conn.statements.lookup(&statement.sql) else {
+        let Some(server_id) = conn.statements.lookup(&statement.key) else {
             return Ok(());
         };
         let mut packet = [0u8; 5];
@@ -417,7 +419,7 @@ impl Session {
         };
         let server_id = self
             .conn()
-            .and_then(|conn| conn.statements.lookup(&statement.sql));
+            .and_then(|conn| conn.statements.lookup(&statement.key));
         self.holds.cursors.remove(&id);
         self.holds.long_data.remove(&id);
         match server_id {
@@ -439,7 +441,7 @@ impl Session {
         let server_id = match self.statements.get(id).cloned() {
             Some(statement) if self.holds.cursors.contains(&id) => self
                 .conn()
-                .and_then(|conn| conn.statements.lookup(&statement.sql)),
+                .and_then(|conn| conn.statements.lookup(&statement.key)),
             _ => None,
         };
         let Some(server_id) = server_id else {
@@ -581,7 +583,7 @@ impl Session {
             nonce: &nonce,
             seq,
             peer_host: &self.peer_host,
-            over_unix_socket: self.over_unix_socket,
+            secure_transport: self.secure_transport,
         };
         let seq = match login::authenticate(&mut self.io, &self.service, &config, attempt).await {
             Ok(seq) => seq,

@@ -78,14 +78,6 @@ impl KillRegistry {
         self.lock().contains_key(&id)
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
     /// Carries out `kill` for a client logged in as `user`; the error is
     /// what the killing client is told.
     pub async fn kill(&self, user: &str, kill: Kill) -> Result<(), ErrPacket> {

@@ -84,7 +84,7 @@ pub async fn log_in(
     service: &MySqlService,
     connection_id: u32,
     peer_host: &str,
-    over_unix_socket: bool,
+    secure_transport: bool,
 ) -> Result<Client, (LoginError, u8)> {
     let config = service.config.load_full();
     let nonce = auth::new_scramble();
@@ -135,7 +135,7 @@ pub async fn log_in(
             nonce: &nonce,
             seq,
             peer_host,
-            over_unix_socket,
+            secure_transport,
         },
     )
     .await?;
@@ -162,7 +162,7 @@ pub struct Attempt<'a> {
     /// Sequence id of churnstile's next packet.
     pub seq: u8,
     pub peer_host: &'a str,
-    pub over_unix_socket: bool,
+    pub secure_transport: bool,
 }
 
 /// Checks the client's proof; returns the sequence id for the final OK.
@@ -180,7 +180,7 @@ pub async fn authenticate(
         nonce,
         mut seq,
         peer_host,
-        over_unix_socket,
+        secure_transport,
     } = attempt;
     let denied = |seq, sent_password: bool| {
         (
@@ -235,7 +235,7 @@ pub async fn authenticate(
                 nonce,
                 response,
                 seq,
-                over_unix_socket,
+                secure_transport,
             )
             .await
             {
@@ -257,8 +257,8 @@ pub async fn authenticate(
 
 /// caching_sha2_password as MySQL runs it: the fast path once the user has
 /// authenticated fully since churnstile started, otherwise full
-/// authentication (the password in clear over a Unix socket, or
-/// RSA-encrypted with churnstile's key). Returns (verified, next seq).
+/// authentication (the password in clear over a Unix socket or loopback,
+/// or RSA-encrypted with churnstile's key). Returns (verified, next seq).
 #[allow(clippy::too_many_arguments)]
 async fn caching_sha2_exchange(
     io: &mut PacketStream,
@@ -268,7 +268,7 @@ async fn caching_sha2_exchange(
     nonce: &[u8],
     response: &[u8],
     mut seq: u8,
-    over_unix_socket: bool,
+    secure_transport: bool,
 ) -> Result<(bool, u8), LoginError> {
     if service.sha2_cached(user) {
         if !caching_sha2::verify_fast(password.as_bytes(), nonce, response) {
@@ -297,8 +297,8 @@ async fn caching_sha2_exchange(
             Ok(clear) => clear,
             Err(_) => return Ok((false, seq)),
         }
-    } else if over_unix_socket {
-        // A Unix socket is a secure transport: the password comes in clear.
+    } else if secure_transport {
+        // A Unix socket or loopback: the password may come in clear.
         let mut clear = packet.to_vec();
         if clear.last() == Some(&0) {
             clear.pop();
@@ -307,8 +307,9 @@ async fn caching_sha2_exchange(
     } else {
         return Err(LoginError::refused(
             errors::ACCESS_DENIED,
-            "caching_sha2_password full authentication needs the RSA public key exchange \
-             over TCP without TLS; the client sent its password unencrypted, which churnstile refuses",
+            "caching_sha2_password full authentication over TCP from another host needs the \
+             RSA public key exchange (TLS is not offered); the client sent its password \
+             unencrypted, which churnstile refuses",
         ));
     };
     let verified = clear == password.as_bytes();

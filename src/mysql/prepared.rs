@@ -1,17 +1,31 @@
 //! Prepared statements under pooling. A client's statement ids are
 //! churnstile's own; each server connection keeps the statements prepared
-//! on it by SQL text, so any client landing there reuses them, and the least
-//! recently used are closed beyond `max_prepared_statements`.
+//! on it by SQL text and the schema and sql_mode it was prepared under
+//! (which decide what the text means), so any client landing there reuses
+//! them, and the least recently used are closed beyond
+//! `max_prepared_statements`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::state::SessionState;
+
+/// What a server's statement is found by: the SQL text with the schema and
+/// sql_mode current when it was prepared.
+pub fn statement_key(state: &SessionState, sql: &str) -> Arc<str> {
+    let schema = state.schema.as_deref().unwrap_or_default();
+    let sql_mode = state.vars.get("sql_mode").map_or("", String::as_str);
+    format!("{schema}\0{sql_mode}\0{sql}").into()
+}
+
 /// A statement as the client prepared it.
 #[derive(Debug, Clone)]
 pub struct ClientStatement {
     pub sql: Arc<str>,
+    /// `statement_key` when the client prepared it.
+    pub key: Arc<str>,
     pub params: u16,
     pub columns: u16,
     /// The parameter types the client last bound (2 bytes per parameter),
@@ -107,12 +121,9 @@ impl ServerStatements {
         evicted
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.by_sql.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_sql.is_empty()
     }
 }
 
@@ -125,6 +136,7 @@ mod tests {
         let mut statements = ClientStatements::default();
         let statement = ClientStatement {
             sql: "SELECT ?".into(),
+            key: "app\0\0SELECT ?".into(),
             params: 1,
             columns: 1,
             param_types: None,
@@ -134,6 +146,17 @@ mod tests {
         assert_eq!(statements.add(statement), 2);
         assert_eq!(&*statements.remove(1).unwrap().sql, "SELECT ?");
         assert!(statements.get(1).is_none() && statements.get(2).is_some());
+    }
+
+    #[test]
+    fn the_same_text_under_another_schema_or_sql_mode_is_another_statement() {
+        let mut state = SessionState::baseline(Some("app".into()));
+        let app = statement_key(&state, "SELECT * FROM t");
+        state.schema = Some("other".into());
+        let other = statement_key(&state, "SELECT * FROM t");
+        state.note_variable("sql_mode", "ANSI_QUOTES");
+        let ansi = statement_key(&state, "SELECT * FROM t");
+        assert!(app != other && other != ansi && app != ansi);
     }
 
     #[test]

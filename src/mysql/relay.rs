@@ -10,11 +10,14 @@ use bytes::{BufMut, BytesMut};
 use super::wire::WireError;
 use super::wire::flags::{capability, status};
 use super::wire::lenenc;
-use super::wire::packet::{Header, MAX_PAYLOAD, write_packet};
+use super::wire::packet::{Header, MAX_PAYLOAD};
 use super::wire::response::{
     EOF_HEADER, ERR_HEADER, Eof, ErrPacket, LOCAL_INFILE_HEADER, OK_HEADER, OkPacket,
     SessionChange, is_terminator, session_changes,
 };
+
+/// Length of a classic EOF packet's payload.
+const EOF_LEN: usize = 5;
 
 /// What kind of response a command gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,7 +382,9 @@ impl ResponseRelay {
 
     /// A result set's terminator, in the client's dialect; returns its status.
     fn terminator(&mut self, payload: &[u8], out: &mut BytesMut) -> Result<u16, WireError> {
-        if self.server_deprecates_eof() {
+        // An OK is at least 7 bytes; a 5-byte terminator is a classic EOF,
+        // which some replies (COM_FIELD_LIST) keep under DEPRECATE_EOF.
+        if self.server_deprecates_eof() && payload.len() != EOF_LEN {
             let ok = OkPacket::decode(payload, self.server_caps)?;
             self.note_ok(&ok)?;
             if self.client_deprecates_eof() {
@@ -492,7 +497,173 @@ fn prepare_ok(payload: &[u8]) -> Result<Prepared, WireError> {
     })
 }
 
-/// Writes a packet for the client (churnstile's own replies).
-pub fn packet(out: &mut BytesMut, seq: u8, payload: &[u8]) -> u8 {
-    write_packet(out, seq, payload)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mysql::wire::packet::take_packet;
+
+    const CLASSIC: u32 = capability::PROTOCOL_41;
+    const MODERN: u32 =
+        capability::PROTOCOL_41 | capability::DEPRECATE_EOF | capability::SESSION_TRACK;
+
+    fn header(payload: &[u8]) -> Header {
+        Header {
+            len: payload.len(),
+            seq: 0,
+        }
+    }
+
+    /// Feeds `packets` and returns (steps, payloads the client got with their seq).
+    fn run(relay: &mut ResponseRelay, packets: &[Vec<u8>]) -> (Vec<Step>, Vec<(u8, Vec<u8>)>) {
+        let mut out = BytesMut::new();
+        let steps = packets
+            .iter()
+            .map(|p| relay.feed(header(p), p, &mut out).unwrap())
+            .collect();
+        let mut sent = Vec::new();
+        while let Some((h, payload)) = take_packet(&mut out) {
+            sent.push((h.seq, payload.to_vec()));
+        }
+        (steps, sent)
+    }
+
+    fn column_def(name: &str) -> Vec<u8> {
+        let mut def = BytesMut::new();
+        for part in ["def", "", "", "", name, name] {
+            lenenc::put_bytes(&mut def, part.as_bytes());
+        }
+        def.put_slice(&[0x0c, 0x21, 0, 0x0b, 0, 0, 0, 0xfd, 0, 0, 0x27, 0, 0]);
+        def.to_vec()
+    }
+
+    fn ok_terminator(status: u16) -> Vec<u8> {
+        let mut payload = BytesMut::new();
+        OkPacket {
+            header: EOF_HEADER,
+            status,
+            ..OkPacket::default()
+        }
+        .encode(&mut payload, MODERN);
+        payload.to_vec()
+    }
+
+    #[test]
+    fn deprecate_eof_server_to_classic_client_gains_eof_packets() {
+        let mut relay = ResponseRelay::new(Expect::Query, MODERN, CLASSIC, status::AUTOCOMMIT, 1);
+        let packets = vec![
+            vec![1],
+            column_def("a"),
+            vec![1, b'7'],
+            ok_terminator(status::AUTOCOMMIT),
+        ];
+        let (steps, sent) = run(&mut relay, &packets);
+        assert_eq!(steps.last(), Some(&Step::Done));
+        let seqs: Vec<u8> = sent.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        // count, definition, inserted EOF, row, EOF instead of the OK.
+        assert_eq!(sent[2].1, [0xfe, 0, 0, 2, 0]);
+        assert_eq!(sent[3].1, [1, b'7']);
+        assert_eq!(sent[4].1, [0xfe, 0, 0, 2, 0]);
+        assert_eq!(relay.effects.status, Some(status::AUTOCOMMIT));
+    }
+
+    #[test]
+    fn classic_server_to_deprecate_eof_client_loses_eof_packets() {
+        let mut relay = ResponseRelay::new(Expect::Query, CLASSIC, MODERN, 0, 1);
+        let eof = vec![0xfe, 0, 0, 2, 0];
+        let packets = vec![vec![1], column_def("a"), eof.clone(), vec![1, b'7'], eof];
+        let (steps, sent) = run(&mut relay, &packets);
+        assert_eq!(steps.last(), Some(&Step::Done));
+        assert_eq!(sent.len(), 4);
+        let last = OkPacket::decode(&sent[3].1, MODERN).unwrap();
+        assert_eq!((last.header, last.status), (EOF_HEADER, status::AUTOCOMMIT));
+    }
+
+    #[test]
+    fn multiple_result_sets_continue_until_the_last() {
+        let mut relay = ResponseRelay::new(Expect::Query, MODERN, MODERN, 0, 1);
+        let more = status::AUTOCOMMIT | status::MORE_RESULTS_EXISTS;
+        let packets = vec![
+            vec![1],
+            column_def("a"),
+            vec![1, b'1'],
+            ok_terminator(more),
+            vec![1],
+            column_def("b"),
+            ok_terminator(status::AUTOCOMMIT),
+        ];
+        let (steps, sent) = run(&mut relay, &packets);
+        assert_eq!(steps[3], Step::More);
+        assert_eq!(steps[6], Step::Done);
+        assert_eq!(sent.len(), 7);
+    }
+
+    #[test]
+    fn session_state_is_collected_and_stripped_for_clients_without_tracking() {
+        let mut state = BytesMut::new();
+        let mut entry = BytesMut::new();
+        lenenc::put_bytes(&mut entry, b"time_zone");
+        lenenc::put_bytes(&mut entry, b"+02:00");
+        state.put_u8(0);
+        lenenc::put_bytes(&mut state, &entry);
+        let ok = OkPacket {
+            header: OK_HEADER,
+            affected_rows: 1,
+            last_insert_id: 42,
+            status: status::AUTOCOMMIT | status::SESSION_STATE_CHANGED,
+            session_state: Some(&state),
+            ..OkPacket::default()
+        };
+        let mut payload = BytesMut::new();
+        ok.encode(&mut payload, MODERN);
+        let mut relay = ResponseRelay::new(Expect::Query, MODERN, CLASSIC, 0, 1);
+        let (steps, sent) = run(&mut relay, &[payload.to_vec()]);
+        assert_eq!(steps, [Step::Done]);
+        let seen = OkPacket::decode(&sent[0].1, CLASSIC).unwrap();
+        assert_eq!((seen.affected_rows, seen.last_insert_id), (1, 42));
+        assert_eq!(seen.session_state, None);
+        assert_eq!(seen.status & status::SESSION_STATE_CHANGED, 0);
+        assert_eq!(relay.effects.last_insert_id, Some(42));
+        assert_eq!(
+            relay.effects.variables,
+            [("time_zone".to_owned(), "+02:00".to_owned())]
+        );
+    }
+
+    #[test]
+    fn prepare_ok_gets_the_client_id_and_eofs_in_the_clients_dialect() {
+        let mut relay = ResponseRelay::new(Expect::Prepare { client_id: 7 }, MODERN, CLASSIC, 0, 1);
+        let mut prepare_ok = vec![0, 99, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0];
+        prepare_ok[1] = 99;
+        let packets = vec![prepare_ok, column_def("?"), column_def("a")];
+        let (steps, sent) = run(&mut relay, &packets);
+        assert_eq!(steps.last(), Some(&Step::Done));
+        assert_eq!(&sent[0].1[1..5], &7u32.to_le_bytes());
+        // prepare OK, param def, EOF, column def, EOF.
+        assert_eq!(sent.len(), 5);
+        assert_eq!(sent[2].1[0], 0xfe);
+        assert_eq!(
+            relay.effects.prepared,
+            Some(Prepared {
+                server_id: 99,
+                columns: 1,
+                params: 1
+            })
+        );
+    }
+
+    #[test]
+    fn an_error_ends_the_response_and_local_infile_asks_for_the_file() {
+        let mut relay = ResponseRelay::new(Expect::Query, MODERN, MODERN, 0, 1);
+        let mut err = BytesMut::new();
+        ErrPacket::new(crate::mysql::wire::errors::BAD_DB, "Unknown database 'x'").encode(&mut err);
+        let (steps, _) = run(&mut relay, &[err.to_vec()]);
+        assert_eq!(steps, [Step::Done]);
+        assert_eq!(relay.effects.error, Some(1049));
+
+        let mut relay = ResponseRelay::new(Expect::Query, MODERN, MODERN, 0, 1);
+        let (steps, sent) = run(&mut relay, &[b"\xfbdata.csv".to_vec()]);
+        assert_eq!(steps, [Step::LocalInfile]);
+        assert_eq!(sent[0].1, b"\xfbdata.csv");
+    }
 }

@@ -48,6 +48,8 @@ pub struct MySqlService {
     /// Character set and collation names by handshake collation id, as the
     /// upstream server names them (`None`: the server does not know it).
     collations: Mutex<HashMap<u8, Option<(String, String)>>>,
+    /// Successful logins per (database, user), for the reuse ratio.
+    logins: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl MySqlService {
@@ -92,6 +94,7 @@ impl MySqlService {
             rsa_key: OnceCell::new(),
             sha2_cache: Mutex::default(),
             collations: Mutex::default(),
+            logins: Mutex::default(),
         }
     }
 
@@ -126,6 +129,21 @@ impl MySqlService {
             })
             .await
             .cloned()
+    }
+
+    /// Counts a client that logged in.
+    pub fn logged_in(&self, database: &str, user: &str) {
+        *lock(&self.logins)
+            .entry((database.to_owned(), user.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// Clients that logged in to (database, user) since start.
+    pub fn logins(&self, database: &str, user: &str) -> u64 {
+        lock(&self.logins)
+            .get(&(database.to_owned(), user.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn sha2_cached(&self, user: &str) -> bool {

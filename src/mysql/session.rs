@@ -78,7 +78,7 @@ pub(super) struct Session {
     pub id: u32,
     pub peer: String,
     pub peer_host: String,
-    pub over_unix_socket: bool,
+    pub secure_transport: bool,
     pub client: Client,
     pub settings: PoolSettings,
     pub pool_key: PoolKey,
@@ -99,6 +99,12 @@ pub(super) struct Session {
 
 pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
     let over_unix_socket = matches!(stream, Stream::Unix(_));
+    // Like a Unix socket, loopback traffic never leaves the host: a
+    // caching_sha2_password client may send its password in clear there.
+    let secure_transport = over_unix_socket
+        || peer
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|addr| addr.ip().is_loopback());
     let peer_host = if over_unix_socket {
         "localhost".to_owned()
     } else {
@@ -110,7 +116,7 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
     let mut io = PacketStream::new(stream);
     let id = service.new_connection_id();
     let config = service.config.load_full();
-    let login = login::log_in(&mut io, &service, id, &peer_host, over_unix_socket);
+    let login = login::log_in(&mut io, &service, id, &peer_host, secure_transport);
     let outcome = match config.pool.client_login_timeout {
         Some(limit) => tokio::time::timeout(limit, login)
             .await
@@ -149,6 +155,7 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
         client.user.clone(),
         client.capabilities & capability::FOUND_ROWS != 0,
     );
+    service.logged_in(&client.database, &client.user);
     let handle = service.clients.register(id, &client.user);
     let started = Instant::now();
     let mut session = Session {
@@ -156,7 +163,7 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
         id,
         peer,
         peer_host,
-        over_unix_socket,
+        secure_transport,
         charset_known: client.charset == 45,
         settings,
         pool_key,

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
@@ -27,6 +27,7 @@ use crate::admin::ADMIN_DATABASE;
 use crate::config::{
     AuthType, ClientSecret, Config, DatabaseConfig, Protocol, ScramVerifier, UserConfig,
 };
+use crate::mysql::service::MySqlService;
 use crate::pool::{Pool, PoolLimits};
 use crate::registry::{ClientRegistry, ServerRegistry};
 use crate::server::frontend::Frontend;
@@ -55,6 +56,8 @@ pub struct PgService {
     pub servers: Arc<ServerRegistry>,
     /// The `--config` file, which RELOAD re-reads.
     pub config_file: Option<PathBuf>,
+    /// The MySQL side, which the admin console's RELOAD updates too.
+    pub mysql: OnceLock<Arc<MySqlService>>,
 }
 
 type SettingsKey = (String, String, Vec<(String, String)>);
@@ -93,6 +96,7 @@ impl PgService {
             clients: Arc::default(),
             servers,
             config_file: None,
+            mysql: OnceLock::new(),
         }
     }
 

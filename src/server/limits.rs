@@ -114,7 +114,14 @@ pub fn check_at_startup(config: &Config) {
     }
     match EphemeralPorts::read() {
         Ok(ephemeral) => {
-            for finding in ephemeral.listen_port_findings(&config.listen.postgres) {
+            let listen = &config.listen;
+            let addresses: Vec<_> = listen
+                .postgres
+                .iter()
+                .chain(&listen.mysql)
+                .copied()
+                .collect();
+            for finding in ephemeral.listen_port_findings(&addresses) {
                 tracing::warn!(
                     "{}: {}; {}. Fix: {}",
                     finding.subject,

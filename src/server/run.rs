@@ -60,11 +60,13 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         shutdown.clone(),
         Arc::clone(&service.servers),
     ));
+    let _ = service.mysql.set(Arc::clone(&mysql));
     let max_clients = config.general.max_client_conn;
     let client_slots = Arc::new(Semaphore::new(max_clients));
     if let Some(endpoint) = metrics {
         let sources = MetricsSources {
             service: Arc::clone(&service),
+            mysql: Arc::clone(&mysql),
             client_slots: Arc::clone(&client_slots),
             max_clients,
             listeners: (listeners.iter().chain(&mysql_listeners))

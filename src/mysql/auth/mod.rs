@@ -9,6 +9,8 @@ mod crypto;
 pub mod native;
 pub mod nonce;
 pub mod rsa;
+#[cfg(test)]
+mod test_support;
 
 pub use nonce::new_scramble;
 pub use rsa::{AuthError, ServerKey, encrypt_password};

@@ -11,6 +11,7 @@ use super::lenenc::{
 };
 use super::{Field, WireError};
 
+/// Auth plugin names as they appear in handshakes and AuthSwitchRequests.
 pub const NATIVE_PASSWORD: &str = "mysql_native_password";
 pub const CACHING_SHA2_PASSWORD: &str = "caching_sha2_password";
 
@@ -30,10 +31,15 @@ const SSL_REQUEST_LEN: usize = 4 + 4 + 1 + RESPONSE_FILLER;
 /// Header byte of AuthSwitchRequest.
 const AUTH_SWITCH_HEADER: u8 = 0xFE;
 
-pub const AUTH_MORE_DATA: u8 = 0x01; // AuthMoreData header byte
-pub const FAST_AUTH_OK: u8 = 3; // caching_sha2: fast auth succeeded
-pub const PERFORM_FULL_AUTH: u8 = 4; // caching_sha2: send the password
-pub const REQUEST_PUBLIC_KEY: u8 = 2; // caching_sha2 client asks for the RSA public key
+/// Header byte of AuthMoreData, which carries plugin-specific data mid-login.
+pub const AUTH_MORE_DATA: u8 = 0x01;
+/// caching_sha2 AuthMoreData from the server: fast auth succeeded, an OK follows.
+pub const FAST_AUTH_OK: u8 = 3;
+/// caching_sha2 AuthMoreData from the server: no cached hash, send the
+/// password (in clear over TLS, RSA-encrypted otherwise).
+pub const PERFORM_FULL_AUTH: u8 = 4;
+/// caching_sha2 client packet asking for the server's RSA public key.
+pub const REQUEST_PUBLIC_KEY: u8 = 2;
 
 /// The server's greeting (HandshakeV10).
 #[derive(Debug, Clone, PartialEq, Eq)]

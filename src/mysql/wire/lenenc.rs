@@ -134,6 +134,19 @@ pub fn int_len(value: u64) -> usize {
 mod tests {
     use super::*;
 
+    /// Each side of every width change, and the extremes.
+    const BOUNDARIES: [u64; 9] = [
+        0,
+        250,
+        251,
+        0xFFFF,
+        0x1_0000,
+        0xFF_FFFF,
+        0x100_0000,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+
     fn encoded(value: u64) -> Vec<u8> {
         let mut dst = BytesMut::new();
         put_int(&mut dst, value);
@@ -160,18 +173,7 @@ mod tests {
 
     #[test]
     fn integers_round_trip_at_every_boundary() {
-        let boundaries = [
-            0,
-            250,
-            251,
-            0xFFFF,
-            0x1_0000,
-            0xFF_FFFF,
-            0x100_0000,
-            u64::from(u32::MAX),
-            u64::MAX,
-        ];
-        for value in boundaries {
+        for value in BOUNDARIES {
             let bytes = encoded(value);
             assert_eq!(bytes.len(), int_len(value), "{value}");
             let mut buf = &bytes[..];
@@ -183,16 +185,7 @@ mod tests {
     #[test]
     fn integers_match_mysql_common() {
         use mysql_common::io::BufMutExt;
-        for value in [
-            0,
-            250,
-            251,
-            0xFFFF,
-            0x1_0000,
-            0xFF_FFFF,
-            0x100_0000,
-            u64::MAX,
-        ] {
+        for value in BOUNDARIES {
             let mut theirs = Vec::new();
             theirs.put_lenenc_int(value);
             assert_eq!(encoded(value), theirs, "{value}");

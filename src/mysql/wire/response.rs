@@ -531,7 +531,7 @@ mod tests {
         // A second variable in its own entry, then the rest of the types.
         data.extend_from_slice(&[0x00, 0x0e, 0x08]);
         data.extend_from_slice(b"sql_mode\x04ANSI");
-        data.extend_from_slice(&[0x02, 0x02, 0x01, b'1']);
+        data.extend_from_slice(&[0x02, 0x01, b'1']);
         data.extend_from_slice(&[0x03, 0x08, 0x00, 0x06]);
         data.extend_from_slice(b"uuid:1");
         data.extend_from_slice(&[0x04, 0x0c, 0x0b]);
@@ -558,6 +558,23 @@ mod tests {
                 SessionChange::TransactionState(b"T_______"),
                 SessionChange::Unknown(0x2A),
             ]
+        );
+    }
+
+    #[test]
+    fn state_change_flag_is_read_raw_or_length_encoded() {
+        // MySQL's and MariaDB's trackers write the bare byte.
+        assert_eq!(
+            session_changes(b"\x02\x01\x31"),
+            Ok(vec![SessionChange::StateChange(true)])
+        );
+        assert_eq!(
+            session_changes(b"\x02\x01\x30"),
+            Ok(vec![SessionChange::StateChange(false)])
+        );
+        assert_eq!(
+            session_changes(b"\x02\x02\x01\x31"),
+            Ok(vec![SessionChange::StateChange(true)])
         );
     }
 
