@@ -85,6 +85,10 @@ enum Phase {
     },
     /// The EOF a non-DEPRECATE_EOF server sends after column definitions.
     ColumnsEof,
+    /// After the column definitions of a DEPRECATE_EOF server, which sends
+    /// no EOF there: a client that expects one gets it with the first row,
+    /// or, when an execute opened a cursor, with the cursor's status.
+    FirstRow,
     Rows,
     /// A prepared statement's parameter then column definitions.
     PrepareParams {
@@ -179,11 +183,13 @@ impl ResponseRelay {
         }
         if header.len == MAX_PAYLOAD {
             // Only a row can be this large; the rest of it is not looked at.
+            self.start_rows(out);
             self.continuing = true;
             self.forward(payload, out);
             return Ok(self.step());
         }
         if payload.first() == Some(&ERR_HEADER) && self.phase != Phase::Done {
+            self.start_rows(out);
             let error = ErrPacket::decode(payload)?;
             self.effects.error = Some(error.code);
             self.forward(payload, out);
@@ -197,10 +203,7 @@ impl ResponseRelay {
                 if left > 1 {
                     self.phase = Phase::Columns { left: left - 1 };
                 } else if self.server_deprecates_eof() {
-                    if !self.client_deprecates_eof() {
-                        self.eof(out, 0, self.last_status);
-                    }
-                    self.phase = Phase::Rows;
+                    self.phase = Phase::FirstRow;
                 } else {
                     self.phase = Phase::ColumnsEof;
                 }
@@ -218,17 +221,17 @@ impl ResponseRelay {
                     self.phase = Phase::Rows;
                 }
             }
-            Phase::Rows => {
-                if is_terminator(payload) {
+            Phase::FirstRow => {
+                if self.opens_cursor(payload)? {
                     let status = self.terminator(payload, out)?;
-                    if status & status::CURSOR_EXISTS != 0 && self.expect == Expect::Execute {
-                        self.effects.cursor_opened = true;
-                    }
+                    self.effects.cursor_opened = true;
                     self.end_of_result(status);
                 } else {
-                    self.forward(payload, out);
+                    self.start_rows(out);
+                    self.row_or_terminator(payload, out)?;
                 }
             }
+            Phase::Rows => self.row_or_terminator(payload, out)?,
             Phase::PrepareParams { left, columns } => {
                 self.forward(payload, out);
                 if left > 1 {
@@ -270,6 +273,45 @@ impl ResponseRelay {
             }
         }
         Ok(self.step())
+    }
+
+    /// Leaves `FirstRow` for `Rows`: a client that expects an EOF after the
+    /// column definitions gets it now.
+    fn start_rows(&mut self, out: &mut BytesMut) {
+        if self.phase == Phase::FirstRow {
+            if !self.client_deprecates_eof() {
+                self.eof(out, 0, self.last_status);
+            }
+            self.phase = Phase::Rows;
+        }
+    }
+
+    /// Whether `payload`, right after an execute's column definitions, is
+    /// the terminator saying a cursor was opened (its rows come with
+    /// COM_STMT_FETCH).
+    fn opens_cursor(&self, payload: &[u8]) -> Result<bool, WireError> {
+        if self.expect != Expect::Execute || !is_terminator(payload) {
+            return Ok(false);
+        }
+        let status = if payload.len() == EOF_LEN {
+            Eof::decode(payload)?.status
+        } else {
+            OkPacket::decode(payload, self.server_caps)?.status
+        };
+        Ok(status & status::CURSOR_EXISTS != 0)
+    }
+
+    fn row_or_terminator(&mut self, payload: &[u8], out: &mut BytesMut) -> Result<(), WireError> {
+        if is_terminator(payload) {
+            let status = self.terminator(payload, out)?;
+            if status & status::CURSOR_EXISTS != 0 && self.expect == Expect::Execute {
+                self.effects.cursor_opened = true;
+            }
+            self.end_of_result(status);
+        } else {
+            self.forward(payload, out);
+        }
+        Ok(())
     }
 
     fn step(&self) -> Step {
@@ -545,6 +587,23 @@ mod tests {
         }
         .encode(&mut payload, MODERN);
         payload.to_vec()
+    }
+
+    #[test]
+    fn a_cursor_opened_for_a_classic_client_is_one_eof_with_cursor_exists() {
+        let mut relay = ResponseRelay::new(Expect::Execute, MODERN, CLASSIC, status::AUTOCOMMIT, 1);
+        let cursor = status::AUTOCOMMIT | status::CURSOR_EXISTS;
+        let packets = vec![vec![1], column_def("a"), ok_terminator(cursor)];
+        let (steps, sent) = run(&mut relay, &packets);
+        assert_eq!(steps.last(), Some(&Step::Done));
+        assert!(relay.effects.cursor_opened);
+        let eofs: Vec<&Vec<u8>> = sent
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| p[0] == EOF_HEADER)
+            .collect();
+        assert_eq!(eofs.len(), 1, "{sent:?}");
+        assert_eq!(Eof::decode(eofs[0]).unwrap().status, cursor);
     }
 
     #[test]
