@@ -339,6 +339,63 @@ async fn beyond_max_prepared_statements_the_least_recently_used_are_closed_and_r
     assert_eq!(sum, Some(5));
 }
 
+/// SERVER_STATUS_CURSOR_EXISTS and SERVER_STATUS_LAST_ROW_SENT.
+const CURSOR_EXISTS: u16 = 0x0040;
+const LAST_ROW_SENT: u16 = 0x0080;
+
+/// The status flags of an EOF packet.
+fn eof_status(packet: &[u8]) -> u16 {
+    assert!(is_eof(packet), "not EOF: {}", describe(packet));
+    u16::from_le_bytes([packet[3], packet[4]])
+}
+
+#[tokio::test]
+async fn a_cursor_keeps_its_server_connection_until_its_last_row_is_fetched() {
+    const ROWS: u32 = 7;
+    let maria = server();
+    maria.query("INSERT INTO app.items (owner) VALUES (1), (2), (3), (4), (5), (6), (7)");
+    let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 2));
+    let mut raw = RawMySql::login(proxy.mysql_port(), USER).await;
+    let id = raw.prepare("SELECT id FROM items ORDER BY id").await;
+
+    // COM_STMT_EXECUTE with CURSOR_TYPE_READ_ONLY, one iteration.
+    let mut execute = vec![0x17];
+    execute.extend_from_slice(&id.to_le_bytes());
+    execute.push(0x01);
+    execute.extend_from_slice(&1u32.to_le_bytes());
+    let head = raw.command_until_eof(&execute).await;
+    let (eof, _) = head.split_last().expect("a reply");
+    assert_ne!(eof_status(eof) & CURSOR_EXISTS, 0, "no cursor opened");
+
+    // Another client takes a connection: not the cursor's.
+    let mut other = connect(&proxy, USER).await;
+    query_drop(&mut other, "BEGIN").await;
+    assert_eq!(scalar(&mut other, "SELECT COUNT(*) FROM items").await, "7");
+
+    let mut fetched = Vec::new();
+    for _ in 0..ROWS {
+        let mut fetch = vec![0x1C];
+        fetch.extend_from_slice(&id.to_le_bytes());
+        fetch.extend_from_slice(&2u32.to_le_bytes());
+        let packets = raw.command_until_eof(&fetch).await;
+        let (eof, rows) = packets.split_last().expect("a reply");
+        // Binary rows: header, NULL bitmap, then the INT.
+        fetched.extend(
+            rows.iter()
+                .map(|row| u32::from_le_bytes([row[2], row[3], row[4], row[5]])),
+        );
+        if eof_status(eof) & LAST_ROW_SENT != 0 {
+            break;
+        }
+    }
+    assert_eq!(fetched, (1..=ROWS).collect::<Vec<_>>());
+    query_drop(&mut other, "COMMIT").await;
+    assert_eq!(
+        raw.scalar("SELECT 'after the cursor'").await,
+        "after the cursor"
+    );
+}
+
 #[tokio::test]
 async fn com_init_db_changes_the_schema_and_it_follows_the_client() {
     let maria = server();

@@ -183,6 +183,28 @@ impl RawMySql {
         }
     }
 
+    /// COM_STMT_PREPARE: returns the statement id, after reading the
+    /// parameter and column definitions (each group ends with EOF).
+    pub async fn prepare(&mut self, sql: &str) -> u32 {
+        let mut payload = vec![0x16];
+        payload.extend_from_slice(sql.as_bytes());
+        let reply = self.command(&payload).await;
+        assert_eq!(reply[0], OK, "{sql}: {}", describe(&reply));
+        let id = u32::from_le_bytes([reply[1], reply[2], reply[3], reply[4]]);
+        let columns = u16::from_le_bytes([reply[5], reply[6]]);
+        let params = u16::from_le_bytes([reply[7], reply[8]]);
+        for group in [params, columns] {
+            if group > 0 {
+                for _ in 0..group {
+                    self.read_packet().await;
+                }
+                let (_, eof) = self.read_packet().await;
+                assert!(is_eof(&eof), "{sql}: {}", describe(&eof));
+            }
+        }
+        id
+    }
+
     /// Sends `sql` as COM_QUERY and returns its reply's first packet,
     /// which ends the reply for statements that return no rows.
     pub async fn query_no_rows(&mut self, sql: &str) -> Vec<u8> {
