@@ -98,14 +98,24 @@ impl RawClient {
 
     /// Sends Terminate; if the connection was already gone (the server ended
     /// the session first), returns the SQLSTATE of the FATAL it was sent.
+    /// The FATAL may arrive before or after the Terminate is written, and
+    /// the connection may then end with a reset: every message up to the
+    /// close is read, so the FATAL is found either way.
     pub async fn terminate_or_fatal(mut self) -> Result<(), String> {
         let sent = self.socket.write_all(&[b'X', 0, 0, 0, 4]).await;
-        if sent.is_ok() && self.wait_closed().await.is_ok() {
-            return Ok(());
-        }
-        match self.read_message().await {
-            Ok(Some((b'E', body))) => Err(sqlstate(&body)),
-            other => Err(format!("terminate failed: {other:?} after {sent:?}")),
+        let mut fatal = None;
+        let ended = loop {
+            match self.read_message().await {
+                Ok(Some((b'E', body))) => fatal = Some(sqlstate(&body)),
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        match (fatal, ended) {
+            (Some(code), _) => Err(code),
+            (None, Ok(())) if sent.is_ok() => Ok(()),
+            (None, ended) => Err(format!("terminate failed: {ended:?} after {sent:?}")),
         }
     }
 
