@@ -755,6 +755,29 @@ async fn kill_connection_ends_the_other_client() {
 }
 
 #[tokio::test]
+async fn a_client_gone_in_the_middle_of_a_query_has_the_query_stopped_and_its_connection_freed() {
+    const SLEEP: &str = "SELECT SLEEP(32)";
+    let maria = server();
+    let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 1));
+    let mut vanishing = RawMySql::login(proxy.mysql_port(), USER).await;
+    let mut payload = vec![0x03];
+    payload.extend_from_slice(SLEEP.as_bytes());
+    vanishing.send_command(&payload).await;
+    until_running(&maria, SLEEP).await;
+    // Gone without COM_QUIT, as a client that timed out and closed.
+    drop(vanishing);
+
+    let mut next = connect(&proxy, USER).await;
+    let started = Instant::now();
+    assert_eq!(scalar(&mut next, "SELECT 'next'").await, "next");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the only server connection stayed busy {:?} after its client left",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn kill_of_another_users_connection_is_1095_and_of_an_unknown_id_1094() {
     let maria = server();
     let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 2));
