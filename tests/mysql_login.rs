@@ -9,13 +9,14 @@
 mod support;
 
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use support::mysql_client::{
     connect, error_code, error_message, proxy_opts, proxy_socket_opts, scalar, tcp_opts,
     try_connect,
 };
-use support::raw_mysql::RawMySql;
+use support::raw_mysql::{self, RawMySql};
 use support::wait::{POLL_INTERVAL, poll_until};
 use support::{
     APP_DB, MYSQL_APP_USER, MYSQL_OTHER_USER, MariaDbServer, MySqlProxyUser, NATIVE_USER, Proxy,
@@ -285,6 +286,54 @@ async fn a_client_beyond_max_client_conn_gets_1040_instead_of_the_greeting() {
     )
     .await;
     assert_eq!(scalar(&mut third, "SELECT 3").await, "3");
+}
+
+#[tokio::test]
+async fn a_client_asking_for_tls_is_told_to_connect_without_it() {
+    let maria = MariaDbServer::start();
+    let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 1));
+    let reply = RawMySql::request_tls(proxy.mysql_port()).await;
+    assert_eq!(
+        raw_mysql::err_code(&reply),
+        1043,
+        "{}",
+        raw_mysql::describe(&reply)
+    );
+    assert!(
+        raw_mysql::describe(&reply).contains("TLS"),
+        "{}",
+        raw_mysql::describe(&reply)
+    );
+}
+
+#[tokio::test]
+async fn a_client_silent_after_the_greeting_is_refused_after_client_login_timeout() {
+    let maria = MariaDbServer::start();
+    let proxy = Proxy::start(&mysql_proxy_config_with(
+        &maria,
+        "transaction",
+        1,
+        "[pool]\nclient_login_timeout = 1\n",
+    ));
+    let (mut silent, greeting) = RawMySql::greeting_only(proxy.mysql_port()).await;
+    assert_eq!(greeting.first(), Some(&10), "a HandshakeV10");
+    let started = Instant::now();
+    let (_, reply) = silent.read_packet().await;
+    let waited = started.elapsed();
+    assert_eq!(
+        raw_mysql::err_code(&reply),
+        1043,
+        "{}",
+        raw_mysql::describe(&reply)
+    );
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "refused after {waited:?} with client_login_timeout = 1"
+    );
+    assert!(
+        silent.try_read_packet().await.is_err(),
+        "the connection stayed open"
+    );
 }
 
 /// Runs the mariadb command-line client with `args` after the common ones.
