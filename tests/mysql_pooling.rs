@@ -790,7 +790,7 @@ async fn pin_policy_reject_refuses_pinning_statements_with_1235_naming_the_reaso
         "[pool]\npin_policy = \"reject\"\n",
     ));
     let mut conn = connect(&proxy, USER).await;
-    for pin in PINS.iter().filter(|pin| pin.reason != "autocommit = 0") {
+    for pin in PINS {
         let error = conn
             .query_drop(pin.statement)
             .await
