@@ -47,10 +47,10 @@
 //! Under `cargo test --all-targets` (no `--bench` argument) it only checks
 //! its parsers of pgbench's output and /proc/net/tcp, in a moment.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashSet;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -61,6 +61,7 @@ use std::time::Duration;
 use rustix::process::Signal;
 use tempfile::TempDir;
 
+use common::{RunSize, create, env_number, first_word, read_lossy, time_wait_toward};
 use support::child::{self, Startup};
 use support::os_account::{self, Account};
 use support::temp_dirs::temp_dir;
@@ -78,15 +79,13 @@ const PGBOUNCER_READY_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long past `-T` a pgbench run may take before it counts as hung.
 const RUN_GRACE: Duration = Duration::from_secs(60);
-/// TCP state number of TIME_WAIT in /proc/net/tcp.
-const TCP_TIME_WAIT: &str = "06";
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        check_parsers();
-        println!("load bench: parsers checked; run the bench with `cargo bench --bench load`");
-        return ExitCode::SUCCESS;
-    }
+    common::main("load", check_parsers, run)
+}
+
+/// The benchmark itself, once `cargo bench` asked for it.
+fn run() -> ExitCode {
     let settings = Settings::from_env();
     print_machine(&settings);
     let results = run_all(&settings);
@@ -96,46 +95,29 @@ fn main() -> ExitCode {
 
 /// What the runs look like, from `CHURNSTILE_BENCH_*` variables.
 struct Settings {
-    seconds: u64,
-    clients: u64,
+    size: RunSize,
     threads: u64,
-    pool_size: u64,
 }
 
 impl Settings {
     fn from_env() -> Settings {
-        let clients = env_number("CHURNSTILE_BENCH_CLIENTS", 8);
         Settings {
-            seconds: env_number("CHURNSTILE_BENCH_SECONDS", 10),
-            clients,
+            size: RunSize::from_env(),
             threads: env_number("CHURNSTILE_BENCH_THREADS", 2),
-            pool_size: env_number("CHURNSTILE_BENCH_POOL_SIZE", clients),
         }
     }
 }
 
-/// A positive integer from the environment, `default` when unset.
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(value) => value
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&number| number > 0)
-            .unwrap_or_else(|| panic!("{name}={value:?} is not a positive integer")),
-    }
-}
-
 fn print_machine(settings: &Settings) {
-    let loadavg = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = loadavg.split_whitespace().take(3).collect();
-    let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
-    println!("machine: {cores} cores, load average {}", load.join(" "));
+    println!("machine: {}", common::machine());
     println!(
         "runs: pgbench -S [-C] -c {} -j {} -T {}, as {} with md5 over TCP; \
          scale {SCALE}; pool size {} (session mode) for churnstile and PgBouncer",
-        settings.clients, settings.threads, settings.seconds, MD5_USER.name, settings.pool_size
+        settings.size.clients,
+        settings.threads,
+        settings.size.seconds,
+        MD5_USER.name,
+        settings.size.pool_size
     );
     println!();
 }
@@ -151,10 +133,10 @@ fn run_all(settings: &Settings) -> Vec<RunResult> {
             &pg,
             &format!(
                 "[pool]\npool_mode = \"{mode}\"\ndefault_pool_size = {}\n",
-                settings.pool_size
+                settings.size.pool_size
             ),
         ));
-        let pgbouncer = PgBouncer::start_if_installed(&pg, settings.pool_size, mode);
+        let pgbouncer = PgBouncer::start_if_installed(&pg, settings.size.pool_size, mode);
         let mut targets = vec![
             Target {
                 name: "direct",
@@ -332,9 +314,9 @@ fn run_pgbench(workload: Workload, port: u16, settings: &Settings) -> PgbenchRun
     let mut command = Command::new("pgbench");
     command
         .args(workload.pgbench_args())
-        .args(["-c", &settings.clients.to_string()])
+        .args(["-c", &settings.size.clients.to_string()])
         .args(["-j", &settings.threads.to_string()])
-        .args(["-T", &settings.seconds.to_string()])
+        .args(["-T", &settings.size.seconds.to_string()])
         .args([
             "-h",
             HOST,
@@ -352,7 +334,7 @@ fn run_pgbench(workload: Workload, port: u16, settings: &Settings) -> PgbenchRun
         .stderr(create(&stderr_path));
     let mut pgbench =
         child::spawn_supervised(command).unwrap_or_else(|e| panic!("running pgbench: {e}"));
-    let limit = Duration::from_secs(settings.seconds) + RUN_GRACE;
+    let limit = settings.size.run_length() + RUN_GRACE;
     let exit_code = match child::wait_exit(&mut pgbench, limit) {
         Some(status) => Some(child::exit_code(status)),
         None => {
@@ -390,10 +372,6 @@ fn parse_report(stdout: &str) -> Report {
     report
 }
 
-fn first_word(text: &str) -> &str {
-    text.split_whitespace().next().unwrap_or("")
-}
-
 fn run_error(run: &PgbenchRun, report: &Report) -> Option<String> {
     match run.exit_code {
         None => Some(format!(
@@ -404,40 +382,6 @@ fn run_error(run: &PgbenchRun, report: &Report) -> Option<String> {
         Some(_) if report.tps.is_none() => Some("pgbench printed no tps".to_owned()),
         Some(_) => None,
     }
-}
-
-/// TIME_WAIT sockets of connections to `port`, as (local, remote)
-/// addresses, from /proc/net/tcp and /proc/net/tcp6.
-///
-/// Whichever end closes first keeps the TIME_WAIT. Usually that is the
-/// client (remote port `port`), but a server that closes as soon as it reads
-/// Terminate sometimes wins the race (local port `port`); both count.
-fn time_wait_toward(port: u16) -> HashSet<(String, String)> {
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|path| fs::read_to_string(path).ok())
-        .flat_map(|table| parse_time_waits(&table, port))
-        .collect()
-}
-
-/// Lines look like `0: 0100007F:A1B2 0100007F:1538 06 ...`: slot, local
-/// address, remote address (hex IP:hex port), state.
-fn parse_time_waits(table: &str, port: u16) -> Vec<(String, String)> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace().skip(1);
-            let (local, remote, state) = (fields.next()?, fields.next()?, fields.next()?);
-            let port_of = |address: &str| {
-                let (_, hex) = address.rsplit_once(':')?;
-                u16::from_str_radix(hex, 16).ok()
-            };
-            let is_match =
-                state == TCP_TIME_WAIT && (port_of(remote)? == port || port_of(local)? == port);
-            is_match.then(|| (local.to_owned(), remote.to_owned()))
-        })
-        .collect()
 }
 
 fn print_table(results: &[RunResult]) {
@@ -508,14 +452,7 @@ fn report_failures(results: &[RunResult]) -> ExitCode {
             ))
         })
         .collect();
-    if failures.is_empty() {
-        return ExitCode::SUCCESS;
-    }
-    eprintln!("\nload bench: {} run(s) failed:", failures.len());
-    for failure in &failures {
-        eprintln!("  {failure}");
-    }
-    ExitCode::FAILURE
+    common::exit_status("load", &failures)
 }
 
 /// A PgBouncer in front of the server, with md5 auth and
@@ -630,14 +567,6 @@ fn write_pgbouncer_files(dir: &Path, pg: &PgServer, port: u16, pool_size: u64, p
     fs::write(&path, ini).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
-fn create(path: &Path) -> fs::File {
-    fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
-}
-
-fn read_lossy(path: &Path) -> String {
-    String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
-}
-
 /// What `cargo test` runs instead of the benchmark: the parsers on samples.
 fn check_parsers() {
     let report = parse_report(
@@ -647,17 +576,5 @@ fn check_parsers() {
     );
     assert_eq!(report.tps, Some(1234.56789));
     assert_eq!(report.failed, 3);
-    let table = "  sl  local_address rem_address   st tx_queue\n\
-        0: 0100007F:A1B2 0100007F:1538 06 00000000:00000000\n\
-        1: 0100007F:A1B3 0100007F:1538 01 00000000:00000000\n\
-        2: 0100007F:1538 0100007F:A1B4 06 00000000:00000000\n\
-        3: 0100007F:A1B5 0100007F:1539 06 00000000:00000000\n";
-    let pair = |local: &str, remote: &str| (local.to_owned(), remote.to_owned());
-    assert_eq!(
-        parse_time_waits(table, 0x1538),
-        vec![
-            pair("0100007F:A1B2", "0100007F:1538"),
-            pair("0100007F:1538", "0100007F:A1B4")
-        ]
-    );
+    common::check_parsers();
 }

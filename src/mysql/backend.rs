@@ -339,7 +339,11 @@ impl ServerConn {
             Err(error) => return Err(UpstreamError::Rejected(error)),
         }
         let schema = self.state.schema.clone();
+        // COM_RESET_CONNECTION leaves the COM_SET_OPTION multi-statement
+        // setting as it was (MariaDB and MySQL alike).
+        let multi_statements = self.state.multi_statements;
         self.state = SessionState::baseline(schema);
+        self.state.multi_statements = multi_statements;
         self.statements = ServerStatements::default();
         Ok(())
     }
