@@ -297,6 +297,13 @@ pub fn err_code(packet: &[u8]) -> u16 {
     u16::from_le_bytes([packet[1], packet[2]])
 }
 
+/// The message of an ERR packet with `code`; panics, describing the
+/// packet, on any other.
+pub fn err_message(packet: &[u8], code: u16) -> String {
+    assert_eq!(err_code(packet), code, "{}", describe(packet));
+    String::from_utf8_lossy(&packet[9..]).into_owned()
+}
+
 /// A packet for assertion messages: ERR packets as code and message.
 pub fn describe(packet: &[u8]) -> String {
     if packet.first() == Some(&ERR) && packet.len() > 9 {
