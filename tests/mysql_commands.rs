@@ -17,7 +17,9 @@ use bytes::Bytes;
 use mysql_async::prelude::Queryable;
 use mysql_async::{ChangeUserOpts, Conn, InfileData};
 use sha2::{Digest, Sha256};
-use support::mysql_client::{connect, error_code, proxy_opts, scalar, tcp_opts, try_connect};
+use support::mysql_client::{
+    connect, error_code, proxy_opts, scalar, server_connection_id, tcp_opts, try_connect,
+};
 use support::raw_mysql::{self, RawMySql, describe, err_code, is_eof};
 use support::wait::{POLL_INTERVAL, until_equal};
 use support::{
@@ -752,6 +754,54 @@ async fn kill_connection_ends_the_other_client() {
         .unwrap();
     assert!(outcome.is_err(), "SLEEP(31) completed");
     assert_eq!(scalar(&mut killer, "SELECT 'killer'").await, "killer");
+}
+
+#[tokio::test]
+async fn a_client_gone_in_the_middle_of_a_query_has_the_query_stopped_and_its_connection_freed() {
+    const SLEEP: &str = "SELECT SLEEP(32)";
+    let maria = server();
+    let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 1));
+    let mut vanishing = RawMySql::login(proxy.mysql_port(), USER).await;
+    let mut payload = vec![0x03];
+    payload.extend_from_slice(SLEEP.as_bytes());
+    vanishing.send_command(&payload).await;
+    until_running(&maria, SLEEP).await;
+    // Gone without COM_QUIT, as a client that timed out and closed.
+    drop(vanishing);
+
+    let mut next = connect(&proxy, USER).await;
+    let started = Instant::now();
+    assert_eq!(scalar(&mut next, "SELECT 'next'").await, "next");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the only server connection stayed busy {:?} after its client left",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn kill_connection_needs_no_free_server_connection_and_rolls_the_victim_back() {
+    let maria = server();
+    let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 1));
+    let mut victim = connect(&proxy, USER).await;
+    query_drop(&mut victim, "BEGIN").await;
+    query_drop(&mut victim, "INSERT INTO items (owner) VALUES (66)").await;
+    let victim_server = server_connection_id(&mut victim).await;
+
+    // The victim holds the only server connection in its transaction.
+    let mut killer = connect(&proxy, USER).await;
+    query_drop(&mut killer, &format!("KILL CONNECTION {}", victim.id())).await;
+    assert_eq!(
+        scalar(&mut killer, "SELECT COUNT(*) FROM items").await,
+        "0",
+        "the killed client's transaction was committed"
+    );
+    assert_eq!(
+        server_connection_id(&mut killer).await,
+        victim_server,
+        "the server connection was replaced instead of reset"
+    );
+    assert!(victim.query_drop("SELECT 1").await.is_err());
 }
 
 #[tokio::test]

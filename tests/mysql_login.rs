@@ -9,13 +9,14 @@
 mod support;
 
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use support::mysql_client::{
     connect, error_code, error_message, proxy_opts, proxy_socket_opts, scalar, tcp_opts,
     try_connect,
 };
-use support::raw_mysql::RawMySql;
+use support::raw_mysql::{self, RawMySql};
 use support::wait::{POLL_INTERVAL, poll_until};
 use support::{
     APP_DB, MYSQL_APP_USER, MYSQL_OTHER_USER, MariaDbServer, MySqlProxyUser, NATIVE_USER, Proxy,
@@ -24,6 +25,17 @@ use support::{
 
 const USER: MySqlProxyUser = MYSQL_APP_USER;
 const CACHING_SHA2: &str = "[general]\nmysql_auth_plugin = \"caching_sha2_password\"\n";
+
+/// churnstile with transaction pooling and `pool_size` server connections
+/// in front of `maria`, with `extra` TOML.
+fn transaction_proxy(maria: &MariaDbServer, pool_size: usize, extra: &str) -> Proxy {
+    Proxy::start(&mysql_proxy_config_with(
+        maria,
+        "transaction",
+        pool_size,
+        extra,
+    ))
+}
 
 /// `user` with another password.
 fn with_password(user: MySqlProxyUser, password: &'static str) -> MySqlProxyUser {
@@ -67,12 +79,7 @@ async fn native_password_login_runs_queries_as_the_databases_forced_user() {
 #[tokio::test]
 async fn caching_sha2_first_login_authenticates_fully_over_rsa_and_later_ones_take_the_fast_path() {
     let maria = MariaDbServer::start();
-    let proxy = Proxy::start(&mysql_proxy_config_with(
-        &maria,
-        "transaction",
-        2,
-        CACHING_SHA2,
-    ));
+    let proxy = transaction_proxy(&maria, 2, CACHING_SHA2);
     let port = proxy.mysql_port();
 
     let wrong_first = RawMySql::login_caching_sha2(port, USER.name, "wrong").await;
@@ -116,12 +123,7 @@ async fn caching_sha2_first_login_authenticates_fully_over_rsa_and_later_ones_ta
 #[tokio::test]
 async fn caching_sha2_full_authentication_over_the_unix_socket_takes_the_password_in_clear() {
     let maria = MariaDbServer::start();
-    let proxy = Proxy::start(&mysql_proxy_config_with(
-        &maria,
-        "transaction",
-        2,
-        CACHING_SHA2,
-    ));
+    let proxy = transaction_proxy(&maria, 2, CACHING_SHA2);
 
     let wrong = refused(proxy_socket_opts(&proxy, with_password(USER, "wrong"))).await;
     assert_eq!(error_code(&wrong), 1045, "{wrong}");
@@ -158,12 +160,7 @@ async fn a_mysql_native_password_hash_secret_accepts_the_password_it_hashes() {
     let extra = format!("[users.hasheduser]\npassword = \"{hash}\"\n");
     // A native greeting, and a caching_sha2 one the client is switched from.
     for plugin_setting in ["", CACHING_SHA2] {
-        let proxy = Proxy::start(&mysql_proxy_config_with(
-            &maria,
-            "transaction",
-            2,
-            &format!("{plugin_setting}{extra}"),
-        ));
+        let proxy = transaction_proxy(&maria, 2, &format!("{plugin_setting}{extra}"));
         let mut conn = try_connect(proxy_opts(&proxy, hashed_user))
             .await
             .unwrap_or_else(|e| panic!("{plugin_setting:?}: {e}; stderr:\n{}", proxy.stderr()));
@@ -240,7 +237,7 @@ async fn without_a_database_named_the_only_one_is_used_and_with_several_the_logi
         NATIVE_USER.name,
         NATIVE_USER.password
     );
-    let several = Proxy::start(&mysql_proxy_config_with(&maria, "transaction", 2, &extra));
+    let several = transaction_proxy(&maria, 2, &extra);
     let port = several.mysql_port();
     let unnamed = refused(tcp_opts(port, USER.name, USER.password, None)).await;
     assert_eq!(error_code(&unnamed), 1046, "{unnamed}");
@@ -253,12 +250,7 @@ async fn without_a_database_named_the_only_one_is_used_and_with_several_the_logi
 #[tokio::test]
 async fn a_client_beyond_max_client_conn_gets_1040_instead_of_the_greeting() {
     let maria = MariaDbServer::start();
-    let proxy = Proxy::start(&mysql_proxy_config_with(
-        &maria,
-        "transaction",
-        2,
-        "[general]\nmax_client_conn = 2\n",
-    ));
+    let proxy = transaction_proxy(&maria, 2, "[general]\nmax_client_conn = 2\n");
     // Proxy::start's probes of the listeners hold slots until churnstile
     // has seen them close.
     let mut first = poll_until("a first client gets in", POLL_INTERVAL * 100, async || {
@@ -285,6 +277,36 @@ async fn a_client_beyond_max_client_conn_gets_1040_instead_of_the_greeting() {
     )
     .await;
     assert_eq!(scalar(&mut third, "SELECT 3").await, "3");
+}
+
+#[tokio::test]
+async fn a_client_asking_for_tls_is_told_to_connect_without_it() {
+    let maria = MariaDbServer::start();
+    let proxy = Proxy::start(&mysql_proxy_config(&maria, "transaction", 1));
+    let reply = RawMySql::request_tls(proxy.mysql_port()).await;
+    let message = raw_mysql::err_message(&reply, 1043);
+    assert!(message.contains("TLS"), "{message}");
+}
+
+#[tokio::test]
+async fn a_client_silent_after_the_greeting_is_refused_after_client_login_timeout() {
+    let maria = MariaDbServer::start();
+    let proxy = transaction_proxy(&maria, 1, "[pool]\nclient_login_timeout = 1\n");
+    let (mut silent, greeting) = RawMySql::greeting_only(proxy.mysql_port()).await;
+    assert_eq!(greeting.first(), Some(&10), "a HandshakeV10");
+    let started = Instant::now();
+    let (_, reply) = silent.read_packet().await;
+    let waited = started.elapsed();
+    let message = raw_mysql::err_message(&reply, 1043);
+    assert!(message.contains("client_login_timeout"), "{message}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "refused after {waited:?} with client_login_timeout = 1"
+    );
+    assert!(
+        silent.try_read_packet().await.is_err(),
+        "the connection stayed open"
+    );
 }
 
 /// Runs the mariadb command-line client with `args` after the common ones.
@@ -373,12 +395,7 @@ async fn churnstile_logs_in_upstream_with_caching_sha2_full_authentication_over_
         USER.name,
         USER.password
     );
-    let chained = Proxy::start(&mysql_proxy_config_with(
-        &maria,
-        "transaction",
-        1,
-        &through_front,
-    ));
+    let chained = transaction_proxy(&maria, 1, &through_front);
 
     let mut conn = connect(&chained, MYSQL_OTHER_USER).await;
     let row: Option<(String, String)> = conn

@@ -541,6 +541,17 @@ async fn per_statement_settings_do_not_become_session_state() {
     }
 }
 
+/// Runs `sql`, which must fail with `code` and a message containing
+/// `message`; returns how long the failure took.
+async fn refused_after(conn: &mut Conn, sql: &str, code: u16, message: &str) -> Duration {
+    let started = Instant::now();
+    let error = conn.query_drop(sql).await.expect_err(sql);
+    let waited = started.elapsed();
+    assert_eq!(error_code(&error), code, "{sql}: {error}");
+    assert!(error_message(&error).contains(message), "{sql}: {error}");
+    waited
+}
+
 #[tokio::test]
 async fn a_client_waiting_longer_than_query_wait_timeout_gets_1040_and_goes_on() {
     let maria = server();
@@ -554,17 +565,7 @@ async fn a_client_waiting_longer_than_query_wait_timeout_gets_1040_and_goes_on()
     query_drop(&mut holder, "BEGIN").await;
     let mut waiter = connect(&proxy, USER).await;
 
-    let started = Instant::now();
-    let error = waiter
-        .query_drop("SELECT 1")
-        .await
-        .expect_err("a second client got the only server connection");
-    let waited = started.elapsed();
-    assert_eq!(error_code(&error), 1040, "{error}");
-    assert!(
-        error_message(&error).contains("query_wait_timeout"),
-        "{error}"
-    );
+    let waited = refused_after(&mut waiter, "SELECT 1", 1040, "query_wait_timeout").await;
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
         "refused after {waited:?} with query_wait_timeout = 1"
@@ -613,17 +614,7 @@ async fn while_mariadb_is_down_clients_get_1105_within_query_wait_timeout_and_go
     // Logging in needs no server connection; the queries find none.
     let mut during = connect(&proxy, USER).await;
     for (name, client) in [("before", &mut before), ("during", &mut during)] {
-        let started = Instant::now();
-        let error = client
-            .query_drop("SELECT 2")
-            .await
-            .expect_err("a query ran with MariaDB stopped");
-        let waited = started.elapsed();
-        assert_eq!(error_code(&error), 1105, "{name}: {error}");
-        assert!(
-            error_message(&error).contains("cannot reach"),
-            "{name}: {error}"
-        );
+        let waited = refused_after(client, "SELECT 2", 1105, "cannot reach").await;
         assert!(
             waited < Duration::from_secs(4),
             "{name}: refused after {waited:?} with query_wait_timeout = 2"
@@ -799,7 +790,7 @@ async fn pin_policy_reject_refuses_pinning_statements_with_1235_naming_the_reaso
         "[pool]\npin_policy = \"reject\"\n",
     ));
     let mut conn = connect(&proxy, USER).await;
-    for pin in PINS.iter().filter(|pin| pin.reason != "autocommit = 0") {
+    for pin in PINS {
         let error = conn
             .query_drop(pin.statement)
             .await

@@ -20,7 +20,7 @@ use super::login::{self, Client, LoginError};
 use super::prepared::ClientStatements;
 use super::relay::{Effects, Expect, ResponseRelay, Step};
 use super::service::{MySqlService, PoolKey};
-use super::sql::PinReason;
+use super::sql::{Kill, PinReason};
 use super::state::{self, COLLATION_VARIABLE, SessionState, transition};
 use super::wire::errors::{self, ErrorCode};
 use super::wire::flags::{capability, status};
@@ -423,12 +423,26 @@ impl Session {
             client_seq,
         );
         let mut out = BytesMut::new();
+        let mut client_open = true;
         loop {
-            let (header, payload) = conn
-                .io
-                .read_packet()
-                .await
-                .map_err(|e| Ending::ServerGone(e.to_string()))?;
+            let read = conn.io.read_packet();
+            let packet = if client_open {
+                tokio::select! {
+                    packet = read => packet,
+                    () = closed(&mut self.io) => {
+                        // Stopped, not left to hold the server connection
+                        // until it ends by itself; its end is read as usual.
+                        client_open = false;
+                        tracing::info!(peer = %self.peer, "MySQL client closed its connection mid-query; killing the query");
+                        let stop = Kill { id: self.id, query_only: true };
+                        let _ = self.service.clients.kill(&self.client.user, stop).await;
+                        continue;
+                    }
+                }
+            } else {
+                read.await
+            };
+            let (header, payload) = packet.map_err(|e| Ending::ServerGone(e.to_string()))?;
             let step = relay.feed(header, &payload, &mut out).map_err(|e| {
                 Ending::ServerGone(format!("server sent a malformed response: {e}"))
             })?;
@@ -629,6 +643,20 @@ fn changes_charset_not_collation(variables: &[(String, String)]) -> bool {
     let reported =
         |wanted: &str| (variables.iter()).any(|(name, _)| name.eq_ignore_ascii_case(wanted));
     reported("character_set_connection") && !reported(COLLATION_VARIABLE)
+}
+
+/// Most a client may send ahead while its command's response is relayed.
+const MAX_SENT_AHEAD: usize = 64 * 1024;
+
+/// Completes when the client closes its connection (or it fails); what the
+/// client sends meanwhile stays buffered for the next command.
+async fn closed(client: &mut PacketStream) {
+    while client.buf.len() < MAX_SENT_AHEAD {
+        if client.fill().await.is_err() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Writes what is queued for the client and empties the buffer.

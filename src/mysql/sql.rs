@@ -104,6 +104,7 @@ const TRIGGER_WORDS: &[&str] = &[
     "TRANSACTION",
     "STATEMENT",
     "LAST_INSERT_ID",
+    "AUTOCOMMIT",
     "XA",
 ];
 
@@ -165,6 +166,13 @@ fn analyze_statement(tokens: &[Token], analysis: &mut Analysis) {
                 .any(|t| matches!(t, Token::Word(w) if w.starts_with("SESSION_TRACK")))
             {
                 analysis.pins.push(PinReason::SessionTracking);
+            }
+            // Known before the server's status says so, for pin_policy = reject.
+            if tokens.windows(3).any(|window| {
+                matches!(window, [Token::Word(name), Token::Symbol(b'='), Token::Word(value)]
+                    if name == "AUTOCOMMIT" && matches!(value.as_str(), "0" | "OFF" | "FALSE"))
+            }) {
+                analysis.pins.push(PinReason::Autocommit);
             }
         }
         _ => {}
@@ -228,10 +236,20 @@ fn statements(sql: &[u8]) -> Vec<Vec<Token>> {
             }
             b'@' => {
                 if sql.get(i + 1) == Some(&b'@') {
-                    // @@system_variable: skip the whole name.
+                    // @@[scope.]system_variable: one word, the name.
                     i += 2;
+                    let start = i;
                     while i < sql.len() && (is_word_byte(sql[i]) || sql[i] == b'.') {
                         i += 1;
+                    }
+                    let name = sql[start..i]
+                        .rsplit(|&b| b == b'.')
+                        .next()
+                        .unwrap_or_default();
+                    if let Some(current) = statements.last_mut() {
+                        current.push(Token::Word(
+                            String::from_utf8_lossy(name).to_ascii_uppercase(),
+                        ));
                     }
                 } else {
                     if let Some(current) = statements.last_mut() {
@@ -341,6 +359,12 @@ mod tests {
             ("PREPARE s FROM 'SELECT 1'", PinReason::SqlPrepare),
             ("HANDLER t OPEN", PinReason::Handler),
             ("SET session_track_schema = OFF", PinReason::SessionTracking),
+            (
+                "SET @@SESSION.session_track_schema = OFF",
+                PinReason::SessionTracking,
+            ),
+            ("SET autocommit = 0", PinReason::Autocommit),
+            ("set @@session.autocommit=off", PinReason::Autocommit),
             ("XA START 'x'", PinReason::Xa),
         ];
         for (sql, reason) in cases {

@@ -119,13 +119,36 @@ impl RawMySql {
         Sha2Login { full_auth, outcome }
     }
 
-    /// Connects and reads the greeting; returns its 20-byte scramble.
-    async fn greeted(port: u16) -> (RawMySql, Vec<u8>) {
+    /// Connects, reads the greeting, sends an SSLRequest (as a client
+    /// wanting TLS does before its handshake response) and returns the
+    /// reply.
+    pub async fn request_tls(port: u16) -> Vec<u8> {
+        const SSL: u32 = 0x800;
+        let (mut connection, _) = RawMySql::greeted(port).await;
+        let mut request = (PROTOCOL_41 | SECURE_CONNECTION | SSL)
+            .to_le_bytes()
+            .to_vec();
+        request.extend_from_slice(&(16u32 << 20).to_le_bytes());
+        request.push(DEFAULT_COLLATION);
+        request.extend_from_slice(&[0; 23]);
+        connection.write_packet(1, &request).await;
+        connection.read_packet().await.1
+    }
+
+    /// Connects and reads the greeting without answering it; returns the
+    /// connection and the greeting.
+    pub async fn greeting_only(port: u16) -> (RawMySql, Vec<u8>) {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap_or_else(|e| panic!("connecting to 127.0.0.1:{port}: {e}"));
         let mut connection = RawMySql { stream };
         let (_, greeting) = connection.read_packet().await;
+        (connection, greeting)
+    }
+
+    /// Connects and reads the greeting; returns its 20-byte scramble.
+    async fn greeted(port: u16) -> (RawMySql, Vec<u8>) {
+        let (connection, greeting) = RawMySql::greeting_only(port).await;
         let nonce = greeting_nonce(&greeting);
         (connection, nonce)
     }
@@ -272,6 +295,13 @@ pub fn is_eof(packet: &[u8]) -> bool {
 pub fn err_code(packet: &[u8]) -> u16 {
     assert_eq!(packet.first(), Some(&ERR), "not ERR: {}", describe(packet));
     u16::from_le_bytes([packet[1], packet[2]])
+}
+
+/// The message of an ERR packet with `code`; panics, describing the
+/// packet, on any other.
+pub fn err_message(packet: &[u8], code: u16) -> String {
+    assert_eq!(err_code(packet), code, "{}", describe(packet));
+    String::from_utf8_lossy(&packet[9..]).into_owned()
 }
 
 /// A packet for assertion messages: ERR packets as code and message.
