@@ -458,6 +458,8 @@ impl Session<'_> {
             no_server(error)
         })?;
         let conn = pooled.conn();
+        // Whoever listened on it before has gone or stopped listening.
+        conn.notifications.clear();
         self.live.active(conn.key.process_id);
         if let Some(query) =
             transition_query(&conn.applied, &self.client.settings, &conn.state.params)
@@ -545,6 +547,7 @@ impl Session<'_> {
             }
             self.client.seen_params = conn.state.params.clone();
         }
+        told.extend_from_slice(&conn.notifications.split());
         conn.applied = settings.clone();
         self.client.settings = settings;
         self.client.needs_probe = false;
