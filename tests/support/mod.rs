@@ -1,7 +1,8 @@
 //! Test support shared by the integration tests (`mod support;`): throwaway
 //! PostgreSQL and MariaDB servers, the churnstile launcher, and helpers:
 //! tokio-postgres clients (`pg_client`), a hand-made wire protocol client
-//! (`raw_pg`) and bounded polling (`wait`).
+//! (`raw_pg`), the admin console (`admin_console`), the metrics endpoint
+//! (`metrics_endpoint`) and bounded polling (`wait`).
 //!
 //! Every server and proxy is a child process that the kernel kills if the
 //! test process dies, and that `Drop` stops and cleans up otherwise.
@@ -9,10 +10,12 @@
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod admin_console;
 pub mod child;
 pub mod churn_client;
 pub mod credentials;
 pub mod mariadb;
+pub mod metrics_endpoint;
 pub mod os_account;
 pub mod pg_client;
 pub mod ports;

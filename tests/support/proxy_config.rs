@@ -40,7 +40,7 @@ pub fn trust_proxy_config(server: &PgServer, extra: &str) -> String {
 }
 
 /// The base config with each of `layers` merged over it in turn.
-fn layered_config(server: &PgServer, layers: &[&str]) -> String {
+pub fn layered_config(server: &PgServer, layers: &[&str]) -> String {
     let mut config: Table = base_config(server)
         .parse()
         .unwrap_or_else(|e| panic!("the harness's base proxy config is not valid TOML: {e}"));
