@@ -1,10 +1,13 @@
 //! A logged-in client's session, as a state machine read top to bottom:
 //! **idle** (no server connection) → **attached** (a server connection
-//! from the pool, with the client's settings moved onto it) → back to idle
-//! when the pool mode allows (never in session mode; after each transaction
-//! or statement otherwise, unless state that cannot move **pins** the
-//! client) → **releasing** when the client leaves: the server connection is
-//! made clean or closed.
+//! from the pool, with the client's settings moved onto it) → **kept**
+//! between transactions when the pool mode allows (never in session mode;
+//! after each transaction or statement otherwise, unless state that cannot
+//! move **pins** the client): idle, but still the client's until the pool
+//! wants it back (see `lazy_release`) → back to idle → **releasing** when
+//! the client leaves: the server connection is made clean or closed.
+
+mod lazy_release;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -111,6 +114,8 @@ pub(super) struct Attached {
     /// The server's unnamed statement is the client's (or neither has one);
     /// until then it may be another client's.
     pub unnamed_is_clients: bool,
+    /// Between transactions, kept until the pool wants it back.
+    pub kept_idle: bool,
 }
 
 impl Attached {
@@ -269,13 +274,19 @@ impl Session<'_> {
         let mut last_activity = Instant::now();
         // Registered once: re-creating it on every turn costs a lock per message.
         let mut shutdown = std::pin::pin!(self.service.shutdown.clone().cancelled_owned());
+        // Likewise: when a kept server connection must go back unasked,
+        // reset each time one is kept.
+        let mut kept_until = std::pin::pin!(tokio::time::sleep_until(last_activity));
         loop {
             if let Err(ending) = self.handle_client_bytes().await {
                 return ending;
             }
-            if let Err(ending) = self.release_if_done().await {
-                return ending;
+            match self.release_when_idle().await {
+                Ok(Some(deadline)) => kept_until.as_mut().reset(deadline),
+                Ok(None) => {}
+                Err(ending) => return ending,
             }
+            let kept = self.server.as_ref().is_some_and(|server| server.kept_idle);
             let idle = self
                 .server
                 .as_mut()
@@ -296,11 +307,20 @@ impl Session<'_> {
                     None => std::future::pending().await,
                 }
             };
+            let pool = self.pool;
+            let wanted_back = async {
+                match pool {
+                    Some(pool) => pool.connection_wanted_back().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown, if idle => return Ending::Shutdown,
                 _ = sleep_until_or_forever(idle_deadline) => {
                     return Ending::IdleTimeout(idle_limit.unwrap_or_default());
                 }
+                () = wanted_back, if kept => self.give_back_kept().await,
+                () = &mut kept_until, if kept => self.give_back_kept().await,
                 read = client.stream.read_buf(&mut client.buf) => match read {
                     Ok(0) | Err(_) => return Ending::ClientGone,
                     Ok(read) => {
@@ -309,6 +329,7 @@ impl Session<'_> {
                     }
                 },
                 read = server_read => match read {
+                    _ if kept => self.drop_kept().await,
                     Ok(0) => return Ending::ServerGone("server closed the connection".into()),
                     Err(error) => return Ending::ServerGone(error.to_string()),
                     Ok(_) => {
@@ -323,19 +344,24 @@ impl Session<'_> {
     }
 
     /// Handles what the client sent: attaches a server connection first if
-    /// the client has none, then forwards (and, when pooling, rewrites).
+    /// the client has none (or takes up the one it kept), then forwards
+    /// (and, when pooling, rewrites).
     async fn handle_client_bytes(&mut self) -> Result<(), Ending> {
         if self.client.buf.is_empty() {
             return Ok(());
         }
-        if self.server.is_none() {
+        let kept = self.server.as_ref().map(|server| server.kept_idle);
+        if kept != Some(false) {
             if !relay::first_message_ready(&self.client.buf, self.pooling()) {
                 return Ok(());
             }
             if self.client.buf[0] == b'X' {
                 return Err(Ending::Terminated);
             }
-            self.attach().await?;
+            match kept {
+                Some(_) => self.reuse_kept(),
+                None => self.attach().await?,
+            }
         }
         let Some(server) = self.server.as_mut() else {
             return Ok(());
@@ -398,47 +424,6 @@ impl Session<'_> {
         }
     }
 
-    /// Under transaction and statement pooling, gives the server connection
-    /// back once nothing is in flight and no transaction is open — after
-    /// asking the server what session state the client now has, when its
-    /// statements may have changed it. A pinned client keeps its connection.
-    async fn release_if_done(&mut self) -> Result<(), Ending> {
-        if !self.pooling() {
-            return Ok(());
-        }
-        let Some(server) = self.server.as_mut() else {
-            return Ok(());
-        };
-        if !server.queue.is_empty()
-            || !server.conn().state.is_idle()
-            || !self.client.scanner.at_boundary()
-        {
-            return Ok(());
-        }
-        if self.client.needs_probe {
-            // The client runs nothing now: a late cancel of its last query
-            // must not stop churnstile's own.
-            self.cancel.attach(None).await;
-            self.probe().await?;
-            if !self.client.pins.is_empty()
-                && let Some(server) = self.server.as_mut()
-            {
-                // It stays here, and so do its cancels.
-                self.cancel.attach(Some(cancel_target(server.conn()))).await;
-            }
-        }
-        self.note_pinned();
-        if !self.client.pins.is_empty() {
-            return Ok(());
-        }
-        self.cancel.attach(None).await;
-        if let Some(server) = self.server.take() {
-            server.pooled.release();
-            self.live.idle();
-        }
-        Ok(())
-    }
-
     /// Takes a server connection from the pool and moves the client's
     /// session settings onto it; the client is told parameter values that
     /// differ from what it saw.
@@ -498,6 +483,7 @@ impl Session<'_> {
             pooled,
             queue: ResponseQueue::default(),
             unnamed_is_clients: false,
+            kept_idle: false,
         });
         self.send_to_client(&out).await?;
         Ok(())
