@@ -322,11 +322,11 @@ impl Rewriter<'_> {
                 return Verdict::StopBefore;
             }
             if self.client_statements.contains_key(&name) {
-                self.refuse_duplicate(&name, tail, out);
+                self.refuse_duplicate(&name, Bytes::copy_from_slice(tail), out);
                 return Verdict::Drop;
             }
         }
-        let mut query = &tail[..];
+        let mut query = tail;
         let analysis = sql::analyze(codec::take_cstr(&mut query).unwrap_or_default());
         self.note(&analysis);
         if let Some(refusal) = self.refusal(&analysis) {
@@ -337,7 +337,10 @@ impl Rewriter<'_> {
             return Verdict::Drop;
         }
         if name.is_empty() {
-            *self.unnamed_statement = Some(tail);
+            // Clients mostly parse the same query again: keep the copy.
+            if self.unnamed_statement.as_deref() != Some(tail) {
+                *self.unnamed_statement = Some(Bytes::copy_from_slice(tail));
+            }
             *self.unnamed_is_clients = true;
             return self.expect(Expect::Parse {
                 prepares: None,
