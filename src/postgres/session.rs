@@ -139,6 +139,9 @@ pub(super) struct Session<'a> {
     wait_seconds: Histogram,
     /// Held while the client is pinned, for the pinned-clients gauge.
     pinned: Option<PinnedClient<'a>>,
+    /// Relay buffers, reused from one message to the next.
+    client_outcome: relay::ClientOutcome,
+    server_output: BytesMut,
 }
 
 /// Runs a logged-in client's session to its end.
@@ -204,6 +207,8 @@ pub async fn run(
         live,
         wait_seconds: histograms.wait_seconds,
         pinned: None,
+        client_outcome: relay::ClientOutcome::default(),
+        server_output: BytesMut::new(),
     };
     let ending = match session.log_in(&startup_settings).await {
         Ok(()) => session.serve().await,
@@ -366,11 +371,15 @@ impl Session<'_> {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
-        let outcome = relay::client_to_server(
+        // Taken while in use; an error ends the session, so it needs no
+        // putting back then.
+        let mut outcome = std::mem::take(&mut self.client_outcome);
+        relay::client_to_server(
             &mut self.client,
             server,
             &self.service.statements,
             &self.settings,
+            &mut outcome,
         )
         .map_err(Ending::ClientProtocol)?;
         let conn = server.pooled.conn();
@@ -382,7 +391,10 @@ impl Session<'_> {
         }
         self.client.traffic.sent(outcome.to_client.len());
         self.send_to_client(&outcome.to_client).await?;
-        if outcome.terminated {
+        let terminated = outcome.terminated;
+        outcome.recycle();
+        self.client_outcome = outcome;
+        if terminated {
             Err(Ending::Terminated)
         } else {
             Ok(())
@@ -396,13 +408,16 @@ impl Session<'_> {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
-        let out = relay::server_to_client(&mut self.client, server, pooling)
+        let mut out = std::mem::take(&mut self.server_output);
+        relay::server_to_client(&mut self.client, server, pooling, &mut out)
             .map_err(|error| Ending::ServerGone(error.to_string()))?;
         self.client.traffic.sent(out.len());
         if self.client.traffic.transaction_ended() {
             self.count_traffic();
         }
         self.send_to_client(&out).await?;
+        relay::recycle(&mut out);
+        self.server_output = out;
         Ok(())
     }
 
