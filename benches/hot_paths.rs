@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the per-message and per-client hot paths: scanning a
-//! forwarded result stream for message boundaries, and a pool checkout and
-//! release with no contention.
+//! forwarded result stream for message boundaries, a pool checkout and
+//! release with no contention, and the SQL analysis of a plain query.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,4 +96,13 @@ fn pool_checkout_release(bencher: divan::Bencher) {
             pool.checkout(None).await.unwrap().release();
         })
     });
+}
+
+/// The SQL analysis every Parse and Query goes through under transaction
+/// pooling, for pgbench's select-only query (which it leaves alone).
+#[divan::bench]
+fn analyze_plain_select() -> churnstile::postgres::sql::Analysis {
+    churnstile::postgres::sql::analyze(divan::black_box(
+        "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+    ))
 }

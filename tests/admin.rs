@@ -8,78 +8,25 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::admin_console::{ADMIN_CONFIG, ADMIN_DB, admin, owned, pool_counts, rows};
 use support::pg_client::{backend_pid, scalar, sqlstate};
 use support::wait::until_equal;
 use support::{APP_DB, MD5_USER, PLAIN_USER, PgServer, Proxy, free_port, pg_proxy_config};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-const ADMIN_DB: &str = "churnstile";
 const WAIT: Duration = Duration::from_secs(10);
-
-/// `plain_user` may use the console; `md5_user` is an application user.
-const ADMIN_CONFIG: &str = "[general]\nadmin_users = [\"plain_user\"]\n";
 
 fn proxy(pg: &PgServer, extra: &str) -> Proxy {
     Proxy::start(&pg_proxy_config(pg, &format!("{ADMIN_CONFIG}{extra}")))
-}
-
-async fn admin(proxy: &Proxy) -> Client {
-    proxy
-        .connect(PLAIN_USER.name, PLAIN_USER.password, ADMIN_DB)
-        .await
 }
 
 async fn app_client(proxy: &Proxy) -> Client {
     proxy
         .connect(MD5_USER.name, MD5_USER.password, APP_DB)
         .await
-}
-
-/// Rows of `sql` as column name → text value.
-async fn rows(client: &Client, sql: &str) -> Vec<HashMap<String, String>> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(
-                row.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, column)| {
-                        (
-                            column.name().to_owned(),
-                            row.get(i).unwrap_or("NULL").to_owned(),
-                        )
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The SHOW POOLS row of app/md5_user.
-async fn app_pool(admin: &Client) -> HashMap<String, String> {
-    rows(admin, "SHOW POOLS")
-        .await
-        .into_iter()
-        .find(|row| row["database"] == APP_DB && row["user"] == MD5_USER.name)
-        .expect("SHOW POOLS lists app/md5_user")
-}
-
-fn owned(values: &[&str]) -> Vec<String> {
-    values.iter().map(|value| (*value).to_owned()).collect()
-}
-
-async fn pool_counts(admin: &Client, columns: &[&str]) -> Vec<String> {
-    let row = app_pool(admin).await;
-    columns.iter().map(|column| row[*column].clone()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

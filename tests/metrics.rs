@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use churnstile::doctor::{TcpState, tcp_sockets};
-use support::wait::poll_until;
-use support::{APP_DB, MD5_USER, PgServer, Proxy, free_port, pg_proxy_config};
+use support::metrics_endpoint::{
+    http_get, pool_labels, proxy_with_metrics, sample, scrape_until, value,
+};
+use support::{APP_DB, MD5_USER, PgServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -21,94 +23,6 @@ const USER: &str = MD5_USER.name;
 const PASSWORD: &str = MD5_USER.password;
 /// Host gauges are sampled every 5 s; allow a few samples.
 const HOST_SAMPLE_WAIT: Duration = Duration::from_secs(20);
-
-/// A proxy for `pg` with the metrics endpoint on a free port, and `extra` TOML.
-fn proxy_with_metrics(pg: &PgServer, extra: &str) -> (Proxy, SocketAddr) {
-    let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    let config = pg_proxy_config(
-        pg,
-        &format!("[general]\nmetrics_listen = \"{metrics}\"\n{extra}"),
-    );
-    (Proxy::start(&config), metrics)
-}
-
-/// One HTTP/1.1 request with `Connection: close`; returns status line and body.
-async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to the metrics endpoint {addr}: {e}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .expect("the endpoint answers and closes within 10 s")
-    .unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head in {response:?}"));
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let (status, body) = http_get(addr, "/metrics").await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    body
-}
-
-/// The value of the sample `name{labels}` (labels in any order, all given).
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((series_name, rest)) => (series_name, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let found: Vec<(&str, &str)> = series_labels
-                .split(',')
-                .filter_map(|pair| {
-                    let (key, value) = pair.split_once('=')?;
-                    Some((key, value.trim_matches('"')))
-                })
-                .collect();
-            (series_name == name
-                && found.len() == labels.len()
-                && labels.iter().all(|label| found.contains(label)))
-            .then(|| value.parse().ok())?
-        })
-}
-
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    sample(text, name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{text}"))
-}
-
-/// Scrapes until `name{labels}` equals `expected` and returns that scrape;
-/// panics after `timeout`.
-async fn scrape_until(
-    addr: SocketAddr,
-    name: &str,
-    labels: &[(&str, &str)],
-    expected: f64,
-    timeout: Duration,
-) -> String {
-    let what = format!("{name}{labels:?} reaching {expected}");
-    poll_until(&what, timeout, async || {
-        let text = scrape(addr).await;
-        match sample(&text, name, labels) {
-            Some(seen) if seen == expected => Ok(text),
-            seen => Err(seen),
-        }
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_through_a_small_pool_shows_every_client_and_few_upstream_connections() {
@@ -243,16 +157,6 @@ async fn churn_through_a_small_pool_shows_every_client_and_few_upstream_connecti
 }
 
 /// Labels of the app/md5_user pool's series, with `extra` after them.
-fn pool_labels<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut labels = vec![
-        ("database", APP_DB),
-        ("user", USER),
-        ("protocol", "postgres"),
-    ];
-    labels.extend_from_slice(extra);
-    labels
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_queries_bytes_and_lifetime_closes_are_counted_exactly() {
     /// Explicit transactions of BEGIN, SELECT, COMMIT.

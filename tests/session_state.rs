@@ -827,6 +827,46 @@ async fn an_sql_prepare_pins_the_client_until_deallocated() {
 }
 
 #[tokio::test]
+async fn a_notification_arriving_while_churnstile_checks_session_state_reaches_the_listener() {
+    let pg = server().await;
+    let proxy = proxy(&pg, 1, "");
+    let (listener, mut notifications) = connect_listening(&proxy).await;
+    // After LISTEN, churnstile asks the server for the session's state. A
+    // lock on pg_class holds that question on the server while another
+    // session notifies; the notification arrives with its answer.
+    let superuser = pg.client(PG_SUPERUSER, APP_DB).await;
+    // Connected first: logging in reads pg_class.
+    let notifier = pg.client(PG_SUPERUSER, APP_DB).await;
+    superuser
+        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    listener.batch_execute("LISTEN jobs").await.unwrap();
+    let checking = "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = 'app' AND wait_event_type = 'Lock' \
+         AND query LIKE '%pg_catalog.pg_settings%'";
+    support::wait::eventually(
+        "the session-state check waits for the lock",
+        ANSWER_TIMEOUT,
+        async || pg.query_i64(checking).await == 1,
+    )
+    .await;
+    notifier
+        .batch_execute("NOTIFY jobs, 'during the check'")
+        .await
+        .unwrap();
+    superuser.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        next_notification(&mut notifications).await,
+        ("jobs".to_owned(), "during the check".to_owned())
+    );
+    assert_eq!(
+        scalar(&listener, "SELECT 'still listening'").await,
+        "still listening"
+    );
+}
+
+#[tokio::test]
 async fn listen_and_notify_work_end_to_end_for_the_pinned_client() {
     let pg = server().await;
     let proxy = proxy(&pg, 2, "");

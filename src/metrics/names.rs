@@ -100,11 +100,11 @@ pub(super) fn describe_all() {
     );
     describe_gauge!(
         POOL_CLIENTS,
-        "Logged-in clients per pool: active (holding a server connection), waiting, idle."
+        "Logged-in clients per pool: active (in a transaction, or holding a server connection for the session), waiting, idle (between transactions, possibly keeping a server connection)."
     );
     describe_gauge!(
         UPSTREAM_CONNECTIONS,
-        "Upstream connections per pool: active (lent to a client), idle, login (being opened)."
+        "Upstream connections per pool: active (lent to a client, including one kept between transactions), idle, login (being opened)."
     );
     describe_counter!(
         UPSTREAM_OPENED,

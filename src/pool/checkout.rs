@@ -43,6 +43,9 @@ pub struct Pooled<C: Connector> {
     /// Held for as long as the client has the connection.
     _permit: OwnedSemaphorePermit,
     reused: bool,
+    /// Since when the client has kept it idle between uses (lazy release):
+    /// given back, it has been idle since then, not since the release.
+    kept_idle_since: Option<Instant>,
 }
 
 impl<C: Connector> Pooled<C> {
@@ -62,11 +65,39 @@ impl<C: Connector> Pooled<C> {
             .expect("pooled connection already given back")
     }
 
+    /// True once the connection has outlived `server_lifetime`: given back,
+    /// it is closed.
+    pub fn is_expired(&self) -> bool {
+        self.slot
+            .as_ref()
+            .is_some_and(|slot| Instant::now() >= slot.expires_at)
+    }
+
+    /// The client keeps the connection, idle, until the pool wants it back
+    /// (see [`Pool::connection_wanted_back`]). Returns when it should go
+    /// back even unasked, as an idle one in the pool would be closed: when
+    /// its lifetime ends, or once it has been idle `server_idle_timeout`.
+    pub fn keep_idle(&mut self) -> Instant {
+        let now = Instant::now();
+        self.kept_idle_since = Some(now);
+        let expires_at = self.slot_mut().expires_at;
+        match self.shared.limits.load().idle_timeout {
+            Some(limit) => expires_at.min(now + limit),
+            None => expires_at,
+        }
+    }
+
+    /// The client uses the connection it kept idle again.
+    pub fn reuse_kept(&mut self) {
+        self.kept_idle_since = None;
+    }
+
     /// Returns the connection to the pool (or closes it when it has outlived
     /// `server_lifetime`). Only for connections that are idle and reset.
     pub fn release(mut self) {
         if let Some(slot) = self.slot.take() {
-            self.shared.return_idle(slot);
+            let idle_since = self.kept_idle_since.unwrap_or_else(Instant::now);
+            self.shared.return_idle(slot, idle_since);
         }
     }
 
@@ -112,7 +143,12 @@ impl<C: Connector> Pool<C> {
         let ticket = shared.stats.wait_started();
         // The line is the semaphore's; a paused pool holds its head there.
         let admitted = async {
-            let permit = Arc::clone(&shared.permits).acquire_owned().await;
+            let permit = {
+                // Asks a client keeping a connection between transactions
+                // for it; the semaphore hands it to the head of the line.
+                let _in_line = shared.demand.wait_in_line();
+                Arc::clone(&shared.permits).acquire_owned().await
+            };
             shared.pause.passed().await;
             permit.map_err(|_| CheckoutError::Closed)
         };
@@ -157,6 +193,7 @@ impl<C: Connector> Pool<C> {
                     shared: Arc::clone(shared),
                     _permit: permit,
                     reused: true,
+                    kept_idle_since: None,
                 });
             };
             shared.close(slot, reason);
@@ -171,6 +208,7 @@ impl<C: Connector> Pool<C> {
             shared: Arc::clone(shared),
             _permit: permit,
             reused: false,
+            kept_idle_since: None,
         })
     }
 

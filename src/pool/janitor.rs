@@ -41,7 +41,7 @@ async fn top_up<C: Connector>(pool: &Pool<C>) {
             return;
         };
         match pool.open().await {
-            Ok(slot) => pool.shared.return_idle(slot),
+            Ok(slot) => pool.shared.return_idle(slot, Instant::now()),
             Err(error) => {
                 let error = error.to_string();
                 if let Some(suppressed) = WARNINGS.check("min_pool_size connect failed", &error) {

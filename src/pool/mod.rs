@@ -4,6 +4,7 @@
 //! about PostgreSQL or MySQL.
 
 mod checkout;
+mod demand;
 mod janitor;
 mod limits;
 mod pause;

@@ -40,9 +40,11 @@ impl PauseGate {
 
 impl<C: Connector> Pool<C> {
     /// Stops handing out connections and closes the idle ones; connections
-    /// in use are closed when their clients give them back.
+    /// in use are closed when their clients give them back, and clients
+    /// keeping one between transactions are asked for it.
     pub fn pause(&self) {
         self.shared.pause.set(true);
+        self.shared.demand.raise();
         let drained: Vec<_> = self.shared.idle().drain(..).collect();
         for slot in drained {
             self.shared.close(slot, CloseReason::Paused);

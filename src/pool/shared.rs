@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
+use super::demand::Demand;
 use super::pause::PauseGate;
 use super::stats::{CloseReason, PoolStatsSnapshot, Traffic};
 use super::{Connector, PoolLimits, PoolStats};
@@ -34,6 +35,8 @@ pub(super) struct Shared<C: Connector> {
     /// The last failed connect, while no connect has succeeded since.
     last_connect_failure: Mutex<Option<(Instant, String)>>,
     pub(super) pause: PauseGate,
+    /// Shared with a shrink waiting for permits in the background.
+    pub(super) demand: Arc<Demand>,
 }
 
 impl<C: Connector> Shared<C> {
@@ -80,9 +83,9 @@ impl<C: Connector> Shared<C> {
         self.stats.connection_closed(reason);
     }
 
-    /// Puts a connection back unless it has outlived `server_lifetime` or
-    /// the pool is closing or paused.
-    pub(super) fn return_idle(&self, mut slot: Slot<C::Conn>) {
+    /// Puts a connection, idle since `idle_since`, back unless it has
+    /// outlived `server_lifetime` or the pool is closing or paused.
+    pub(super) fn return_idle(&self, mut slot: Slot<C::Conn>, idle_since: Instant) {
         let now = Instant::now();
         let close_for = if self.permits.is_closed() {
             Some(CloseReason::Shutdown)
@@ -97,7 +100,7 @@ impl<C: Connector> Shared<C> {
             self.close(slot, reason);
             return;
         }
-        slot.idle_since = now;
+        slot.idle_since = idle_since;
         self.idle().push_back(slot);
     }
 }
@@ -135,6 +138,7 @@ impl<C: Connector> Pool<C> {
             stats: PoolStats::default(),
             last_connect_failure: Mutex::new(None),
             pause: PauseGate::default(),
+            demand: Arc::default(),
         });
         super::janitor::spawn(Arc::downgrade(&shared));
         Pool { shared }
@@ -163,9 +167,11 @@ impl<C: Connector> Pool<C> {
     }
 
     /// Stops handing out connections and closes the idle ones; connections
-    /// in use are closed when their clients let go of them.
+    /// in use are closed when their clients let go of them, and clients
+    /// keeping one between transactions are asked for it.
     pub fn close(&self) {
         self.shared.permits.close();
+        self.shared.demand.raise();
         let drained: Vec<_> = self.shared.idle().drain(..).collect();
         for slot in drained {
             self.shared.close(slot, CloseReason::Shutdown);

@@ -417,3 +417,134 @@ async fn new_limits_grow_at_once_and_shrink_as_connections_come_back() {
     );
     held.release();
 }
+
+#[tokio::test]
+async fn a_kept_connection_wanted_back_goes_to_the_longest_waiter_not_its_keeper() {
+    let pool = Pool::new(Arc::new(Counting::default()), limits(1));
+    let kept = pool.checkout(None).await.unwrap();
+    assert!(!pool.wants_connections_back(), "nobody else needs it");
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let waiter = tokio::spawn({
+        let (pool, order) = (pool.clone(), Arc::clone(&order));
+        async move {
+            let mut conn = pool.checkout(None).await.unwrap();
+            order.lock().unwrap().push(("waiter", conn.conn().id));
+            done_rx.await.unwrap();
+            conn.release();
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(5), pool.connection_wanted_back())
+        .await
+        .expect("the waiter asks for the kept connection");
+    kept.release();
+    // The keeper asks again at once: it must queue behind the waiter.
+    let keeper = tokio::spawn({
+        let (pool, order) = (pool.clone(), Arc::clone(&order));
+        async move {
+            let mut conn = pool.checkout(None).await.unwrap();
+            order.lock().unwrap().push(("keeper", conn.conn().id));
+            conn.release();
+        }
+    });
+    wait_until(|| order.lock().unwrap().len() == 1 && pool.stats().waiting == 1).await;
+    assert_eq!(*order.lock().unwrap(), [("waiter", 0)]);
+    done_tx.send(()).unwrap();
+    waiter.await.unwrap();
+    keeper.await.unwrap();
+    assert_eq!(*order.lock().unwrap(), [("waiter", 0), ("keeper", 0)]);
+    assert!(!pool.wants_connections_back(), "nobody waits any more");
+}
+
+#[tokio::test]
+async fn one_waiter_wakes_one_keeper() {
+    let pool = Pool::new(Arc::new(Counting::default()), limits(2));
+    let (first, second) = (
+        pool.checkout(None).await.unwrap(),
+        pool.checkout(None).await.unwrap(),
+    );
+    let woken = Arc::new(AtomicUsize::new(0));
+    let keepers: Vec<_> = [first, second]
+        .into_iter()
+        .map(|conn| {
+            let (pool, woken) = (pool.clone(), Arc::clone(&woken));
+            tokio::spawn(async move {
+                pool.connection_wanted_back().await;
+                woken.fetch_add(1, Ordering::SeqCst);
+                conn.release();
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    let waiter = pool.checkout(Some(Duration::from_secs(5))).await.unwrap();
+    // The waiter is served; the other keeper, woken by nothing, keeps its own.
+    assert_eq!(woken.load(Ordering::SeqCst), 1);
+    assert!(!pool.wants_connections_back());
+    assert_eq!(pool.stats().in_use, 2);
+    pool.close();
+    for keeper in keepers {
+        keeper.await.unwrap();
+    }
+    assert_eq!(
+        woken.load(Ordering::SeqCst),
+        2,
+        "closing wants every one back"
+    );
+    waiter.release();
+    assert_eq!(pool.stats().open, 0);
+}
+
+#[tokio::test]
+async fn pausing_and_shrinking_want_kept_connections_back() {
+    let pool = Pool::new(Arc::new(Counting::default()), limits(2));
+    let (first, second) = (
+        pool.checkout(None).await.unwrap(),
+        pool.checkout(None).await.unwrap(),
+    );
+    pool.pause();
+    assert!(pool.wants_connections_back());
+    pool.resume();
+    assert!(!pool.wants_connections_back());
+    pool.set_limits(limits(1));
+    tokio::time::timeout(Duration::from_secs(5), pool.connection_wanted_back())
+        .await
+        .expect("the shrink asks for a connection");
+    first.release();
+    wait_until(|| !pool.wants_connections_back()).await;
+    assert_eq!(pool.stats().in_use, 1, "the other one is kept");
+    second.release();
+}
+
+#[tokio::test]
+async fn a_kept_connection_is_due_back_at_its_idle_timeout_and_counts_as_idle_since_kept() {
+    let connector = Arc::new(Counting::default());
+    let mut pool_limits = limits(1);
+    let idle_timeout = Duration::from_secs(60);
+    pool_limits.idle_timeout = Some(idle_timeout);
+    let pool = Pool::new(Arc::clone(&connector), pool_limits);
+    let mut conn = pool.checkout(None).await.unwrap();
+    let before = std::time::Instant::now();
+    let due = conn.keep_idle();
+    assert!(due >= before + idle_timeout && due <= std::time::Instant::now() + idle_timeout);
+    assert!(!conn.is_expired());
+    conn.release();
+    assert_eq!(
+        pool.reap(due, 0, Some(idle_timeout)),
+        1,
+        "idle since it was kept, not since it was given back"
+    );
+    assert_eq!(pool.stats().closed_for(CloseReason::Idle), 1);
+}
+
+#[tokio::test]
+async fn a_kept_connection_is_due_back_when_its_lifetime_ends() {
+    let mut pool_limits = limits(1);
+    pool_limits.lifetime = Duration::ZERO;
+    pool_limits.idle_timeout = Some(Duration::from_secs(60));
+    let pool = Pool::new(Arc::new(Counting::default()), pool_limits);
+    let mut conn = pool.checkout(None).await.unwrap();
+    assert!(conn.is_expired());
+    assert!(conn.keep_idle() <= std::time::Instant::now());
+    conn.release();
+    assert_eq!(pool.stats().closed_for(CloseReason::Lifetime), 1);
+}

@@ -239,6 +239,9 @@ pub struct ServerConn {
     pub applied: BTreeMap<String, String>,
     /// Prepared statements churnstile created here (transaction pooling).
     pub statements: ServerStatements,
+    /// NotificationResponses that arrived while churnstile ran its own
+    /// queries: a listening client's, owed to it after them.
+    pub notifications: BytesMut,
 }
 
 impl ServerConn {
@@ -263,6 +266,7 @@ impl ServerConn {
             state: ServerState::default(),
             applied: BTreeMap::new(),
             statements: ServerStatements::default(),
+            notifications: BytesMut::new(),
         };
         conn.login().await?;
         Ok(conn)
@@ -418,6 +422,7 @@ impl ServerConn {
 
     /// Reads and discards server output until every owed ReadyForQuery has
     /// arrived, within `limit`; returns the first error reported meanwhile.
+    /// Notifications are kept in `notifications`.
     pub async fn drain(&mut self, limit: Duration) -> Result<Option<ErrorFields>, UpstreamError> {
         Ok(self.read_until_ready(limit, false).await?.error)
     }
@@ -437,7 +442,6 @@ impl ServerConn {
         keep_rows: bool,
     ) -> Result<Drained, UpstreamError> {
         let mut drained = Drained::default();
-        let mut discard = BytesMut::new();
         let framing = |tag| match tag {
             b'D' if keep_rows => Framing::Inspect {
                 limit: MAX_INSPECTED_MESSAGE,
@@ -446,19 +450,28 @@ impl ServerConn {
         };
         while self.state.pending_ready > 0 {
             let state = &mut self.state;
-            let scanned =
-                self.scanner
-                    .scan(&self.read_buf, framing, &mut discard, |tag, body, _| {
-                        match (tag, body) {
-                            (b'E', Some(body)) if drained.error.is_none() => {
-                                drained.error = Some(parse_error_fields(body))
-                            }
-                            (b'D', Some(body)) => drained.rows.push(parse_data_row(body)),
-                            _ => {}
+            let scanned = self.scanner.scan(
+                &self.read_buf,
+                framing,
+                &mut self.notifications,
+                |tag, body, _| {
+                    match (tag, body) {
+                        (b'E', Some(body)) if drained.error.is_none() => {
+                            drained.error = Some(parse_error_fields(body))
                         }
-                        state.observe(tag, body);
+                        (b'D', Some(body)) => drained.rows.push(parse_data_row(body)),
+                        _ => {}
+                    }
+                    state.observe(tag, body);
+                    // A NOTIFY from another session can arrive during any
+                    // query; it is the listening client's, not ours.
+                    if tag == b'A' {
+                        Verdict::Forward
+                    } else {
                         Verdict::Drop
-                    })?;
+                    }
+                },
+            )?;
             self.read_buf.advance(scanned.consumed);
             if self.state.pending_ready == 0 {
                 break;

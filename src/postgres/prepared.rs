@@ -49,12 +49,14 @@ struct RegistryInner {
 }
 
 impl StatementRegistry {
-    /// The shared definition for a Parse body tail, creating it if new.
-    pub fn intern(&self, parse_tail: Bytes) -> Arc<StatementDef> {
+    /// The shared definition for a Parse body tail, creating it if new
+    /// (only then is the tail copied).
+    pub fn intern(&self, parse_tail: &[u8]) -> Arc<StatementDef> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(def) = inner.by_body.get(&parse_tail).and_then(Weak::upgrade) {
+        if let Some(def) = inner.by_body.get(parse_tail).and_then(Weak::upgrade) {
             return def;
         }
+        let parse_tail = Bytes::copy_from_slice(parse_tail);
         // Statements no client refers to any more are forgotten now and then.
         if inner.by_body.len() >= 1024 && inner.by_body.len().is_power_of_two() {
             inner.by_body.retain(|_, def| def.strong_count() > 0);
@@ -124,10 +126,10 @@ impl ServerStatements {
 }
 
 /// A Parse message, split into the client's name and the rest.
-pub fn split_parse(body: &[u8]) -> Option<(String, Bytes)> {
+pub fn split_parse(body: &[u8]) -> Option<(String, &[u8])> {
     let mut rest = body;
     let name = codec::take_cstr(&mut rest)?.to_owned();
-    Some((name, Bytes::copy_from_slice(rest)))
+    Some((name, rest))
 }
 
 /// A Bind message, split into portal, statement name and the rest.
@@ -175,13 +177,13 @@ mod tests {
     #[test]
     fn identical_statements_share_a_server_name() {
         let registry = StatementRegistry::default();
-        let a = registry.intern(Bytes::from_static(b"SELECT $1\0\0\x01\0\0\0\x17"));
-        let b = registry.intern(Bytes::from_static(b"SELECT $1\0\0\x01\0\0\0\x17"));
-        let c = registry.intern(Bytes::from_static(b"SELECT $1\0\0\x01\0\0\0\x19"));
+        let a = registry.intern(b"SELECT $1\0\0\x01\0\0\0\x17");
+        let b = registry.intern(b"SELECT $1\0\0\x01\0\0\0\x17");
+        let c = registry.intern(b"SELECT $1\0\0\x01\0\0\0\x19");
         assert_eq!(a.server_name, b.server_name);
         assert_ne!(a.server_name, c.server_name);
         drop((a, b));
-        let again = registry.intern(Bytes::from_static(b"SELECT $1\0\0\x01\0\0\0\x17"));
+        let again = registry.intern(b"SELECT $1\0\0\x01\0\0\0\x17");
         assert_ne!(again.server_name, c.server_name);
     }
 
@@ -197,7 +199,7 @@ mod tests {
         assert_eq!(message.tag, b'P');
         assert_eq!(
             split_parse(&message.body).unwrap(),
-            ("churnstile_ps_1".into(), def.parse_tail.clone())
+            ("churnstile_ps_1".into(), &def.parse_tail[..])
         );
     }
 

@@ -48,7 +48,22 @@ pub(super) fn first_message_ready(buf: &[u8], pooling: bool) -> bool {
     !whole.contains(&header[0]) || buf.len() > declared
 }
 
-/// What handling the client's bytes produced.
+/// Capacity a relay buffer may keep between uses; one grown past it by a
+/// large message is let go rather than held for the rest of the session.
+const KEPT_BUFFER_CAPACITY: usize = 64 * 1024;
+
+/// Empties `buf` for its next use, keeping its allocation unless a large
+/// message grew it.
+pub(super) fn recycle(buf: &mut BytesMut) {
+    if buf.capacity() > KEPT_BUFFER_CAPACITY {
+        *buf = BytesMut::new();
+    } else {
+        buf.clear();
+    }
+}
+
+/// What handling the client's bytes produced. The session keeps one and
+/// recycles its buffers, so relaying allocates nothing per message.
 #[derive(Debug, Default)]
 pub(super) struct ClientOutcome {
     pub to_server: BytesMut,
@@ -58,16 +73,25 @@ pub(super) struct ClientOutcome {
     pub terminated: bool,
 }
 
-/// Handles the whole messages (and streamed parts) the client has sent.
+impl ClientOutcome {
+    pub fn recycle(&mut self) {
+        recycle(&mut self.to_server);
+        recycle(&mut self.to_client);
+        self.terminated = false;
+    }
+}
+
+/// Handles the whole messages (and streamed parts) the client has sent,
+/// into an empty `outcome`.
 pub(super) fn client_to_server(
     client: &mut ClientSide,
     server: &mut Attached,
     registry: &StatementRegistry,
     settings: &PoolSettings,
-) -> Result<ClientOutcome, ProtocolError> {
+    outcome: &mut ClientOutcome,
+) -> Result<(), ProtocolError> {
     let pooling = settings.pool_mode != PoolMode::Session;
     let inspect: &[u8] = if pooling { POOLING_INSPECTS } else { b"X" };
-    let mut outcome = ClientOutcome::default();
     let conn = server.pooled.conn();
     let mut custom_settings = Vec::new();
     let mut rewriter = Rewriter {
@@ -114,17 +138,18 @@ pub(super) fn client_to_server(
     client.buf.advance(scanned.consumed);
     client.note_custom_settings(custom_settings);
     server.queue.emit_ready(&mut outcome.to_client);
-    Ok(outcome)
+    Ok(())
 }
 
-/// Handles what the server sent; returns the bytes for the client.
+/// Handles what the server sent; appends the bytes for the client to `out`.
 pub(super) fn server_to_client(
     client: &mut ClientSide,
     server: &mut Attached,
     pooling: bool,
-) -> Result<BytesMut, ProtocolError> {
+    out: &mut BytesMut,
+) -> Result<(), ProtocolError> {
     let conn = server.pooled.conn();
-    let mut out = BytesMut::with_capacity(conn.read_buf.len() + 16);
+    out.reserve(conn.read_buf.len() + 16);
     let mut changes = StatementChanges::default();
     let framing = |tag| match tag {
         b'1' | b'3' if pooling => Framing::Inspect {
@@ -138,7 +163,7 @@ pub(super) fn server_to_client(
     let traffic = &mut client.traffic;
     let scanned = conn
         .scanner
-        .scan(&conn.read_buf, framing, &mut out, |tag, body, out| {
+        .scan(&conn.read_buf, framing, out, |tag, body, out| {
             let ignored_syncs = match tag {
                 b'G' | b'W' => state.syncs_ignored_if_copy_starts(),
                 _ => 0,
@@ -166,7 +191,7 @@ pub(super) fn server_to_client(
         })?;
     conn.read_buf.advance(scanned.consumed);
     if pooling {
-        server.queue.emit_ready(&mut out);
+        server.queue.emit_ready(out);
         let capacity = usize::MAX;
         for name in changes.not_prepared {
             conn.statements.forget(&name);
@@ -184,7 +209,7 @@ pub(super) fn server_to_client(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Rewrites one client's messages for the server connection it is on.
@@ -322,11 +347,11 @@ impl Rewriter<'_> {
                 return Verdict::StopBefore;
             }
             if self.client_statements.contains_key(&name) {
-                self.refuse_duplicate(&name, tail, out);
+                self.refuse_duplicate(&name, Bytes::copy_from_slice(tail), out);
                 return Verdict::Drop;
             }
         }
-        let mut query = &tail[..];
+        let mut query = tail;
         let analysis = sql::analyze(codec::take_cstr(&mut query).unwrap_or_default());
         self.note(&analysis);
         if let Some(refusal) = self.refusal(&analysis) {
@@ -337,7 +362,10 @@ impl Rewriter<'_> {
             return Verdict::Drop;
         }
         if name.is_empty() {
-            *self.unnamed_statement = Some(tail);
+            // Clients mostly parse the same query again: keep the copy.
+            if self.unnamed_statement.as_deref() != Some(tail) {
+                *self.unnamed_statement = Some(Bytes::copy_from_slice(tail));
+            }
             *self.unnamed_is_clients = true;
             return self.expect(Expect::Parse {
                 prepares: None,

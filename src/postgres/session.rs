@@ -1,10 +1,13 @@
 //! A logged-in client's session, as a state machine read top to bottom:
 //! **idle** (no server connection) → **attached** (a server connection
-//! from the pool, with the client's settings moved onto it) → back to idle
-//! when the pool mode allows (never in session mode; after each transaction
-//! or statement otherwise, unless state that cannot move **pins** the
-//! client) → **releasing** when the client leaves: the server connection is
-//! made clean or closed.
+//! from the pool, with the client's settings moved onto it) → **kept**
+//! between transactions when the pool mode allows (never in session mode;
+//! after each transaction or statement otherwise, unless state that cannot
+//! move **pins** the client): idle, but still the client's until the pool
+//! wants it back (see `lazy_release`) → back to idle → **releasing** when
+//! the client leaves: the server connection is made clean or closed.
+
+mod lazy_release;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -111,6 +114,8 @@ pub(super) struct Attached {
     /// The server's unnamed statement is the client's (or neither has one);
     /// until then it may be another client's.
     pub unnamed_is_clients: bool,
+    /// Between transactions, kept until the pool wants it back.
+    pub kept_idle: bool,
 }
 
 impl Attached {
@@ -134,6 +139,9 @@ pub(super) struct Session<'a> {
     wait_seconds: Histogram,
     /// Held while the client is pinned, for the pinned-clients gauge.
     pinned: Option<PinnedClient<'a>>,
+    /// Relay buffers, reused from one message to the next.
+    client_outcome: relay::ClientOutcome,
+    server_output: BytesMut,
 }
 
 /// Runs a logged-in client's session to its end.
@@ -199,6 +207,8 @@ pub async fn run(
         live,
         wait_seconds: histograms.wait_seconds,
         pinned: None,
+        client_outcome: relay::ClientOutcome::default(),
+        server_output: BytesMut::new(),
     };
     let ending = match session.log_in(&startup_settings).await {
         Ok(()) => session.serve().await,
@@ -269,13 +279,19 @@ impl Session<'_> {
         let mut last_activity = Instant::now();
         // Registered once: re-creating it on every turn costs a lock per message.
         let mut shutdown = std::pin::pin!(self.service.shutdown.clone().cancelled_owned());
+        // Likewise: when a kept server connection must go back unasked,
+        // reset each time one is kept.
+        let mut kept_until = std::pin::pin!(tokio::time::sleep_until(last_activity));
         loop {
             if let Err(ending) = self.handle_client_bytes().await {
                 return ending;
             }
-            if let Err(ending) = self.release_if_done().await {
-                return ending;
+            match self.release_when_idle().await {
+                Ok(Some(deadline)) => kept_until.as_mut().reset(deadline),
+                Ok(None) => {}
+                Err(ending) => return ending,
             }
+            let kept = self.server.as_ref().is_some_and(|server| server.kept_idle);
             let idle = self
                 .server
                 .as_mut()
@@ -296,11 +312,20 @@ impl Session<'_> {
                     None => std::future::pending().await,
                 }
             };
+            let pool = self.pool;
+            let wanted_back = async {
+                match pool {
+                    Some(pool) => pool.connection_wanted_back().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown, if idle => return Ending::Shutdown,
                 _ = sleep_until_or_forever(idle_deadline) => {
                     return Ending::IdleTimeout(idle_limit.unwrap_or_default());
                 }
+                () = wanted_back, if kept => self.give_back_kept().await,
+                () = &mut kept_until, if kept => self.give_back_kept().await,
                 read = client.stream.read_buf(&mut client.buf) => match read {
                     Ok(0) | Err(_) => return Ending::ClientGone,
                     Ok(read) => {
@@ -309,6 +334,7 @@ impl Session<'_> {
                     }
                 },
                 read = server_read => match read {
+                    _ if kept => self.drop_kept().await,
                     Ok(0) => return Ending::ServerGone("server closed the connection".into()),
                     Err(error) => return Ending::ServerGone(error.to_string()),
                     Ok(_) => {
@@ -323,28 +349,37 @@ impl Session<'_> {
     }
 
     /// Handles what the client sent: attaches a server connection first if
-    /// the client has none, then forwards (and, when pooling, rewrites).
+    /// the client has none (or takes up the one it kept), then forwards
+    /// (and, when pooling, rewrites).
     async fn handle_client_bytes(&mut self) -> Result<(), Ending> {
         if self.client.buf.is_empty() {
             return Ok(());
         }
-        if self.server.is_none() {
+        let kept = self.server.as_ref().map(|server| server.kept_idle);
+        if kept != Some(false) {
             if !relay::first_message_ready(&self.client.buf, self.pooling()) {
                 return Ok(());
             }
             if self.client.buf[0] == b'X' {
                 return Err(Ending::Terminated);
             }
-            self.attach().await?;
+            match kept {
+                Some(_) => self.reuse_kept(),
+                None => self.attach().await?,
+            }
         }
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
-        let outcome = relay::client_to_server(
+        // Taken while in use; an error ends the session, so it needs no
+        // putting back then.
+        let mut outcome = std::mem::take(&mut self.client_outcome);
+        relay::client_to_server(
             &mut self.client,
             server,
             &self.service.statements,
             &self.settings,
+            &mut outcome,
         )
         .map_err(Ending::ClientProtocol)?;
         let conn = server.pooled.conn();
@@ -356,7 +391,10 @@ impl Session<'_> {
         }
         self.client.traffic.sent(outcome.to_client.len());
         self.send_to_client(&outcome.to_client).await?;
-        if outcome.terminated {
+        let terminated = outcome.terminated;
+        outcome.recycle();
+        self.client_outcome = outcome;
+        if terminated {
             Err(Ending::Terminated)
         } else {
             Ok(())
@@ -370,13 +408,16 @@ impl Session<'_> {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
-        let out = relay::server_to_client(&mut self.client, server, pooling)
+        let mut out = std::mem::take(&mut self.server_output);
+        relay::server_to_client(&mut self.client, server, pooling, &mut out)
             .map_err(|error| Ending::ServerGone(error.to_string()))?;
         self.client.traffic.sent(out.len());
         if self.client.traffic.transaction_ended() {
             self.count_traffic();
         }
         self.send_to_client(&out).await?;
+        relay::recycle(&mut out);
+        self.server_output = out;
         Ok(())
     }
 
@@ -398,47 +439,6 @@ impl Session<'_> {
         }
     }
 
-    /// Under transaction and statement pooling, gives the server connection
-    /// back once nothing is in flight and no transaction is open — after
-    /// asking the server what session state the client now has, when its
-    /// statements may have changed it. A pinned client keeps its connection.
-    async fn release_if_done(&mut self) -> Result<(), Ending> {
-        if !self.pooling() {
-            return Ok(());
-        }
-        let Some(server) = self.server.as_mut() else {
-            return Ok(());
-        };
-        if !server.queue.is_empty()
-            || !server.conn().state.is_idle()
-            || !self.client.scanner.at_boundary()
-        {
-            return Ok(());
-        }
-        if self.client.needs_probe {
-            // The client runs nothing now: a late cancel of its last query
-            // must not stop churnstile's own.
-            self.cancel.attach(None).await;
-            self.probe().await?;
-            if !self.client.pins.is_empty()
-                && let Some(server) = self.server.as_mut()
-            {
-                // It stays here, and so do its cancels.
-                self.cancel.attach(Some(cancel_target(server.conn()))).await;
-            }
-        }
-        self.note_pinned();
-        if !self.client.pins.is_empty() {
-            return Ok(());
-        }
-        self.cancel.attach(None).await;
-        if let Some(server) = self.server.take() {
-            server.pooled.release();
-            self.live.idle();
-        }
-        Ok(())
-    }
-
     /// Takes a server connection from the pool and moves the client's
     /// session settings onto it; the client is told parameter values that
     /// differ from what it saw.
@@ -458,6 +458,8 @@ impl Session<'_> {
             no_server(error)
         })?;
         let conn = pooled.conn();
+        // Whoever listened on it before has gone or stopped listening.
+        conn.notifications.clear();
         self.live.active(conn.key.process_id);
         if let Some(query) =
             transition_query(&conn.applied, &self.client.settings, &conn.state.params)
@@ -496,6 +498,7 @@ impl Session<'_> {
             pooled,
             queue: ResponseQueue::default(),
             unnamed_is_clients: false,
+            kept_idle: false,
         });
         self.send_to_client(&out).await?;
         Ok(())
@@ -545,6 +548,7 @@ impl Session<'_> {
             }
             self.client.seen_params = conn.state.params.clone();
         }
+        told.extend_from_slice(&conn.notifications.split());
         conn.applied = settings.clone();
         self.client.settings = settings;
         self.client.needs_probe = false;

@@ -69,31 +69,36 @@ pub struct Analysis {
     pub custom_settings: Vec<String>,
 }
 
-/// Every word the analysis reacts to contains one of these (case-insensitive).
-const TRIGGERS: [&[u8]; 13] = [
-    b"set",
-    b"dealloc",
-    b"listen",
-    b"drop",
-    b"close",
-    b"discard",
-    b"load",
-    b"prepare",
-    b"declare",
-    b"temp",
-    b"begin",
-    b"start",
-    b"advisory",
-];
+/// Every word the analysis reacts to contains one of these
+/// (case-insensitive), listed by their first letter.
+fn triggers_starting_with(letter: u8) -> &'static [&'static [u8]] {
+    match letter {
+        b'a' => &[b"advisory"],
+        b'b' => &[b"begin"],
+        b'c' => &[b"close"],
+        b'd' => &[b"dealloc", b"drop", b"discard", b"declare"],
+        b'l' => &[b"listen", b"load"],
+        b'p' => &[b"prepare"],
+        b's' => &[b"set", b"start"],
+        b't' => &[b"temp"],
+        _ => &[],
+    }
+}
 
 /// False when `sql` cannot contain a statement the analysis reacts to, so
-/// the common query (`SELECT ... WHERE id = $1`) costs no allocation.
+/// the common query (`SELECT ... WHERE id = $1`) costs no allocation. One
+/// pass, comparing only where a trigger's first letter stands: every
+/// Parse and Query goes through this.
 fn may_matter(sql: &str) -> bool {
     let bytes = sql.as_bytes();
-    TRIGGERS.iter().any(|word| {
-        bytes
-            .windows(word.len())
-            .any(|window| window.eq_ignore_ascii_case(word))
+    (0..bytes.len()).any(|at| {
+        let rest = &bytes[at..];
+        triggers_starting_with(rest[0].to_ascii_lowercase())
+            .iter()
+            .any(|word| {
+                rest.get(..word.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(word))
+            })
     })
 }
 

@@ -18,11 +18,14 @@ use crate::stream::Stream;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ClientState {
-    /// Logged in, holding no server connection (between transactions).
+    /// Logged in, running nothing (between transactions). Under
+    /// transaction pooling it may still keep its server connection (its
+    /// `server_pid`) until another client needs it.
     Idle,
     /// Waiting in line for a server connection.
     Waiting,
-    /// Holding a server connection.
+    /// Using a server connection: in a transaction, or holding it for the
+    /// session (session mode, or pinned).
     Active,
 }
 
@@ -201,6 +204,12 @@ impl LiveClient {
     /// The client gave its server connection back.
     pub fn idle(&self) {
         self.entry.set(ClientState::Idle, 0);
+    }
+
+    /// The client finished its transaction and keeps its server connection,
+    /// idle, until another client needs it.
+    pub fn idle_keeping(&self, server_pid: i32) {
+        self.entry.set(ClientState::Idle, server_pid);
     }
 
     /// Completes when the admin console kills this client.

@@ -1,8 +1,9 @@
 //! Test support shared by the integration tests (`mod support;`): throwaway
 //! PostgreSQL and MariaDB servers, the churnstile launcher, and helpers:
 //! tokio-postgres clients (`pg_client`), a hand-made wire protocol client
-//! (`raw_pg`), mysql_async clients (`mysql_client`), a hand-made MySQL
-//! protocol client (`raw_mysql`) and bounded polling (`wait`).
+//! (`raw_pg`), the admin console (`admin_console`), the metrics endpoint
+//! (`metrics_endpoint`), mysql_async clients (`mysql_client`), a hand-made
+//! MySQL protocol client (`raw_mysql`) and bounded polling (`wait`).
 //!
 //! Every server and proxy is a child process that the kernel kills if the
 //! test process dies, and that `Drop` stops and cleans up otherwise.
@@ -10,10 +11,12 @@
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod admin_console;
 pub mod child;
 pub mod churn_client;
 pub mod credentials;
 pub mod mariadb;
+pub mod metrics_endpoint;
 pub mod mysql_client;
 pub mod os_account;
 pub mod pg_client;

@@ -100,7 +100,7 @@ pub fn mysql_proxy_config_with(
 }
 
 /// `base` with each of `layers` merged over it in turn.
-fn layered_config(base: &str, layers: &[&str]) -> String {
+pub fn layered_config(base: &str, layers: &[&str]) -> String {
     let mut config: Table = base
         .parse()
         .unwrap_or_else(|e| panic!("the harness's base proxy config is not valid TOML: {e}"));
@@ -113,7 +113,7 @@ fn layered_config(base: &str, layers: &[&str]) -> String {
     toml::to_string(&config).unwrap_or_else(|e| panic!("writing the proxy config: {e}"))
 }
 
-fn pg_base_config(server: &PgServer) -> String {
+pub fn pg_base_config(server: &PgServer) -> String {
     let mut config = format!(
         "[listen]\n\
          postgres = [\"127.0.0.1:{{port}}\"]\n\
