@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::admin_console::{ADMIN_CONFIG, admin, owned, pool_counts, rows};
@@ -21,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// churnstile in transaction mode with `pool_size` server connections, the
 /// admin console, the metrics endpoint and `extra` `[pool]` TOML.
-fn proxy(pg: &PgServer, pool_size: usize, extra: &str) -> (Proxy, std::net::SocketAddr) {
+fn proxy(pg: &PgServer, pool_size: usize, extra: &str) -> (Proxy, SocketAddr) {
     proxy_with_metrics(
         pg,
         &format!(
@@ -32,6 +33,56 @@ fn proxy(pg: &PgServer, pool_size: usize, extra: &str) -> (Proxy, std::net::Sock
 
 async fn app_client(proxy: &Proxy) -> Client {
     proxy.connect_as(MD5_USER).await
+}
+
+/// Successful upstream connects in a scrape of the metrics.
+fn upstream_connects(text: &str) -> f64 {
+    value(
+        text,
+        "churnstile_upstream_connections_opened_total",
+        &pool_labels(&[("result", "ok")]),
+    )
+}
+
+/// churnstile (see [`proxy`]) with its console, and a client that ran a
+/// query and so keeps a server connection.
+struct Keeper {
+    proxy: Proxy,
+    metrics: SocketAddr,
+    console: Client,
+    client: Client,
+    /// Backend PID of the kept server connection.
+    pid: i32,
+}
+
+impl Keeper {
+    async fn start(pg: &PgServer, pool_size: usize, extra: &str) -> Keeper {
+        let (proxy, metrics) = proxy(pg, pool_size, extra);
+        let console = admin(&proxy).await;
+        let client = app_client(&proxy).await;
+        let pid = backend_pid(&client).await;
+        Keeper {
+            proxy,
+            metrics,
+            console,
+            client,
+            pid,
+        }
+    }
+
+    /// SHOW POOLS' `sv_active` and `sv_idle`.
+    async fn servers(&self) -> Vec<String> {
+        pool_counts(&self.console, &["sv_active", "sv_idle"]).await
+    }
+
+    /// Upstream connections closed for `reason`, as the metrics say now.
+    async fn closed_for(&self, reason: &str) -> f64 {
+        value(
+            &scrape(self.metrics).await,
+            "churnstile_upstream_connections_closed_total",
+            &pool_labels(&[("reason", reason)]),
+        )
+    }
 }
 
 /// app/md5_user's SHOW CLIENTS rows as (state, link).
@@ -49,18 +100,16 @@ async fn an_idle_client_hands_the_only_server_connection_to_the_next_client_at_o
     let pg = PgServer::start();
     // Were the kept connection not handed over, the second client would
     // get 53300 after this.
-    let (proxy, metrics) = proxy(&pg, 1, "query_wait_timeout = 3\n");
-    let console = admin(&proxy).await;
-    let first = app_client(&proxy).await;
-    let pid = backend_pid(&first).await;
+    let keeper = Keeper::start(&pg, 1, "query_wait_timeout = 3\n").await;
+    let (console, first, pid) = (&keeper.console, &keeper.client, keeper.pid);
     assert_eq!(
-        client_states(&console).await,
+        client_states(console).await,
         [("idle".to_owned(), pid.to_string())],
         "between transactions the client is idle and still linked to its server connection"
     );
     assert_eq!(
         pool_counts(
-            &console,
+            console,
             &["cl_active", "cl_waiting", "sv_active", "sv_idle"]
         )
         .await,
@@ -68,26 +117,19 @@ async fn an_idle_client_hands_the_only_server_connection_to_the_next_client_at_o
         "a kept connection is lent, so active"
     );
 
-    let second = app_client(&proxy).await;
+    let second = app_client(&keeper.proxy).await;
     assert_eq!(backend_pid(&second).await, pid, "the one server connection");
     assert_eq!(
-        backend_pid(&first).await,
+        backend_pid(first).await,
         pid,
         "and back, now that the first client waits"
     );
     assert_eq!(
-        pool_counts(&console, &["sv_active", "sv_idle", "sv_login"]).await,
+        pool_counts(console, &["sv_active", "sv_idle", "sv_login"]).await,
         owned(&["1", "0", "0"])
     );
-    let text = scrape(metrics).await;
-    assert_eq!(
-        value(
-            &text,
-            "churnstile_upstream_connections_opened_total",
-            &pool_labels(&[("result", "ok")])
-        ),
-        1.0
-    );
+    let text = scrape(keeper.metrics).await;
+    assert_eq!(upstream_connects(&text), 1.0);
     assert_eq!(
         value(
             &text,
@@ -129,14 +171,7 @@ async fn a_client_alone_in_its_pool_runs_a_hundred_transactions_on_one_checkout(
         1.0,
         "the login's checkout served every transaction"
     );
-    assert_eq!(
-        value(
-            &text,
-            "churnstile_upstream_connections_opened_total",
-            &pool_labels(&[("result", "ok")])
-        ),
-        1.0
-    );
+    assert_eq!(upstream_connects(&text), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,31 +217,18 @@ async fn two_clients_taking_turns_on_one_server_connection_never_see_each_others
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_completes_while_a_client_keeps_an_idle_server_connection() {
     let pg = PgServer::start();
-    let (proxy, metrics) = proxy(&pg, 2, "");
-    let console = admin(&proxy).await;
-    let client = app_client(&proxy).await;
-    assert_eq!(scalar(&client, "SELECT 'kept'").await, "kept");
-    assert_eq!(pool_counts(&console, &["sv_active"]).await, owned(&["1"]));
+    let keeper = Keeper::start(&pg, 2, "").await;
+    assert_eq!(keeper.servers().await, owned(&["1", "0"]));
 
-    tokio::time::timeout(WAIT, console.simple_query("PAUSE app"))
+    tokio::time::timeout(WAIT, keeper.console.simple_query("PAUSE app"))
         .await
         .expect("PAUSE returns once the kept connection is given back")
         .unwrap();
+    assert_eq!(keeper.servers().await, owned(&["0", "0"]));
+    assert_eq!(keeper.closed_for("paused").await, 1.0);
+    keeper.console.simple_query("RESUME app").await.unwrap();
     assert_eq!(
-        pool_counts(&console, &["sv_active", "sv_idle"]).await,
-        owned(&["0", "0"])
-    );
-    assert_eq!(
-        value(
-            &scrape(metrics).await,
-            "churnstile_upstream_connections_closed_total",
-            &pool_labels(&[("reason", "paused")])
-        ),
-        1.0
-    );
-    console.simple_query("RESUME app").await.unwrap();
-    assert_eq!(
-        scalar(&client, "SELECT 'after resume'").await,
+        scalar(&keeper.client, "SELECT 'after resume'").await,
         "after resume"
     );
 }
@@ -245,58 +267,44 @@ async fn a_kept_connection_goes_back_unasked_past_its_lifetime_or_idle_timeout()
         ("server_lifetime = 1\n", "lifetime"),
         ("server_idle_timeout = 1\n", "idle"),
     ] {
-        let (proxy, metrics) = proxy(&pg, 2, setting);
-        let console = admin(&proxy).await;
-        let client = app_client(&proxy).await;
-        let pid = backend_pid(&client).await;
+        let keeper = Keeper::start(&pg, 2, setting).await;
         scrape_until(
-            metrics,
+            keeper.metrics,
             "churnstile_upstream_connections_closed_total",
             &pool_labels(&[("reason", reason)]),
             1.0,
             WAIT,
         )
         .await;
+        assert_eq!(keeper.servers().await, owned(&["0", "0"]), "{setting}");
         assert_eq!(
-            pool_counts(&console, &["sv_active", "sv_idle"]).await,
-            owned(&["0", "0"]),
-            "{setting}"
-        );
-        assert_eq!(
-            client_states(&console).await,
+            client_states(&keeper.console).await,
             [("idle".into(), String::new())]
         );
-        assert_ne!(backend_pid(&client).await, pid, "{setting}");
+        assert_ne!(backend_pid(&keeper.client).await, keeper.pid, "{setting}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_connection_the_server_ends_is_replaced_without_an_error() {
     let pg = PgServer::start();
-    let (proxy, metrics) = proxy(&pg, 2, "");
-    let console = admin(&proxy).await;
-    let client = app_client(&proxy).await;
-    let pid = backend_pid(&client).await;
+    let keeper = Keeper::start(&pg, 2, "").await;
     let superuser = pg.client(PG_SUPERUSER, APP_DB).await;
     assert_eq!(
-        scalar(&superuser, &format!("SELECT pg_terminate_backend({pid})")).await,
+        scalar(
+            &superuser,
+            &format!("SELECT pg_terminate_backend({})", keeper.pid)
+        )
+        .await,
         "t"
     );
     until_equal(
         "the ended connection is closed",
         WAIT,
         owned(&["0", "0"]),
-        async || pool_counts(&console, &["sv_active", "sv_idle"]).await,
+        async || keeper.servers().await,
     )
     .await;
-    assert_eq!(
-        value(
-            &scrape(metrics).await,
-            "churnstile_upstream_connections_closed_total",
-            &pool_labels(&[("reason", "error")])
-        ),
-        1.0
-    );
-    let replaced = backend_pid(&client).await;
-    assert_ne!(replaced, pid);
+    assert_eq!(keeper.closed_for("error").await, 1.0);
+    assert_ne!(backend_pid(&keeper.client).await, keeper.pid);
 }

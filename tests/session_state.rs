@@ -826,6 +826,24 @@ async fn an_sql_prepare_pins_the_client_until_deallocated() {
     .await;
 }
 
+/// Sessions whose query on `pg_settings` (churnstile's session-state
+/// check) waits for a lock.
+const STATE_CHECK_WAITING: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE datname = 'app' AND wait_event_type = 'Lock' \
+     AND query LIKE '%pg_catalog.pg_settings%'";
+
+/// A superuser session holding pg_class locked in an open transaction, so
+/// that churnstile's next session-state check waits on the server until
+/// the returned client rolls back.
+async fn hold_state_checks(pg: &PgServer) -> Client {
+    let holder = pg.client(PG_SUPERUSER, APP_DB).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    holder
+}
+
 #[tokio::test]
 async fn a_notification_arriving_while_churnstile_checks_session_state_reaches_the_listener() {
     let pg = server().await;
@@ -834,21 +852,14 @@ async fn a_notification_arriving_while_churnstile_checks_session_state_reaches_t
     // After LISTEN, churnstile asks the server for the session's state. A
     // lock on pg_class holds that question on the server while another
     // session notifies; the notification arrives with its answer.
-    let superuser = pg.client(PG_SUPERUSER, APP_DB).await;
     // Connected first: logging in reads pg_class.
     let notifier = pg.client(PG_SUPERUSER, APP_DB).await;
-    superuser
-        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let superuser = hold_state_checks(&pg).await;
     listener.batch_execute("LISTEN jobs").await.unwrap();
-    let checking = "SELECT count(*) FROM pg_stat_activity \
-         WHERE datname = 'app' AND wait_event_type = 'Lock' \
-         AND query LIKE '%pg_catalog.pg_settings%'";
     support::wait::eventually(
         "the session-state check waits for the lock",
         ANSWER_TIMEOUT,
-        async || pg.query_i64(checking).await == 1,
+        async || pg.query_i64(STATE_CHECK_WAITING).await == 1,
     )
     .await;
     notifier
@@ -1049,18 +1060,11 @@ async fn a_clients_short_statement_and_lock_timeouts_do_not_cut_churnstiles_own_
         .unwrap();
     // After the next SET churnstile asks the server for the session state;
     // a lock on pg_class makes that take longer than the client's timeout.
-    let admin = pg.client(PG_SUPERUSER, APP_DB).await;
-    admin
-        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let admin = hold_state_checks(&pg).await;
     client.batch_execute("SET work_mem = '5MB'").await.unwrap();
-    let waited_long = "SELECT count(*) FROM pg_stat_activity \
-         WHERE datname = 'app' AND wait_event_type = 'Lock' \
-         AND query LIKE '%pg_catalog.pg_settings%' \
-         AND now() - query_start > interval '300 ms'";
+    let waited_long = format!("{STATE_CHECK_WAITING} AND now() - query_start > interval '300 ms'");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pg.query_i64(waited_long).await != 1 {
+    while pg.query_i64(&waited_long).await != 1 {
         assert!(
             Instant::now() < deadline,
             "churnstile's session-state query did not wait for the lock: {}",

@@ -459,12 +459,9 @@ async fn a_kept_connection_wanted_back_goes_to_the_longest_waiter_not_its_keeper
 #[tokio::test]
 async fn one_waiter_wakes_one_keeper() {
     let pool = Pool::new(Arc::new(Counting::default()), limits(2));
-    let (first, second) = (
-        pool.checkout(None).await.unwrap(),
-        pool.checkout(None).await.unwrap(),
-    );
     let woken = Arc::new(AtomicUsize::new(0));
-    let keepers: Vec<_> = [first, second]
+    let keepers: Vec<_> = futures_checkouts(&pool, 2)
+        .await
         .into_iter()
         .map(|conn| {
             let (pool, woken) = (pool.clone(), Arc::clone(&woken));
@@ -497,10 +494,7 @@ async fn one_waiter_wakes_one_keeper() {
 #[tokio::test]
 async fn pausing_and_shrinking_want_kept_connections_back() {
     let pool = Pool::new(Arc::new(Counting::default()), limits(2));
-    let (first, second) = (
-        pool.checkout(None).await.unwrap(),
-        pool.checkout(None).await.unwrap(),
-    );
+    let mut kept = futures_checkouts(&pool, 2).await;
     pool.pause();
     assert!(pool.wants_connections_back());
     pool.resume();
@@ -509,10 +503,10 @@ async fn pausing_and_shrinking_want_kept_connections_back() {
     tokio::time::timeout(Duration::from_secs(5), pool.connection_wanted_back())
         .await
         .expect("the shrink asks for a connection");
-    first.release();
+    kept.pop().unwrap().release();
     wait_until(|| !pool.wants_connections_back()).await;
     assert_eq!(pool.stats().in_use, 1, "the other one is kept");
-    second.release();
+    kept.pop().unwrap().release();
 }
 
 #[tokio::test]
