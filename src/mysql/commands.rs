@@ -14,7 +14,7 @@ use super::prepared::{ClientStatement, statement_key};
 use super::relay::{Effects, Expect, ResponseRelay, Step};
 use super::session::{Ending, Holds, Session};
 use super::sql::{self, Kill};
-use super::state::SessionState;
+use super::state::{SessionState, Transition};
 use super::wire::command::*;
 use super::wire::errors::{self, ErrorCode};
 use super::wire::flags::{capability, status};
@@ -494,11 +494,35 @@ impl Session {
 
     async fn set_option(&mut self, reply: u8, payload: &[u8]) -> Result<(), Ending> {
         let option = payload.get(1..3).map(|b| u16::from_le_bytes([b[0], b[1]]));
-        match option {
-            Some(MULTI_STATEMENTS_ON) => self.state.multi_statements = true,
-            Some(MULTI_STATEMENTS_OFF) => self.state.multi_statements = false,
+        let wanted = match option {
+            Some(MULTI_STATEMENTS_ON) => true,
+            Some(MULTI_STATEMENTS_OFF) => false,
             _ => return self.malformed(reply, COM_SET_OPTION).await,
+        };
+        // An attached server connection takes the setting now: states move
+        // only on attach, and the next query may be the multi-statement one
+        // this option is for (mysqli's multi_query sends exactly that).
+        let refused = match self.conn() {
+            Some(conn) if conn.state.multi_statements != wanted => {
+                let moves = Transition {
+                    multi_statements: Some(wanted),
+                    ..Transition::default()
+                };
+                match conn.apply(&moves).await {
+                    Ok(Ok(())) => {
+                        conn.state.multi_statements = wanted;
+                        None
+                    }
+                    Ok(Err(error)) => Some(error),
+                    Err(error) => return Err(Ending::ServerGone(error.to_string())),
+                }
+            }
+            _ => None,
+        };
+        if let Some(error) = refused {
+            return self.send_err_packet(reply, &error).await;
         }
+        self.state.multi_statements = wanted;
         let status = self.status();
         let mut out = BytesMut::new();
         if self.client.capabilities & capability::DEPRECATE_EOF != 0 {
