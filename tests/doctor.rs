@@ -348,13 +348,15 @@ fn a_listen_port_inside_the_ephemeral_range_gets_the_sysctl_fix() {
         ],
         port,
     );
-    let stderr = proxy.stderr();
-    assert!(
-        stderr.contains(&format!(
-            "listen {addr}: port {port} is inside net.ipv4.ip_local_port_range"
-        )),
-        "{stderr}"
-    );
+    // The listener accepts as soon as it is bound; the warning follows.
+    let expected = format!("listen {addr}: port {port} is inside net.ipv4.ip_local_port_range");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stderr = proxy.stderr();
+    while !stderr.contains(&expected) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        stderr = proxy.stderr();
+    }
+    assert!(stderr.contains(&expected), "{stderr}");
     assert!(stderr.contains(&fix), "{stderr}");
 }
 
