@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mysql_async::prelude::Queryable;
-use mysql_async::{ChangeUserOpts, Conn, InfileData};
+use mysql_async::{ChangeUserOpts, InfileData};
 use sha2::{Digest, Sha256};
 use support::mysql_client::{
-    connect, error_code, proxy_opts, scalar, server_connection_id, tcp_opts, try_connect,
+    connect, error_code, proxy_opts, query_drop, scalar, server_connection_id, tcp_opts,
+    try_connect,
 };
 use support::raw_mysql::{self, RawMySql, describe, err_code, is_eof};
 use support::wait::{POLL_INTERVAL, until_equal};
@@ -50,12 +51,6 @@ fn server() -> MariaDbServer {
         user = NATIVE_USER.name,
     ));
     maria
-}
-
-async fn query_drop(conn: &mut Conn, sql: &str) {
-    conn.query_drop(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 #[tokio::test]

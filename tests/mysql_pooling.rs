@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use support::mysql_client::{
-    connect, error_code, error_message, first_row, proxy_opts, scalar, server_connection_id,
-    try_connect,
+    connect, error_code, error_message, first_row, proxy_opts, query_drop, scalar,
+    server_connection_id, try_connect,
 };
 use support::raw_mysql::{self, RawMySql};
 use support::wait::{POLL_INTERVAL, until_equal};
@@ -44,12 +44,6 @@ fn server() -> MariaDbServer {
         user = NATIVE_USER.name,
     ));
     maria
-}
-
-async fn query_drop(conn: &mut Conn, sql: &str) {
-    conn.query_drop(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 #[tokio::test]

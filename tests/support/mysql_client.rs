@@ -85,6 +85,13 @@ pub fn error_message(error: &mysql_async::Error) -> &str {
     }
 }
 
+/// Runs `sql`, dropping its result; panics naming the statement on error.
+pub async fn query_drop(conn: &mut Conn, sql: &str) {
+    conn.query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 /// Runs `sql`, which selects one value, and returns it as text ("NULL" for
 /// NULL); panics on error or when no row comes.
 pub async fn scalar(conn: &mut Conn, sql: &str) -> String {
