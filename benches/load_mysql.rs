@@ -923,7 +923,6 @@ fn print_table(results: &[RunResult]) {
          MariaDB's port / to the port the clients used (either end); a port the kernel \
          reuses while in TIME_WAIT (net.ipv4.tcp_tw_reuse, on for loopback) counts once."
     );
-    println!("machine after the runs: {}", common::machine());
 }
 
 fn report_failures(results: &[RunResult]) -> ExitCode {
