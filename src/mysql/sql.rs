@@ -4,6 +4,8 @@
 //! PREPARE, HANDLER, changes to session tracking), which release it, and
 //! `KILL`. Quoted text and comments are skipped; nothing else is parsed.
 
+use crate::keywords::mentions_any;
+
 /// Why a client is pinned to its server connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PinReason {
@@ -89,24 +91,24 @@ enum Token {
     Symbol(u8),
 }
 
-/// Keywords that make a statement worth reading; a statement without any
-/// of these bytes is skipped without tokenising.
-const TRIGGERS: &[u8] = b"@";
-const TRIGGER_WORDS: &[&str] = &[
-    "TEMPORARY",
-    "GET_LOCK",
-    "LOCK",
-    "SQL_CALC_FOUND_ROWS",
-    "PREPARE",
-    "HANDLER",
-    "SESSION_TRACK",
-    "KILL",
-    "TRANSACTION",
-    "STATEMENT",
-    "LAST_INSERT_ID",
-    "AUTOCOMMIT",
-    "XA",
-];
+/// What makes a statement worth reading (a user variable's `@` or a
+/// keyword), by first letter; a statement with none is skipped without
+/// tokenising.
+fn triggers_starting_with(letter: u8) -> &'static [&'static [u8]] {
+    match letter {
+        b'@' => &[b"@"],
+        b'a' => &[b"autocommit"],
+        b'g' => &[b"get_lock"],
+        b'h' => &[b"handler"],
+        b'k' => &[b"kill"],
+        b'l' => &[b"lock", b"last_insert_id"],
+        b'p' => &[b"prepare"],
+        b's' => &[b"sql_calc_found_rows", b"session_track", b"statement"],
+        b't' => &[b"temporary", b"transaction"],
+        b'x' => &[b"xa"],
+        _ => &[],
+    }
+}
 
 /// Reads a COM_QUERY text.
 pub fn analyze(sql: &[u8]) -> Analysis {
@@ -123,13 +125,7 @@ pub fn analyze(sql: &[u8]) -> Analysis {
 }
 
 fn might_matter(sql: &[u8]) -> bool {
-    if sql.iter().any(|b| TRIGGERS.contains(b)) {
-        return true;
-    }
-    TRIGGER_WORDS.iter().any(|word| {
-        sql.windows(word.len())
-            .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
-    })
+    mentions_any(sql, triggers_starting_with)
 }
 
 fn analyze_statement(tokens: &[Token], analysis: &mut Analysis) {

@@ -3,6 +3,8 @@
 //! statements that change session state — settings to replay, or state that
 //! cannot move between server connections and so pins the client.
 
+use crate::keywords::mentions_any;
+
 /// Session state that cannot be replayed on another server connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PinReason {
@@ -86,20 +88,10 @@ fn triggers_starting_with(letter: u8) -> &'static [&'static [u8]] {
 }
 
 /// False when `sql` cannot contain a statement the analysis reacts to, so
-/// the common query (`SELECT ... WHERE id = $1`) costs no allocation. One
-/// pass, comparing only where a trigger's first letter stands: every
-/// Parse and Query goes through this.
+/// the common query (`SELECT ... WHERE id = $1`) costs no allocation:
+/// every Parse and Query goes through this.
 fn may_matter(sql: &str) -> bool {
-    let bytes = sql.as_bytes();
-    (0..bytes.len()).any(|at| {
-        let rest = &bytes[at..];
-        triggers_starting_with(rest[0].to_ascii_lowercase())
-            .iter()
-            .any(|word| {
-                rest.get(..word.len())
-                    .is_some_and(|head| head.eq_ignore_ascii_case(word))
-            })
-    })
+    mentions_any(sql.as_bytes(), triggers_starting_with)
 }
 
 /// Analyses every statement in `sql`.
