@@ -422,7 +422,9 @@ impl Session {
             conn.status,
             client_seq,
         );
-        let mut out = BytesMut::new();
+        // The response is built in the client stream's own buffer, kept
+        // from one command to the next.
+        let client_gone = |_| Ending::ClientGone;
         let mut client_open = true;
         loop {
             let read = conn.io.read_packet();
@@ -443,13 +445,15 @@ impl Session {
                 read.await
             };
             let (header, payload) = packet.map_err(|e| Ending::ServerGone(e.to_string()))?;
-            let step = relay.feed(header, &payload, &mut out).map_err(|e| {
-                Ending::ServerGone(format!("server sent a malformed response: {e}"))
-            })?;
+            let step = relay
+                .feed(header, &payload, &mut self.io.out)
+                .map_err(|e| {
+                    Ending::ServerGone(format!("server sent a malformed response: {e}"))
+                })?;
             match step {
                 Step::More => {
-                    if out.len() >= 64 * 1024 {
-                        write_client(&mut self.io, &mut out).await?;
+                    if self.io.out.len() >= 64 * 1024 {
+                        self.io.flush().await.map_err(client_gone)?;
                     }
                 }
                 Step::Done => {
@@ -457,13 +461,13 @@ impl Session {
                     break;
                 }
                 Step::LocalInfile => {
-                    write_client(&mut self.io, &mut out).await?;
+                    self.io.flush().await.map_err(client_gone)?;
                     let next = load_local_file(&mut self.io, conn, header.seq, client_caps).await?;
                     relay.resume_after_file(next);
                 }
             }
         }
-        write_client(&mut self.io, &mut out).await?;
+        self.io.flush().await.map_err(client_gone)?;
         let effects = relay.effects;
         if let Some(status) = effects.status {
             conn.status = status;
@@ -657,19 +661,6 @@ async fn closed(client: &mut PacketStream) {
         }
     }
     std::future::pending().await
-}
-
-/// Writes what is queued for the client and empties the buffer.
-async fn write_client(io: &mut PacketStream, out: &mut BytesMut) -> Result<(), Ending> {
-    use tokio::io::AsyncWriteExt;
-    if !out.is_empty() {
-        io.stream
-            .write_all(out)
-            .await
-            .map_err(|_| Ending::ClientGone)?;
-        out.clear();
-    }
-    Ok(())
 }
 
 /// Relays a LOAD DATA LOCAL INFILE file from the client to the server;
