@@ -130,16 +130,12 @@ impl Transition {
 /// What turns `server` into `client`. Variables the server has and the
 /// client does not go back to their defaults.
 pub fn transition(server: &SessionState, client: &SessionState) -> Transition {
-    let backslash_escapes = !server
-        .vars
-        .get("sql_mode")
-        .is_some_and(|mode| mode.to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES"));
     let mut assignments = Vec::new();
     for (name, value) in &client.vars {
         if server.vars.get(name) != Some(value) {
             assignments.push(format!(
                 "SESSION {name} = {}",
-                literal(name, value, backslash_escapes)
+                literal(name, value, backslash_escapes(server))
             ));
         }
     }
@@ -162,6 +158,17 @@ pub fn transition(server: &SessionState, client: &SessionState) -> Transition {
         multi_statements: (client.multi_statements != server.multi_statements)
             .then_some(client.multi_statements),
     }
+}
+
+/// Whether the server reads a backslash in a string as an escape (its
+/// sql_mode lacks NO_BACKSLASH_ESCAPES); asked only when a value is written.
+fn backslash_escapes(server: &SessionState) -> bool {
+    const MODE: &[u8] = b"NO_BACKSLASH_ESCAPES";
+    !server.vars.get("sql_mode").is_some_and(|mode| {
+        mode.as_bytes()
+            .windows(MODE.len())
+            .any(|window| window.eq_ignore_ascii_case(MODE))
+    })
 }
 
 /// The value as SQL: numbers bare (integer variables refuse strings), the
@@ -241,6 +248,23 @@ mod tests {
         assert_eq!(
             transition(&server, &client).set_statement.as_deref(),
             Some("SET SESSION time_zone = DEFAULT")
+        );
+    }
+
+    #[test]
+    fn the_servers_sql_mode_decides_how_backslashes_are_written() {
+        let mut server = SessionState::baseline(None);
+        let mut client = server.clone();
+        client.note_variable("lc_messages_dir", "a\\b");
+        assert_eq!(
+            transition(&server, &client).set_statement.as_deref(),
+            Some("SET SESSION lc_messages_dir = 'a\\\\b'")
+        );
+        server.note_variable("sql_mode", "ansi,no_backslash_escapes");
+        client.note_variable("sql_mode", "ansi,no_backslash_escapes");
+        assert_eq!(
+            transition(&server, &client).set_statement.as_deref(),
+            Some("SET SESSION lc_messages_dir = 'a\\b'")
         );
     }
 
