@@ -589,12 +589,7 @@ impl Session {
         if user_config.is_none() {
             let denied = ErrPacket::new(
                 errors::ACCESS_DENIED,
-                format!(
-                    "Access denied for user '{}'@'{}' (using password: {})",
-                    request.user,
-                    self.peer_host,
-                    if response.is_empty() { "NO" } else { "YES" }
-                ),
+                login::access_denied(&request.user, &self.peer_host, !response.is_empty()),
             );
             self.send_err_packet(seq, &denied).await?;
             return Err(Ending::ChangeUserFailed);

@@ -337,7 +337,7 @@ async fn read_auth_packet(io: &mut PacketStream) -> Result<(u8, bytes::Bytes), L
     Ok((header.seq, packet))
 }
 
-fn access_denied(user: &str, host: &str, sent_password: bool) -> String {
+pub(super) fn access_denied(user: &str, host: &str, sent_password: bool) -> String {
     let using = if sent_password { "YES" } else { "NO" };
     format!("Access denied for user '{user}'@'{host}' (using password: {using})")
 }
