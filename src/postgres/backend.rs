@@ -19,6 +19,7 @@ use super::codec::{
 };
 use super::messages::{ErrorFields, parse_error_fields};
 use super::prepared::ServerStatements;
+use super::reported::ReportedParams;
 use crate::stream::Stream;
 
 /// Where and as whom churnstile logs in upstream.
@@ -93,7 +94,7 @@ pub struct BackendKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerState {
     /// Current values of the parameters the server reports (ParameterStatus).
-    pub params: BTreeMap<String, String>,
+    pub params: ReportedParams,
     /// Status byte of the last ReadyForQuery: 'I', 'T' or 'E'.
     pub tx_status: u8,
     /// ReadyForQuery messages still owed for queries and Syncs sent.
@@ -119,7 +120,7 @@ pub struct ServerState {
 impl Default for ServerState {
     fn default() -> Self {
         ServerState {
-            params: BTreeMap::new(),
+            params: ReportedParams::default(),
             tx_status: b'I',
             pending_ready: 0,
             unsynced: false,
@@ -156,7 +157,7 @@ impl ServerState {
                 if let (Some(name), Some(value)) =
                     (codec::take_cstr(&mut body), codec::take_cstr(&mut body))
                 {
-                    self.params.insert(name.to_owned(), value.to_owned());
+                    self.params.insert(name, value);
                 }
             }
             (b'G' | b'W', _) => {

@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod prepared;
 pub mod relay;
 pub mod release;
+pub mod reported;
 pub mod service;
 pub mod session;
 pub mod settings;

@@ -179,7 +179,7 @@ pub(super) fn server_to_client(
                 && let (Some(name), Some(value)) =
                     (codec::take_cstr(&mut body), codec::take_cstr(&mut body))
             {
-                seen_params.insert(name.to_owned(), value.to_owned());
+                seen_params.insert(name, value);
             }
             if !pooling {
                 return Verdict::Forward;

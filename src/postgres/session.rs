@@ -29,6 +29,7 @@ use super::pipeline::ResponseQueue;
 use super::prepared::StatementDef;
 use super::relay;
 use super::release::{RESET_TIMEOUT, clean_for_reuse};
+use super::reported::ReportedParams;
 use super::service::{PgPool, PgService};
 use super::settings::{
     MAX_CUSTOM_SETTINGS, Probe, Settings, parse_probe, probe_query, transition_query,
@@ -72,7 +73,7 @@ pub(super) struct ClientSide {
     pub buf: BytesMut,
     pub scanner: MessageScanner,
     /// ParameterStatus values the client has been told.
-    pub seen_params: BTreeMap<String, String>,
+    pub seen_params: ReportedParams,
     /// Session settings the client's session has (moved with it).
     pub settings: Settings,
     /// The settings from its startup packet, as the server normalised them:
@@ -189,7 +190,7 @@ pub async fn run(
             stream,
             buf,
             scanner: MessageScanner::default(),
-            seen_params: BTreeMap::new(),
+            seen_params: ReportedParams::default(),
             settings: Settings::new(),
             startup_settings: Settings::new(),
             statements: HashMap::new(),
@@ -249,7 +250,7 @@ impl Session<'_> {
         }
         self.client.startup_settings = self.client.settings.clone();
         let mut out = BytesMut::new();
-        for (name, value) in &self.client.seen_params {
+        for (name, value) in self.client.seen_params.iter() {
             messages::parameter_status(&mut out, name, value);
         }
         messages::backend_key_data(
@@ -483,9 +484,9 @@ impl Session<'_> {
             conn.applied = self.client.settings.clone();
         }
         let mut out = BytesMut::new();
-        if conn.state.params != self.client.seen_params {
+        if !conn.state.params.same_as(&mut self.client.seen_params) {
             if !self.client.seen_params.is_empty() {
-                for (name, value) in &conn.state.params {
+                for (name, value) in conn.state.params.iter() {
                     if self.client.seen_params.get(name) != Some(value) {
                         messages::parameter_status(&mut out, name, value);
                     }
@@ -541,7 +542,7 @@ impl Session<'_> {
                 Err(error) => return Err(Ending::ServerGone(error.to_string())),
             }
             settings.extend(reset);
-            for (name, value) in &conn.state.params {
+            for (name, value) in conn.state.params.iter() {
                 if self.client.seen_params.get(name) != Some(value) {
                     messages::parameter_status(&mut told, name, value);
                 }
