@@ -14,14 +14,20 @@
 //! - transaction mode, `pgbench -S -M extended` and `-M prepared`: the
 //!   steady-state cost of transaction pooling (PgBouncer before 1.21 cannot
 //!   run `-M prepared` in transaction mode; that failure is reported, not
-//!   treated as a bench error).
+//!   treated as a bench error);
+//! - transaction mode, `pgbench -S -M extended` with eight times as many
+//!   clients as the pool has connections: what a pooler is for, and where
+//!   a direct server spends its time switching between backends.
 //!
-//! For each run it prints tps (pgbench's "including reconnection times" for
-//! `-C`, "without initial connection time" otherwise), the ratio to the
-//! direct run of the same workload, how many connections PostgreSQL
-//! authorized for `md5_user` during the run (exact, from the server log),
-//! failed transactions, and the TIME_WAIT sockets the run left behind toward
-//! PostgreSQL's port and toward the port pgbench connected to.
+//! Each workload runs `CHURNSTILE_BENCH_ROUNDS` times against each target,
+//! the targets taking turns. For each workload and target it prints the
+//! median tps over the rounds (pgbench's "including reconnection times" for
+//! `-C`, "without initial connection time" otherwise) and the range, the
+//! ratio of the medians to direct, the CPU time the pooler process used per
+//! transaction, how many connections PostgreSQL authorized for `md5_user`
+//! during all the rounds (exact, from the server log), failed transactions,
+//! and the TIME_WAIT sockets the rounds left behind toward PostgreSQL's port
+//! and toward the port pgbench connected to.
 //!
 //! Run it with
 //!
@@ -34,7 +40,8 @@
 //! bench looks for it at /usr/sbin/pgbouncer and skips it when absent.
 //! Settings, from the environment:
 //!
-//! - `CHURNSTILE_BENCH_SECONDS`: length of each run (`-T`), default 10;
+//! - `CHURNSTILE_BENCH_SECONDS`: length of each run (`-T`), default 5;
+//! - `CHURNSTILE_BENCH_ROUNDS`: runs per workload and target, default 3;
 //! - `CHURNSTILE_BENCH_CLIENTS`: pgbench clients (`-c`), default 8;
 //! - `CHURNSTILE_BENCH_THREADS`: pgbench threads (`-j`), default 2;
 //! - `CHURNSTILE_BENCH_POOL_SIZE`: `default_pool_size` of churnstile and
@@ -61,14 +68,18 @@ use std::time::Duration;
 use rustix::process::Signal;
 use tempfile::TempDir;
 
-use common::{RunSize, create, env_number, first_word, read_lossy, time_wait_toward};
+use common::{
+    RoundStats, RunSize, cpu_per_unit, cpu_time, create, env_number, first_word, read_lossy,
+    time_wait_toward, turn_order,
+};
 use support::child::{self, Startup};
 use support::os_account::{self, Account};
 use support::temp_dirs::temp_dir;
 use support::{APP_DB, MD5_USER, PG_SUPERUSER, PgServer, Proxy, free_port, pg_proxy_config};
 
 const HOST: &str = "127.0.0.1";
-const MAX_CONNECTIONS: u32 = 200;
+/// The many-clients workload runs this many clients per pooled connection.
+const MANY_CLIENTS_PER_CONNECTION: u64 = 8;
 const SCALE: u32 = 10;
 const PGBOUNCER_PATHS: [&str; 3] = [
     "/usr/sbin/pgbouncer",
@@ -89,7 +100,8 @@ fn run() -> ExitCode {
     let settings = Settings::from_env();
     print_machine(&settings);
     let results = run_all(&settings);
-    print_table(&results);
+    let summaries = summarize(&results);
+    print_table(&summaries, &settings);
     report_failures(&results)
 }
 
@@ -106,16 +118,28 @@ impl Settings {
             threads: env_number("CHURNSTILE_BENCH_THREADS", 2),
         }
     }
+
+    fn many_clients(&self) -> u64 {
+        self.size.pool_size * MANY_CLIENTS_PER_CONNECTION
+    }
+
+    /// Room for the most clients any workload runs, plus the bench's own
+    /// connections.
+    fn max_connections(&self) -> u64 {
+        self.size.clients.max(self.many_clients()) + 20
+    }
 }
 
 fn print_machine(settings: &Settings) {
     println!("machine: {}", common::machine());
     println!(
-        "runs: pgbench -S [-C] -c {} -j {} -T {}, as {} with md5 over TCP; \
-         scale {SCALE}; pool size {} (session mode) for churnstile and PgBouncer",
+        "runs: pgbench -S [-C] -c {} (many clients: -c {}) -j {} -T {}, {} rounds, as {} \
+         with md5 over TCP; scale {SCALE}; pool size {} for churnstile and PgBouncer",
         settings.size.clients,
+        settings.many_clients(),
         settings.threads,
         settings.size.seconds,
+        settings.size.rounds,
         MD5_USER.name,
         settings.size.pool_size
     );
@@ -125,37 +149,46 @@ fn print_machine(settings: &Settings) {
 /// Starts the servers, runs every workload against every target, and
 /// stops the servers again.
 fn run_all(settings: &Settings) -> Vec<RunResult> {
-    let pg = PgServer::builder().max_connections(MAX_CONNECTIONS).start();
+    let max_connections = settings.max_connections();
+    let pg = PgServer::builder()
+        .max_connections(u32::try_from(max_connections).unwrap_or(u32::MAX))
+        .start();
     init_pgbench(&pg);
     let mut results = Vec::new();
     for mode in ["session", "transaction"] {
         let churnstile = Proxy::start(&pg_proxy_config(
             &pg,
             &format!(
-                "[pool]\npool_mode = \"{mode}\"\ndefault_pool_size = {}\n",
+                "[general]\nmax_client_conn = {max_connections}\n\
+                 [pool]\npool_mode = \"{mode}\"\ndefault_pool_size = {}\n",
                 settings.size.pool_size
             ),
         ));
-        let pgbouncer = PgBouncer::start_if_installed(&pg, settings.size.pool_size, mode);
+        let pgbouncer = PgBouncer::start_if_installed(&pg, settings, mode);
         let mut targets = vec![
             Target {
                 name: "direct",
                 port: pg.port(),
+                pid: None,
             },
             Target {
                 name: "churnstile",
                 port: churnstile.port(),
+                pid: Some(churnstile.pid()),
             },
         ];
         if let Some(pgbouncer) = &pgbouncer {
             targets.push(Target {
                 name: "pgbouncer",
                 port: pgbouncer.port,
+                pid: Some(pgbouncer.child.id()),
             });
         }
         for workload in Workload::ALL.into_iter().filter(|w| w.pool_mode() == mode) {
-            for target in &targets {
-                results.push(run_one(&pg, workload, target, settings));
+            for round in 0..settings.size.rounds {
+                for target in turn_order(&targets, round) {
+                    results.push(run_one(&pg, workload, target, settings));
+                }
             }
         }
     }
@@ -200,14 +233,17 @@ enum Workload {
     ExtendedTxn,
     /// Persistent clients, named prepared statements, transaction pooling.
     PreparedTxn,
+    /// Like `ExtendedTxn` with eight clients per pooled connection.
+    ManyClientsTxn,
 }
 
 impl Workload {
-    const ALL: [Workload; 4] = [
+    const ALL: [Workload; 5] = [
         Workload::Reconnect,
         Workload::Persistent,
         Workload::ExtendedTxn,
         Workload::PreparedTxn,
+        Workload::ManyClientsTxn,
     ];
 
     fn label(self) -> &'static str {
@@ -216,6 +252,7 @@ impl Workload {
             Workload::Persistent => "-S (persistent)",
             Workload::ExtendedTxn => "-S -M extended (txn)",
             Workload::PreparedTxn => "-S -M prepared (txn)",
+            Workload::ManyClientsTxn => "-S -M extended, many",
         }
     }
 
@@ -223,7 +260,16 @@ impl Workload {
     fn pool_mode(self) -> &'static str {
         match self {
             Workload::Reconnect | Workload::Persistent => "session",
-            Workload::ExtendedTxn | Workload::PreparedTxn => "transaction",
+            Workload::ExtendedTxn | Workload::PreparedTxn | Workload::ManyClientsTxn => {
+                "transaction"
+            }
+        }
+    }
+
+    fn clients(self, settings: &Settings) -> u64 {
+        match self {
+            Workload::ManyClientsTxn => settings.many_clients(),
+            _ => settings.size.clients,
         }
     }
 
@@ -231,7 +277,7 @@ impl Workload {
         match self {
             Workload::Reconnect => &["-n", "-S", "-C"],
             Workload::Persistent => &["-n", "-S"],
-            Workload::ExtendedTxn => &["-n", "-S", "-M", "extended"],
+            Workload::ExtendedTxn | Workload::ManyClientsTxn => &["-n", "-S", "-M", "extended"],
             Workload::PreparedTxn => &["-n", "-S", "-M", "prepared"],
         }
     }
@@ -247,12 +293,17 @@ impl Workload {
 struct Target {
     name: &'static str,
     port: u16,
+    /// The pooler's process, whose CPU time is measured.
+    pid: Option<u32>,
 }
 
+/// One round of one workload against one target.
 struct RunResult {
     workload: Workload,
     target: &'static str,
     tps: f64,
+    /// CPU time the pooler used per transaction.
+    cpu_per_transaction: Option<Duration>,
     failed: u64,
     upstream_opened: usize,
     time_wait_pg: usize,
@@ -266,9 +317,13 @@ fn run_one(pg: &PgServer, workload: Workload, target: &Target, settings: &Settin
     let pg_waits_before = time_wait_toward(pg.port());
     let target_waits_before = time_wait_toward(target.port);
     let opened_before = pg.connections_authorized(APP_DB, MD5_USER.name);
+    let cpu_before = target.pid.and_then(cpu_time);
     let run = run_pgbench(workload, target.port, settings);
+    let cpu_after = target.pid.and_then(cpu_time);
     let opened_after = pg.connections_authorized(APP_DB, MD5_USER.name);
     let report = parse_report(&run.stdout);
+    let transactions = report.transactions.unwrap_or(0) as f64;
+    let cpu_per_transaction = cpu_per_unit(cpu_before, cpu_after, transactions);
     let error = run_error(&run, &report);
     if let Some(error) = &error {
         eprintln!(
@@ -285,6 +340,7 @@ fn run_one(pg: &PgServer, workload: Workload, target: &Target, settings: &Settin
         workload,
         target: target.name,
         tps: report.tps.unwrap_or(0.0),
+        cpu_per_transaction,
         failed: report.failed,
         upstream_opened: opened_after.saturating_sub(opened_before),
         time_wait_pg: time_wait_toward(pg.port())
@@ -314,7 +370,7 @@ fn run_pgbench(workload: Workload, port: u16, settings: &Settings) -> PgbenchRun
     let mut command = Command::new("pgbench");
     command
         .args(workload.pgbench_args())
-        .args(["-c", &settings.size.clients.to_string()])
+        .args(["-c", &workload.clients(settings).to_string()])
         .args(["-j", &settings.threads.to_string()])
         .args(["-T", &settings.size.seconds.to_string()])
         .args([
@@ -352,19 +408,28 @@ fn run_pgbench(workload: Workload, port: u16, settings: &Settings) -> PgbenchRun
 /// What pgbench's summary says.
 struct Report {
     tps: Option<f64>,
+    transactions: Option<u64>,
     failed: u64,
 }
 
-/// Reads `tps = N (...)` and `number of failed transactions: N (x%)`
-/// (pgbench 15+; older versions do not retry and print no such line).
+/// Reads `tps = N (...)`, `number of transactions actually processed: N`
+/// and `number of failed transactions: N (x%)` (pgbench 15+; older
+/// versions do not retry and print no such line).
 fn parse_report(stdout: &str) -> Report {
     let mut report = Report {
         tps: None,
+        transactions: None,
         failed: 0,
     };
     for line in stdout.lines() {
         if let Some(rest) = line.strip_prefix("tps = ") {
             report.tps = first_word(rest).parse().ok();
+        } else if let Some(rest) = line.strip_prefix("number of transactions actually processed: ")
+        {
+            report.transactions = first_word(rest)
+                .split('/')
+                .next()
+                .and_then(|n| n.parse().ok());
         } else if let Some(rest) = line.strip_prefix("number of failed transactions: ") {
             report.failed = first_word(rest).parse().unwrap_or(u64::MAX);
         }
@@ -384,57 +449,126 @@ fn run_error(run: &PgbenchRun, report: &Report) -> Option<String> {
     }
 }
 
-fn print_table(results: &[RunResult]) {
+/// One workload against one target, over all its rounds.
+struct Summary {
+    workload: Workload,
+    target: &'static str,
+    /// `None` when every round failed.
+    stats: Option<RoundStats>,
+    failed: u64,
+    failed_rounds: usize,
+    upstream_opened: usize,
+    time_wait_pg: usize,
+    time_wait_target: usize,
+}
+
+/// Folds the rounds of each workload and target into one row, in the order
+/// they first ran.
+fn summarize(results: &[RunResult]) -> Vec<Summary> {
+    let mut summaries: Vec<Summary> = Vec::new();
+    for result in results {
+        if summaries
+            .iter()
+            .any(|s| s.workload == result.workload && s.target == result.target)
+        {
+            continue;
+        }
+        let rounds: Vec<&RunResult> = results
+            .iter()
+            .filter(|r| r.workload == result.workload && r.target == result.target)
+            .collect();
+        let passed: Vec<(f64, Option<Duration>)> = rounds
+            .iter()
+            .filter(|r| r.error.is_none())
+            .map(|r| (r.tps, r.cpu_per_transaction))
+            .collect();
+        summaries.push(Summary {
+            workload: result.workload,
+            target: result.target,
+            stats: RoundStats::of(&passed),
+            failed: rounds.iter().map(|r| r.failed).sum(),
+            failed_rounds: rounds.iter().filter(|r| r.error.is_some()).count(),
+            upstream_opened: rounds.iter().map(|r| r.upstream_opened).sum(),
+            time_wait_pg: rounds.iter().map(|r| r.time_wait_pg).sum(),
+            time_wait_target: rounds.iter().map(|r| r.time_wait_target).sum(),
+        });
+    }
+    summaries
+}
+
+fn print_table(summaries: &[Summary], settings: &Settings) {
     println!();
-    println!(
-        "{:<21} | {:<10} | {:>10} | {:>9} | {:>15} | {:>6} | {:>12} | {:>16}",
+    let header = format!(
+        "{:<21} | {:<10} | {:>10} | {:>17} | {:>9} | {:>10} | {:>8} | {:>6} | {:>7} | {:>9}",
         "workload",
         "target",
-        "tps",
+        "median tps",
+        "range",
         "vs direct",
-        "upstream opened",
+        "CPU/txn",
+        "upstream",
         "failed",
-        "TIME_WAIT→pg",
-        "TIME_WAIT→target"
+        "TW→pg",
+        "TW→target"
     );
-    println!(
-        "{}",
-        "-".repeat(21 + 10 + 10 + 9 + 15 + 6 + 12 + 16 + 7 * 3)
-    );
-    for result in results {
-        let direct = results
+    println!("{header}");
+    println!("{}", "-".repeat(header.chars().count()));
+    for summary in summaries {
+        let direct = summaries
             .iter()
-            .find(|other| other.workload == result.workload && other.target == "direct")
-            .map_or(0.0, |direct| direct.tps);
-        let ratio = if direct > 0.0 {
-            format!("{:.2}x", result.tps / direct)
-        } else {
-            "-".to_owned()
+            .find(|other| other.workload == summary.workload && other.target == "direct")
+            .and_then(|direct| direct.stats.as_ref());
+        let (tps, range, ratio, cpu) = match &summary.stats {
+            None => (
+                "FAILED".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+            ),
+            Some(stats) => {
+                let mark = if summary.failed_rounds > 0 { "*" } else { "" };
+                (
+                    format!("{:.1}{mark}", stats.median),
+                    stats.range(),
+                    stats.ratio_to(direct),
+                    stats.cpu_micros(),
+                )
+            }
         };
-        let tps = if result.error.is_some() {
-            "FAILED".to_owned()
-        } else {
-            format!("{:.1}", result.tps)
+        let workload = match summary.workload {
+            Workload::ManyClientsTxn => {
+                format!("{} {}", summary.workload.label(), settings.many_clients())
+            }
+            other => other.label().to_owned(),
         };
         println!(
-            "{:<21} | {:<10} | {:>10} | {:>9} | {:>15} | {:>6} | {:>12} | {:>16}",
-            result.workload.label(),
-            result.target,
+            "{:<21} | {:<10} | {:>10} | {:>17} | {:>9} | {:>10} | {:>8} | {:>6} | {:>7} | {:>9}",
+            workload,
+            summary.target,
             tps,
+            range,
             ratio,
-            result.upstream_opened,
-            result.failed,
-            result.time_wait_pg,
-            result.time_wait_target
+            cpu,
+            summary.upstream_opened,
+            summary.failed,
+            summary.time_wait_pg,
+            summary.time_wait_target
         );
     }
     println!();
     println!(
-        "upstream opened: sessions PostgreSQL authorized for {} during the run (server log).",
+        "median tps / range: over {} rounds of {} s, the targets taking turns; * some rounds failed.",
+        settings.size.rounds, settings.size.seconds
+    );
+    println!(
+        "CPU/txn: CPU time (user + system) the pooler process used per transaction, median round."
+    );
+    println!(
+        "upstream: sessions PostgreSQL authorized for {} during all rounds (server log).",
         MD5_USER.name
     );
     println!(
-        "TIME_WAIT→pg / →target: TIME_WAIT sockets new since the run started, on \
+        "TW→pg / TW→target: TIME_WAIT sockets new since each round started, summed, on \
          connections to PostgreSQL's port / to the port pgbench used (either end)."
     );
 }
@@ -465,7 +599,11 @@ struct PgBouncer {
 
 impl PgBouncer {
     /// `None`, with a note, when PgBouncer is not installed.
-    fn start_if_installed(pg: &PgServer, pool_size: u64, pool_mode: &str) -> Option<PgBouncer> {
+    fn start_if_installed(
+        pg: &PgServer,
+        settings: &Settings,
+        pool_mode: &str,
+    ) -> Option<PgBouncer> {
         let Some(binary) = PGBOUNCER_PATHS
             .iter()
             .map(PathBuf::from)
@@ -477,7 +615,7 @@ impl PgBouncer {
         let dir = temp_dir("pgbouncer");
         let port = free_port();
         let run_as = service_account();
-        write_pgbouncer_files(dir.path(), pg, port, pool_size, pool_mode);
+        write_pgbouncer_files(dir.path(), pg, port, settings, pool_mode);
         if let Some(account) = run_as {
             chown(dir.path(), account);
         }
@@ -537,7 +675,13 @@ fn chown(path: &Path, account: Account) {
 
 /// pgbouncer.ini and userlist.txt (md5 secret) in `dir`, which is also the
 /// Unix socket directory. Per-connection logging is off, as in churnstile.
-fn write_pgbouncer_files(dir: &Path, pg: &PgServer, port: u16, pool_size: u64, pool_mode: &str) {
+fn write_pgbouncer_files(
+    dir: &Path,
+    pg: &PgServer,
+    port: u16,
+    settings: &Settings,
+    pool_mode: &str,
+) {
     let secret = postgres_protocol::password::md5(MD5_USER.password.as_bytes(), MD5_USER.name);
     let userlist = dir.join("userlist.txt");
     fs::write(&userlist, format!("\"{}\" \"{secret}\"\n", MD5_USER.name))
@@ -554,7 +698,7 @@ fn write_pgbouncer_files(dir: &Path, pg: &PgServer, port: u16, pool_size: u64, p
          auth_file = {userlist}\n\
          pool_mode = {pool_mode}\n\
          default_pool_size = {pool_size}\n\
-         max_client_conn = {MAX_CONNECTIONS}\n\
+         max_client_conn = {max_client_conn}\n\
          server_reset_query = DISCARD ALL\n\
          log_connections = 0\n\
          log_disconnections = 0\n",
@@ -562,6 +706,8 @@ fn write_pgbouncer_files(dir: &Path, pg: &PgServer, port: u16, pool_size: u64, p
         pg_port = pg.port(),
         dir = dir.display(),
         userlist = userlist.display(),
+        pool_size = settings.size.pool_size,
+        max_client_conn = settings.max_connections(),
     );
     let path = dir.join("pgbouncer.ini");
     fs::write(&path, ini).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
@@ -570,11 +716,13 @@ fn write_pgbouncer_files(dir: &Path, pg: &PgServer, port: u16, pool_size: u64, p
 /// What `cargo test` runs instead of the benchmark: the parsers on samples.
 fn check_parsers() {
     let report = parse_report(
-        "number of failed transactions: 3 (0.100%)\n\
+        "number of transactions actually processed: 12345\n\
+         number of failed transactions: 3 (0.100%)\n\
          latency average = 0.5 ms\n\
          tps = 1234.567890 (including reconnection times)\n",
     );
     assert_eq!(report.tps, Some(1234.56789));
+    assert_eq!(report.transactions, Some(12345));
     assert_eq!(report.failed, 3);
     common::check_parsers();
 }

@@ -19,13 +19,16 @@
 //!   maps per server connection) and once with `--db-ps-mode=disable`
 //!   (plain text queries).
 //!
-//! For each run it prints the rate (completed connect + query + close cycles
-//! per second for the churn; sysbench's transactions and queries per
-//! second), the ratio to the direct run of the same workload, how many
-//! connections MariaDB accepted during the run (the `Connections` status
-//! counter, read over its Unix socket so the reading opens no TCP
+//! Each workload runs `CHURNSTILE_BENCH_ROUNDS` times against each target,
+//! the targets taking turns. For each workload and target it prints the
+//! median rate over the rounds and the range (completed connect + query +
+//! close cycles per second for the churn; sysbench's transactions per
+//! second, and its queries per second), the ratio of the medians to direct,
+//! the CPU time churnstile used per cycle or transaction, how many
+//! connections MariaDB accepted during all the rounds (the `Connections`
+//! status counter, read over its Unix socket so the reading opens no TCP
 //! connection), failed cycles or sysbench's ignored errors, and the
-//! TIME_WAIT sockets the run left behind toward MariaDB's port and toward
+//! TIME_WAIT sockets the rounds left behind toward MariaDB's port and toward
 //! the port the clients connected to.
 //!
 //! Run it with
@@ -40,7 +43,8 @@
 //! `apt-get install sysbench` if running as root, and otherwise skips the
 //! sysbench workloads, saying so. Settings, from the environment:
 //!
-//! - `CHURNSTILE_BENCH_SECONDS`: length of each run, default 10;
+//! - `CHURNSTILE_BENCH_SECONDS`: length of each run, default 5;
+//! - `CHURNSTILE_BENCH_ROUNDS`: runs per workload and target, default 3;
 //! - `CHURNSTILE_BENCH_CLIENTS`: concurrent churn workers and sysbench
 //!   `--threads`, default 8;
 //! - `CHURNSTILE_BENCH_POOL_SIZE`: churnstile's `default_pool_size`, default
@@ -70,7 +74,10 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use rustix::process::Signal;
 
-use common::{RunSize, create, first_word, read_lossy, time_wait_toward};
+use common::{
+    RoundStats, RunSize, cpu_per_unit, cpu_time, create, first_word, read_lossy, time_wait_toward,
+    turn_order,
+};
 use support::child;
 use support::temp_dirs::temp_dir;
 use support::{APP_DB, MariaDbServer, NATIVE_USER, Proxy, free_port};
@@ -147,7 +154,7 @@ fn run() -> ExitCode {
     let settings = Settings::from_env();
     print_machine(&settings);
     let results = run_all(&settings);
-    print_table(&results);
+    print_table(&summarize(&results), &settings);
     report_failures(&results)
 }
 
@@ -249,8 +256,10 @@ fn ensure_sysbench() -> bool {
 fn print_machine(settings: &Settings) {
     println!("machine: {}", common::machine());
     println!(
-        "runs: {} s each, {} clients over TCP; churn workers: {}; sysbench oltp_read_only \
-         --tables={SYSBENCH_TABLES} --table-size={SYSBENCH_TABLE_SIZE}; churnstile pool size {}",
+        "runs: {} rounds of {} s each, {} clients over TCP; churn workers: {}; sysbench \
+         oltp_read_only --tables={SYSBENCH_TABLES} --table-size={SYSBENCH_TABLE_SIZE}; \
+         churnstile pool size {}",
+        settings.size.rounds,
         settings.size.seconds,
         settings.size.clients,
         settings.churn_client.name(),
@@ -271,7 +280,8 @@ struct Target<'a> {
     name: &'static str,
     port: u16,
     login: Login,
-    /// The churnstile, whose log a failed run prints; `None` for MariaDB.
+    /// The churnstile, whose log a failed run prints and whose CPU time is
+    /// measured; `None` for MariaDB.
     proxy: Option<&'a MySqlProxy>,
 }
 
@@ -313,8 +323,10 @@ fn run_all(settings: &Settings) -> Vec<RunResult> {
     }
     let mut results = Vec::new();
     for workload in workloads {
-        for target in &targets {
-            results.push(run_one(&mariadb, workload, target, settings));
+        for round in 0..settings.size.rounds {
+            for target in turn_order(&targets, round) {
+                results.push(run_one(&mariadb, workload, target, settings));
+            }
         }
     }
     results
@@ -414,11 +426,14 @@ impl Workload {
     }
 }
 
+/// One round of one workload against one target.
 struct RunResult {
     workload: Workload,
     target: &'static str,
     /// Cycles per second for the churn, transactions per second for sysbench.
     rate: f64,
+    /// CPU time churnstile used per cycle or transaction.
+    cpu_per_unit: Option<Duration>,
     /// Queries per second, where the client reports them.
     qps: Option<f64>,
     failed: u64,
@@ -447,10 +462,15 @@ fn run_one(
     let opened_before = connections_accepted(mariadb);
     let server_waits_before = time_wait_toward(mariadb.port());
     let target_waits_before = time_wait_toward(target.port);
+    let pid = target.proxy.map(|proxy| proxy.proxy.pid());
+    let cpu_before = pid.and_then(cpu_time);
+    let started = Instant::now();
     let measured = match workload {
         Workload::Churn => run_churn(target, settings),
         Workload::OltpReadOnly(ps_mode) => run_sysbench(mariadb, ps_mode, target, settings),
     };
+    let units = measured.rate * started.elapsed().as_secs_f64();
+    let cpu_per_unit = cpu_per_unit(cpu_before, pid.and_then(cpu_time), units);
     thread::sleep(CLOSE_SETTLE);
     let time_wait_server = time_wait_toward(mariadb.port())
         .difference(&server_waits_before)
@@ -477,6 +497,7 @@ fn run_one(
         workload,
         target: target.name,
         rate: measured.rate,
+        cpu_per_unit,
         qps: measured.qps,
         failed: measured.failed,
         upstream_opened,
@@ -853,10 +874,64 @@ fn parse_sysbench(stdout: &str) -> SysbenchReport {
     report
 }
 
-fn print_table(results: &[RunResult]) {
-    let row = |cells: [&str; 9]| {
+/// One workload against one target, over all its rounds.
+struct Summary {
+    workload: Workload,
+    target: &'static str,
+    /// `None` when every round failed.
+    stats: Option<RoundStats>,
+    /// Median queries per second, where the client reports them.
+    qps: Option<f64>,
+    failed: u64,
+    failed_rounds: usize,
+    upstream_opened: u64,
+    time_wait_server: usize,
+    time_wait_target: usize,
+}
+
+/// Folds the rounds of each workload and target into one row, in the order
+/// they first ran.
+fn summarize(results: &[RunResult]) -> Vec<Summary> {
+    let mut summaries: Vec<Summary> = Vec::new();
+    for result in results {
+        if summaries
+            .iter()
+            .any(|s| s.workload == result.workload && s.target == result.target)
+        {
+            continue;
+        }
+        let rounds: Vec<&RunResult> = results
+            .iter()
+            .filter(|r| r.workload == result.workload && r.target == result.target)
+            .collect();
+        let passed: Vec<&RunResult> = rounds
+            .iter()
+            .copied()
+            .filter(|r| r.error.is_none())
+            .collect();
+        let rates: Vec<(f64, Option<Duration>)> =
+            passed.iter().map(|r| (r.rate, r.cpu_per_unit)).collect();
+        let qps: Vec<(f64, Option<Duration>)> =
+            passed.iter().filter_map(|r| Some((r.qps?, None))).collect();
+        summaries.push(Summary {
+            workload: result.workload,
+            target: result.target,
+            stats: RoundStats::of(&rates),
+            qps: RoundStats::of(&qps).map(|stats| stats.median),
+            failed: rounds.iter().map(|r| r.failed).sum(),
+            failed_rounds: rounds.len() - passed.len(),
+            upstream_opened: rounds.iter().map(|r| r.upstream_opened).sum(),
+            time_wait_server: rounds.iter().map(|r| r.time_wait_server).sum(),
+            time_wait_target: rounds.iter().map(|r| r.time_wait_target).sum(),
+        });
+    }
+    summaries
+}
+
+fn print_table(summaries: &[Summary], settings: &Settings) {
+    let row = |cells: [&str; 11]| {
         println!(
-            "{:<22} | {:<18} | {:>13} | {:>9} | {:>9} | {:>8} | {:>6} | {:>9} | {:>9}",
+            "{:<22} | {:<18} | {:>14} | {:>11} | {:>9} | {:>8} | {:>9} | {:>8} | {:>6} | {:>9} | {:>9}",
             cells[0],
             cells[1],
             cells[2],
@@ -865,16 +940,20 @@ fn print_table(results: &[RunResult]) {
             cells[5],
             cells[6],
             cells[7],
-            cells[8]
+            cells[8],
+            cells[9],
+            cells[10]
         );
     };
     println!();
     row([
         "workload",
         "target",
-        "rate",
+        "median rate",
+        "range",
         "vs direct",
         "qps",
+        "CPU/unit",
         "upstream",
         "failed",
         "TW→server",
@@ -882,46 +961,62 @@ fn print_table(results: &[RunResult]) {
     ]);
     println!(
         "{}",
-        "-".repeat(22 + 18 + 13 + 9 + 9 + 8 + 6 + 9 + 9 + 8 * 3)
+        "-".repeat(22 + 18 + 14 + 11 + 9 + 8 + 9 + 8 + 6 + 9 + 9 + 10 * 3)
     );
-    for result in results {
-        let direct = results
+    for summary in summaries {
+        let direct = summaries
             .iter()
-            .find(|other| other.workload == result.workload && other.target == "direct")
-            .map_or(0.0, |direct| direct.rate);
-        let ratio = if direct > 0.0 {
-            format!("{:.2}x", result.rate / direct)
-        } else {
-            "-".to_owned()
+            .find(|other| other.workload == summary.workload && other.target == "direct")
+            .and_then(|direct| direct.stats.as_ref());
+        let (rate, range, ratio, cpu) = match &summary.stats {
+            None => (
+                "FAILED".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+            ),
+            Some(stats) => {
+                let mark = if summary.failed_rounds > 0 { "*" } else { "" };
+                (
+                    format!("{:.1} {}{mark}", stats.median, summary.workload.rate_unit()),
+                    stats.range(),
+                    stats.ratio_to(direct),
+                    stats.cpu_micros(),
+                )
+            }
         };
-        let rate = if result.error.is_some() {
-            "FAILED".to_owned()
-        } else {
-            format!("{:.1} {}", result.rate, result.workload.rate_unit())
-        };
-        let qps = result.qps.map_or("-".to_owned(), |qps| format!("{qps:.0}"));
+        let qps = summary
+            .qps
+            .map_or("-".to_owned(), |qps| format!("{qps:.0}"));
         row([
-            result.workload.label(),
-            result.target,
+            summary.workload.label(),
+            summary.target,
             &rate,
+            &range,
             &ratio,
             &qps,
-            &result.upstream_opened.to_string(),
-            &result.failed.to_string(),
-            &result.time_wait_server.to_string(),
-            &result.time_wait_target.to_string(),
+            &cpu,
+            &summary.upstream_opened.to_string(),
+            &summary.failed.to_string(),
+            &summary.time_wait_server.to_string(),
+            &summary.time_wait_target.to_string(),
         ]);
     }
     println!();
     println!(
-        "rate: completed connect + SELECT 1 + close cycles per second (churn), transactions per \
-         second (sysbench)."
+        "median rate / range: over {} rounds of {} s, the targets taking turns; * some rounds \
+         failed. Completed connect + SELECT 1 + close cycles per second (churn), transactions \
+         per second (sysbench).",
+        settings.size.rounds, settings.size.seconds
     );
-    println!("upstream: connections MariaDB accepted during the run (its Connections counter).");
     println!(
-        "TW→server / TW→target: TIME_WAIT sockets new since the run started, on connections to \
-         MariaDB's port / to the port the clients used (either end); a port the kernel \
-         reuses while in TIME_WAIT (net.ipv4.tcp_tw_reuse, on for loopback) counts once."
+        "CPU/unit: CPU time (user + system) churnstile used per cycle or transaction, median round."
+    );
+    println!("upstream: connections MariaDB accepted during all rounds (its Connections counter).");
+    println!(
+        "TW→server / TW→target: TIME_WAIT sockets new since each round started, summed, on \
+         connections to MariaDB's port / to the port the clients used (either end); a port the \
+         kernel reuses while in TIME_WAIT (net.ipv4.tcp_tw_reuse, on for loopback) counts once."
     );
 }
 

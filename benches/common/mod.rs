@@ -1,12 +1,14 @@
 //! What the load benches share (`mod common;`): the choice between
 //! benchmarking and checking parsers, the run sizes from the environment,
-//! the machine they ran on, TIME_WAIT sockets read from /proc/net/tcp, the
-//! files their clients write, and how a bench with a failed run exits.
+//! the machine they ran on, the CPU time a pooler spent, medians over
+//! rounds, TIME_WAIT sockets read from /proc/net/tcp, the files their
+//! clients write, and how a bench with a failed run exits.
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// TCP state number of TIME_WAIT in /proc/net/tcp.
 const TCP_TIME_WAIT: &str = "06";
@@ -24,22 +26,28 @@ pub fn main(bench: &str, check_parsers: fn(), run: fn() -> ExitCode) -> ExitCode
 }
 
 /// How long and how wide each run is, from the environment:
-/// `CHURNSTILE_BENCH_SECONDS` (default 10), `CHURNSTILE_BENCH_CLIENTS`
-/// (default 8) and `CHURNSTILE_BENCH_POOL_SIZE` (default the number of
-/// clients).
+/// `CHURNSTILE_BENCH_SECONDS` (default 5), `CHURNSTILE_BENCH_CLIENTS`
+/// (default 8), `CHURNSTILE_BENCH_POOL_SIZE` (default the number of
+/// clients) and `CHURNSTILE_BENCH_ROUNDS` (default 3).
 pub struct RunSize {
     pub seconds: u64,
     pub clients: u64,
     pub pool_size: u64,
+    /// How many times each workload runs against each target. The targets
+    /// take turns within a round, each round starting with the next one, so
+    /// a burst of load from elsewhere on the machine does not land on one
+    /// target only; tables show the median round.
+    pub rounds: u64,
 }
 
 impl RunSize {
     pub fn from_env() -> RunSize {
         let clients = env_number("CHURNSTILE_BENCH_CLIENTS", 8);
         RunSize {
-            seconds: env_number("CHURNSTILE_BENCH_SECONDS", 10),
+            seconds: env_number("CHURNSTILE_BENCH_SECONDS", 5),
             clients,
             pool_size: env_number("CHURNSTILE_BENCH_POOL_SIZE", clients),
+            rounds: env_number("CHURNSTILE_BENCH_ROUNDS", 3),
         }
     }
 
@@ -68,6 +76,105 @@ pub fn machine() -> String {
     let load: Vec<&str> = loadavg.split_whitespace().take(3).collect();
     let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
     format!("{cores} cores, load average {}", load.join(" "))
+}
+
+/// The order in which `targets` take their turn in round `round`: the
+/// list rotated left by `round`.
+pub fn turn_order<T>(targets: &[T], round: u64) -> impl Iterator<Item = &T> {
+    let start = usize::try_from(round).unwrap_or(0) % targets.len().max(1);
+    targets[start..].iter().chain(&targets[..start])
+}
+
+/// The middle value (the mean of the two middle ones for an even count);
+/// `None` when there are none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        len if len % 2 == 1 => Some(sorted[middle]),
+        _ => Some((sorted[middle - 1] + sorted[middle]) / 2.0),
+    }
+}
+
+/// The rounds of one workload against one target, folded.
+pub struct RoundStats {
+    pub median: f64,
+    pub low: f64,
+    pub high: f64,
+    /// Median CPU time the pooler used per unit of work, where measured.
+    pub cpu: Option<Duration>,
+}
+
+impl RoundStats {
+    /// From the (rate, pooler CPU per unit of work) of the rounds that did
+    /// not fail; `None` when all failed.
+    pub fn of(rounds: &[(f64, Option<Duration>)]) -> Option<RoundStats> {
+        let rates: Vec<f64> = rounds.iter().map(|(rate, _)| *rate).collect();
+        let cpu: Vec<f64> = rounds
+            .iter()
+            .filter_map(|(_, cpu)| cpu.map(|cpu| cpu.as_secs_f64()))
+            .collect();
+        Some(RoundStats {
+            median: median(&rates)?,
+            low: rates.iter().copied().fold(f64::INFINITY, f64::min),
+            high: rates.iter().copied().fold(0.0, f64::max),
+            cpu: median(&cpu).map(Duration::from_secs_f64),
+        })
+    }
+
+    /// `low-high`, rounded.
+    pub fn range(&self) -> String {
+        format!("{:.0}-{:.0}", self.low, self.high)
+    }
+
+    /// The median as a multiple of `direct`'s, or `-`.
+    pub fn ratio_to(&self, direct: Option<&RoundStats>) -> String {
+        direct
+            .filter(|direct| direct.median > 0.0)
+            .map_or("-".to_owned(), |direct| {
+                format!("{:.2}x", self.median / direct.median)
+            })
+    }
+
+    /// The CPU time per unit of work in microseconds, or `-`.
+    pub fn cpu_micros(&self) -> String {
+        self.cpu.map_or("-".to_owned(), |cpu| {
+            format!("{:.1} µs", cpu.as_secs_f64() * 1e6)
+        })
+    }
+}
+
+/// `spent` divided over `units` of work; `None` without a measurement or
+/// without work.
+pub fn cpu_per_unit(
+    before: Option<Duration>,
+    after: Option<Duration>,
+    units: f64,
+) -> Option<Duration> {
+    let spent = after?.checked_sub(before?)?;
+    (units >= 1.0).then(|| spent.div_f64(units))
+}
+
+/// CPU time process `pid` has used so far, user plus system, over all its
+/// threads (fields 14 and 15 of /proc/PID/stat, in clock ticks).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = cpu_ticks_in(&stat)?;
+    let per_second = rustix::param::clock_ticks_per_second();
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+/// utime + stime from a /proc/PID/stat line. The command name (field 2)
+/// may hold spaces and parentheses, so fields are counted from the last ')'.
+fn cpu_ticks_in(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    // After the name come field 3 (state) onwards: utime is field 14.
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// TIME_WAIT sockets of connections to `port`, as (local, remote)
@@ -131,8 +238,28 @@ pub fn exit_status(bench: &str, failures: &[String]) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// The /proc/net/tcp parser on a sample, for the benches' `cargo test` runs.
+/// The /proc parsers and the round helpers on samples, for the benches'
+/// `cargo test` runs.
 pub fn check_parsers() {
+    let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                250 75 0 0 20 0 1 0 100 1000000 200";
+    assert_eq!(cpu_ticks_in(stat), Some(325));
+    assert!(cpu_time(std::process::id()).is_some());
+    assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+    assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    assert_eq!(median(&[]), None);
+    let order: Vec<_> = turn_order(&["a", "b", "c"], 4).copied().collect();
+    assert_eq!(order, ["b", "c", "a"]);
+    let ms = Duration::from_millis;
+    let stats = RoundStats::of(&[(10.0, Some(ms(3))), (30.0, None), (20.0, Some(ms(1)))]).unwrap();
+    assert_eq!((stats.median, stats.range()), (20.0, "10-30".to_owned()));
+    assert_eq!(stats.cpu, Some(ms(2)));
+    let direct = RoundStats::of(&[(40.0, None)]).unwrap();
+    assert_eq!(stats.ratio_to(Some(&direct)), "0.50x");
+    assert!(RoundStats::of(&[]).is_none());
+    assert_eq!(cpu_per_unit(Some(ms(10)), Some(ms(30)), 4.0), Some(ms(5)));
+    assert_eq!(cpu_per_unit(None, Some(ms(30)), 4.0), None);
+
     let table = "  sl  local_address rem_address   st tx_queue\n\
         0: 0100007F:A1B2 0100007F:1538 06 00000000:00000000\n\
         1: 0100007F:A1B3 0100007F:1538 01 00000000:00000000\n\
