@@ -102,7 +102,7 @@ fn run() -> ExitCode {
     let results = run_all(&settings);
     let summaries = summarize(&results);
     print_table(&summaries, &settings);
-    report_failures(&results)
+    report_failures(&results, &settings)
 }
 
 /// What the runs look like, from `CHURNSTILE_BENCH_*` variables.
@@ -246,13 +246,15 @@ impl Workload {
         Workload::ManyClientsTxn,
     ];
 
-    fn label(self) -> &'static str {
+    fn label(self, settings: &Settings) -> String {
         match self {
-            Workload::Reconnect => "-C -S (conn per txn)",
-            Workload::Persistent => "-S (persistent)",
-            Workload::ExtendedTxn => "-S -M extended (txn)",
-            Workload::PreparedTxn => "-S -M prepared (txn)",
-            Workload::ManyClientsTxn => "-S -M extended, many",
+            Workload::Reconnect => "-C -S (conn per txn)".to_owned(),
+            Workload::Persistent => "-S (persistent)".to_owned(),
+            Workload::ExtendedTxn => "-S -M extended (txn)".to_owned(),
+            Workload::PreparedTxn => "-S -M prepared (txn)".to_owned(),
+            Workload::ManyClientsTxn => {
+                format!("-S -M extended -c {} (txn)", settings.many_clients())
+            }
         }
     }
 
@@ -313,7 +315,11 @@ struct RunResult {
 }
 
 fn run_one(pg: &PgServer, workload: Workload, target: &Target, settings: &Settings) -> RunResult {
-    println!("running: {} against {} ...", workload.label(), target.name);
+    println!(
+        "running: {} against {} ...",
+        workload.label(settings),
+        target.name
+    );
     let pg_waits_before = time_wait_toward(pg.port());
     let target_waits_before = time_wait_toward(target.port);
     let opened_before = pg.connections_authorized(APP_DB, MD5_USER.name);
@@ -328,7 +334,7 @@ fn run_one(pg: &PgServer, workload: Workload, target: &Target, settings: &Settin
     if let Some(error) = &error {
         eprintln!(
             "{} against {} failed: {error}",
-            workload.label(),
+            workload.label(settings),
             target.name
         );
         eprintln!(
@@ -499,7 +505,7 @@ fn summarize(results: &[RunResult]) -> Vec<Summary> {
 fn print_table(summaries: &[Summary], settings: &Settings) {
     println!();
     let header = format!(
-        "{:<21} | {:<10} | {:>10} | {:>17} | {:>9} | {:>10} | {:>8} | {:>6} | {:>7} | {:>9}",
+        "{:<25} | {:<10} | {:>10} | {:>13} | {:>9} | {:>9} | {:>8} | {:>6} | {:>7} | {:>9}",
         "workload",
         "target",
         "median tps",
@@ -535,14 +541,9 @@ fn print_table(summaries: &[Summary], settings: &Settings) {
                 )
             }
         };
-        let workload = match summary.workload {
-            Workload::ManyClientsTxn => {
-                format!("{} {}", summary.workload.label(), settings.many_clients())
-            }
-            other => other.label().to_owned(),
-        };
+        let workload = summary.workload.label(settings);
         println!(
-            "{:<21} | {:<10} | {:>10} | {:>17} | {:>9} | {:>10} | {:>8} | {:>6} | {:>7} | {:>9}",
+            "{:<25} | {:<10} | {:>10} | {:>13} | {:>9} | {:>9} | {:>8} | {:>6} | {:>7} | {:>9}",
             workload,
             summary.target,
             tps,
@@ -573,7 +574,7 @@ fn print_table(summaries: &[Summary], settings: &Settings) {
     );
 }
 
-fn report_failures(results: &[RunResult]) -> ExitCode {
+fn report_failures(results: &[RunResult], settings: &Settings) -> ExitCode {
     let failures: Vec<String> = results
         .iter()
         .filter(|result| !(result.target == "pgbouncer" && result.workload.pgbouncer_may_fail()))
@@ -581,7 +582,7 @@ fn report_failures(results: &[RunResult]) -> ExitCode {
             let error = result.error.as_ref()?;
             Some(format!(
                 "{} against {}: {error}",
-                result.workload.label(),
+                result.workload.label(settings),
                 result.target
             ))
         })
