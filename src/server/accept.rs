@@ -55,7 +55,7 @@ impl Listener {
         match self {
             Listener::Tcp(listener) => {
                 let (stream, peer) = listener.accept().await?;
-                Ok((Stream::tcp(stream)?, peer.to_string()))
+                Ok((Stream::accepted_tcp(stream), peer.to_string()))
             }
             Listener::Unix(listener) => {
                 let (stream, _) = listener.accept().await?;

@@ -13,6 +13,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 
 use crate::doctor::{ProcessInfo, port_owner, socket_path_owner};
+use crate::stream::set_tcp_options;
 
 /// Connections the kernel queues before we accept them; bursts of new
 /// clients are exactly what a pooler is for.
@@ -61,7 +62,8 @@ fn held_by(owner: Option<&ProcessInfo>) -> String {
 }
 
 /// Listens on `addr` with SO_REUSEADDR (restarts are not blocked by
-/// TIME_WAIT), IPV6_V6ONLY for IPv6 addresses and a backlog of 1024.
+/// TIME_WAIT), IPV6_V6ONLY for IPv6 addresses, a backlog of 1024, and the
+/// TCP options accepted clients inherit ([`set_tcp_options`]).
 ///
 /// Must be called inside a tokio runtime.
 pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
@@ -71,6 +73,7 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }
+        set_tcp_options(socket2::SockRef::from(&socket))?;
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         socket.listen(BACKLOG)?;
@@ -250,6 +253,29 @@ mod tests {
             let bound = listener.local_addr().unwrap();
             assert_eq!(bound.ip(), addr.ip());
             assert_ne!(bound.port(), 0);
+        }
+    }
+
+    /// `Stream::accepted_tcp` sets no options of its own: it relies on the
+    /// kernel copying the listener's.
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay_and_keepalive() {
+        for addr in ["127.0.0.1:0", "[::1]:0"] {
+            let listener = bind_tcp(addr.parse().unwrap()).unwrap();
+            let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+            let (accepted, _) = tokio::try_join!(listener.accept(), client).unwrap();
+            let accepted = socket2::SockRef::from(&accepted.0);
+            assert!(accepted.tcp_nodelay().unwrap());
+            assert!(accepted.keepalive().unwrap());
+            assert_eq!(
+                accepted.tcp_keepalive_time().unwrap(),
+                std::time::Duration::from_secs(60)
+            );
+            assert_eq!(
+                accepted.tcp_keepalive_interval().unwrap(),
+                std::time::Duration::from_secs(10)
+            );
+            assert_eq!(accepted.tcp_keepalive_retries().unwrap(), 6);
         }
     }
 
