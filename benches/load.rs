@@ -69,8 +69,8 @@ use rustix::process::Signal;
 use tempfile::TempDir;
 
 use common::{
-    RoundStats, RunSize, cpu_per_unit, cpu_time, create, env_number, first_word, read_lossy,
-    time_wait_toward, turn_order,
+    RoundResult, RunSize, Summary, cpu_per_unit, cpu_time, create, env_number, first_word,
+    read_lossy, summarize, time_wait_toward, turn_order,
 };
 use support::child::{self, Startup};
 use support::os_account::{self, Account};
@@ -299,20 +299,7 @@ struct Target {
     pid: Option<u32>,
 }
 
-/// One round of one workload against one target.
-struct RunResult {
-    workload: Workload,
-    target: &'static str,
-    tps: f64,
-    /// CPU time the pooler used per transaction.
-    cpu_per_transaction: Option<Duration>,
-    failed: u64,
-    upstream_opened: usize,
-    time_wait_pg: usize,
-    time_wait_target: usize,
-    /// Why the run failed outright, if it did.
-    error: Option<String>,
-}
+type RunResult = RoundResult<Workload>;
 
 fn run_one(pg: &PgServer, workload: Workload, target: &Target, settings: &Settings) -> RunResult {
     println!(
@@ -345,11 +332,12 @@ fn run_one(pg: &PgServer, workload: Workload, target: &Target, settings: &Settin
     RunResult {
         workload,
         target: target.name,
-        tps: report.tps.unwrap_or(0.0),
-        cpu_per_transaction,
+        rate: report.tps.unwrap_or(0.0),
+        cpu_per_unit: cpu_per_transaction,
+        qps: None,
         failed: report.failed,
-        upstream_opened: opened_after.saturating_sub(opened_before),
-        time_wait_pg: time_wait_toward(pg.port())
+        upstream_opened: opened_after.saturating_sub(opened_before) as u64,
+        time_wait_server: time_wait_toward(pg.port())
             .difference(&pg_waits_before)
             .count(),
         time_wait_target: time_wait_toward(target.port)
@@ -455,57 +443,10 @@ fn run_error(run: &PgbenchRun, report: &Report) -> Option<String> {
     }
 }
 
-/// One workload against one target, over all its rounds.
-struct Summary {
-    workload: Workload,
-    target: &'static str,
-    /// `None` when every round failed.
-    stats: Option<RoundStats>,
-    failed: u64,
-    failed_rounds: usize,
-    upstream_opened: usize,
-    time_wait_pg: usize,
-    time_wait_target: usize,
-}
-
-/// Folds the rounds of each workload and target into one row, in the order
-/// they first ran.
-fn summarize(results: &[RunResult]) -> Vec<Summary> {
-    let mut summaries: Vec<Summary> = Vec::new();
-    for result in results {
-        if summaries
-            .iter()
-            .any(|s| s.workload == result.workload && s.target == result.target)
-        {
-            continue;
-        }
-        let rounds: Vec<&RunResult> = results
-            .iter()
-            .filter(|r| r.workload == result.workload && r.target == result.target)
-            .collect();
-        let passed: Vec<(f64, Option<Duration>)> = rounds
-            .iter()
-            .filter(|r| r.error.is_none())
-            .map(|r| (r.tps, r.cpu_per_transaction))
-            .collect();
-        summaries.push(Summary {
-            workload: result.workload,
-            target: result.target,
-            stats: RoundStats::of(&passed),
-            failed: rounds.iter().map(|r| r.failed).sum(),
-            failed_rounds: rounds.iter().filter(|r| r.error.is_some()).count(),
-            upstream_opened: rounds.iter().map(|r| r.upstream_opened).sum(),
-            time_wait_pg: rounds.iter().map(|r| r.time_wait_pg).sum(),
-            time_wait_target: rounds.iter().map(|r| r.time_wait_target).sum(),
-        });
-    }
-    summaries
-}
-
-fn print_table(summaries: &[Summary], settings: &Settings) {
+fn print_table(summaries: &[Summary<Workload>], settings: &Settings) {
     println!();
     let header = format!(
-        "{:<25} | {:<10} | {:>10} | {:>13} | {:>9} | {:>9} | {:>8} | {:>6} | {:>7} | {:>9}",
+        "{:<26} | {:<10} | {:>10} | {:>13} | {:>9} | {:>9} | {:>8} | {:>6} | {:>7} | {:>9}",
         "workload",
         "target",
         "median tps",
@@ -520,30 +461,10 @@ fn print_table(summaries: &[Summary], settings: &Settings) {
     println!("{header}");
     println!("{}", "-".repeat(header.chars().count()));
     for summary in summaries {
-        let direct = summaries
-            .iter()
-            .find(|other| other.workload == summary.workload && other.target == "direct")
-            .and_then(|direct| direct.stats.as_ref());
-        let (tps, range, ratio, cpu) = match &summary.stats {
-            None => (
-                "FAILED".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-            ),
-            Some(stats) => {
-                let mark = if summary.failed_rounds > 0 { "*" } else { "" };
-                (
-                    format!("{:.1}{mark}", stats.median),
-                    stats.range(),
-                    stats.ratio_to(direct),
-                    stats.cpu_micros(),
-                )
-            }
-        };
+        let [tps, range, ratio, cpu] = summary.rate_cells(summaries, "");
         let workload = summary.workload.label(settings);
         println!(
-            "{:<25} | {:<10} | {:>10} | {:>13} | {:>9} | {:>9} | {:>8} | {:>6} | {:>7} | {:>9}",
+            "{:<26} | {:<10} | {:>10} | {:>13} | {:>9} | {:>9} | {:>8} | {:>6} | {:>7} | {:>9}",
             workload,
             summary.target,
             tps,
@@ -552,7 +473,7 @@ fn print_table(summaries: &[Summary], settings: &Settings) {
             cpu,
             summary.upstream_opened,
             summary.failed,
-            summary.time_wait_pg,
+            summary.time_wait_server,
             summary.time_wait_target
         );
     }

@@ -75,8 +75,8 @@ use mysql_async::prelude::Queryable;
 use rustix::process::Signal;
 
 use common::{
-    RoundStats, RunSize, cpu_per_unit, cpu_time, create, first_word, read_lossy, time_wait_toward,
-    turn_order,
+    RoundResult, RunSize, Summary, cpu_per_unit, cpu_time, create, first_word, read_lossy,
+    summarize, time_wait_toward, turn_order,
 };
 use support::child;
 use support::temp_dirs::temp_dir;
@@ -426,23 +426,7 @@ impl Workload {
     }
 }
 
-/// One round of one workload against one target.
-struct RunResult {
-    workload: Workload,
-    target: &'static str,
-    /// Cycles per second for the churn, transactions per second for sysbench.
-    rate: f64,
-    /// CPU time churnstile used per cycle or transaction.
-    cpu_per_unit: Option<Duration>,
-    /// Queries per second, where the client reports them.
-    qps: Option<f64>,
-    failed: u64,
-    upstream_opened: u64,
-    time_wait_server: usize,
-    time_wait_target: usize,
-    /// Why the run failed outright, if it did.
-    error: Option<String>,
-}
+type RunResult = RoundResult<Workload>;
 
 /// What a client program reported, in common.
 struct Measured {
@@ -874,61 +858,7 @@ fn parse_sysbench(stdout: &str) -> SysbenchReport {
     report
 }
 
-/// One workload against one target, over all its rounds.
-struct Summary {
-    workload: Workload,
-    target: &'static str,
-    /// `None` when every round failed.
-    stats: Option<RoundStats>,
-    /// Median queries per second, where the client reports them.
-    qps: Option<f64>,
-    failed: u64,
-    failed_rounds: usize,
-    upstream_opened: u64,
-    time_wait_server: usize,
-    time_wait_target: usize,
-}
-
-/// Folds the rounds of each workload and target into one row, in the order
-/// they first ran.
-fn summarize(results: &[RunResult]) -> Vec<Summary> {
-    let mut summaries: Vec<Summary> = Vec::new();
-    for result in results {
-        if summaries
-            .iter()
-            .any(|s| s.workload == result.workload && s.target == result.target)
-        {
-            continue;
-        }
-        let rounds: Vec<&RunResult> = results
-            .iter()
-            .filter(|r| r.workload == result.workload && r.target == result.target)
-            .collect();
-        let passed: Vec<&RunResult> = rounds
-            .iter()
-            .copied()
-            .filter(|r| r.error.is_none())
-            .collect();
-        let rates: Vec<(f64, Option<Duration>)> =
-            passed.iter().map(|r| (r.rate, r.cpu_per_unit)).collect();
-        let qps: Vec<(f64, Option<Duration>)> =
-            passed.iter().filter_map(|r| Some((r.qps?, None))).collect();
-        summaries.push(Summary {
-            workload: result.workload,
-            target: result.target,
-            stats: RoundStats::of(&rates),
-            qps: RoundStats::of(&qps).map(|stats| stats.median),
-            failed: rounds.iter().map(|r| r.failed).sum(),
-            failed_rounds: rounds.len() - passed.len(),
-            upstream_opened: rounds.iter().map(|r| r.upstream_opened).sum(),
-            time_wait_server: rounds.iter().map(|r| r.time_wait_server).sum(),
-            time_wait_target: rounds.iter().map(|r| r.time_wait_target).sum(),
-        });
-    }
-    summaries
-}
-
-fn print_table(summaries: &[Summary], settings: &Settings) {
+fn print_table(summaries: &[Summary<Workload>], settings: &Settings) {
     let row = |cells: [&str; 11]| {
         println!(
             "{:<22} | {:<18} | {:>14} | {:>11} | {:>9} | {:>8} | {:>9} | {:>8} | {:>6} | {:>9} | {:>9}",
@@ -964,27 +894,8 @@ fn print_table(summaries: &[Summary], settings: &Settings) {
         "-".repeat(22 + 18 + 14 + 11 + 9 + 8 + 9 + 8 + 6 + 9 + 9 + 10 * 3)
     );
     for summary in summaries {
-        let direct = summaries
-            .iter()
-            .find(|other| other.workload == summary.workload && other.target == "direct")
-            .and_then(|direct| direct.stats.as_ref());
-        let (rate, range, ratio, cpu) = match &summary.stats {
-            None => (
-                "FAILED".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-            ),
-            Some(stats) => {
-                let mark = if summary.failed_rounds > 0 { "*" } else { "" };
-                (
-                    format!("{:.1} {}{mark}", stats.median, summary.workload.rate_unit()),
-                    stats.range(),
-                    stats.ratio_to(direct),
-                    stats.cpu_micros(),
-                )
-            }
-        };
+        let unit = format!(" {}", summary.workload.rate_unit());
+        let [rate, range, ratio, cpu] = summary.rate_cells(summaries, &unit);
         let qps = summary
             .qps
             .map_or("-".to_owned(), |qps| format!("{qps:.0}"));

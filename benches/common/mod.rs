@@ -85,6 +85,107 @@ pub fn turn_order<T>(targets: &[T], round: u64) -> impl Iterator<Item = &T> {
     targets[start..].iter().chain(&targets[..start])
 }
 
+/// One round of workload `W` against one target.
+pub struct RoundResult<W> {
+    pub workload: W,
+    pub target: &'static str,
+    /// Transactions (or churn cycles) per second.
+    pub rate: f64,
+    /// CPU time the pooler used per transaction or cycle.
+    pub cpu_per_unit: Option<Duration>,
+    /// Queries per second, where the client reports them.
+    pub qps: Option<f64>,
+    pub failed: u64,
+    /// Connections the server accepted during the round.
+    pub upstream_opened: u64,
+    /// TIME_WAIT sockets the round left toward the server's port and toward
+    /// the port the clients used.
+    pub time_wait_server: usize,
+    pub time_wait_target: usize,
+    /// Why the round failed outright, if it did.
+    pub error: Option<String>,
+}
+
+/// The rounds of one workload against one target, folded into a row.
+pub struct Summary<W> {
+    pub workload: W,
+    pub target: &'static str,
+    /// `None` when every round failed.
+    pub stats: Option<RoundStats>,
+    /// Median queries per second, where the client reports them.
+    pub qps: Option<f64>,
+    pub failed: u64,
+    pub failed_rounds: usize,
+    pub upstream_opened: u64,
+    pub time_wait_server: usize,
+    pub time_wait_target: usize,
+}
+
+impl<W: PartialEq> Summary<W> {
+    /// The row's median rate (with `unit`, starred if some rounds failed),
+    /// range, ratio to the direct row of the same workload in `all`, and
+    /// pooler CPU time per unit; `FAILED` and dashes if every round failed.
+    pub fn rate_cells(&self, all: &[Summary<W>], unit: &str) -> [String; 4] {
+        let Some(stats) = &self.stats else {
+            return ["FAILED", "-", "-", "-"].map(str::to_owned);
+        };
+        let direct = all
+            .iter()
+            .find(|other| other.workload == self.workload && other.target == "direct")
+            .and_then(|direct| direct.stats.as_ref());
+        let mark = if self.failed_rounds > 0 { "*" } else { "" };
+        [
+            format!("{:.1}{unit}{mark}", stats.median),
+            stats.range(),
+            stats.ratio_to(direct),
+            stats.cpu_micros(),
+        ]
+    }
+}
+
+/// One row per workload and target, in the order they first ran; counts
+/// are summed over the rounds, rates and CPU times are the median round.
+pub fn summarize<W: Copy + PartialEq>(results: &[RoundResult<W>]) -> Vec<Summary<W>> {
+    let mut groups: Vec<Vec<&RoundResult<W>>> = Vec::new();
+    for result in results {
+        let same = |first: &&RoundResult<W>| {
+            first.workload == result.workload && first.target == result.target
+        };
+        match groups
+            .iter_mut()
+            .find(|group| group.first().is_some_and(same))
+        {
+            Some(group) => group.push(result),
+            None => groups.push(vec![result]),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|rounds| {
+            let passed: Vec<&RoundResult<W>> = rounds
+                .iter()
+                .copied()
+                .filter(|r| r.error.is_none())
+                .collect();
+            let rates: Vec<(f64, Option<Duration>)> =
+                passed.iter().map(|r| (r.rate, r.cpu_per_unit)).collect();
+            let qps: Vec<(f64, Option<Duration>)> =
+                passed.iter().filter_map(|r| Some((r.qps?, None))).collect();
+            Summary {
+                workload: rounds[0].workload,
+                target: rounds[0].target,
+                stats: RoundStats::of(&rates),
+                qps: RoundStats::of(&qps).map(|stats| stats.median),
+                failed: rounds.iter().map(|r| r.failed).sum(),
+                failed_rounds: rounds.len() - passed.len(),
+                upstream_opened: rounds.iter().map(|r| r.upstream_opened).sum(),
+                time_wait_server: rounds.iter().map(|r| r.time_wait_server).sum(),
+                time_wait_target: rounds.iter().map(|r| r.time_wait_target).sum(),
+            }
+        })
+        .collect()
+}
+
 /// The middle value (the mean of the two middle ones for an even count);
 /// `None` when there are none.
 pub fn median(values: &[f64]) -> Option<f64> {
@@ -248,6 +349,34 @@ pub fn check_parsers() {
     assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
     assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
     assert_eq!(median(&[]), None);
+    let round = |workload: u8, rate: f64, error: Option<&str>| RoundResult {
+        workload,
+        target: "t",
+        rate,
+        cpu_per_unit: None,
+        qps: Some(rate * 2.0),
+        failed: u64::from(error.is_some()),
+        upstream_opened: 1,
+        time_wait_server: 0,
+        time_wait_target: 2,
+        error: error.map(str::to_owned),
+    };
+    let rows = summarize(&[
+        round(1, 10.0, None),
+        round(2, 5.0, None),
+        round(1, 30.0, Some("broke")),
+        round(1, 20.0, None),
+    ]);
+    assert_eq!(rows.len(), 2);
+    let first = &rows[0];
+    assert_eq!(
+        (first.workload, first.failed, first.failed_rounds),
+        (1, 1, 1)
+    );
+    assert_eq!((first.upstream_opened, first.time_wait_target), (3, 6));
+    assert_eq!(first.stats.as_ref().map(|s| s.median), Some(15.0));
+    assert_eq!(first.qps, Some(30.0));
+    assert_eq!(rows[1].rate_cells(&rows, " tps")[0], "5.0 tps");
     let order: Vec<_> = turn_order(&["a", "b", "c"], 4).copied().collect();
     assert_eq!(order, ["b", "c", "a"]);
     let ms = Duration::from_millis;
