@@ -644,6 +644,10 @@ impl Session<'_> {
         } else {
             self.client.settings.clone()
         };
+        // The client has gone: letting go of its copy of the reported
+        // parameters spares the reset's ParameterStatus messages a copy of
+        // the map they change.
+        self.client.seen_params = ReportedParams::default();
         let conn = server.pooled.conn();
         let cleaned = clean_for_reuse(conn, mid_message, reset_query, &restore).await;
         let resynced = match (&cleaned, full_reset && self.pooling()) {
