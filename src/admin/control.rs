@@ -7,8 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::reload;
 use crate::config::load_file;
+use crate::pool::PoolControl;
 use crate::postgres::messages::sqlstate;
-use crate::postgres::service::{PgPool, PgService};
+use crate::postgres::service::PgService;
 
 /// How often PAUSE looks whether the pools have drained.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
@@ -27,13 +28,26 @@ fn failed(code: &'static str, message: impl Into<String>) -> Failed {
     }
 }
 
-/// The pools of `database`, or of every database when `None`.
-fn pools_of<'a>(service: &'a PgService, database: Option<&str>) -> Result<Vec<&'a PgPool>, Failed> {
-    let pools: Vec<&PgPool> = service
+/// The pools of `database`, or of every database when `None`, PostgreSQL
+/// and MySQL alike.
+fn pools_of<'a>(
+    service: &'a PgService,
+    database: Option<&str>,
+) -> Result<Vec<&'a dyn PoolControl>, Failed> {
+    let wanted = |name: &String| database.is_none_or(|wanted| name == wanted);
+    let mut pools: Vec<&dyn PoolControl> = service
         .pools()
-        .filter(|((name, _), _)| database.is_none_or(|wanted| name == wanted))
-        .map(|(_, pool)| pool)
+        .filter(|((name, _), _)| wanted(name))
+        .map(|(_, pool)| pool as &dyn PoolControl)
         .collect();
+    if let Some(mysql) = service.mysql.get() {
+        pools.extend(
+            mysql
+                .pools()
+                .filter(|((name, _, _), _)| wanted(name))
+                .map(|(_, pool)| pool as &dyn PoolControl),
+        );
+    }
     match database {
         Some(name) if pools.is_empty() => Err(failed(
             sqlstate::INVALID_CATALOG_NAME,
@@ -87,7 +101,11 @@ pub(super) fn kill(service: &PgService, database: &str) -> Result<usize, Failed>
     for pool in pools_of(service, Some(database))? {
         pool.pause();
     }
-    Ok(service.clients.kill_database(database))
+    let mysql_killed = service
+        .mysql
+        .get()
+        .map_or(0, |mysql| mysql.clients.kill_database(database));
+    Ok(service.clients.kill_database(database) + mysql_killed)
 }
 
 /// Re-reads the configuration file; returns what was not applied.

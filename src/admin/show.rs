@@ -1,6 +1,7 @@
-//! The SHOW commands: tables built from the pools' counters, the registry
-//! of clients and server connections, and the configuration in force.
-//! Column names follow PgBouncer's, so its tooling reads them.
+//! The SHOW commands: tables built from the pools' counters (PostgreSQL
+//! and MySQL pools alike), the registry of clients and server connections,
+//! and the configuration in force. Column names follow PgBouncer's, so its
+//! tooling reads them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -10,7 +11,8 @@ use super::reload::{CHANGEABLE, config_settings, default_config};
 use super::table::{Kind, Table, num, text};
 use super::time::utc;
 use crate::config::{Config, PoolMode};
-use crate::postgres::service::{PgPool, PgService};
+use crate::pool::PoolStatsSnapshot;
+use crate::postgres::service::PgService;
 use crate::registry::ClientState;
 
 /// The table for `listing`.
@@ -39,9 +41,66 @@ pub(super) fn pool_mode_name(mode: PoolMode) -> &'static str {
     }
 }
 
-/// Pools ordered by (database, user).
-fn sorted_pools(service: &PgService) -> BTreeMap<&(String, String), &PgPool> {
-    service.pools().collect()
+/// One pool as the SHOW commands list it, of either protocol (a MySQL
+/// pool's FOUND_ROWS variants counted together).
+struct PoolView {
+    database: String,
+    user: String,
+    stats: PoolStatsSnapshot,
+    paused: bool,
+    /// Clients that logged in to it since start.
+    logins: u64,
+    /// Clients connected to it now.
+    clients: usize,
+}
+
+/// Every pool, ordered by (database, user).
+fn pool_views(service: &PgService) -> Vec<PoolView> {
+    let logins = service.clients.logins();
+    let mut connected: HashMap<(String, String), usize> = HashMap::new();
+    for client in service.clients.list() {
+        *connected
+            .entry((client.database.clone(), client.user.clone()))
+            .or_default() += 1;
+    }
+    let mut views: Vec<PoolView> = service
+        .pools()
+        .map(|(key, pool)| PoolView {
+            database: key.0.clone(),
+            user: key.1.clone(),
+            stats: pool.stats(),
+            paused: pool.is_paused(),
+            logins: logins.get(key).copied().unwrap_or(0),
+            clients: connected.get(key).copied().unwrap_or(0),
+        })
+        .collect();
+    if let Some(mysql) = service.mysql.get() {
+        let connected = mysql.clients.count_by_pool();
+        let paused: HashMap<(&str, &str), bool> = mysql
+            .pools()
+            .map(|((database, user, _), pool)| {
+                ((database.as_str(), user.as_str()), pool.is_paused())
+            })
+            .collect();
+        for ((database, user), stats) in mysql.pool_stats() {
+            views.push(PoolView {
+                paused: paused
+                    .get(&(database.as_str(), user.as_str()))
+                    .copied()
+                    .unwrap_or(false),
+                logins: mysql.logins(&database, &user),
+                clients: connected
+                    .get(&(database.clone(), user.clone()))
+                    .copied()
+                    .unwrap_or(0),
+                database,
+                user,
+                stats,
+            });
+        }
+    }
+    views.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
+    views
 }
 
 fn pools(service: &PgService) -> Table {
@@ -60,29 +119,17 @@ fn pools(service: &PgService) -> Table {
         ("maxwait_us", Kind::Int),
         ("pool_mode", Kind::Text),
     ]);
-    let mut clients: HashMap<(String, String), (usize, usize)> = HashMap::new();
-    for client in service.clients.list() {
-        let counts = clients
-            .entry((client.database.clone(), client.user.clone()))
-            .or_default();
-        if client.state() == ClientState::Waiting {
-            counts.1 += 1;
-        } else {
-            counts.0 += 1;
-        }
-    }
-    for (key, pool) in sorted_pools(service) {
-        let stats = pool.stats();
-        let (active, waiting) = clients.get(key).copied().unwrap_or_default();
+    for view in pool_views(service) {
+        let stats = view.stats;
         let mode = config
             .databases
-            .get(&key.0)
+            .get(&view.database)
             .map_or("", |db| pool_mode_name(db.pool.pool_mode));
         table.push(vec![
-            text(&key.0),
-            text(&key.1),
-            num(active),
-            num(waiting),
+            text(&view.database),
+            text(&view.user),
+            num(view.clients.saturating_sub(stats.waiting)),
+            num(stats.waiting),
             num(stats.in_use),
             num(stats.open.saturating_sub(stats.in_use)),
             num(0),
@@ -236,14 +283,9 @@ fn stats(service: &PgService) -> Table {
         ("total_wait_timeouts", Kind::Int),
         ("reuse_ratio", Kind::Float),
     ]);
-    let logins = service.clients.logins();
-    let mut per_database: BTreeMap<&str, [u64; 12]> = BTreeMap::new();
-    for ((database, user), pool) in service.pools() {
-        let stats = pool.stats();
-        let served = logins
-            .get(&(database.clone(), user.clone()))
-            .copied()
-            .unwrap_or(0);
+    let mut per_database: BTreeMap<String, [u64; 12]> = BTreeMap::new();
+    for view in pool_views(service) {
+        let stats = view.stats;
         let traffic = stats.traffic;
         let add = [
             stats.checkouts,
@@ -253,13 +295,13 @@ fn stats(service: &PgService) -> Table {
             traffic.bytes_sent,
             micros(traffic.transaction_time),
             micros(stats.wait_time),
-            served,
+            view.logins,
             stats.opened,
             stats.connect_failures,
             stats.wait_timeouts,
             0,
         ];
-        let totals = per_database.entry(database).or_default();
+        let totals = per_database.entry(view.database).or_default();
         for (total, value) in totals.iter_mut().zip(add) {
             *total += value;
         }
@@ -280,7 +322,7 @@ fn stats(service: &PgService) -> Table {
             _,
         ] = totals;
         table.push(vec![
-            text(database),
+            text(&database),
             num(assignments),
             num(transactions),
             num(queries),
@@ -316,23 +358,20 @@ fn churn(service: &PgService, time_wait_by_upstream: &HashMap<String, usize>) ->
         ("upstream", Kind::Text),
         ("time_wait", Kind::Int),
     ]);
-    let logins = service.clients.logins();
-    for (key, pool) in sorted_pools(service) {
-        let stats = pool.stats();
-        let served = logins.get(key).copied().unwrap_or(0);
+    for view in pool_views(service) {
         let upstream = config
             .databases
-            .get(&key.0)
+            .get(&view.database)
             .map(|db| crate::metrics::upstream_label(&db.host, db.port))
             .unwrap_or_default();
         let time_wait = time_wait_by_upstream.get(&upstream).copied().unwrap_or(0);
         table.push(vec![
-            text(&key.0),
-            text(&key.1),
-            num(served),
-            num(stats.opened),
-            num(stats.connect_failures),
-            num(ratio(served, stats.opened)),
+            text(&view.database),
+            text(&view.user),
+            num(view.logins),
+            num(view.stats.opened),
+            num(view.stats.connect_failures),
+            num(ratio(view.logins, view.stats.opened)),
             text(upstream),
             num(time_wait),
         ]);
@@ -357,14 +396,11 @@ fn databases(service: &PgService) -> Table {
         ("paused", Kind::Int),
         ("disabled", Kind::Int),
     ]);
+    let views = pool_views(service);
     for (name, db) in &config.databases {
-        let pools: Vec<&PgPool> = service
-            .pools()
-            .filter(|((database, _), _)| database == name)
-            .map(|(_, pool)| pool)
-            .collect();
-        let open: usize = pools.iter().map(|pool| pool.stats().open).sum();
-        let paused = !pools.is_empty() && pools.iter().all(|pool| pool.is_paused());
+        let pools: Vec<&PoolView> = views.iter().filter(|view| &view.database == name).collect();
+        let open: usize = pools.iter().map(|view| view.stats.open).sum();
+        let paused = !pools.is_empty() && pools.iter().all(|view| view.paused);
         table.push(vec![
             text(name),
             text(&db.host),

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use super::names::*;
 use super::{MetricsSources, PROTOCOL_MYSQL, pool_labels, protocol_pool_labels};
 use crate::pool::CloseReason;
-use crate::pool::PoolStatsSnapshot;
 use crate::postgres::sql::PinReason;
 use crate::registry::ClientState;
 use crate::server::accept::fd_exhausted_accepts;
@@ -105,20 +104,15 @@ pub(super) fn record(sources: &MetricsSources) {
 /// MySQL pools, summed over the FOUND_ROWS variants of each (database,
 /// user); returns (clients served, upstream connections opened).
 fn record_mysql(sources: &MetricsSources) -> (u64, u64) {
-    let mut by_pool: HashMap<(&str, &str), Vec<PoolStatsSnapshot>> = HashMap::new();
     let mut sizes: HashMap<(&str, &str), usize> = HashMap::new();
     for ((database, user, _), pool) in sources.mysql.pools() {
-        by_pool
-            .entry((database.as_str(), user.as_str()))
-            .or_default()
-            .push(pool.stats());
         *sizes.entry((database.as_str(), user.as_str())).or_default() += pool.limits().max_size;
     }
     let (mut all_served, mut all_opened) = (0, 0);
-    for ((database, user), snapshots) in by_pool {
-        let sum = |field: fn(&PoolStatsSnapshot) -> u64| snapshots.iter().map(field).sum::<u64>();
+    for ((database, user), stats) in sources.mysql.pool_stats() {
+        let (database, user) = (database.as_str(), user.as_str());
         let served = sources.mysql.logins(database, user);
-        let opened = sum(|s| s.opened);
+        let opened = stats.opened;
         all_served += served;
         all_opened += opened;
         let labels = protocol_pool_labels(PROTOCOL_MYSQL, database, user);
@@ -129,22 +123,19 @@ fn record_mysql(sources: &MetricsSources) -> (u64, u64) {
         metrics::counter!(CLIENT_LOGINS, &labels).absolute(served);
         metrics::counter!(UPSTREAM_OPENED, &with("result", "ok")).absolute(opened);
         metrics::counter!(UPSTREAM_OPENED, &with("result", "error"))
-            .absolute(sum(|s| s.connect_failures));
+            .absolute(stats.connect_failures);
         for reason in CloseReason::ALL {
-            let closed = snapshots.iter().map(|s| s.closed_for(reason)).sum::<u64>();
-            metrics::counter!(UPSTREAM_CLOSED, &with("reason", reason.as_str())).absolute(closed);
+            metrics::counter!(UPSTREAM_CLOSED, &with("reason", reason.as_str()))
+                .absolute(stats.closed_for(reason));
         }
-        metrics::counter!(POOL_CHECKOUTS, &labels).absolute(sum(|s| s.checkouts));
-        metrics::counter!(POOL_WAIT_TIMEOUTS, &labels).absolute(sum(|s| s.wait_timeouts));
+        metrics::counter!(POOL_CHECKOUTS, &labels).absolute(stats.checkouts);
+        metrics::counter!(POOL_WAIT_TIMEOUTS, &labels).absolute(stats.wait_timeouts);
         metrics::gauge!(POOL_SIZE, &labels).set(sizes[&(database, user)] as f64);
         metrics::gauge!(POOL_REUSE_RATIO, &labels).set(ratio(served, opened));
-        let in_use = snapshots.iter().map(|s| s.in_use).sum::<usize>();
-        let open = snapshots.iter().map(|s| s.open).sum::<usize>();
-        let opening = snapshots.iter().map(|s| s.opening).sum::<usize>();
         for (state, count) in [
-            ("active", in_use),
-            ("idle", open.saturating_sub(in_use)),
-            ("login", opening),
+            ("active", stats.in_use),
+            ("idle", stats.open.saturating_sub(stats.in_use)),
+            ("login", stats.opening),
         ] {
             metrics::gauge!(UPSTREAM_CONNECTIONS, &with("state", state)).set(count as f64);
         }

@@ -638,7 +638,9 @@ impl Session {
         self.client.database = database;
         self.state = self.initial.clone();
         self.forget_session_state();
-        self.service.clients.rename(self.id, &request.user);
+        self.service
+            .clients
+            .rename(self.id, &self.client.database, &request.user);
         self.send_ok(seq).await
     }
 }

@@ -1,6 +1,7 @@
 //! `KILL [QUERY | CONNECTION] id` with churnstile's connection ids: the
-//! registry of connected clients, and delivering a kill to the server
-//! connection serving the target client. A client's server connection is
+//! registry of connected clients (with the database and user they are
+//! logged in to, which the admin console counts and kills by), and
+//! delivering a kill to the server connection serving the target client. A client's server connection is
 //! not switched while a kill for it is being delivered, so a kill can never
 //! reach another client's query.
 
@@ -31,6 +32,7 @@ pub struct ClientHandle {
 }
 
 struct Entry {
+    database: String,
     user: String,
     handle: ClientHandle,
 }
@@ -48,7 +50,7 @@ impl KillRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn register(&self, id: u32, user: &str) -> ClientHandle {
+    pub fn register(&self, id: u32, database: &str, user: &str) -> ClientHandle {
         let handle = ClientHandle {
             killed: CancellationToken::new(),
             serving: Arc::default(),
@@ -56,6 +58,7 @@ impl KillRegistry {
         self.lock().insert(
             id,
             Entry {
+                database: database.to_owned(),
                 user: user.to_owned(),
                 handle: handle.clone(),
             },
@@ -64,10 +67,34 @@ impl KillRegistry {
     }
 
     /// Changes the user a client is known as (COM_CHANGE_USER).
-    pub fn rename(&self, id: u32, user: &str) {
+    /// The client logged in again (COM_CHANGE_USER).
+    pub fn rename(&self, id: u32, database: &str, user: &str) {
         if let Some(entry) = self.lock().get_mut(&id) {
+            entry.database = database.to_owned();
             entry.user = user.to_owned();
         }
+    }
+
+    /// Connected clients per (database, user).
+    pub fn count_by_pool(&self) -> HashMap<(String, String), usize> {
+        let mut counts = HashMap::new();
+        for entry in self.lock().values() {
+            *counts
+                .entry((entry.database.clone(), entry.user.clone()))
+                .or_default() += 1;
+        }
+        counts
+    }
+
+    /// Disconnects every client of `database`; returns how many.
+    pub fn kill_database(&self, database: &str) -> usize {
+        let clients = self.lock();
+        let mut killed = 0;
+        for entry in clients.values().filter(|entry| entry.database == database) {
+            entry.handle.killed.cancel();
+            killed += 1;
+        }
+        killed
     }
 
     pub fn unregister(&self, id: u32) {

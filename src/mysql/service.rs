@@ -4,7 +4,7 @@
 //! caching_sha2_password, and the collation names of handshake character
 //! sets.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +22,7 @@ use super::wire::errors;
 use super::wire::packet::write_packet;
 use super::wire::response::ErrPacket;
 use crate::config::{Config, Protocol};
-use crate::pool::{Pool, PoolLimits};
+use crate::pool::{Pool, PoolLimits, PoolStatsSnapshot};
 use crate::registry::ServerRegistry;
 use crate::server::frontend::Frontend;
 use crate::stream::Stream;
@@ -105,6 +105,19 @@ impl MySqlService {
     /// Every pool with its (database, user, found_rows).
     pub fn pools(&self) -> impl Iterator<Item = (&PoolKey, &MyPool)> {
         self.pools.iter()
+    }
+
+    /// Each (database, user) with its pools' counters merged over the
+    /// FOUND_ROWS variants.
+    pub fn pool_stats(&self) -> BTreeMap<(String, String), PoolStatsSnapshot> {
+        let mut merged: BTreeMap<(String, String), PoolStatsSnapshot> = BTreeMap::new();
+        for ((database, user, _), pool) in &self.pools {
+            let key = (database.clone(), user.clone());
+            let stats = pool.stats();
+            let entry = merged.entry(key).or_default();
+            *entry = entry.merged(&stats);
+        }
+        merged
     }
 
     /// A connection id no connected client has (ids wrap after 2^32 - 1).

@@ -156,7 +156,7 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
         client.capabilities & capability::FOUND_ROWS != 0,
     );
     service.logged_in(&client.database, &client.user);
-    let handle = service.clients.register(id, &client.user);
+    let handle = service.clients.register(id, &client.database, &client.user);
     let started = Instant::now();
     let mut session = Session {
         io,

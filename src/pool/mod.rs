@@ -14,6 +14,7 @@ mod stats;
 
 pub use checkout::{CheckoutError, Pooled};
 pub use limits::PoolLimits;
+pub use pause::PoolControl;
 pub use shared::Pool;
 pub use stats::{CloseReason, PoolStats, PoolStatsSnapshot, Traffic};
 

@@ -5,7 +5,7 @@
 
 use tokio::sync::watch;
 
-use super::{CloseReason, Connector, Pool};
+use super::{CloseReason, Connector, Pool, PoolStatsSnapshot};
 
 /// Whether a pool hands out connections; starts open.
 #[derive(Debug)]
@@ -58,5 +58,32 @@ impl<C: Connector> Pool<C> {
 
     pub fn is_paused(&self) -> bool {
         self.shared.pause.is_paused()
+    }
+}
+
+/// What the admin console does to a pool and reads from it, whichever
+/// protocol the pool serves.
+pub trait PoolControl: Send + Sync {
+    fn pause(&self);
+    fn resume(&self);
+    fn is_paused(&self) -> bool;
+    fn stats(&self) -> PoolStatsSnapshot;
+}
+
+impl<C: Connector> PoolControl for Pool<C> {
+    fn pause(&self) {
+        Pool::pause(self);
+    }
+
+    fn resume(&self) {
+        Pool::resume(self);
+    }
+
+    fn is_paused(&self) -> bool {
+        Pool::is_paused(self)
+    }
+
+    fn stats(&self) -> PoolStatsSnapshot {
+        Pool::stats(self)
     }
 }

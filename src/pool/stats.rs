@@ -132,6 +132,31 @@ pub struct PoolStatsSnapshot {
 }
 
 impl PoolStatsSnapshot {
+    /// The two pools' counters as if they were one pool: counts and times
+    /// added, the longest wait the longer of the two.
+    pub fn merged(mut self, other: &PoolStatsSnapshot) -> PoolStatsSnapshot {
+        self.opened += other.opened;
+        self.connect_failures += other.connect_failures;
+        for (closed, more) in self.closed_by.iter_mut().zip(other.closed_by) {
+            *closed += more;
+        }
+        self.checkouts += other.checkouts;
+        self.wait_timeouts += other.wait_timeouts;
+        self.wait_time += other.wait_time;
+        self.open += other.open;
+        self.opening += other.opening;
+        self.in_use += other.in_use;
+        self.waiting += other.waiting;
+        self.longest_wait = self.longest_wait.max(other.longest_wait);
+        let (mine, theirs) = (&mut self.traffic, &other.traffic);
+        mine.transactions += theirs.transactions;
+        mine.queries += theirs.queries;
+        mine.transaction_time += theirs.transaction_time;
+        mine.bytes_received += theirs.bytes_received;
+        mine.bytes_sent += theirs.bytes_sent;
+        self
+    }
+
     /// Server connections closed since start, for any reason.
     pub fn closed(&self) -> u64 {
         self.closed_by.iter().sum()
