@@ -101,6 +101,12 @@ async fn show_commands_count_mysql_pools_clients_and_upstream_connections() {
     let stats = row_where(&admin, "SHOW STATS", "database", APP_DB).await;
     assert_eq!(stats["total_client_logins"], "2");
     assert_eq!(stats["total_server_connections"], "2");
+    let servers: Vec<_> = rows(&admin, "SHOW SERVERS")
+        .await
+        .into_iter()
+        .filter(|row| row["database"] == APP_DB)
+        .collect();
+    assert_eq!(servers.len(), 2, "{servers:?}");
     let databases = row_where(&admin, "SHOW DATABASES", "name", APP_DB).await;
     assert_eq!(databases["current_connections"], "2");
     assert_eq!(databases["paused"], "0");
