@@ -1,5 +1,6 @@
 //! What operators see of MySQL pools, against a real MariaDB: in the admin
-//! console SHOW POOLS, SHOW STATS, SHOW CHURN and SHOW DATABASES count them,
+//! console SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CHURN
+//! and SHOW DATABASES list them,
 //! PAUSE waits for their clients to give connections back and holds new
 //! queries until RESUME, KILL disconnects their clients; the metrics
 //! endpoint counts their logins, upstream connections and checkouts.
@@ -9,8 +10,8 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
+use mysql_async::{ChangeUserOpts, Conn};
 use support::admin_console::{ADMIN_DB, rows};
 use support::metrics_endpoint::{scrape_until, value};
 use support::mysql_client::{connect, query_drop, scalar};
@@ -101,6 +102,21 @@ async fn show_commands_count_mysql_pools_clients_and_upstream_connections() {
     let stats = row_where(&admin, "SHOW STATS", "database", APP_DB).await;
     assert_eq!(stats["total_client_logins"], "2");
     assert_eq!(stats["total_server_connections"], "2");
+    let mut states: Vec<(String, String)> = rows(&admin, "SHOW CLIENTS")
+        .await
+        .into_iter()
+        .filter(|row| row["database"] == APP_DB)
+        .map(|row| (row["user"].clone(), row["state"].clone()))
+        .collect();
+    states.sort();
+    let user = MYSQL_APP_USER.name.to_owned();
+    assert_eq!(
+        states,
+        [
+            (user.clone(), "active".to_owned()),
+            (user, "idle".to_owned())
+        ]
+    );
     let servers: Vec<_> = rows(&admin, "SHOW SERVERS")
         .await
         .into_iter()
@@ -258,5 +274,38 @@ async fn metrics_count_mysql_logins_upstream_connections_and_checkouts() {
             &with("state", "idle")
         ),
         1.0
+    );
+}
+
+#[tokio::test]
+async fn after_com_change_user_the_console_lists_and_kills_the_new_login() {
+    let maria = MariaDbServer::start();
+    let proxy = proxy(&maria, 2);
+    let admin = admin(&proxy).await;
+
+    let mut conn = connect(&proxy, MYSQL_APP_USER).await;
+    conn.change_user(
+        ChangeUserOpts::new()
+            .with_user(Some(MYSQL_OTHER_USER.name.to_owned()))
+            .with_pass(Some(MYSQL_OTHER_USER.password.to_owned())),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", proxy.stderr()));
+    assert_eq!(scalar(&mut conn, "SELECT 7").await, "7");
+    let users: Vec<String> = rows(&admin, "SHOW CLIENTS")
+        .await
+        .into_iter()
+        .filter(|row| row["database"] == APP_DB)
+        .map(|row| row["user"].clone())
+        .collect();
+    assert_eq!(users, [MYSQL_OTHER_USER.name]);
+
+    admin
+        .simple_query(&format!("KILL {APP_DB}"))
+        .await
+        .expect("KILL succeeded");
+    assert!(
+        conn.query_drop("SELECT 1").await.is_err(),
+        "the re-logged-in client survived KILL"
     );
 }

@@ -101,11 +101,7 @@ pub(super) fn kill(service: &PgService, database: &str) -> Result<usize, Failed>
     for pool in pools_of(service, Some(database))? {
         pool.pause();
     }
-    let mysql_killed = service
-        .mysql
-        .get()
-        .map_or(0, |mysql| mysql.clients.kill_database(database));
-    Ok(service.clients.kill_database(database) + mysql_killed)
+    Ok(service.clients.kill_database(database))
 }
 
 /// Re-reads the configuration file; returns what was not applied.

@@ -75,7 +75,6 @@ fn pool_views(service: &PgService) -> Vec<PoolView> {
         })
         .collect();
     if let Some(mysql) = service.mysql.get() {
-        let connected = mysql.clients.count_by_pool();
         let paused: HashMap<(&str, &str), bool> = mysql
             .pools()
             .map(|((database, user, _), pool)| {
@@ -83,18 +82,16 @@ fn pool_views(service: &PgService) -> Vec<PoolView> {
             })
             .collect();
         for ((database, user), stats) in mysql.pool_stats() {
+            let key = (database, user);
             views.push(PoolView {
                 paused: paused
-                    .get(&(database.as_str(), user.as_str()))
+                    .get(&(key.0.as_str(), key.1.as_str()))
                     .copied()
                     .unwrap_or(false),
-                logins: mysql.logins(&database, &user),
-                clients: connected
-                    .get(&(database.clone(), user.clone()))
-                    .copied()
-                    .unwrap_or(0),
-                database,
-                user,
+                logins: logins.get(&key).copied().unwrap_or(0),
+                clients: connected.get(&key).copied().unwrap_or(0),
+                database: key.0,
+                user: key.1,
                 stats,
             });
         }

@@ -638,9 +638,18 @@ impl Session {
         self.client.database = database;
         self.state = self.initial.clone();
         self.forget_session_state();
+        // A new login: a new entry in the admin console's registry, whose
+        // kill switch the session watches from now on.
+        self.live = self.service.registry.logged_in(
+            &self.client.database,
+            &self.client.user,
+            &self.client.program_name,
+            &self.io.stream,
+        );
+        self.handle.killed = self.live.kill_switch();
         self.service
             .clients
-            .rename(self.id, &self.client.database, &request.user);
+            .relogged(self.id, &request.user, self.handle.killed.clone());
         self.send_ok(seq).await
     }
 }

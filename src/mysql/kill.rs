@@ -1,7 +1,6 @@
 //! `KILL [QUERY | CONNECTION] id` with churnstile's connection ids: the
-//! registry of connected clients (with the database and user they are
-//! logged in to, which the admin console counts and kills by), and
-//! delivering a kill to the server connection serving the target client. A client's server connection is
+//! registry of connected clients by id, and delivering a kill to the server
+//! connection serving the target client. A client's server connection is
 //! not switched while a kill for it is being delivered, so a kill can never
 //! reach another client's query.
 
@@ -32,7 +31,6 @@ pub struct ClientHandle {
 }
 
 struct Entry {
-    database: String,
     user: String,
     handle: ClientHandle,
 }
@@ -50,15 +48,16 @@ impl KillRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn register(&self, id: u32, database: &str, user: &str) -> ClientHandle {
+    /// Registers client `id`; `killed` ends its session (the same switch
+    /// the admin console's KILL throws).
+    pub fn register(&self, id: u32, user: &str, killed: CancellationToken) -> ClientHandle {
         let handle = ClientHandle {
-            killed: CancellationToken::new(),
+            killed,
             serving: Arc::default(),
         };
         self.lock().insert(
             id,
             Entry {
-                database: database.to_owned(),
                 user: user.to_owned(),
                 handle: handle.clone(),
             },
@@ -67,34 +66,13 @@ impl KillRegistry {
     }
 
     /// Changes the user a client is known as (COM_CHANGE_USER).
-    /// The client logged in again (COM_CHANGE_USER).
-    pub fn rename(&self, id: u32, database: &str, user: &str) {
+    /// The client logged in again as `user` (COM_CHANGE_USER), with a new
+    /// kill switch.
+    pub fn relogged(&self, id: u32, user: &str, killed: CancellationToken) {
         if let Some(entry) = self.lock().get_mut(&id) {
-            entry.database = database.to_owned();
             entry.user = user.to_owned();
+            entry.handle.killed = killed;
         }
-    }
-
-    /// Connected clients per (database, user).
-    pub fn count_by_pool(&self) -> HashMap<(String, String), usize> {
-        let mut counts = HashMap::new();
-        for entry in self.lock().values() {
-            *counts
-                .entry((entry.database.clone(), entry.user.clone()))
-                .or_default() += 1;
-        }
-        counts
-    }
-
-    /// Disconnects every client of `database`; returns how many.
-    pub fn kill_database(&self, database: &str) -> usize {
-        let clients = self.lock();
-        let mut killed = 0;
-        for entry in clients.values().filter(|entry| entry.database == database) {
-            entry.handle.killed.cancel();
-            killed += 1;
-        }
-        killed
     }
 
     pub fn unregister(&self, id: u32) {

@@ -57,6 +57,8 @@ pub struct Client {
     /// Capabilities both sides agreed on.
     pub capabilities: u32,
     pub charset: u8,
+    /// The `program_name` connection attribute, if the client sent one.
+    pub program_name: String,
 }
 
 /// Why a login failed; `error` is what the client is told.
@@ -143,11 +145,18 @@ pub async fn log_in(
         choose_database(&config, response.database.as_deref(), &user).map_err(|e| (e, seq))?;
     let ok = ok_payload(0, 0, status::AUTOCOMMIT, 0);
     io.send(seq, &ok).await.map_err(|e| (e.into(), seq))?;
+    let program_name = response
+        .attributes
+        .iter()
+        .find(|(key, _)| key == "program_name")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default();
     Ok(Client {
         user,
         database,
         capabilities,
         charset: response.charset,
+        program_name,
     })
 }
 

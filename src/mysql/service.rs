@@ -23,7 +23,7 @@ use super::wire::packet::write_packet;
 use super::wire::response::ErrPacket;
 use crate::config::{Config, Protocol};
 use crate::pool::{Pool, PoolLimits, PoolStatsSnapshot};
-use crate::registry::ServerRegistry;
+use crate::registry::{ClientRegistry, ServerRegistry};
 use crate::server::frontend::Frontend;
 use crate::stream::Stream;
 
@@ -41,6 +41,9 @@ pub struct MySqlService {
     pub shutdown: CancellationToken,
     next_connection_id: AtomicU32,
     pub clients: KillRegistry,
+    /// Logged-in clients of both protocols, for the admin console, login
+    /// counts and KILL of a database.
+    pub registry: Arc<ClientRegistry>,
     pub servers: Arc<ServerRegistry>,
     rsa_key: OnceCell<Arc<ServerKey>>,
     /// Users who passed caching_sha2_password full authentication.
@@ -48,8 +51,6 @@ pub struct MySqlService {
     /// Character set and collation names by handshake collation id, as the
     /// upstream server names them (`None`: the server does not know it).
     collations: Mutex<HashMap<u8, Option<(String, String)>>>,
-    /// Successful logins per (database, user), for the reuse ratio.
-    logins: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl MySqlService {
@@ -57,6 +58,7 @@ impl MySqlService {
     pub fn new(
         config: Arc<Config>,
         shutdown: CancellationToken,
+        registry: Arc<ClientRegistry>,
         servers: Arc<ServerRegistry>,
     ) -> Self {
         let mut pools = HashMap::new();
@@ -90,11 +92,11 @@ impl MySqlService {
             shutdown,
             next_connection_id: AtomicU32::new(1),
             clients: KillRegistry::default(),
+            registry,
             servers,
             rsa_key: OnceCell::new(),
             sha2_cache: Mutex::default(),
             collations: Mutex::default(),
-            logins: Mutex::default(),
         }
     }
 
@@ -144,16 +146,10 @@ impl MySqlService {
             .cloned()
     }
 
-    /// Counts a client that logged in.
-    pub fn logged_in(&self, database: &str, user: &str) {
-        *lock(&self.logins)
-            .entry((database.to_owned(), user.to_owned()))
-            .or_default() += 1;
-    }
-
     /// Clients that logged in to (database, user) since start.
     pub fn logins(&self, database: &str, user: &str) -> u64 {
-        lock(&self.logins)
+        self.registry
+            .logins()
             .get(&(database.to_owned(), user.to_owned()))
             .copied()
             .unwrap_or(0)

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -30,6 +30,7 @@ use crate::config::{PoolMode, PoolSettings};
 use crate::metrics::Rejection;
 use crate::pool::{CheckoutError, CloseReason, Pooled};
 use crate::ratelimit::{Suppressed, WARNINGS};
+use crate::registry::LiveClient;
 use crate::stream::Stream;
 
 /// Largest command a client may send (MySQL's default max_allowed_packet).
@@ -93,6 +94,8 @@ pub(super) struct Session {
     pub pins: BTreeSet<PinReason>,
     pub holds: Holds,
     pub handle: ClientHandle,
+    /// The client's entry in the admin console's registry.
+    pub live: LiveClient,
     /// A command was sent to the server and its response is not all read.
     pub in_flight: bool,
 }
@@ -155,9 +158,15 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
         client.user.clone(),
         client.capabilities & capability::FOUND_ROWS != 0,
     );
-    service.logged_in(&client.database, &client.user);
-    let handle = service.clients.register(id, &client.database, &client.user);
-    let started = Instant::now();
+    let live = service.registry.logged_in(
+        &client.database,
+        &client.user,
+        &client.program_name,
+        &io.stream,
+    );
+    let handle = service
+        .clients
+        .register(id, &client.user, live.kill_switch());
     let mut session = Session {
         io,
         id,
@@ -174,6 +183,7 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
         pins: BTreeSet::new(),
         holds: Holds::default(),
         handle,
+        live,
         in_flight: false,
         client,
         service: Arc::clone(&service),
@@ -181,11 +191,6 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
     let ending = session.serve().await;
     session.finish(ending).await;
     service.clients.unregister(id);
-    crate::metrics::client_session_ended(
-        &session.client.database,
-        &session.client.user,
-        started.elapsed(),
-    );
 }
 
 impl Session {
@@ -196,8 +201,9 @@ impl Session {
     /// Reads and handles commands until the session ends.
     async fn serve(&mut self) -> Ending {
         let shutdown = self.service.shutdown.clone();
-        let killed = self.handle.killed.clone();
         loop {
+            // Read each turn: COM_CHANGE_USER replaces it.
+            let killed = self.handle.killed.clone();
             let idle = self
                 .server
                 .as_mut()
@@ -311,9 +317,13 @@ impl Session {
                 "database is not configured for this user",
             )));
         };
+        self.live.waiting();
         let mut pooled = match pool.checkout(self.settings.query_wait_timeout).await {
             Ok(pooled) => pooled,
-            Err(error) => return Ok(Err(self.no_server(error))),
+            Err(error) => {
+                self.live.idle();
+                return Ok(Err(self.no_server(error)));
+            }
         };
         let conn = pooled.conn();
         if !self.charset_known {
@@ -371,6 +381,8 @@ impl Session {
             target: Arc::clone(&conn.target),
             thread_id: conn.thread_id,
         });
+        self.live
+            .active(i32::try_from(conn.thread_id).unwrap_or(i32::MAX));
         self.server = Some(pooled);
         Ok(Ok(()))
     }
@@ -563,6 +575,7 @@ impl Session {
     /// are delivered first.
     async fn detach(&mut self) -> Pooled<MyConnector> {
         *self.handle.serving.lock().await = None;
+        self.live.idle();
         self.server
             .take()
             .expect("detach with a server connection attached")

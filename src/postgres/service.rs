@@ -206,7 +206,17 @@ impl PgService {
                 crate::admin::serve(&self, stream, buf, &peer).await;
             }
             Ok(Some(startup)) => {
-                let client = self.clients.logged_in(&startup, &stream);
+                let application_name = startup
+                    .params
+                    .iter()
+                    .find(|(name, _)| name == "application_name")
+                    .map_or("", |(_, value)| value.as_str());
+                let client = self.clients.logged_in(
+                    &startup.database,
+                    &startup.user,
+                    application_name,
+                    &stream,
+                );
                 // KILL ends the session where it stands; dropping it closes
                 // the server connection it holds.
                 tokio::select! {

@@ -11,7 +11,6 @@ use std::time::{Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use super::Endpoint;
-use crate::postgres::startup::Startup;
 use crate::stream::Stream;
 
 /// Where a logged-in client stands.
@@ -118,22 +117,23 @@ impl ClientRegistry {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a client that has just logged in; it leaves the registry
-    /// when the returned handle is dropped.
-    pub fn logged_in(self: &Arc<Self>, startup: &Startup, stream: &Stream) -> LiveClient {
-        let application_name = startup
-            .params
-            .iter()
-            .find(|(name, _)| name == "application_name")
-            .map(|(_, value)| value.clone())
-            .unwrap_or_default();
+    /// Records a client of either protocol that has just logged in to
+    /// `database` as `user`; it leaves the registry when the returned handle
+    /// is dropped.
+    pub fn logged_in(
+        self: &Arc<Self>,
+        database: &str,
+        user: &str,
+        application_name: &str,
+        stream: &Stream,
+    ) -> LiveClient {
         let mut clients = self.lock();
         clients.next_id += 1;
         let entry = Arc::new(ClientEntry {
             id: clients.next_id,
-            database: startup.database.clone(),
-            user: startup.user.clone(),
-            application_name,
+            database: database.to_owned(),
+            user: user.to_owned(),
+            application_name: application_name.to_owned(),
             peer: Endpoint::peer(stream),
             local: Endpoint::local(stream),
             connected_at: SystemTime::now(),
@@ -215,6 +215,12 @@ impl LiveClient {
     /// Completes when the admin console kills this client.
     pub async fn killed(&self) {
         self.entry.kill.cancelled().await;
+    }
+
+    /// The switch the admin console's KILL throws, for a session that
+    /// watches it itself.
+    pub fn kill_switch(&self) -> CancellationToken {
+        self.entry.kill.clone()
     }
 }
 

@@ -58,6 +58,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
     let mysql = Arc::new(MySqlService::new(
         Arc::clone(&config),
         shutdown.clone(),
+        Arc::clone(&service.clients),
         Arc::clone(&service.servers),
     ));
     let _ = service.mysql.set(Arc::clone(&mysql));
