@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mysql_async::InfileData;
 use mysql_async::prelude::Queryable;
-use mysql_async::{ChangeUserOpts, InfileData};
 use sha2::{Digest, Sha256};
 use support::mysql_client::{
-    connect, error_code, proxy_opts, query_drop, scalar, server_connection_id, tcp_opts,
-    try_connect,
+    change_user, connect, error_code, proxy_opts, query_drop, scalar, server_connection_id,
+    tcp_opts, try_connect,
 };
 use support::raw_mysql::{self, RawMySql, describe, err_code, is_eof};
 use support::wait::{POLL_INTERVAL, until_equal};
@@ -525,13 +525,9 @@ async fn com_change_user_logs_in_as_another_configured_user_or_fails_with_1045()
     let mut conn = connect(&proxy, USER).await;
     query_drop(&mut conn, "SET time_zone = '+06:00'").await;
 
-    conn.change_user(
-        ChangeUserOpts::new()
-            .with_user(Some(MYSQL_OTHER_USER.name.to_owned()))
-            .with_pass(Some(MYSQL_OTHER_USER.password.to_owned())),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", proxy.stderr()));
+    change_user(&mut conn, MYSQL_OTHER_USER.name, MYSQL_OTHER_USER.password)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", proxy.stderr()));
     assert_eq!(scalar(&mut conn, "SELECT DATABASE()").await, APP_DB);
     assert_ne!(
         scalar(&mut conn, "SELECT @@time_zone").await,
@@ -546,12 +542,7 @@ async fn com_change_user_logs_in_as_another_configured_user_or_fails_with_1045()
     assert_eq!(error_code(&error), 1095, "{error}");
 
     let mut failing = connect(&proxy, USER).await;
-    let error = failing
-        .change_user(
-            ChangeUserOpts::new()
-                .with_user(Some(MYSQL_OTHER_USER.name.to_owned()))
-                .with_pass(Some("wrong".to_owned())),
-        )
+    let error = change_user(&mut failing, MYSQL_OTHER_USER.name, "wrong")
         .await
         .expect_err("a wrong password was accepted");
     assert_eq!(error_code(&error), 1045, "{error}");

@@ -10,11 +10,11 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use mysql_async::{ChangeUserOpts, Conn};
 use support::admin_console::{ADMIN_DB, rows};
 use support::metrics_endpoint::{scrape_until, value};
-use support::mysql_client::{connect, query_drop, scalar};
+use support::mysql_client::{change_user, connect, query_drop, scalar};
 use support::wait::until_equal;
 use support::{
     APP_DB, MYSQL_APP_USER, MYSQL_OTHER_USER, MariaDbServer, Proxy, free_port,
@@ -284,13 +284,9 @@ async fn after_com_change_user_the_console_lists_and_kills_the_new_login() {
     let admin = admin(&proxy).await;
 
     let mut conn = connect(&proxy, MYSQL_APP_USER).await;
-    conn.change_user(
-        ChangeUserOpts::new()
-            .with_user(Some(MYSQL_OTHER_USER.name.to_owned()))
-            .with_pass(Some(MYSQL_OTHER_USER.password.to_owned())),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", proxy.stderr()));
+    change_user(&mut conn, MYSQL_OTHER_USER.name, MYSQL_OTHER_USER.password)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", proxy.stderr()));
     assert_eq!(scalar(&mut conn, "SELECT 7").await, "7");
     let users: Vec<String> = rows(&admin, "SHOW CLIENTS")
         .await

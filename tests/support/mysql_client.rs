@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{ChangeUserOpts, Conn, Opts, OptsBuilder};
 
 use super::credentials::{APP_DB, MySqlProxyUser};
 use super::proxy::Proxy;
@@ -124,4 +124,14 @@ pub async fn server_connection_id(conn: &mut Conn) -> u64 {
         .await
         .parse()
         .expect("CONNECTION_ID() is a number")
+}
+
+/// COM_CHANGE_USER to `user` with `password`, keeping the database.
+pub async fn change_user(conn: &mut Conn, user: &str, password: &str) -> mysql_async::Result<()> {
+    conn.change_user(
+        ChangeUserOpts::new()
+            .with_user(Some(user.to_owned()))
+            .with_pass(Some(password.to_owned())),
+    )
+    .await
 }
