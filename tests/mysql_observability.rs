@@ -235,6 +235,10 @@ async fn metrics_count_mysql_logins_upstream_connections_and_checkouts() {
         );
         conn.disconnect().await.unwrap();
     }
+    // A sixth client holds the connection in a transaction.
+    let mut staying = connect(&proxy, MYSQL_APP_USER).await;
+    query_drop(&mut staying, "BEGIN").await;
+    assert_eq!(scalar(&mut staying, "SELECT 5").await, "5");
     let labels = [
         ("database", APP_DB),
         ("user", MYSQL_APP_USER.name),
@@ -244,7 +248,7 @@ async fn metrics_count_mysql_logins_upstream_connections_and_checkouts() {
         metrics,
         "churnstile_client_logins_total",
         &labels,
-        5.0,
+        6.0,
         SETTLE,
     )
     .await;
@@ -253,28 +257,27 @@ async fn metrics_count_mysql_logins_upstream_connections_and_checkouts() {
         more.push((key, label_value));
         more
     };
-    // One client at a time: the first connection served all five.
+    let sample = |name: &str, labels: &[(&str, &str)]| value(&text, name, labels);
+    // One client at a time: the first connection served all six.
     assert_eq!(
-        value(
-            &text,
+        sample(
             "churnstile_upstream_connections_opened_total",
             &with("result", "ok")
         ),
         1.0
     );
+    assert_eq!(sample("churnstile_pool_checkouts_total", &labels), 6.0);
+    assert_eq!(sample("churnstile_pool_reuse_ratio", &labels), 6.0);
     assert_eq!(
-        value(&text, "churnstile_pool_checkouts_total", &labels),
-        5.0
-    );
-    assert_eq!(value(&text, "churnstile_pool_reuse_ratio", &labels), 5.0);
-    assert_eq!(
-        value(
-            &text,
-            "churnstile_upstream_connections",
-            &with("state", "idle")
-        ),
+        sample("churnstile_upstream_connections", &with("state", "active")),
         1.0
     );
+    assert_eq!(
+        sample("churnstile_pool_clients", &with("state", "active")),
+        1.0
+    );
+    assert_eq!(sample("churnstile_pool_paused", &labels), 0.0);
+    query_drop(&mut staying, "COMMIT").await;
 }
 
 #[tokio::test]

@@ -91,7 +91,7 @@ pub(super) fn record(sources: &MetricsSources) {
             metrics::gauge!(POOL_CLIENTS, &with("state", state)).set(count as f64);
         }
     }
-    let (mysql_served, mysql_opened) = record_mysql(sources);
+    let (mysql_served, mysql_opened) = record_mysql(sources, &states);
     metrics::gauge!(REUSE_RATIO).set(ratio(all_served + mysql_served, all_opened + mysql_opened));
 
     for reason in PinReason::ALL {
@@ -102,11 +102,18 @@ pub(super) fn record(sources: &MetricsSources) {
 }
 
 /// MySQL pools, summed over the FOUND_ROWS variants of each (database,
-/// user); returns (clients served, upstream connections opened).
-fn record_mysql(sources: &MetricsSources) -> (u64, u64) {
+/// user), with their clients by state (`states`: active, waiting, idle);
+/// returns (clients served, upstream connections opened).
+fn record_mysql(
+    sources: &MetricsSources,
+    states: &HashMap<(&str, &str), [usize; 3]>,
+) -> (u64, u64) {
     let mut sizes: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut paused: HashMap<(&str, &str), bool> = HashMap::new();
     for ((database, user, _), pool) in sources.mysql.pools() {
-        *sizes.entry((database.as_str(), user.as_str())).or_default() += pool.limits().max_size;
+        let key = (database.as_str(), user.as_str());
+        *sizes.entry(key).or_default() += pool.limits().max_size;
+        *paused.entry(key).or_insert(true) &= pool.is_paused();
     }
     let (mut all_served, mut all_opened) = (0, 0);
     for ((database, user), stats) in sources.mysql.pool_stats() {
@@ -130,7 +137,10 @@ fn record_mysql(sources: &MetricsSources) -> (u64, u64) {
         }
         metrics::counter!(POOL_CHECKOUTS, &labels).absolute(stats.checkouts);
         metrics::counter!(POOL_WAIT_TIMEOUTS, &labels).absolute(stats.wait_timeouts);
+        metrics::gauge!(POOL_MAX_WAIT_SECONDS, &labels).set(stats.longest_wait.as_secs_f64());
         metrics::gauge!(POOL_SIZE, &labels).set(sizes[&(database, user)] as f64);
+        let is_paused = paused.get(&(database, user)).copied().unwrap_or(false);
+        metrics::gauge!(POOL_PAUSED, &labels).set(if is_paused { 1.0 } else { 0.0 });
         metrics::gauge!(POOL_REUSE_RATIO, &labels).set(ratio(served, opened));
         for (state, count) in [
             ("active", stats.in_use),
@@ -138,6 +148,10 @@ fn record_mysql(sources: &MetricsSources) -> (u64, u64) {
             ("login", stats.opening),
         ] {
             metrics::gauge!(UPSTREAM_CONNECTIONS, &with("state", state)).set(count as f64);
+        }
+        let [active, waiting, idle] = states.get(&(database, user)).copied().unwrap_or_default();
+        for (state, count) in [("active", active), ("waiting", waiting), ("idle", idle)] {
+            metrics::gauge!(POOL_CLIENTS, &with("state", state)).set(count as f64);
         }
     }
     (all_served, all_opened)

@@ -65,7 +65,6 @@ impl KillRegistry {
         handle
     }
 
-    /// Changes the user a client is known as (COM_CHANGE_USER).
     /// The client logged in again as `user` (COM_CHANGE_USER), with a new
     /// kill switch.
     pub fn relogged(&self, id: u32, user: &str, killed: CancellationToken) {
