@@ -277,6 +277,15 @@ async fn metrics_count_mysql_logins_upstream_connections_and_checkouts() {
         1.0
     );
     assert_eq!(sample("churnstile_pool_paused", &labels), 0.0);
+    // The five that left are in the session-length histogram, as MySQL's.
+    scrape_until(
+        metrics,
+        "churnstile_client_session_seconds_count",
+        &labels,
+        5.0,
+        SETTLE,
+    )
+    .await;
     query_drop(&mut staying, "COMMIT").await;
 }
 

@@ -87,9 +87,12 @@ pub fn login_refused(sqlstate: &'static str) {
 }
 
 /// A logged-in client left after `lifetime`.
-pub fn client_session_ended(database: &str, user: &str, lifetime: Duration) {
-    metrics::histogram!(CLIENT_SESSION_SECONDS, &pool_labels(database, user))
-        .record(lifetime.as_secs_f64());
+pub fn client_session_ended(protocol: &str, database: &str, user: &str, lifetime: Duration) {
+    metrics::histogram!(
+        CLIENT_SESSION_SECONDS,
+        &protocol_pool_labels(protocol, database, user)
+    )
+    .record(lifetime.as_secs_f64());
 }
 
 /// One session's handles on its pool's histograms, looked up once when

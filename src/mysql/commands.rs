@@ -641,6 +641,7 @@ impl Session {
         // A new login: a new entry in the admin console's registry, whose
         // kill switch the session watches from now on.
         self.live = self.service.registry.logged_in(
+            crate::metrics::PROTOCOL_MYSQL,
             &self.client.database,
             &self.client.user,
             &self.client.program_name,

@@ -159,6 +159,7 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
         client.capabilities & capability::FOUND_ROWS != 0,
     );
     let live = service.registry.logged_in(
+        crate::metrics::PROTOCOL_MYSQL,
         &client.database,
         &client.user,
         &client.program_name,

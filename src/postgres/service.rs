@@ -212,6 +212,7 @@ impl PgService {
                     .find(|(name, _)| name == "application_name")
                     .map_or("", |(_, value)| value.as_str());
                 let client = self.clients.logged_in(
+                    crate::metrics::PROTOCOL_POSTGRES,
                     &startup.database,
                     &startup.user,
                     application_name,

@@ -50,6 +50,8 @@ impl ClientState {
 #[derive(Debug)]
 pub struct ClientEntry {
     pub id: u64,
+    /// `postgres` or `mysql`, as metrics label it.
+    pub protocol: &'static str,
     pub database: String,
     pub user: String,
     pub application_name: String,
@@ -117,11 +119,12 @@ impl ClientRegistry {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a client of either protocol that has just logged in to
+    /// Records a client of `protocol` that has just logged in to
     /// `database` as `user`; it leaves the registry when the returned handle
     /// is dropped.
     pub fn logged_in(
         self: &Arc<Self>,
+        protocol: &'static str,
         database: &str,
         user: &str,
         application_name: &str,
@@ -131,6 +134,7 @@ impl ClientRegistry {
         clients.next_id += 1;
         let entry = Arc::new(ClientEntry {
             id: clients.next_id,
+            protocol,
             database: database.to_owned(),
             user: user.to_owned(),
             application_name: application_name.to_owned(),
@@ -228,6 +232,7 @@ impl Drop for LiveClient {
     fn drop(&mut self) {
         self.registry.lock().live.remove(&self.entry.id);
         crate::metrics::client_session_ended(
+            self.entry.protocol,
             &self.entry.database,
             &self.entry.user,
             self.entry.started.elapsed(),
