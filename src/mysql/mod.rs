@@ -10,6 +10,7 @@ mod commands;
 pub mod connector;
 pub mod io;
 pub mod kill;
+mod lazy_release;
 pub mod login;
 pub mod prepared;
 pub mod relay;

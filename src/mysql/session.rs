@@ -11,17 +11,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
 
 use super::backend::{ServerConn, UpstreamError};
 use super::connector::MyConnector;
 use super::io::PacketStream;
 use super::kill::{ClientHandle, Serving};
+use super::lazy_release::Stops;
 use super::login::{self, Client, LoginError};
 use super::prepared::ClientStatements;
 use super::relay::{Effects, Expect, ResponseRelay, Step};
 use super::service::{MySqlService, PoolKey};
 use super::sql::{Kill, PinReason};
 use super::state::{self, COLLATION_VARIABLE, SessionState, transition};
+use super::wire::command::{COM_PING, COM_QUIT};
 use super::wire::errors::{self, ErrorCode};
 use super::wire::flags::{capability, status};
 use super::wire::packet::MAX_PAYLOAD;
@@ -98,6 +101,8 @@ pub(super) struct Session {
     pub live: LiveClient,
     /// A command was sent to the server and its response is not all read.
     pub in_flight: bool,
+    /// The attached server connection is idle, kept between transactions.
+    pub kept_idle: bool,
 }
 
 pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
@@ -186,6 +191,7 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
         handle,
         live,
         in_flight: false,
+        kept_idle: false,
         client,
         service: Arc::clone(&service),
     };
@@ -202,6 +208,8 @@ impl Session {
     /// Reads and handles commands until the session ends.
     async fn serve(&mut self) -> Ending {
         let shutdown = self.service.shutdown.clone();
+        // Reset each time a server connection is kept between transactions.
+        let mut kept_until = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
         loop {
             // Read each turn: COM_CHANGE_USER replaces it.
             let killed = self.handle.killed.clone();
@@ -210,10 +218,22 @@ impl Session {
                 .as_mut()
                 .is_none_or(|server| !server.conn().in_transaction());
             let idle_limit = self.settings.client_idle_timeout;
+            let stops = Stops {
+                shutdown: &shutdown,
+                killed: &killed,
+                idle_deadline: idle_limit.map(|limit| Instant::now() + limit),
+                idle_limit,
+            };
+            if self.kept_idle
+                && self.io.buf.is_empty()
+                && let Err(ending) = self.wait_keeping(kept_until.as_mut(), &stops).await
+            {
+                return ending;
+            }
             let command = tokio::select! {
-                _ = shutdown.cancelled(), if idle => return Ending::Shutdown,
-                _ = killed.cancelled() => return Ending::Killed,
-                _ = sleep_or_forever(idle_limit) => {
+                () = shutdown.cancelled(), if idle => return Ending::Shutdown,
+                () = killed.cancelled() => return Ending::Killed,
+                () = sleep_until_or_forever(stops.idle_deadline) => {
                     return Ending::IdleTimeout(idle_limit.unwrap_or_default());
                 }
                 command = self.read_command() => command,
@@ -222,11 +242,16 @@ impl Session {
                 Ok(command) => command,
                 Err(ending) => return ending,
             };
+            if self.kept_idle && !matches!(payload.first(), Some(&(COM_PING | COM_QUIT))) {
+                self.reuse_kept();
+            }
             if let Err(ending) = self.handle_command(seq, payload).await {
                 return ending;
             }
-            if let Err(ending) = self.release_if_done().await {
-                return ending;
+            match self.release_if_done().await {
+                Ok(Some(deadline)) => kept_until.as_mut().reset(deadline),
+                Ok(None) => {}
+                Err(ending) => return ending,
             }
         }
     }
@@ -556,25 +581,26 @@ impl Session {
         Ok(())
     }
 
-    /// Under transaction pooling, gives the server connection back when
-    /// nothing keeps it: no transaction, no pins, no cursor or long data.
-    async fn release_if_done(&mut self) -> Result<(), Ending> {
-        if !self.pooling() || !self.pins.is_empty() || !self.holds.is_empty() {
-            return Ok(());
+    /// Under transaction pooling, gives the server connection back (or
+    /// keeps it until the pool wants it, see `lazy_release`) when nothing
+    /// keeps it: no transaction, no pins, no cursor or long data. Returns
+    /// when a kept connection must go back even unasked.
+    async fn release_if_done(&mut self) -> Result<Option<Instant>, Ending> {
+        if !self.pooling() || !self.pins.is_empty() || !self.holds.is_empty() || self.kept_idle {
+            return Ok(None);
         }
         let Some(server) = self.server.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         if server.conn().in_transaction() {
-            return Ok(());
+            return Ok(None);
         }
-        self.detach().await.release();
-        Ok(())
+        Ok(self.keep_or_give_back().await)
     }
 
     /// Takes the server connection off the client; kills in flight for it
     /// are delivered first.
-    async fn detach(&mut self) -> Pooled<MyConnector> {
+    pub(super) async fn detach(&mut self) -> Pooled<MyConnector> {
         *self.handle.serving.lock().await = None;
         self.live.idle();
         self.server
@@ -710,9 +736,9 @@ async fn load_local_file(
     }
 }
 
-async fn sleep_or_forever(limit: Option<Duration>) {
-    match limit {
-        Some(limit) => tokio::time::sleep(limit).await,
+pub(super) async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }
