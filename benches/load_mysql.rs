@@ -7,7 +7,9 @@
 //! session mode and one in transaction mode, each with `default_pool_size`
 //! server connections and clients logging in as `bench`. Every workload runs
 //! with the same settings against MariaDB directly and against both
-//! churnstiles, over TCP on 127.0.0.1:
+//! churnstiles, over TCP on 127.0.0.1; the churn also runs over Unix
+//! sockets, directly and through the transaction-mode churnstile, which is
+//! what a PHP app on the same host gets when it connects to "localhost":
 //!
 //! - connect-per-query churn, the PHP-per-request incident: concurrent
 //!   workers each looping connect → `SELECT 1` → close. The workers are PHP
@@ -67,6 +69,7 @@ mod support;
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -79,6 +82,7 @@ use common::{
     summarize, time_wait_toward, turn_order,
 };
 use support::child;
+use support::proxy::MYSQL_SOCKET;
 use support::temp_dirs::temp_dir;
 use support::{APP_DB, MariaDbServer, NATIVE_USER, Proxy, free_port};
 
@@ -104,13 +108,13 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Lets the last closes of a run reach TIME_WAIT before they are counted.
 const CLOSE_SETTLE: Duration = Duration::from_millis(250);
 
-/// One churn worker: loops connect → `SELECT 1` → close over TCP for
-/// `seconds`, then prints `cycles N failed N seconds F` and, on stderr, the
-/// first error it met. Arguments: host port user password database seconds
-/// timeout.
+/// One churn worker: loops connect → `SELECT 1` → close for `seconds`, then
+/// prints `cycles N failed N seconds F` and, on stderr, the first error it
+/// met. Arguments: host port user password database seconds timeout socket
+/// (TCP when empty; mysqli takes the socket when the host is "localhost").
 const PHP_CHURN_WORKER: &str = r#"<?php
 mysqli_report(MYSQLI_REPORT_OFF);
-[, $host, $port, $user, $password, $database, $seconds, $timeout] = $argv;
+[, $host, $port, $user, $password, $database, $seconds, $timeout, $socket] = $argv;
 $cycles = 0;
 $failed = 0;
 $first_error = null;
@@ -120,7 +124,7 @@ while (microtime(true) - $started < (float) $seconds) {
     $link = mysqli_init();
     $link->options(MYSQLI_OPT_CONNECT_TIMEOUT, (int) $timeout);
     $link->options(MYSQLI_OPT_READ_TIMEOUT, (int) $timeout);
-    if (!@$link->real_connect($host, $user, $password, $database, (int) $port)) {
+    if (!@$link->real_connect($host, $user, $password, $database, (int) $port, $socket === '' ? null : $socket)) {
         $error = 'connect: ' . mysqli_connect_error();
     } else {
         $result = $link->query('SELECT 1');
@@ -283,6 +287,8 @@ struct Target<'a> {
     /// The churnstile, whose log a failed run prints and whose CPU time is
     /// measured; `None` for MariaDB.
     proxy: Option<&'a MySqlProxy>,
+    /// Connect over this Unix socket instead of TCP (churn only).
+    socket: Option<PathBuf>,
 }
 
 /// Starts the server and proxies, runs every workload against every
@@ -300,18 +306,36 @@ fn run_all(settings: &Settings) -> Vec<RunResult> {
             port: mariadb.port(),
             login: DIRECT_USER,
             proxy: None,
+            socket: None,
         },
         Target {
             name: "churnstile session",
             port: session.mysql_port,
             login: PROXY_USER,
             proxy: Some(&session),
+            socket: None,
         },
         Target {
             name: "churnstile txn",
             port: transaction.mysql_port,
             login: PROXY_USER,
             proxy: Some(&transaction),
+            socket: None,
+        },
+        // What a PHP app on the same host gets with host "localhost".
+        Target {
+            name: "direct (socket)",
+            port: mariadb.port(),
+            login: DIRECT_USER,
+            proxy: None,
+            socket: Some(mariadb.socket_path()),
+        },
+        Target {
+            name: "churnstile txn (socket)",
+            port: transaction.mysql_port,
+            login: PROXY_USER,
+            proxy: Some(&transaction),
+            socket: Some(transaction.proxy.mysql_socket()),
         },
     ];
     let mut workloads = vec![Workload::Churn];
@@ -323,6 +347,9 @@ fn run_all(settings: &Settings) -> Vec<RunResult> {
     }
     let mut results = Vec::new();
     for workload in workloads {
+        let targets: Vec<&Target> = (targets.iter())
+            .filter(|target| workload == Workload::Churn || target.socket.is_none())
+            .collect();
         for round in 0..settings.size.rounds {
             for target in turn_order(&targets, round) {
                 results.push(run_one(&mariadb, workload, target, settings));
@@ -348,7 +375,7 @@ impl MySqlProxy {
              postgres = [\"{HOST}:{{port}}\"]\n\
              mysql = [\"{HOST}:{mysql_port}\"]\n\
              unix_socket_dir = \"{{socket_dir}}\"\n\
-             mysql_unix_socket = \"\"\n\
+             mysql_unix_socket = \"{{socket_dir}}/{MYSQL_SOCKET}\"\n\
              [general]\n\
              auth_type = \"md5\"\n\
              [pool]\n\
@@ -586,7 +613,11 @@ fn churn_with_php(target: &Target, settings: &Settings) -> Result<Vec<WorkerTall
         command
             .arg(&script)
             .args([
-                HOST,
+                if target.socket.is_some() {
+                    "localhost"
+                } else {
+                    HOST
+                },
                 &target.port.to_string(),
                 target.login.user,
                 target.login.password,
@@ -596,6 +627,7 @@ fn churn_with_php(target: &Target, settings: &Settings) -> Result<Vec<WorkerTall
                 settings.size.seconds.to_string(),
                 CYCLE_TIMEOUT.as_secs().to_string(),
             ])
+            .arg(target.socket.as_deref().unwrap_or(Path::new("")))
             .stdout(create(&stdout_path))
             .stderr(create(&stderr_path));
         let child = child::spawn_supervised(command).unwrap_or_else(|e| panic!("running php: {e}"));
@@ -670,6 +702,7 @@ fn churn_with_mysql_async(
             .user(Some(target.login.user))
             .pass(Some(target.login.password))
             .db_name(Some(APP_DB))
+            .socket(target.socket.as_deref().and_then(Path::to_str))
             // Otherwise it asks for @@socket and moves to the Unix socket.
             .prefer_socket(false),
     );
@@ -861,7 +894,7 @@ fn parse_sysbench(stdout: &str) -> SysbenchReport {
 fn print_table(summaries: &[Summary<Workload>], settings: &Settings) {
     let row = |cells: [&str; 11]| {
         println!(
-            "{:<22} | {:<18} | {:>14} | {:>11} | {:>9} | {:>8} | {:>9} | {:>8} | {:>6} | {:>9} | {:>9}",
+            "{:<22} | {:<23} | {:>14} | {:>11} | {:>9} | {:>8} | {:>9} | {:>8} | {:>6} | {:>9} | {:>9}",
             cells[0],
             cells[1],
             cells[2],
@@ -891,7 +924,7 @@ fn print_table(summaries: &[Summary<Workload>], settings: &Settings) {
     ]);
     println!(
         "{}",
-        "-".repeat(22 + 18 + 14 + 11 + 9 + 8 + 9 + 8 + 6 + 9 + 9 + 10 * 3)
+        "-".repeat(22 + 23 + 14 + 11 + 9 + 8 + 9 + 8 + 6 + 9 + 9 + 10 * 3)
     );
     for summary in summaries {
         let unit = format!(" {}", summary.workload.rate_unit());
