@@ -324,3 +324,20 @@ async fn a_kept_connection_the_server_ends_is_replaced_without_an_error() {
     assert_eq!(closed_for(metrics, "error").await, 1.0);
     assert_ne!(server_connection_id(&mut client).await, thread);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_query_for_a_client_keeping_an_idle_connection_costs_no_upstream_connection() {
+    let maria = MariaDbServer::start();
+    let (proxy, _) = proxy(&maria, 2, "");
+    let (mut keeper, thread) = keeper(&proxy).await;
+    let mut killer = connect(&proxy, MYSQL_APP_USER).await;
+    query_drop(&mut killer, "SELECT 1").await;
+    let connections = maria.connections_total();
+    query_drop(&mut killer, &format!("KILL QUERY {}", keeper.id())).await;
+    assert_eq!(
+        maria.connections_total(),
+        connections + 1,
+        "only this reading connected: nothing ran for a KILL QUERY to stop"
+    );
+    assert_eq!(server_connection_id(&mut keeper).await, thread);
+}

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use super::kill::Serving;
 use super::session::{Ending, Session};
 use crate::pool::CloseReason;
 
@@ -37,17 +38,24 @@ impl Session {
         let thread_id = server.conn().thread_id;
         self.live
             .idle_keeping(i32::try_from(thread_id).unwrap_or(i32::MAX));
+        // Nothing runs there for a KILL QUERY to stop: none is sent (it
+        // would cost an upstream connection) until the client's next command.
+        *self.handle.serving.lock().await = None;
         Some(Instant::from_std(deadline))
     }
 
     /// The client sends a command that needs the connection it kept.
-    pub(super) fn reuse_kept(&mut self) {
+    pub(super) async fn reuse_kept(&mut self) {
         if let Some(server) = self.server.as_mut() {
             self.kept_idle = false;
             server.reuse_kept();
-            let thread_id = server.conn().thread_id;
+            let conn = server.conn();
+            *self.handle.serving.lock().await = Some(Serving {
+                target: Arc::clone(&conn.target),
+                thread_id: conn.thread_id,
+            });
             self.live
-                .active(i32::try_from(thread_id).unwrap_or(i32::MAX));
+                .active(i32::try_from(conn.thread_id).unwrap_or(i32::MAX));
         }
     }
 

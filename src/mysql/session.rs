@@ -243,7 +243,7 @@ impl Session {
                 Err(ending) => return ending,
             };
             if self.kept_idle && !matches!(payload.first(), Some(&(COM_PING | COM_QUIT))) {
-                self.reuse_kept();
+                self.reuse_kept().await;
             }
             if let Err(ending) = self.handle_command(seq, payload).await {
                 return ending;
