@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use mysql_async::Conn;
 use support::admin_console::{ADMIN_DB, owned, rows};
-use support::metrics_endpoint::{scrape, scrape_until, value};
+use support::metrics_endpoint::{mysql_pool_labels as labels, scrape, scrape_until, value};
 use support::mysql_client::{connect, query_drop, scalar, server_connection_id};
 use support::wait::until_equal;
 use support::{
@@ -48,15 +48,13 @@ async fn console(proxy: &Proxy) -> Client {
         .await
 }
 
-/// The labels of the app/appuser pool's series, plus `extra`.
-fn labels<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut labels = vec![
-        ("database", APP_DB),
-        ("user", MYSQL_APP_USER.name),
-        ("protocol", "mysql"),
-    ];
-    labels.extend_from_slice(extra);
-    labels
+/// Successful upstream connects in a scrape of the metrics.
+fn upstream_connects(text: &str) -> f64 {
+    value(
+        text,
+        "churnstile_upstream_connections_opened_total",
+        &labels(&[("result", "ok")]),
+    )
 }
 
 /// `columns` of the app/appuser SHOW POOLS row.
@@ -131,14 +129,7 @@ async fn an_idle_client_hands_the_only_server_connection_to_the_next_client_at_o
         "and back, now that the first client waits"
     );
     let text = scrape(metrics).await;
-    assert_eq!(
-        value(
-            &text,
-            "churnstile_upstream_connections_opened_total",
-            &labels(&[("result", "ok")])
-        ),
-        1.0
-    );
+    assert_eq!(upstream_connects(&text), 1.0);
     assert_eq!(
         value(
             &text,
@@ -169,14 +160,7 @@ async fn a_client_alone_in_its_pool_runs_a_hundred_statements_on_one_checkout() 
         1.0,
         "the first statement's checkout served every one after it"
     );
-    assert_eq!(
-        value(
-            &text,
-            "churnstile_upstream_connections_opened_total",
-            &labels(&[("result", "ok")])
-        ),
-        1.0
-    );
+    assert_eq!(upstream_connects(&text), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use support::admin_console::{ADMIN_DB, rows};
-use support::metrics_endpoint::{scrape_until, value};
+use support::metrics_endpoint::{mysql_pool_labels, scrape_until, value};
 use support::mysql_client::{change_user, connect, query_drop, scalar};
 use support::wait::until_equal;
 use support::{
@@ -240,11 +240,7 @@ async fn metrics_count_mysql_logins_upstream_connections_and_checkouts() {
     let mut staying = connect(&proxy, MYSQL_APP_USER).await;
     query_drop(&mut staying, "BEGIN").await;
     assert_eq!(scalar(&mut staying, "SELECT 5").await, "5");
-    let labels = [
-        ("database", APP_DB),
-        ("user", MYSQL_APP_USER.name),
-        ("protocol", "mysql"),
-    ];
+    let labels = mysql_pool_labels(&[]);
     let text = scrape_until(
         metrics,
         "churnstile_client_logins_total",
@@ -253,11 +249,7 @@ async fn metrics_count_mysql_logins_upstream_connections_and_checkouts() {
         SETTLE,
     )
     .await;
-    let with = |key, label_value| {
-        let mut more = labels.to_vec();
-        more.push((key, label_value));
-        more
-    };
+    let with = |key, label_value| mysql_pool_labels(&[(key, label_value)]);
     let sample = |name: &str, labels: &[(&str, &str)]| value(&text, name, labels);
     // One client at a time: the first connection served all six.
     assert_eq!(

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::proxy_config::{layered_config, pg_base_config};
 use super::wait::poll_until;
-use super::{APP_DB, MD5_USER, PgServer, Proxy, free_port};
+use super::{APP_DB, MD5_USER, MYSQL_APP_USER, PgServer, Proxy, free_port};
 
 /// A proxy for `pg` with the metrics endpoint on a free port, and `extra`
 /// TOML merged over that.
@@ -99,11 +99,20 @@ pub async fn scrape_until(
 
 /// The labels of app/md5_user's pool series, plus `extra`.
 pub fn pool_labels<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut labels = vec![
-        ("database", APP_DB),
-        ("user", MD5_USER.name),
-        ("protocol", "postgres"),
-    ];
+    labels_of(MD5_USER.name, "postgres", extra)
+}
+
+/// The labels of the MySQL app/appuser pool's series, plus `extra`.
+pub fn mysql_pool_labels<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    labels_of(MYSQL_APP_USER.name, "mysql", extra)
+}
+
+fn labels_of<'a>(
+    user: &'a str,
+    protocol: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut labels = vec![("database", APP_DB), ("user", user), ("protocol", protocol)];
     labels.extend_from_slice(extra);
     labels
 }
