@@ -1,8 +1,8 @@
 //! `churnstile doctor` as an operator runs it, on real sockets: sockets piled
 //! up in TIME_WAIT toward a port, a port someone else holds (and the startup
 //! error that names the same process), a program that leaves sockets in
-//! CLOSE_WAIT, a listen port inside the ephemeral range, and databases that
-//! do and do not accept churnstile's login.
+//! CLOSE_WAIT, a listen port inside the ephemeral range, and PostgreSQL and
+//! MySQL databases that do and do not accept churnstile's login.
 
 mod support;
 
@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use churnstile::doctor::{TcpState, tcp_sockets};
 use serde_json::Value;
-use support::{PgServer, Proxy, child, free_port, pg_proxy_config};
+use support::{
+    MYSQL_APP_USER, MariaDbServer, NATIVE_USER, PgServer, Proxy, child, free_port,
+    mysql_proxy_config_with, pg_proxy_config,
+};
 
 const POLL: Duration = Duration::from_millis(20);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +51,22 @@ fn doctor_text(args: &[&str]) -> String {
     let mut full = vec!["doctor"];
     full.extend_from_slice(args);
     Proxy::spawn_expect_exit(&full).stdout
+}
+
+/// The `database.login` finding about `subject` ("database D as U").
+fn login_finding<'a>(report: &'a Value, subject: &str) -> &'a Value {
+    findings(report, "database.login")
+        .into_iter()
+        .find(|finding| finding["subject"] == subject)
+        .unwrap_or_else(|| panic!("no finding about {subject}"))
+}
+
+/// Asserts that `finding`'s `field` contains `part`.
+fn assert_says(finding: &Value, field: &str, part: &str) {
+    assert!(
+        finding[field].as_str().unwrap_or_default().contains(part),
+        "{field} lacks {part:?}: {finding:#}"
+    );
 }
 
 fn findings<'a>(report: &'a Value, check: &str) -> Vec<&'a Value> {
@@ -429,30 +448,20 @@ fn each_database_login_is_tried_as_each_user() {
         logins[4]
     );
 
-    let login_findings = findings(&report, "database.login");
-    let about = |subject: &str| {
-        login_findings
-            .iter()
-            .find(|finding| finding["subject"] == subject)
-            .unwrap_or_else(|| panic!("no finding about {subject}"))
-    };
+    let about = |subject: &str| login_finding(&report, subject);
     assert_eq!(about("database app as md5_user")["severity"], "ok");
     let wrong = about("database app as wrong_password");
     assert_eq!(wrong["severity"], "problem");
-    assert!(
-        wrong["action"]
-            .as_str()
-            .unwrap()
-            .starts_with("check upstream_password in [users.wrong_password]"),
-        "{wrong:#}"
+    assert_says(
+        wrong,
+        "action",
+        "check upstream_password in [users.wrong_password]",
     );
     let down = about("database down as md5_user");
-    assert!(
-        down["action"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("pg_isready -h 127.0.0.1 -p {down_port}")),
-        "{down:#}"
+    assert_says(
+        down,
+        "action",
+        &format!("pg_isready -h 127.0.0.1 -p {down_port}"),
     );
 
     let listen_state: Vec<(&str, &str)> = report["listen"]
@@ -473,5 +482,84 @@ fn each_database_login_is_tried_as_each_user() {
             (format!("127.0.0.1:{listen_port}").as_str(), "free"),
             (socket_path.to_str().unwrap(), "free"),
         ]
+    );
+}
+
+#[test]
+fn mysql_database_logins_are_tried_and_their_refusals_explained() {
+    let maria = MariaDbServer::start();
+    let config = mysql_proxy_config_with(
+        &maria,
+        "transaction",
+        2,
+        &format!(
+            r#"
+            [databases.wrong_password]
+            protocol = "mysql"
+            host = "127.0.0.1"
+            port = {port}
+            user = "{user}"
+            password = "not-the-password"
+
+            [databases.no_schema]
+            protocol = "mysql"
+            host = "127.0.0.1"
+            port = {port}
+            dbname = "no_such_schema"
+            user = "{user}"
+            password = "{password}"
+            "#,
+            port = maria.port(),
+            user = NATIVE_USER.name,
+            password = NATIVE_USER.password,
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = config
+        .replace("{port}", &free_port().to_string())
+        .replace("{mysql_port}", &free_port().to_string())
+        .replace("{socket_dir}", &dir.path().display().to_string());
+    let config_path = dir.path().join("churnstile.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let pid = own_pid().to_string();
+
+    let (code, report) = doctor_json(&["--config", config_path.to_str().unwrap(), "--pid", &pid]);
+    assert_eq!(code, 2);
+    let app_user = MYSQL_APP_USER.name;
+    let logins: Vec<(&str, &str, &str, bool)> = report["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|login| login["user"] == app_user)
+        .map(|login| {
+            (
+                login["database"].as_str().unwrap(),
+                login["protocol"].as_str().unwrap(),
+                login["upstream_user"].as_str().unwrap(),
+                login["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        logins,
+        [
+            ("app", "mysql", "native_user", true),
+            ("no_schema", "mysql", "native_user", false),
+            ("wrong_password", "mysql", "native_user", false),
+        ]
+    );
+
+    let about =
+        |database: &str| login_finding(&report, &format!("database {database} as {app_user}"));
+    assert_eq!(about("app")["severity"], "ok");
+    let wrong = about("wrong_password");
+    assert_says(wrong, "summary", "(error 1045, SQLSTATE 28000)");
+    assert_says(wrong, "action", "check the password for \"native_user\"");
+    let no_schema = about("no_schema");
+    assert_says(no_schema, "summary", "(error 1044, SQLSTATE 42000)");
+    assert_says(
+        no_schema,
+        "action",
+        "check dbname in [databases.no_schema]: the server has no database \"no_such_schema\"",
     );
 }

@@ -10,6 +10,7 @@ mod endpoints;
 mod ephemeral;
 mod fd_scan;
 mod listen;
+mod login_advice;
 mod owners;
 mod path_owner;
 mod port_owner;
@@ -30,7 +31,7 @@ pub use owners::{ProcessInfo, owners_of_inodes};
 pub use path_owner::socket_path_owner;
 pub use port_owner::port_owner;
 pub use processes::ProcessUsage;
-pub use reachability::{DatabaseLogin, LoginCheck};
+pub use reachability::{DatabaseLogin, LoginCheck, LoginTarget};
 pub use report::{Finding, JSON_VERSION, Report, Severity, Status};
 pub use run::{DEFAULT_TOP, DoctorOptions, run_doctor};
 pub use sockets::{

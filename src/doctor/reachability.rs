@@ -1,6 +1,7 @@
 //! Whether churnstile can reach each configured database and log in there
-//! as each configured user: the very login its pools make, within the
-//! database's `server_connect_timeout`, several pairs at a time.
+//! as each configured user: the very login its pools make (PostgreSQL or
+//! MySQL), within the database's `server_connect_timeout`, several pairs at
+//! a time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,22 +10,102 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::login_advice::advice;
 use super::report::{Finding, Severity};
 use crate::config::{Config, Protocol};
-use crate::postgres::backend::{ServerConn, UpstreamError, UpstreamTarget};
-use crate::postgres::messages::sqlstate;
+use crate::mysql::backend as mysql;
+use crate::postgres::backend as postgres;
 use crate::postgres::service::upstream_target;
 
 /// Logins in flight at once: quick for a handful of pools, and a config
 /// with hundreds does not take a server's connection slots all at once.
 const CONCURRENT_LOGINS: usize = 16;
 
+/// Where a pool logs in, and with which protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginTarget {
+    Postgres(Arc<postgres::UpstreamTarget>),
+    Mysql(Arc<mysql::UpstreamTarget>),
+}
+
+impl LoginTarget {
+    pub fn describe(&self) -> String {
+        match self {
+            LoginTarget::Postgres(target) => target.describe(),
+            LoginTarget::Mysql(target) => target.describe(),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        match self {
+            LoginTarget::Postgres(target) => &target.host,
+            LoginTarget::Mysql(target) => &target.host,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            LoginTarget::Postgres(target) => target.port,
+            LoginTarget::Mysql(target) => target.port,
+        }
+    }
+
+    pub fn dbname(&self) -> &str {
+        match self {
+            LoginTarget::Postgres(target) => &target.dbname,
+            LoginTarget::Mysql(target) => &target.dbname,
+        }
+    }
+
+    pub fn user(&self) -> &str {
+        match self {
+            LoginTarget::Postgres(target) => &target.user,
+            LoginTarget::Mysql(target) => &target.user,
+        }
+    }
+
+    fn protocol(&self) -> &'static str {
+        match self {
+            LoginTarget::Postgres(_) => crate::metrics::PROTOCOL_POSTGRES,
+            LoginTarget::Mysql(_) => crate::metrics::PROTOCOL_MYSQL,
+        }
+    }
+
+    /// Logs in and leaves again at once.
+    async fn log_in(&self) -> Result<(), LoginFailure> {
+        match self {
+            LoginTarget::Postgres(target) => {
+                postgres::ServerConn::connect(target).await?.terminate();
+            }
+            LoginTarget::Mysql(target) => mysql::ServerConn::connect(target).await?.quit(),
+        }
+        Ok(())
+    }
+
+    /// The failure of a login that took longer than `limit`.
+    fn timed_out(&self, limit: Duration) -> LoginFailure {
+        match self {
+            LoginTarget::Postgres(_) => postgres::UpstreamError::Timeout(limit).into(),
+            LoginTarget::Mysql(_) => mysql::UpstreamError::Timeout(limit).into(),
+        }
+    }
+}
+
+/// Why a login failed, in its protocol's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginFailure {
+    #[error(transparent)]
+    Postgres(#[from] postgres::UpstreamError),
+    #[error(transparent)]
+    Mysql(#[from] mysql::UpstreamError),
+}
+
 /// One (database, user) pool's upstream login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginCheck {
     pub database: String,
     pub user: String,
-    pub target: Arc<UpstreamTarget>,
+    pub target: LoginTarget,
     pub timeout: Duration,
 }
 
@@ -32,15 +113,20 @@ impl LoginCheck {
     /// One check per (database, user) pair, as churnstile builds its pools.
     pub fn for_config(config: &Config) -> Vec<LoginCheck> {
         let mut checks = Vec::new();
-        // MySQL upstreams are not logged in to by the doctor yet.
-        let postgres =
-            (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Postgres);
-        for (database, db) in postgres {
+        for (database, db) in &config.databases {
             for (user, user_config) in &config.users {
+                let target = match db.protocol {
+                    Protocol::Postgres => {
+                        LoginTarget::Postgres(Arc::new(upstream_target(db, user_config)))
+                    }
+                    Protocol::Mysql => LoginTarget::Mysql(Arc::new(
+                        mysql::UpstreamTarget::for_pool(db, user_config, false),
+                    )),
+                };
                 checks.push(LoginCheck {
                     database: database.clone(),
                     user: user.clone(),
-                    target: Arc::new(upstream_target(db, user_config)),
+                    target,
                     timeout: db.pool.server_connect_timeout,
                 });
             }
@@ -54,6 +140,8 @@ impl LoginCheck {
 pub struct DatabaseLogin {
     pub database: String,
     pub user: String,
+    /// `postgres` or `mysql`.
+    pub protocol: &'static str,
     /// `host:port` or the Unix socket path.
     pub upstream: String,
     pub dbname: String,
@@ -75,17 +163,14 @@ pub async fn check_logins(checks: &[LoginCheck]) -> (Vec<DatabaseLogin>, Vec<Fin
             // Never closed, so a permit always comes.
             let _slot = slots.acquire_owned().await;
             let started = Instant::now();
-            let login = tokio::time::timeout(check.timeout, ServerConn::connect(&check.target))
+            let outcome = tokio::time::timeout(check.timeout, check.target.log_in())
                 .await
-                .unwrap_or(Err(UpstreamError::Timeout(check.timeout)));
-            let outcome = login.map(|conn| {
-                conn.terminate();
-                started.elapsed()
-            });
+                .unwrap_or_else(|_| Err(check.target.timed_out(check.timeout)))
+                .map(|()| started.elapsed());
             (index, outcome)
         });
     }
-    let mut outcomes: Vec<(usize, Result<Duration, UpstreamError>)> = Vec::new();
+    let mut outcomes: Vec<(usize, Result<Duration, LoginFailure>)> = Vec::new();
     while let Some(done) = running.join_next().await {
         // A check that panicked has no outcome to report; none is expected.
         if let Ok(outcome) = done {
@@ -99,16 +184,17 @@ pub async fn check_logins(checks: &[LoginCheck]) -> (Vec<DatabaseLogin>, Vec<Fin
         .unzip()
 }
 
-fn judge(check: &LoginCheck, outcome: Result<Duration, UpstreamError>) -> (DatabaseLogin, Finding) {
+fn judge(check: &LoginCheck, outcome: Result<Duration, LoginFailure>) -> (DatabaseLogin, Finding) {
     let target = &check.target;
     let upstream = target.describe();
     let subject = format!("database {} as {}", check.database, check.user);
     let mut login = DatabaseLogin {
         database: check.database.clone(),
         user: check.user.clone(),
+        protocol: target.protocol(),
         upstream: upstream.clone(),
-        dbname: target.dbname.clone(),
-        upstream_user: target.user.clone(),
+        dbname: target.dbname().to_owned(),
+        upstream_user: target.user().to_owned(),
         ok: false,
         login_ms: None,
         error: None,
@@ -123,8 +209,8 @@ fn judge(check: &LoginCheck, outcome: Result<Duration, UpstreamError>) -> (Datab
                 subject,
                 summary: format!(
                     "logged in at {upstream} (database {}, user {}) in {} ms",
-                    target.dbname,
-                    target.user,
+                    target.dbname(),
+                    target.user(),
                     took.as_millis()
                 ),
                 meaning: "churnstile can open server connections for this pool".to_owned(),
@@ -147,72 +233,6 @@ fn judge(check: &LoginCheck, outcome: Result<Duration, UpstreamError>) -> (Datab
     (login, finding)
 }
 
-/// What a failed login means for clients, and where to look.
-fn advice(check: &LoginCheck, error: &UpstreamError) -> (String, String) {
-    let target = &check.target;
-    let database = &check.database;
-    let user = &check.user;
-    match error {
-        UpstreamError::Connect { .. } => (
-            "churnstile cannot open a connection there: clients of this database get SQLSTATE \
-             08006"
-                .to_owned(),
-            format!(
-                "check that the server runs and listens there (`pg_isready -h {} -p {}`), \
-                 host and port in [databases.{database}], and firewalls on the way",
-                target.host, target.port
-            ),
-        ),
-        UpstreamError::Timeout(limit) => (
-            format!(
-                "no answer within server_connect_timeout ({limit:?}): clients of this database \
-                 get SQLSTATE 08006 after waiting that long"
-            ),
-            "a firewall that drops packets looks like this; otherwise the server is overloaded \
-             or out of connections (see its log)"
-                .to_owned(),
-        ),
-        UpstreamError::Rejected(fields) => {
-            let meaning = format!(
-                "the server refuses churnstile's login: clients get SQLSTATE {} (\"upstream \
-                 server: ...\")",
-                fields.code
-            );
-            let action = match fields.code.as_str() {
-                sqlstate::INVALID_PASSWORD => format!(
-                    "check upstream_password in [users.{user}] against role {:?}'s password on \
-                     the server",
-                    target.user
-                ),
-                sqlstate::INVALID_CATALOG_NAME => format!(
-                    "check dbname in [databases.{database}]: the server has no database {:?}",
-                    target.dbname
-                ),
-                sqlstate::INVALID_AUTHORIZATION => format!(
-                    "check that role {:?} exists and that the server's pg_hba.conf lets it in \
-                     from this host (upstream_user in [users.{user}])",
-                    target.user
-                ),
-                _ => "see the server's log for why it refused".to_owned(),
-            };
-            (meaning, action)
-        }
-        UpstreamError::PasswordMissing(_) => (
-            "the server asks for a password and churnstile has none for this user".to_owned(),
-            format!("set upstream_password in [users.{user}]"),
-        ),
-        UpstreamError::UnsupportedAuth(_) | UpstreamError::Protocol(_) | UpstreamError::Io(_) => (
-            "the login broke off: clients of this database get an error instead of a session"
-                .to_owned(),
-            format!(
-                "check that {} is a PostgreSQL server and its pg_hba.conf method is trust, \
-                 password, md5 or scram-sha-256",
-                target.describe()
-            ),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,13 +242,13 @@ mod tests {
         LoginCheck {
             database: "app".into(),
             user: "app_user".into(),
-            target: Arc::new(UpstreamTarget {
+            target: LoginTarget::Postgres(Arc::new(postgres::UpstreamTarget {
                 host: "127.0.0.1".into(),
                 port,
                 dbname: "appdb".into(),
                 user: "app_role".into(),
                 password: Some("secret".into()),
-            }),
+            })),
             timeout: Duration::from_secs(5),
         }
     }
@@ -315,8 +335,8 @@ mod tests {
                 (
                     c.database.as_str(),
                     c.user.as_str(),
-                    c.target.dbname.as_str(),
-                    c.target.user.as_str(),
+                    c.target.dbname(),
+                    c.target.user(),
                 )
             })
             .collect();
@@ -329,8 +349,11 @@ mod tests {
                 ("reports", "bob", "reporting", "robert"),
             ]
         );
-        assert_eq!(checks[0].target.port, 5433);
+        assert_eq!(checks[0].target.port(), 5433);
         assert_eq!(checks[2].timeout, Duration::from_secs(3));
-        assert_eq!(checks[1].target.password.as_deref(), Some("b"));
+        let LoginTarget::Postgres(bob) = &checks[1].target else {
+            panic!("a PostgreSQL database: {:?}", checks[1].target);
+        };
+        assert_eq!(bob.password.as_deref(), Some("b"));
     }
 }

@@ -28,6 +28,7 @@ use super::wire::response::{
     session_changes,
 };
 use super::wire::{WireError, lenenc};
+use crate::config::{DatabaseConfig, UserConfig};
 use crate::stream::Stream;
 
 /// Capabilities churnstile asks every upstream server for.
@@ -70,6 +71,19 @@ pub struct UpstreamTarget {
 }
 
 impl UpstreamTarget {
+    /// Where the pool of `db` for `user` logs in, and as whom.
+    pub fn for_pool(db: &DatabaseConfig, user: &UserConfig, found_rows: bool) -> Self {
+        let (login, password) = db.upstream_login(user);
+        UpstreamTarget {
+            host: db.host.clone(),
+            port: db.port,
+            dbname: db.dbname.clone(),
+            user: login.to_owned(),
+            password: password.map(str::to_owned),
+            found_rows,
+        }
+    }
+
     pub fn describe(&self) -> String {
         if self.host.starts_with('/') {
             self.host.clone()

@@ -66,16 +66,8 @@ impl MySqlService {
             (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Mysql);
         for (db_name, db) in mysql_databases {
             for (user_name, user) in &config.users {
-                let (login, password) = db.upstream_login(user);
                 for found_rows in [false, true] {
-                    let target = Arc::new(UpstreamTarget {
-                        host: db.host.clone(),
-                        port: db.port,
-                        dbname: db.dbname.clone(),
-                        user: login.to_owned(),
-                        password: password.map(str::to_owned),
-                        found_rows,
-                    });
+                    let target = Arc::new(UpstreamTarget::for_pool(db, user, found_rows));
                     let connector = MyConnector {
                         target,
                         pool_name: (db_name.clone(), user_name.clone()),

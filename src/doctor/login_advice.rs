@@ -1,0 +1,161 @@
+//! What a failed upstream login means for the pool's clients and what to
+//! check, in the terms of the database's protocol: SQLSTATEs and
+//! pg_hba.conf for PostgreSQL, MySQL error codes and grants for MySQL.
+
+use super::reachability::{LoginCheck, LoginFailure};
+use crate::mysql::backend as mysql;
+use crate::postgres::backend as postgres;
+use crate::postgres::messages::sqlstate;
+
+/// What a failed login means for clients, and where to look.
+pub(super) fn advice(check: &LoginCheck, error: &LoginFailure) -> (String, String) {
+    match error {
+        LoginFailure::Postgres(error) => postgres_advice(check, error),
+        LoginFailure::Mysql(error) => mysql_advice(check, error),
+    }
+}
+
+fn postgres_advice(check: &LoginCheck, error: &postgres::UpstreamError) -> (String, String) {
+    let target = &check.target;
+    let database = &check.database;
+    let user = &check.user;
+    match error {
+        postgres::UpstreamError::Connect { .. } => (
+            "churnstile cannot open a connection there: clients of this database get SQLSTATE \
+             08006"
+                .to_owned(),
+            format!(
+                "check that the server runs and listens there (`pg_isready -h {} -p {}`), \
+                 host and port in [databases.{database}], and firewalls on the way",
+                target.host(),
+                target.port()
+            ),
+        ),
+        postgres::UpstreamError::Timeout(limit) => (
+            format!(
+                "no answer within server_connect_timeout ({limit:?}): clients of this database \
+                 get SQLSTATE 08006 after waiting that long"
+            ),
+            "a firewall that drops packets looks like this; otherwise the server is overloaded \
+             or out of connections (see its log)"
+                .to_owned(),
+        ),
+        postgres::UpstreamError::Rejected(fields) => {
+            let meaning = format!(
+                "the server refuses churnstile's login: clients get SQLSTATE {} (\"upstream \
+                 server: ...\")",
+                fields.code
+            );
+            let action = match fields.code.as_str() {
+                sqlstate::INVALID_PASSWORD => format!(
+                    "check upstream_password in [users.{user}] against role {:?}'s password on \
+                     the server",
+                    target.user()
+                ),
+                sqlstate::INVALID_CATALOG_NAME => format!(
+                    "check dbname in [databases.{database}]: the server has no database {:?}",
+                    target.dbname()
+                ),
+                sqlstate::INVALID_AUTHORIZATION => format!(
+                    "check that role {:?} exists and that the server's pg_hba.conf lets it in \
+                     from this host (upstream_user in [users.{user}])",
+                    target.user()
+                ),
+                _ => "see the server's log for why it refused".to_owned(),
+            };
+            (meaning, action)
+        }
+        postgres::UpstreamError::PasswordMissing(_) => (
+            "the server asks for a password and churnstile has none for this user".to_owned(),
+            format!("set upstream_password in [users.{user}]"),
+        ),
+        postgres::UpstreamError::UnsupportedAuth(_)
+        | postgres::UpstreamError::Protocol(_)
+        | postgres::UpstreamError::Io(_) => (
+            "the login broke off: clients of this database get an error instead of a session"
+                .to_owned(),
+            format!(
+                "check that {} is a PostgreSQL server and its pg_hba.conf method is trust, \
+                 password, md5 or scram-sha-256",
+                target.describe()
+            ),
+        ),
+    }
+}
+
+fn mysql_advice(check: &LoginCheck, error: &mysql::UpstreamError) -> (String, String) {
+    let target = &check.target;
+    let database = &check.database;
+    let user = &check.user;
+    match error {
+        mysql::UpstreamError::Connect { .. } => (
+            "churnstile cannot open a connection there: clients of this database get MySQL \
+             error 1105"
+                .to_owned(),
+            format!(
+                "check that the server runs and listens there (`mariadb-admin -h {} -P {} ping`), \
+                 host and port in [databases.{database}], and firewalls on the way",
+                target.host(),
+                target.port()
+            ),
+        ),
+        mysql::UpstreamError::Timeout(limit) => (
+            format!(
+                "no answer within server_connect_timeout ({limit:?}): clients of this database \
+                 get MySQL error 1105 after waiting that long"
+            ),
+            "a firewall that drops packets looks like this; otherwise the server is overloaded \
+             or out of connections (see its error log)"
+                .to_owned(),
+        ),
+        mysql::UpstreamError::Rejected(packet) => {
+            let meaning = format!(
+                "the server refuses churnstile's login: clients get its error {} ({})",
+                packet.code, packet.sql_state
+            );
+            let account = target.user();
+            let action = match packet.code {
+                1045 => format!(
+                    "check the password for {account:?}: upstream_password in [users.{user}], \
+                     or password in [databases.{database}] when it logs in as one account"
+                ),
+                1049 => format!(
+                    "check dbname in [databases.{database}]: the server has no database {:?}",
+                    target.dbname()
+                ),
+                // MariaDB says 1044 for a database that does not exist as
+                // well, to an account that could not use it anyway.
+                1044 => format!(
+                    "check dbname in [databases.{database}]: the server has no database {:?} \
+                     or does not let {account:?} use it (GRANT ... ON `{}`.* TO ...)",
+                    target.dbname(),
+                    target.dbname()
+                ),
+                1130 => format!(
+                    "the server has no account {account:?} for churnstile's host: create one for \
+                     this host (or '%') on the server"
+                ),
+                1040 => "the server is out of connections: raise its max_connections or lower \
+                         default_pool_size across churnstile's pools"
+                    .to_owned(),
+                1129 => "the server blocked churnstile's host after connection errors: run \
+                         `mariadb-admin flush-hosts` there and raise max_connect_errors"
+                    .to_owned(),
+                _ => "see the server's error log for why it refused".to_owned(),
+            };
+            (meaning, action)
+        }
+        mysql::UpstreamError::Io(_)
+        | mysql::UpstreamError::Malformed(_)
+        | mysql::UpstreamError::Unsupported(_) => (
+            "the login broke off: clients of this database get an error instead of a session"
+                .to_owned(),
+            format!(
+                "check that {} is a MySQL or MariaDB server and that {:?} logs in with \
+                 mysql_native_password or caching_sha2_password",
+                target.describe(),
+                target.user()
+            ),
+        ),
+    }
+}
