@@ -248,10 +248,8 @@ impl Session {
             if let Err(ending) = self.handle_command(seq, payload).await {
                 return ending;
             }
-            match self.release_if_done().await {
-                Ok(Some(deadline)) => kept_until.as_mut().reset(deadline),
-                Ok(None) => {}
-                Err(ending) => return ending,
+            if let Some(deadline) = self.release_if_done().await {
+                kept_until.as_mut().reset(deadline);
             }
         }
     }
@@ -585,17 +583,14 @@ impl Session {
     /// keeps it until the pool wants it, see `lazy_release`) when nothing
     /// keeps it: no transaction, no pins, no cursor or long data. Returns
     /// when a kept connection must go back even unasked.
-    async fn release_if_done(&mut self) -> Result<Option<Instant>, Ending> {
+    async fn release_if_done(&mut self) -> Option<Instant> {
         if !self.pooling() || !self.pins.is_empty() || !self.holds.is_empty() || self.kept_idle {
-            return Ok(None);
+            return None;
         }
-        let Some(server) = self.server.as_mut() else {
-            return Ok(None);
-        };
-        if server.conn().in_transaction() {
-            return Ok(None);
+        if self.server.as_mut()?.conn().in_transaction() {
+            return None;
         }
-        Ok(self.keep_or_give_back().await)
+        self.keep_or_give_back().await
     }
 
     /// Takes the server connection off the client; kills in flight for it
