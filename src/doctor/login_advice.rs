@@ -2,6 +2,8 @@
 //! check, in the terms of the database's protocol: SQLSTATEs and
 //! pg_hba.conf for PostgreSQL, MySQL error codes and grants for MySQL.
 
+use std::time::Duration;
+
 use super::reachability::{LoginCheck, LoginFailure};
 use crate::mysql::backend as mysql;
 use crate::postgres::backend as postgres;
@@ -15,31 +17,46 @@ pub(super) fn advice(check: &LoginCheck, error: &LoginFailure) -> (String, Strin
     }
 }
 
+/// Nothing listens there: clients get `client_error`; `probe` is the
+/// command that checks the server by hand.
+fn unreachable(check: &LoginCheck, client_error: &str, probe: &str) -> (String, String) {
+    (
+        format!(
+            "churnstile cannot open a connection there: clients of this database get \
+             {client_error}"
+        ),
+        format!(
+            "check that the server runs and listens there (`{probe}`), host and port in \
+             [databases.{}], and firewalls on the way",
+            check.database
+        ),
+    )
+}
+
+/// No answer within `server_connect_timeout`.
+fn timed_out(limit: Duration, client_error: &str) -> (String, String) {
+    (
+        format!(
+            "no answer within server_connect_timeout ({limit:?}): clients of this database \
+             get {client_error} after waiting that long"
+        ),
+        "a firewall that drops packets looks like this; otherwise the server is overloaded \
+         or out of connections (see its log)"
+            .to_owned(),
+    )
+}
+
 fn postgres_advice(check: &LoginCheck, error: &postgres::UpstreamError) -> (String, String) {
     let target = &check.target;
     let database = &check.database;
     let user = &check.user;
     match error {
-        postgres::UpstreamError::Connect { .. } => (
-            "churnstile cannot open a connection there: clients of this database get SQLSTATE \
-             08006"
-                .to_owned(),
-            format!(
-                "check that the server runs and listens there (`pg_isready -h {} -p {}`), \
-                 host and port in [databases.{database}], and firewalls on the way",
-                target.host(),
-                target.port()
-            ),
+        postgres::UpstreamError::Connect { .. } => unreachable(
+            check,
+            "SQLSTATE 08006",
+            &format!("pg_isready -h {} -p {}", target.host(), target.port()),
         ),
-        postgres::UpstreamError::Timeout(limit) => (
-            format!(
-                "no answer within server_connect_timeout ({limit:?}): clients of this database \
-                 get SQLSTATE 08006 after waiting that long"
-            ),
-            "a firewall that drops packets looks like this; otherwise the server is overloaded \
-             or out of connections (see its log)"
-                .to_owned(),
-        ),
+        postgres::UpstreamError::Timeout(limit) => timed_out(*limit, "SQLSTATE 08006"),
         postgres::UpstreamError::Rejected(fields) => {
             let meaning = format!(
                 "the server refuses churnstile's login: clients get SQLSTATE {} (\"upstream \
@@ -88,26 +105,16 @@ fn mysql_advice(check: &LoginCheck, error: &mysql::UpstreamError) -> (String, St
     let database = &check.database;
     let user = &check.user;
     match error {
-        mysql::UpstreamError::Connect { .. } => (
-            "churnstile cannot open a connection there: clients of this database get MySQL \
-             error 1105"
-                .to_owned(),
-            format!(
-                "check that the server runs and listens there (`mariadb-admin -h {} -P {} ping`), \
-                 host and port in [databases.{database}], and firewalls on the way",
+        mysql::UpstreamError::Connect { .. } => unreachable(
+            check,
+            "MySQL error 1105",
+            &format!(
+                "mariadb-admin -h {} -P {} ping",
                 target.host(),
                 target.port()
             ),
         ),
-        mysql::UpstreamError::Timeout(limit) => (
-            format!(
-                "no answer within server_connect_timeout ({limit:?}): clients of this database \
-                 get MySQL error 1105 after waiting that long"
-            ),
-            "a firewall that drops packets looks like this; otherwise the server is overloaded \
-             or out of connections (see its error log)"
-                .to_owned(),
-        ),
+        mysql::UpstreamError::Timeout(limit) => timed_out(*limit, "MySQL error 1105"),
         mysql::UpstreamError::Rejected(packet) => {
             let meaning = format!(
                 "the server refuses churnstile's login: clients get its error {} ({})",
