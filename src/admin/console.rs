@@ -9,10 +9,10 @@ use super::command::{self, Command};
 use super::control::{self, Failed};
 use super::show::show;
 use super::table::{command_complete, empty_query_response, notice};
+use crate::postgres::ConsoleLogin;
 use crate::postgres::codec::{MAX_SMALL_MESSAGE, decode_message, take_cstr};
 use crate::postgres::messages::{self, Severity, sqlstate};
-use crate::postgres::service::PgService;
-use crate::stream::Stream;
+use crate::proxy::Proxy;
 
 /// What the console tells a client about itself at login.
 const PARAMETERS: &[(&str, &str)] = &[
@@ -26,7 +26,13 @@ const PARAMETERS: &[(&str, &str)] = &[
 ];
 
 /// Serves an authenticated admin user until the connection ends.
-pub async fn serve(service: &PgService, mut stream: Stream, mut buf: BytesMut, peer: &str) {
+pub async fn serve(proxy: &Proxy, login: ConsoleLogin) {
+    let ConsoleLogin {
+        mut stream,
+        mut buf,
+        peer,
+        ..
+    } = login;
     tracing::info!(%peer, "admin console opened");
     let mut out = BytesMut::new();
     for (name, value) in PARAMETERS {
@@ -56,7 +62,7 @@ pub async fn serve(service: &PgService, mut stream: Stream, mut buf: BytesMut, p
                 b'Q' if !skipping_to_sync => {
                     let mut body = &message.body[..];
                     let sql = take_cstr(&mut body).unwrap_or_default().to_owned();
-                    run_query(service, &sql, &mut out).await;
+                    run_query(proxy, &sql, &mut out).await;
                     messages::ready_for_query(&mut out, b'I');
                 }
                 b'S' => {
@@ -80,7 +86,7 @@ pub async fn serve(service: &PgService, mut stream: Stream, mut buf: BytesMut, p
         }
         out.clear();
         tokio::select! {
-            () = service.shutdown.cancelled() => {
+            () = proxy.shutdown.cancelled() => {
                 messages::error_response(&mut out, Severity::Fatal, sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command");
                 let _ = stream.write_all(&out).await;
                 return;
@@ -94,7 +100,7 @@ pub async fn serve(service: &PgService, mut stream: Stream, mut buf: BytesMut, p
 }
 
 /// Runs every command in `sql`, stopping at the first that fails.
-async fn run_query(service: &PgService, sql: &str, out: &mut BytesMut) {
+async fn run_query(proxy: &Proxy, sql: &str, out: &mut BytesMut) {
     let commands = command::parse(sql);
     if commands.is_empty() {
         empty_query_response(out);
@@ -102,7 +108,7 @@ async fn run_query(service: &PgService, sql: &str, out: &mut BytesMut) {
     }
     for parsed in commands {
         let result = match parsed {
-            Ok(command) => execute(service, command, out).await,
+            Ok(command) => execute(proxy, command, out).await,
             Err(error) => Err(Failed {
                 code: sqlstate::SYNTAX_ERROR,
                 message: error.to_string(),
@@ -115,22 +121,22 @@ async fn run_query(service: &PgService, sql: &str, out: &mut BytesMut) {
     }
 }
 
-async fn execute(service: &PgService, command: Command, out: &mut BytesMut) -> Result<(), Failed> {
+async fn execute(proxy: &Proxy, command: Command, out: &mut BytesMut) -> Result<(), Failed> {
     let tag = match command {
         Command::Show(listing) => {
-            show(service, listing).await.encode("SHOW", out);
+            show(proxy, listing).await.encode("SHOW", out);
             return Ok(());
         }
         Command::Pause(database) => {
-            control::pause(service, database.as_deref(), &service.shutdown).await?;
+            control::pause(proxy, database.as_deref()).await?;
             "PAUSE"
         }
         Command::Resume(database) => {
-            control::resume(service, database.as_deref())?;
+            control::resume(proxy, database.as_deref())?;
             "RESUME"
         }
         Command::Kill(database) => {
-            let killed = control::kill(service, &database)?;
+            let killed = control::kill(proxy, &database)?;
             notice(
                 out,
                 &format!(
@@ -140,7 +146,7 @@ async fn execute(service: &PgService, command: Command, out: &mut BytesMut) -> R
             "KILL"
         }
         Command::Reload => {
-            for note in control::reload(service)? {
+            for note in control::reload(proxy)? {
                 notice(out, &note);
             }
             "RELOAD"

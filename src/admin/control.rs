@@ -3,13 +3,9 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
-use super::reload;
-use crate::config::load_file;
 use crate::pool::PoolControl;
 use crate::postgres::messages::sqlstate;
-use crate::postgres::service::PgService;
+use crate::proxy::{Proxy, ReloadError};
 
 /// How often PAUSE looks whether the pools have drained.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
@@ -31,23 +27,12 @@ fn failed(code: &'static str, message: impl Into<String>) -> Failed {
 /// The pools of `database`, or of every database when `None`, PostgreSQL
 /// and MySQL alike.
 fn pools_of<'a>(
-    service: &'a PgService,
+    proxy: &'a Proxy,
     database: Option<&str>,
 ) -> Result<Vec<&'a dyn PoolControl>, Failed> {
-    let wanted = |name: &String| database.is_none_or(|wanted| name == wanted);
-    let mut pools: Vec<&dyn PoolControl> = service
-        .pools()
-        .filter(|((name, _), _)| wanted(name))
-        .map(|(_, pool)| pool as &dyn PoolControl)
+    let pools: Vec<&dyn PoolControl> = (proxy.pools_of(database).into_iter())
+        .map(|pool| pool.control)
         .collect();
-    if let Some(mysql) = service.mysql.get() {
-        pools.extend(
-            mysql
-                .pools()
-                .filter(|((name, _, _), _)| wanted(name))
-                .map(|(_, pool)| pool as &dyn PoolControl),
-        );
-    }
     match database {
         Some(name) if pools.is_empty() => Err(failed(
             sqlstate::INVALID_CATALOG_NAME,
@@ -59,12 +44,8 @@ fn pools_of<'a>(
 
 /// Pauses the pools and returns once none has a server connection left
 /// (clients holding one must give it back first, as with PgBouncer).
-pub(super) async fn pause(
-    service: &PgService,
-    database: Option<&str>,
-    shutdown: &CancellationToken,
-) -> Result<(), Failed> {
-    let pools = pools_of(service, database)?;
+pub(super) async fn pause(proxy: &Proxy, database: Option<&str>) -> Result<(), Failed> {
+    let pools = pools_of(proxy, database)?;
     for pool in &pools {
         pool.pause();
     }
@@ -82,14 +63,14 @@ pub(super) async fn pause(
             return Ok(());
         }
         tokio::select! {
-            () = shutdown.cancelled() => return Err(failed(sqlstate::ADMIN_SHUTDOWN, "shutting down")),
+            () = proxy.shutdown.cancelled() => return Err(failed(sqlstate::ADMIN_SHUTDOWN, "shutting down")),
             () = tokio::time::sleep(DRAIN_POLL) => {}
         }
     }
 }
 
-pub(super) fn resume(service: &PgService, database: Option<&str>) -> Result<(), Failed> {
-    for pool in pools_of(service, database)? {
+pub(super) fn resume(proxy: &Proxy, database: Option<&str>) -> Result<(), Failed> {
+    for pool in pools_of(proxy, database)? {
         pool.resume();
     }
     Ok(())
@@ -97,31 +78,22 @@ pub(super) fn resume(service: &PgService, database: Option<&str>) -> Result<(), 
 
 /// Disconnects the database's clients and closes its server connections;
 /// new queries wait until RESUME. Returns how many clients were killed.
-pub(super) fn kill(service: &PgService, database: &str) -> Result<usize, Failed> {
-    for pool in pools_of(service, Some(database))? {
+pub(super) fn kill(proxy: &Proxy, database: &str) -> Result<usize, Failed> {
+    for pool in pools_of(proxy, Some(database))? {
         pool.pause();
     }
-    Ok(service.clients.kill_database(database))
+    Ok(proxy.clients.kill_database(database))
 }
 
 /// Re-reads the configuration file; returns what was not applied.
-pub(super) fn reload(service: &PgService) -> Result<Vec<String>, Failed> {
-    let Some(path) = &service.config_file else {
-        return Err(failed(
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            "RELOAD needs a configuration file: this churnstile was started without --config",
-        ));
-    };
-    let new = load_file(path).map_err(|errors| {
-        failed(
-            sqlstate::CONFIG_FILE_ERROR,
-            format!("configuration not reloaded:\n{errors}"),
-        )
-    })?;
-    let (merged, notes) = reload::merge(&service.config.load(), &new);
-    reload::apply(service, merged);
-    tracing::info!(file = %path.display(), not_applied = ?notes, "configuration reloaded");
-    Ok(notes)
+pub(super) fn reload(proxy: &Proxy) -> Result<Vec<String>, Failed> {
+    proxy.reload().map_err(|error| {
+        let code = match error {
+            ReloadError::NoConfigFile => sqlstate::FEATURE_NOT_SUPPORTED,
+            ReloadError::Invalid(_) => sqlstate::CONFIG_FILE_ERROR,
+        };
+        failed(code, error.to_string())
+    })
 }
 
 /// Shuts down exactly as SIGTERM does, by sending it.

@@ -7,12 +7,9 @@
 mod command;
 mod console;
 mod control;
-mod reload;
+mod settings;
 mod show;
 mod table;
 mod time;
 
 pub use console::serve;
-
-/// The database name that opens the admin console; never a pool.
-pub const ADMIN_DATABASE: &str = "churnstile";

@@ -7,37 +7,30 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::command::{HELP, Listing};
-use super::reload::{CHANGEABLE, config_settings, default_config};
+use super::settings::{config_settings, default_config, pool_mode_name};
 use super::table::{Kind, Table, num, text};
 use super::time::utc;
-use crate::config::{Config, PoolMode};
+use crate::config::Config;
+use crate::observe::{upstream_label, upstream_time_wait};
 use crate::pool::PoolStatsSnapshot;
-use crate::postgres::service::PgService;
+use crate::proxy::{CHANGEABLE, Proxy};
 use crate::registry::ClientState;
 
 /// The table for `listing`.
-pub(super) async fn show(service: &PgService, listing: Listing) -> Table {
+pub(super) async fn show(proxy: &Proxy, listing: Listing) -> Table {
     match listing {
-        Listing::Pools => pools(service),
-        Listing::Clients => clients(service),
-        Listing::Servers => servers(service),
-        Listing::Stats => stats(service),
+        Listing::Pools => pools(proxy),
+        Listing::Clients => clients(proxy),
+        Listing::Servers => servers(proxy),
+        Listing::Stats => stats(proxy),
         Listing::Churn => {
-            let time_wait = crate::metrics::upstream_time_wait(service.tcp_upstreams()).await;
-            churn(service, &time_wait)
+            let time_wait = upstream_time_wait(proxy.tcp_upstreams()).await;
+            churn(proxy, &time_wait)
         }
-        Listing::Databases => databases(service),
-        Listing::Config => config(service),
+        Listing::Databases => databases(proxy),
+        Listing::Config => config(proxy),
         Listing::Version => version(),
         Listing::Help => help(),
-    }
-}
-
-pub(super) fn pool_mode_name(mode: PoolMode) -> &'static str {
-    match mode {
-        PoolMode::Session => "session",
-        PoolMode::Transaction => "transaction",
-        PoolMode::Statement => "statement",
     }
 }
 
@@ -54,54 +47,35 @@ struct PoolView {
     clients: usize,
 }
 
-/// Every pool, ordered by (database, user).
-fn pool_views(service: &PgService) -> Vec<PoolView> {
-    let logins = service.clients.logins();
+/// Every (database, user), its pools' counters added up (a MySQL one has
+/// two pools), ordered by (database, user).
+fn pool_views(proxy: &Proxy) -> Vec<PoolView> {
+    let logins = proxy.clients.logins();
     let mut connected: HashMap<(String, String), usize> = HashMap::new();
-    for client in service.clients.list() {
+    for client in proxy.clients.list() {
         *connected
             .entry((client.database.clone(), client.user.clone()))
             .or_default() += 1;
     }
-    let mut views: Vec<PoolView> = service
-        .pools()
-        .map(|(key, pool)| PoolView {
+    let mut views: BTreeMap<(String, String), PoolView> = BTreeMap::new();
+    for pool in proxy.pools() {
+        let key = (pool.database.to_owned(), pool.user.to_owned());
+        let view = views.entry(key.clone()).or_insert_with(|| PoolView {
             database: key.0.clone(),
             user: key.1.clone(),
-            stats: pool.stats(),
-            paused: pool.is_paused(),
-            logins: logins.get(key).copied().unwrap_or(0),
-            clients: connected.get(key).copied().unwrap_or(0),
-        })
-        .collect();
-    if let Some(mysql) = service.mysql.get() {
-        let paused: HashMap<(&str, &str), bool> = mysql
-            .pools()
-            .map(|((database, user, _), pool)| {
-                ((database.as_str(), user.as_str()), pool.is_paused())
-            })
-            .collect();
-        for ((database, user), stats) in mysql.pool_stats() {
-            let key = (database, user);
-            views.push(PoolView {
-                paused: paused
-                    .get(&(key.0.as_str(), key.1.as_str()))
-                    .copied()
-                    .unwrap_or(false),
-                logins: logins.get(&key).copied().unwrap_or(0),
-                clients: connected.get(&key).copied().unwrap_or(0),
-                database: key.0,
-                user: key.1,
-                stats,
-            });
-        }
+            stats: PoolStatsSnapshot::default(),
+            paused: true,
+            logins: logins.get(&key).copied().unwrap_or(0),
+            clients: connected.get(&key).copied().unwrap_or(0),
+        });
+        view.stats = view.stats.merged(&pool.control.stats());
+        view.paused &= pool.control.is_paused();
     }
-    views.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
-    views
+    views.into_values().collect()
 }
 
-fn pools(service: &PgService) -> Table {
-    let config = service.config.load();
+fn pools(proxy: &Proxy) -> Table {
+    let config = proxy.config.load();
     let mut table = Table::new(&[
         ("database", Kind::Text),
         ("user", Kind::Text),
@@ -116,7 +90,7 @@ fn pools(service: &PgService) -> Table {
         ("maxwait_us", Kind::Int),
         ("pool_mode", Kind::Text),
     ]);
-    for view in pool_views(service) {
+    for view in pool_views(proxy) {
         let stats = view.stats;
         let mode = config
             .databases
@@ -162,9 +136,9 @@ const CONNECTION_COLUMNS: &[(&str, Kind)] = &[
 
 /// `link` of a client is the backend PID of the server connection it
 /// holds; `id` is churnstile's own client number.
-fn clients(service: &PgService) -> Table {
+fn clients(proxy: &Proxy) -> Table {
     let mut table = Table::new(CONNECTION_COLUMNS);
-    for client in service.clients.list() {
+    for client in proxy.clients.list() {
         let state = client.state();
         let waited = match state {
             ClientState::Waiting => client.changed_at().elapsed().unwrap_or_default(),
@@ -200,9 +174,9 @@ fn clients(service: &PgService) -> Table {
 
 /// `link` of a server connection is the id of the client holding it;
 /// `remote_pid` is its backend PID; `id` is that PID too.
-fn servers(service: &PgService) -> Table {
+fn servers(proxy: &Proxy) -> Table {
     let mut table = Table::new(CONNECTION_COLUMNS);
-    let holders: HashMap<(String, String, i32), _> = service
+    let holders: HashMap<(String, String, i32), _> = proxy
         .clients
         .list()
         .into_iter()
@@ -211,7 +185,7 @@ fn servers(service: &PgService) -> Table {
             Some(((client.database.clone(), client.user.clone(), pid), client))
         })
         .collect();
-    for server in service.servers.list() {
+    for server in proxy.servers.list() {
         let holder = holders.get(&(
             server.database.clone(),
             server.user.clone(),
@@ -262,7 +236,7 @@ fn micros(duration: Duration) -> u64 {
 /// PgBouncer's columns where churnstile counts the same thing (times in
 /// µs; `avg_xact_time` per transaction, `avg_wait_time` per assignment),
 /// then churnstile's own churn counters.
-fn stats(service: &PgService) -> Table {
+fn stats(proxy: &Proxy) -> Table {
     let mut table = Table::new(&[
         ("database", Kind::Text),
         ("total_server_assignment_count", Kind::Int),
@@ -281,7 +255,7 @@ fn stats(service: &PgService) -> Table {
         ("reuse_ratio", Kind::Float),
     ]);
     let mut per_database: BTreeMap<String, [u64; 12]> = BTreeMap::new();
-    for view in pool_views(service) {
+    for view in pool_views(proxy) {
         let stats = view.stats;
         let traffic = stats.traffic;
         let add = [
@@ -343,8 +317,8 @@ fn stats(service: &PgService) -> Table {
 /// connections opened for them, and the TIME_WAIT sockets on this host
 /// toward the pool's upstream (`time_wait`, from `time_wait_by_upstream`;
 /// pools of one database share it).
-fn churn(service: &PgService, time_wait_by_upstream: &HashMap<String, usize>) -> Table {
-    let config = service.config.load();
+fn churn(proxy: &Proxy, time_wait_by_upstream: &HashMap<String, usize>) -> Table {
+    let config = proxy.config.load();
     let mut table = Table::new(&[
         ("database", Kind::Text),
         ("user", Kind::Text),
@@ -355,11 +329,11 @@ fn churn(service: &PgService, time_wait_by_upstream: &HashMap<String, usize>) ->
         ("upstream", Kind::Text),
         ("time_wait", Kind::Int),
     ]);
-    for view in pool_views(service) {
+    for view in pool_views(proxy) {
         let upstream = config
             .databases
             .get(&view.database)
-            .map(|db| crate::metrics::upstream_label(&db.host, db.port))
+            .map(|db| upstream_label(&db.host, db.port))
             .unwrap_or_default();
         let time_wait = time_wait_by_upstream.get(&upstream).copied().unwrap_or(0);
         table.push(vec![
@@ -376,8 +350,8 @@ fn churn(service: &PgService, time_wait_by_upstream: &HashMap<String, usize>) ->
     table
 }
 
-fn databases(service: &PgService) -> Table {
-    let config: &Config = &service.config.load();
+fn databases(proxy: &Proxy) -> Table {
+    let config: &Config = &proxy.config.load();
     let mut table = Table::new(&[
         ("name", Kind::Text),
         ("host", Kind::Text),
@@ -393,7 +367,7 @@ fn databases(service: &PgService) -> Table {
         ("paused", Kind::Int),
         ("disabled", Kind::Int),
     ]);
-    let views = pool_views(service);
+    let views = pool_views(proxy);
     for (name, db) in &config.databases {
         let pools: Vec<&PoolView> = views.iter().filter(|view| &view.database == name).collect();
         let open: usize = pools.iter().map(|view| view.stats.open).sum();
@@ -417,14 +391,14 @@ fn databases(service: &PgService) -> Table {
     table
 }
 
-fn config(service: &PgService) -> Table {
+fn config(proxy: &Proxy) -> Table {
     let mut table = Table::new(&[
         ("key", Kind::Text),
         ("value", Kind::Text),
         ("default", Kind::Text),
         ("changeable", Kind::Text),
     ]);
-    let current = config_settings(&service.config.load());
+    let current = config_settings(&proxy.config.load());
     let defaults: HashMap<&str, String> = config_settings(&default_config()).into_iter().collect();
     for (key, value) in current {
         let changeable = if CHANGEABLE.contains(&key) {

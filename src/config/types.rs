@@ -327,3 +327,6 @@ pub struct ScramVerifier {
     pub stored_key: [u8; 32],
     pub server_key: [u8; 32],
 }
+
+/// The database name that opens the admin console; never a pool.
+pub const ADMIN_DATABASE: &str = "churnstile";

@@ -1,22 +1,17 @@
-//! Metric names and recording helpers in one place. Events that only the
-//! hot path sees (accepts, refusals, session ends) are recorded as they
-//! happen; wait and transaction times go to histograms through handles a
-//! session looks up once; everything a pool or the registry already counts
-//! (connections opened and closed, transactions, queries, bytes) is copied
-//! into the recorder when /metrics is scraped, so it costs nothing until
-//! then; host gauges come from /proc on a timer. With no metrics endpoint
-//! configured, no recorder is installed and the helpers do nothing.
+//! Metric names and recording helpers in one place, for every part of
+//! churnstile to record through. Events that only the hot path sees
+//! (accepts, refusals, session ends) are recorded as they happen; wait and
+//! transaction times go to histograms through handles a session looks up
+//! once. Everything a pool or the registry already counts is copied into
+//! the recorder at scrape time by `observe/`, which also renders and serves
+//! the metrics. With no metrics endpoint configured, no recorder is
+//! installed and the helpers do nothing.
 
-mod derived;
-mod endpoint;
-mod host;
-pub(crate) mod http;
 mod names;
 
-pub use endpoint::{MetricsEndpoint, MetricsError, MetricsSources};
-pub use host::{upstream_label, upstream_time_wait};
 pub use names::*;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::Histogram;
@@ -31,7 +26,11 @@ fn pool_labels(database: &str, user: &str) -> [(&'static str, String); 3] {
 }
 
 /// The labels of a pool's metrics.
-fn protocol_pool_labels(protocol: &str, database: &str, user: &str) -> [(&'static str, String); 3] {
+pub fn protocol_pool_labels(
+    protocol: &str,
+    database: &str,
+    user: &str,
+) -> [(&'static str, String); 3] {
     [
         ("database", database.to_owned()),
         ("user", user.to_owned()),
@@ -42,6 +41,22 @@ fn protocol_pool_labels(protocol: &str, database: &str, user: &str) -> [(&'stati
 /// A client connection was accepted on a listener.
 pub fn client_accepted() {
     metrics::counter!(CLIENT_CONNECTIONS).increment(1);
+}
+
+/// Accepts that failed for lack of descriptors (EMFILE, ENFILE) since start,
+/// counted whether or not a recorder is installed yet.
+static FD_EXHAUSTED_ACCEPTS: AtomicU64 = AtomicU64::new(0);
+
+/// An accept failed for lack of descriptors; returns how many have since
+/// start.
+pub fn accept_fd_exhausted() -> u64 {
+    FD_EXHAUSTED_ACCEPTS.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// How many accepts failed for lack of descriptors since start, over all
+/// listeners.
+pub fn fd_exhausted_accepts() -> u64 {
+    FD_EXHAUSTED_ACCEPTS.load(Ordering::Relaxed)
 }
 
 /// Why churnstile refused a client or ended its session for want of a

@@ -70,7 +70,7 @@ pub const MAX_FDS: &str = "churnstile_max_fds";
 pub const BUILD_INFO: &str = "churnstile_build_info";
 
 /// Gives every metric its help text.
-pub(super) fn describe_all() {
+pub fn describe_all() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         CLIENT_CONNECTIONS,

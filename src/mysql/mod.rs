@@ -19,3 +19,6 @@ mod session;
 pub mod sql;
 pub mod state;
 pub mod wire;
+
+pub use service::refuse_too_many;
+pub use session::run as serve;

@@ -5,7 +5,6 @@
 //! sets.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,14 +16,12 @@ use super::auth::{AuthError, ServerKey};
 use super::backend::UpstreamTarget;
 use super::connector::MyConnector;
 use super::kill::KillRegistry;
-use super::session;
 use super::wire::errors;
 use super::wire::packet::write_packet;
 use super::wire::response::ErrPacket;
 use crate::config::{Config, Protocol};
 use crate::pool::{Pool, PoolLimits, PoolStatsSnapshot};
 use crate::registry::{ClientRegistry, ServerRegistry};
-use crate::server::frontend::Frontend;
 use crate::stream::Stream;
 
 /// Pool of server connections for one (database, user).
@@ -36,7 +33,9 @@ pub type PoolKey = (String, String, bool);
 
 /// Shared state of the MySQL side of the proxy.
 pub struct MySqlService {
-    pub config: ArcSwap<Config>,
+    /// The configuration in force, shared with the core, which swaps it
+    /// whole on RELOAD.
+    pub config: Arc<ArcSwap<Config>>,
     pools: HashMap<PoolKey, MyPool>,
     pub shutdown: CancellationToken,
     next_connection_id: AtomicU32,
@@ -56,16 +55,17 @@ pub struct MySqlService {
 impl MySqlService {
     /// Builds the pools. Must run inside a Tokio runtime.
     pub fn new(
-        config: Arc<Config>,
+        config: Arc<ArcSwap<Config>>,
         shutdown: CancellationToken,
         registry: Arc<ClientRegistry>,
         servers: Arc<ServerRegistry>,
     ) -> Self {
         let mut pools = HashMap::new();
+        let snapshot = config.load_full();
         let mysql_databases =
-            (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Mysql);
+            (snapshot.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Mysql);
         for (db_name, db) in mysql_databases {
-            for (user_name, user) in &config.users {
+            for (user_name, user) in &snapshot.users {
                 for found_rows in [false, true] {
                     let target = Arc::new(UpstreamTarget::for_pool(db, user, found_rows));
                     let connector = MyConnector {
@@ -79,7 +79,7 @@ impl MySqlService {
             }
         }
         MySqlService {
-            config: ArcSwap::new(config),
+            config,
             pools,
             shutdown,
             next_connection_id: AtomicU32::new(1),
@@ -164,11 +164,10 @@ impl MySqlService {
         lock(&self.collations).insert(id, names);
     }
 
-    /// Puts a reloaded configuration in force for new logins; a changed
+    /// After the core put a reloaded configuration in force: a changed
     /// password must be proven in full again.
-    pub fn swap_config(&self, config: Arc<Config>) {
+    pub fn reloaded(&self) {
         lock(&self.sha2_cache).clear();
-        self.config.store(config);
     }
 
     /// Closes every idle server connection (at shutdown).
@@ -185,26 +184,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Frontend for MySqlService {
-    fn shutdown(&self) -> &CancellationToken {
-        &self.shutdown
-    }
-
-    fn serve(self: Arc<Self>, stream: Stream, peer: String) -> impl Future<Output = ()> + Send {
-        session::run(self, stream, peer)
-    }
-
-    /// MySQL refuses with an ERR packet in place of the greeting.
-    async fn refuse_too_many(mut stream: Stream) {
-        use tokio::io::AsyncWriteExt;
-        let mut payload = bytes::BytesMut::new();
-        ErrPacket::new(
-            errors::TOO_MANY_CONNECTIONS,
-            "Too many connections (max_client_conn)",
-        )
-        .encode(&mut payload);
-        let mut out = bytes::BytesMut::new();
-        write_packet(&mut out, 0, &payload);
-        let _ = stream.write_all(&out).await;
-    }
+/// Tells a client over `max_client_conn` so, as MySQL does, with an ERR
+/// packet in place of the greeting.
+pub async fn refuse_too_many(mut stream: Stream) {
+    use tokio::io::AsyncWriteExt;
+    let mut payload = bytes::BytesMut::new();
+    ErrPacket::new(
+        errors::TOO_MANY_CONNECTIONS,
+        "Too many connections (max_client_conn)",
+    )
+    .encode(&mut payload);
+    let mut out = bytes::BytesMut::new();
+    write_packet(&mut out, 0, &payload);
+    let _ = stream.write_all(&out).await;
 }

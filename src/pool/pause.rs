@@ -5,7 +5,9 @@
 
 use tokio::sync::watch;
 
-use super::{CloseReason, Connector, Pool, PoolStatsSnapshot};
+use std::sync::Arc;
+
+use super::{CloseReason, Connector, Pool, PoolLimits, PoolStatsSnapshot};
 
 /// Whether a pool hands out connections; starts open.
 #[derive(Debug)]
@@ -61,13 +63,15 @@ impl<C: Connector> Pool<C> {
     }
 }
 
-/// What the admin console does to a pool and reads from it, whichever
-/// protocol the pool serves.
+/// What the admin console, the metrics and RELOAD do to a pool and read
+/// from it, whichever protocol the pool serves.
 pub trait PoolControl: Send + Sync {
     fn pause(&self);
     fn resume(&self);
     fn is_paused(&self) -> bool;
     fn stats(&self) -> PoolStatsSnapshot;
+    fn limits(&self) -> Arc<PoolLimits>;
+    fn set_limits(&self, limits: PoolLimits);
 }
 
 impl<C: Connector> PoolControl for Pool<C> {
@@ -85,5 +89,13 @@ impl<C: Connector> PoolControl for Pool<C> {
 
     fn stats(&self) -> PoolStatsSnapshot {
         Pool::stats(self)
+    }
+
+    fn limits(&self) -> Arc<PoolLimits> {
+        Pool::limits(self)
+    }
+
+    fn set_limits(&self, limits: PoolLimits) {
+        Pool::set_limits(self, limits);
     }
 }

@@ -1,10 +1,12 @@
 //! PostgreSQL protocol support: framing, client authentication, the
 //! client-facing session, upstream connections and their pool connector,
-//! and cancel routing.
+//! and cancel routing. The core hands each accepted connection to
+//! [`serve`].
 
 pub mod auth;
 pub mod backend;
 pub mod cancel;
+mod client;
 pub mod codec;
 pub mod connector;
 pub mod login;
@@ -22,3 +24,5 @@ pub mod settings;
 pub mod sql;
 pub mod startup;
 pub mod traffic;
+
+pub use client::{ConsoleLogin, refuse_too_many, serve};

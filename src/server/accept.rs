@@ -1,11 +1,10 @@
-//! Accept loops: one per listener, handing each client to its protocol's
-//! service while enforcing `max_client_conn`, and backing off (never
+//! Accept loops: one per listener, handing each client to the core in the
+//! listener's protocol while enforcing `max_client_conn`, and backing off (never
 //! spinning) when the process runs out of file descriptors, counting each
 //! time it does.
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::io::Errno;
@@ -13,21 +12,13 @@ use rustix::io::Errno;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 
-use super::frontend::Frontend;
+use crate::config::Protocol;
+use crate::proxy::Proxy;
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::stream::Stream;
 
 /// Pause after an accept error such as EMFILE before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Accepts that failed for lack of descriptors (EMFILE, ENFILE) since start.
-static FD_EXHAUSTED_ACCEPTS: AtomicU64 = AtomicU64::new(0);
-
-/// How many accepts failed for lack of descriptors since start, over all
-/// listeners (for the metrics endpoint).
-pub fn fd_exhausted_accepts() -> u64 {
-    FD_EXHAUSTED_ACCEPTS.load(Ordering::Relaxed)
-}
 
 fn is_fd_exhaustion(error: &io::Error) -> bool {
     matches!(
@@ -65,11 +56,13 @@ impl Listener {
     }
 }
 
-/// Accepts clients until shutdown. Each client holds one of the
-/// `client_slots` permits (`max_client_conn`) for as long as it is connected.
-pub async fn accept_loop<F: Frontend>(
+/// Accepts clients of `protocol` until shutdown. Each client holds one of
+/// the `client_slots` permits (`max_client_conn`) for as long as it is
+/// connected, admin console sessions included.
+pub async fn accept_loop(
     listener: Listener,
-    service: Arc<F>,
+    protocol: Protocol,
+    proxy: Arc<Proxy>,
     client_slots: Arc<Semaphore>,
 ) {
     // Failed accepts in a row for lack of descriptors: logged when the run
@@ -77,13 +70,13 @@ pub async fn accept_loop<F: Frontend>(
     let mut exhausted_streak: u64 = 0;
     loop {
         let accepted = tokio::select! {
-            _ = service.shutdown().cancelled() => return,
+            _ = proxy.shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) if is_fd_exhaustion(&error) => {
-                FD_EXHAUSTED_ACCEPTS.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::accept_fd_exhausted();
                 if exhausted_streak == 0 {
                     tracing::warn!(
                         %error,
@@ -106,7 +99,7 @@ pub async fn accept_loop<F: Frontend>(
         if exhausted_streak > 0 {
             tracing::info!(
                 failed = exhausted_streak,
-                since_start = fd_exhausted_accepts(),
+                since_start = crate::metrics::fd_exhausted_accepts(),
                 "accepting again after running out of file descriptors"
             );
             exhausted_streak = 0;
@@ -114,9 +107,11 @@ pub async fn accept_loop<F: Frontend>(
         crate::metrics::client_accepted();
         match Arc::clone(&client_slots).try_acquire_owned() {
             Ok(slot) => {
-                let service = Arc::clone(&service);
+                let proxy = Arc::clone(&proxy);
                 tokio::spawn(async move {
-                    service.serve(stream, peer).await;
+                    if let Some(console) = proxy.serve(protocol, stream, peer).await {
+                        crate::admin::serve(&proxy, console).await;
+                    }
                     drop(slot);
                 });
             }
@@ -125,7 +120,7 @@ pub async fn accept_loop<F: Frontend>(
                     tracing::warn!(%peer, "max_client_conn reached; refusing client{}", Suppressed(suppressed));
                 }
                 crate::metrics::client_rejected(crate::metrics::Rejection::MaxClientConn);
-                tokio::spawn(F::refuse_too_many(stream));
+                tokio::spawn(Proxy::refuse_too_many(protocol, stream));
             }
         }
     }

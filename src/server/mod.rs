@@ -1,9 +1,9 @@
 //! The server side: opening listeners (TCP and Unix), descriptor limits,
-//! accepting clients within `max_client_conn`, and running until a graceful
-//! shutdown.
+//! accepting clients within `max_client_conn` and handing them to the core
+//! (or to the admin console once they log in to it), and running until a
+//! graceful shutdown.
 
 pub mod accept;
 pub mod bind;
-pub mod frontend;
 pub mod limits;
 pub mod run;

@@ -9,15 +9,13 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 use super::accept::{Listener, accept_loop};
 use super::bind::{BindError, bind_tcp, bind_unix, bind_unix_path};
 use super::limits;
 use crate::config::{Config, Protocol};
-use crate::metrics::{MetricsEndpoint, MetricsError, MetricsSources};
-use crate::mysql::service::MySqlService;
-use crate::postgres::service::PgService;
+use crate::observe::{self, MetricsError, MetricsSources};
+use crate::proxy::Proxy;
 
 /// Why the proxy could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +28,8 @@ pub enum RunError {
     NoListeners,
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("metrics_listen: {0}")]
+    MetricsBind(BindError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
 }
@@ -39,8 +39,9 @@ pub enum RunError {
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), RunError> {
     // Bind first: a taken address is one error line, without warnings before it.
     let metrics = (config.general.observe.metrics_listen)
-        .map(MetricsEndpoint::bind)
-        .transpose()?;
+        .map(bind_tcp)
+        .transpose()
+        .map_err(RunError::MetricsBind)?;
     let Bound {
         postgres: listeners,
         mysql: mysql_listeners,
@@ -50,44 +51,28 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
 
-    let config = Arc::new(config);
-    let shutdown = CancellationToken::new();
-    let mut service = PgService::new(Arc::clone(&config), shutdown.clone());
-    service.config_file = config_file;
-    let service = Arc::new(service);
-    let mysql = Arc::new(MySqlService::new(
-        Arc::clone(&config),
-        shutdown.clone(),
-        Arc::clone(&service.clients),
-        Arc::clone(&service.servers),
-    ));
-    let _ = service.mysql.set(Arc::clone(&mysql));
+    let proxy = Arc::new(Proxy::new(config.clone(), config_file));
     let max_clients = config.general.max_client_conn;
     let client_slots = Arc::new(Semaphore::new(max_clients));
-    if let Some(endpoint) = metrics {
+    if let Some(listener) = metrics {
         let sources = MetricsSources {
-            service: Arc::clone(&service),
-            mysql: Arc::clone(&mysql),
+            proxy: Arc::clone(&proxy),
             client_slots: Arc::clone(&client_slots),
             max_clients,
             listeners: (listeners.iter().chain(&mysql_listeners))
                 .filter_map(Listener::tcp_addr)
                 .collect(),
         };
-        let addr = endpoint.start(sources)?;
+        let addr = observe::start(listener, sources)?;
         tracing::info!(%addr, "serving Prometheus metrics at /metrics");
     }
-    for listener in listeners {
+    let by_protocol = (listeners.into_iter().map(|l| (l, Protocol::Postgres)))
+        .chain(mysql_listeners.into_iter().map(|l| (l, Protocol::Mysql)));
+    for (listener, protocol) in by_protocol {
         tokio::spawn(accept_loop(
             listener,
-            Arc::clone(&service),
-            Arc::clone(&client_slots),
-        ));
-    }
-    for listener in mysql_listeners {
-        tokio::spawn(accept_loop(
-            listener,
-            Arc::clone(&mysql),
+            protocol,
+            Arc::clone(&proxy),
             Arc::clone(&client_slots),
         ));
     }
@@ -104,7 +89,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         _ = interrupt.recv() => {}
     }
     tracing::info!(timeout = ?config.general.shutdown_timeout, "shutting down: no new clients; waiting for clients to finish");
-    shutdown.cancel();
+    proxy.shutdown.cancel();
     let all_clients_gone = client_slots.acquire_many(max_clients as u32);
     if tokio::time::timeout(config.general.shutdown_timeout, all_clients_gone)
         .await
@@ -112,8 +97,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
     {
         tracing::warn!("shutdown_timeout passed with clients still connected; closing them");
     }
-    service.close_pools();
-    mysql.close_pools();
+    proxy.close_pools();
     for path in socket_files {
         let _ = std::fs::remove_file(path);
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use crate::metrics::http::{MAX_HEAD, get_request, parse_response};
+use crate::observe::http::{MAX_HEAD, get_request, parse_response};
 
 /// Limit on connecting, and on each read and write.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);

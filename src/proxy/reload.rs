@@ -6,15 +6,13 @@
 //! administrator is told so.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::show::pool_mode_name;
-use crate::config::{Config, GeneralConfig, ListenConfig, LogFormat, PinPolicy, PoolSettings};
-use crate::pool::{Connector, Pool, PoolLimits};
-use crate::postgres::service::PgService;
+use super::Proxy;
+use crate::config::{Config, PoolSettings, load_file};
+use crate::pool::PoolLimits;
 
 /// Keys RELOAD changes, as SHOW CONFIG names them.
-pub(super) const CHANGEABLE: &[&str] = &[
+pub const CHANGEABLE: &[&str] = &[
     "auth_type",
     "admin_users",
     "default_pool_size",
@@ -30,106 +28,43 @@ pub(super) const CHANGEABLE: &[&str] = &[
     "pin_policy",
 ];
 
-/// A configuration with every default and nothing configured.
-pub(super) fn default_config() -> Config {
-    Config {
-        listen: ListenConfig::default(),
-        general: GeneralConfig::default(),
-        pool: PoolSettings::default(),
-        databases: Default::default(),
-        users: Default::default(),
+/// Why RELOAD changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("RELOAD needs a configuration file: this churnstile was started without --config")]
+    NoConfigFile,
+    #[error("configuration not reloaded:\n{0}")]
+    Invalid(String),
+}
+
+impl Proxy {
+    /// Re-reads the configuration file and puts what can change at runtime
+    /// in force; returns one note per change that needs a restart.
+    pub fn reload(&self) -> Result<Vec<String>, ReloadError> {
+        let path = self.config_file.as_ref().ok_or(ReloadError::NoConfigFile)?;
+        let new = load_file(path).map_err(|errors| ReloadError::Invalid(errors.to_string()))?;
+        let (merged, notes) = merge(&self.config.load(), &new);
+        self.apply(merged);
+        tracing::info!(file = %path.display(), not_applied = ?notes, "configuration reloaded");
+        Ok(notes)
     }
-}
 
-fn seconds(duration: Duration) -> String {
-    let value = duration.as_secs_f64();
-    if value.fract() == 0.0 {
-        format!("{}", duration.as_secs())
-    } else {
-        format!("{value}")
+    /// Puts `merged` in force: new logins and sessions read it, and every
+    /// pool (PostgreSQL and MySQL) takes its database's sizes and timeouts.
+    fn apply(&self, merged: Config) {
+        for pool in self.pools() {
+            if let Some(db) = merged.databases.get(pool.database) {
+                let limits = PoolLimits::from(&db.pool);
+                if *pool.control.limits() != limits {
+                    pool.control.set_limits(limits);
+                }
+            }
+        }
+        let merged = Arc::new(merged);
+        self.config.store(Arc::clone(&merged));
+        self.postgres.reloaded(&merged);
+        self.mysql.reloaded();
     }
-}
-
-fn optional_seconds(duration: Option<Duration>) -> String {
-    duration.map_or_else(|| "0".to_owned(), seconds)
-}
-
-/// Every global setting as (key, value text), in SHOW CONFIG's order.
-pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
-    let listen = &config.listen;
-    let general = &config.general;
-    let pool = &config.pool;
-    let addresses: Vec<String> = listen.postgres.iter().map(ToString::to_string).collect();
-    vec![
-        ("listen_postgres", addresses.join(", ")),
-        (
-            "unix_socket_dir",
-            listen
-                .unix_socket_dir
-                .as_ref()
-                .map(|dir| dir.display().to_string())
-                .unwrap_or_default(),
-        ),
-        ("unix_socket_port", listen.unix_socket_port.to_string()),
-        ("auth_type", general.auth_type.to_string()),
-        ("max_client_conn", general.max_client_conn.to_string()),
-        ("shutdown_timeout", seconds(general.shutdown_timeout)),
-        ("worker_threads", general.worker_threads.to_string()),
-        (
-            "metrics_listen",
-            general
-                .observe
-                .metrics_listen
-                .map(|addr| addr.to_string())
-                .unwrap_or_default(),
-        ),
-        ("admin_users", general.observe.admin_users.join(", ")),
-        (
-            "log_format",
-            match general.observe.log_format {
-                LogFormat::Text => "text",
-                LogFormat::Json => "json",
-            }
-            .to_owned(),
-        ),
-        ("pool_mode", pool_mode_name(pool.pool_mode).to_owned()),
-        ("default_pool_size", pool.default_pool_size.to_string()),
-        ("min_pool_size", pool.min_pool_size.to_string()),
-        ("server_lifetime", seconds(pool.server_lifetime)),
-        (
-            "server_idle_timeout",
-            optional_seconds(pool.server_idle_timeout),
-        ),
-        (
-            "query_wait_timeout",
-            optional_seconds(pool.query_wait_timeout),
-        ),
-        (
-            "client_idle_timeout",
-            optional_seconds(pool.client_idle_timeout),
-        ),
-        (
-            "client_login_timeout",
-            optional_seconds(pool.client_login_timeout),
-        ),
-        (
-            "server_connect_timeout",
-            seconds(pool.server_connect_timeout),
-        ),
-        ("server_reset_query", pool.server_reset_query.clone()),
-        (
-            "max_prepared_statements",
-            pool.max_prepared_statements.to_string(),
-        ),
-        (
-            "pin_policy",
-            match pool.pin_policy {
-                PinPolicy::Pin => "pin",
-                PinPolicy::Reject => "reject",
-            }
-            .to_owned(),
-        ),
-    ]
 }
 
 /// Pool settings from `new`, keeping the pool mode of `old` (server
@@ -151,7 +86,7 @@ fn pool_settings(
 
 /// The configuration to run with after reading `new` while running `old`,
 /// and one note per change that was not applied because it needs a restart.
-pub(super) fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
+fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
     let mut notes = Vec::new();
     let mut merged = old.clone();
     let restart = |changed: bool, what: &str, notes: &mut Vec<String>| {
@@ -239,44 +174,10 @@ pub(super) fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
     (merged, notes)
 }
 
-/// Puts `merged` in force: new logins and sessions read it, and every pool
-/// (PostgreSQL and MySQL) takes its database's sizes and timeouts.
-pub(super) fn apply(service: &PgService, merged: Config) {
-    let merged = Arc::new(merged);
-    resize(
-        service
-            .pools()
-            .map(|((database, _), pool)| (database, pool)),
-        &merged,
-    );
-    if let Some(mysql) = service.mysql.get() {
-        resize(
-            mysql
-                .pools()
-                .map(|((database, _, _), pool)| (database, pool)),
-            &merged,
-        );
-        mysql.swap_config(Arc::clone(&merged));
-    }
-    service.swap_config(merged);
-}
-
-fn resize<'a, C: Connector>(
-    pools: impl Iterator<Item = (&'a String, &'a Pool<C>)>,
-    config: &Config,
-) {
-    for (database, pool) in pools {
-        if let Some(db) = config.databases.get(database) {
-            let limits = PoolLimits::from(&db.pool);
-            if *pool.limits() != limits {
-                pool.set_limits(limits);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::config::parse_str;
 
@@ -323,22 +224,5 @@ mod tests {
                 "adding database \"other\" needs a restart",
             ]
         );
-    }
-
-    #[test]
-    fn settings_list_every_key_with_seconds_as_numbers() {
-        let settings = config_settings(&default_config());
-        let get = |key| {
-            settings
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(get("server_lifetime"), Some("3600"));
-        assert_eq!(get("client_idle_timeout"), Some("0"));
-        assert_eq!(get("pool_mode"), Some("session"));
-        for key in CHANGEABLE {
-            assert!(get(key).is_some(), "{key}");
-        }
     }
 }

@@ -1,6 +1,6 @@
-//! Starting the metrics endpoint: install the Prometheus recorder, bind the
-//! listener (a taken address names its owner, like the PostgreSQL
-//! listeners), serve scrapes and sample the host in the background.
+//! Starting the metrics endpoint on a listener the server bound: install
+//! the Prometheus recorder, serve scrapes and sample the host in the
+//! background.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,13 +10,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::host::{self, HostTargets};
-use super::names::{
+use super::{derived, http};
+use crate::metrics::{
     BUILD_INFO, CLIENT_SESSION_SECONDS, POOL_WAIT_SECONDS, TRANSACTION_SECONDS, describe_all,
 };
-use super::{derived, http};
-use crate::mysql::service::MySqlService;
-use crate::postgres::service::PgService;
-use crate::server::bind::{BindError, bind_tcp};
+use crate::proxy::Proxy;
 
 /// Buckets of the client session duration histogram, in seconds, from
 /// 1 ms to 1 h: dense at the short end, where a churning client (a PHP
@@ -36,59 +34,42 @@ const SHORT_BUCKETS: &[f64] = &[
 /// Why the metrics endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("metrics_listen: {0}")]
-    Bind(#[from] BindError),
     #[error("metrics: {0}")]
     Build(#[from] BuildError),
     #[error("metrics: a metrics recorder is already installed in this process")]
     RecorderTaken,
+    #[error("metrics_listen: cannot read the bound address: {0}")]
+    Address(std::io::Error),
 }
 
 /// What the endpoint reports on.
 pub struct MetricsSources {
-    pub service: Arc<PgService>,
-    pub mysql: Arc<MySqlService>,
+    pub proxy: Arc<Proxy>,
     /// The `max_client_conn` permits; those taken are connected clients.
     pub client_slots: Arc<Semaphore>,
     pub max_clients: usize,
-    /// The bound PostgreSQL TCP listeners.
+    /// The bound TCP listeners of both protocols.
     pub listeners: Vec<SocketAddr>,
 }
 
-/// The metrics endpoint's listener, bound with the others so that it is
-/// there as soon as churnstile accepts clients.
-pub struct MetricsEndpoint {
-    listener: TcpListener,
-    pub local_addr: SocketAddr,
-}
-
-impl MetricsEndpoint {
-    /// Binds `addr`. Must be called inside a Tokio runtime.
-    pub fn bind(addr: SocketAddr) -> Result<MetricsEndpoint, MetricsError> {
-        let listener = bind_tcp(addr)?;
-        let local_addr = listener.local_addr().unwrap_or(addr);
-        Ok(MetricsEndpoint {
-            listener,
-            local_addr,
-        })
-    }
-
-    /// Installs the recorder and serves `GET /metrics` for as long as the
-    /// process runs. Once per process.
-    pub fn start(self, sources: MetricsSources) -> Result<SocketAddr, MetricsError> {
-        let handle = install_recorder()?;
-        let targets = HostTargets {
-            upstreams: sources.service.tcp_upstreams(),
-            listeners: sources.listeners.clone(),
-        };
-        host::spawn(targets, handle.clone());
-        let render = Arc::new(move || {
-            derived::record(&sources);
-            handle.render()
-        });
-        tokio::spawn(http::serve(self.listener, render));
-        Ok(self.local_addr)
-    }
+/// Installs the recorder and serves `GET /metrics` on `listener` (bound by
+/// the server with the other listeners, so that it is there as soon as
+/// churnstile accepts clients) for as long as the process runs. Once per
+/// process.
+pub fn start(listener: TcpListener, sources: MetricsSources) -> Result<SocketAddr, MetricsError> {
+    let local_addr = listener.local_addr().map_err(MetricsError::Address)?;
+    let handle = install_recorder()?;
+    let targets = HostTargets {
+        upstreams: sources.proxy.tcp_upstreams(),
+        listeners: sources.listeners.clone(),
+    };
+    host::spawn(targets, handle.clone());
+    let render = Arc::new(move || {
+        derived::record(&sources);
+        handle.render()
+    });
+    tokio::spawn(http::serve(listener, render));
+    Ok(local_addr)
 }
 
 fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
