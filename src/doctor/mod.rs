@@ -6,11 +6,13 @@
 //! is best effort: a process that vanishes or denies access is skipped,
 //! never a failure.
 
+mod endpoint_sockets;
 mod endpoints;
 mod ephemeral;
 mod fd_scan;
 mod listen;
 mod login_advice;
+mod login_target;
 mod owners;
 mod path_owner;
 mod port_owner;
@@ -24,16 +26,17 @@ mod sockets;
 mod tcp_state;
 mod text;
 
-pub use endpoints::{Direction, EndpointSockets};
+pub use endpoint_sockets::{Direction, EndpointSockets};
 pub use ephemeral::{EphemeralError, EphemeralPorts, EphemeralSummary, TIME_WAIT};
 pub use listen::{ListenPort, ListenState};
+pub use login_target::{LoginCheck, LoginTarget};
 pub use owners::{ProcessInfo, owners_of_inodes};
 pub use path_owner::socket_path_owner;
 pub use port_owner::port_owner;
 pub use processes::ProcessUsage;
-pub use reachability::{DatabaseLogin, LoginCheck, LoginTarget};
-pub use report::{Finding, JSON_VERSION, Report, Severity, Status};
-pub use run::{DEFAULT_TOP, DoctorOptions, run_doctor};
+pub use reachability::DatabaseLogin;
+pub use report::{Finding, JSON_VERSION, Severity, Status};
+pub use run::{DEFAULT_TOP, DoctorOptions, Report, run_doctor};
 pub use sockets::{
     SocketEntry, SocketTableError, sockets_on_port, tcp_sockets, tcp_sockets_seen_by,
 };

@@ -1,14 +1,9 @@
-//! What `churnstile doctor` found: findings (each with its severity, what it
-//! means and what to do), the measurements behind them, the overall status
-//! and exit code, and the stable JSON form (`--json`).
+//! The vocabulary every doctor check speaks: a [`Finding`] (its severity,
+//! what it means and what to do), the overall [`Status`] and exit code, and
+//! the version of the JSON layout (`--json`). It imports no check, so every
+//! check can import it.
 
 use serde::Serialize;
-
-use super::endpoints::EndpointSockets;
-use super::ephemeral::EphemeralSummary;
-use super::listen::ListenPort;
-use super::processes::ProcessUsage;
-use super::reachability::DatabaseLogin;
 
 /// Version of the JSON layout; bumped only when a field changes meaning or
 /// goes away (new fields may appear without a bump).
@@ -83,36 +78,10 @@ impl Status {
     }
 }
 
-/// Everything `churnstile doctor` reports, in the order it is printed.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// [`JSON_VERSION`].
-    pub version: u32,
-    pub status: Status,
-    /// Worst first.
-    pub findings: Vec<Finding>,
-    pub listen: Vec<ListenPort>,
-    /// `None` when /proc/sys/net/ipv4 could not be read.
-    pub ephemeral: Option<EphemeralSummary>,
-    /// Seconds between the two socket samples, when `--interval` was given.
-    pub interval_seconds: Option<f64>,
-    /// Busiest first, at most `--top`.
-    pub endpoints: Vec<EndpointSockets>,
-    /// Most troubled first, at most `--top` (or the `--pid` process).
-    pub processes: Vec<ProcessUsage>,
-    pub databases: Vec<DatabaseLogin>,
-}
-
 /// Orders findings worst first, keeping the order of the checks otherwise.
 pub fn worst_first(mut findings: Vec<Finding>) -> Vec<Finding> {
     findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
     findings
-}
-
-impl Report {
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string_pretty(self)
-    }
 }
 
 #[cfg(test)]
