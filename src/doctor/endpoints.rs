@@ -8,10 +8,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::endpoint_sockets::{Destination, Direction, EndpointSockets, percent, round};
-use super::ephemeral::EphemeralPorts;
 use super::pressure;
 use super::report::Finding;
-use super::{SocketEntry, SocketTableError, TcpState, tcp_sockets};
+use crate::host::{EphemeralPorts, SocketEntry, SocketTableError, TcpState, tcp_sockets};
 
 /// This namespace's TCP sockets at one moment.
 pub struct Sample {

@@ -9,9 +9,9 @@ use std::path::Path;
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::ephemeral::EphemeralPorts;
+use super::ephemeral::ListenPortFindings;
 use super::report::{Finding, Severity};
-use super::{ProcessInfo, port_owner, socket_path_owner};
+use crate::host::{EphemeralPorts, ProcessInfo, port_owner, socket_path_owner};
 
 /// One listen address and what holds it (`listen` in the JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -3,8 +3,8 @@
 //! TIME_WAIT sustains, each with what it means and what to do.
 
 use super::endpoint_sockets::{Destination, EndpointSockets, percent};
-use super::ephemeral::{EphemeralPorts, TIME_WAIT};
 use super::report::{Finding, Severity};
+use crate::host::{EphemeralPorts, TIME_WAIT};
 
 /// Share of the ephemeral range held toward one destination that warns.
 const WARN_USE: f64 = 0.5;

@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::fd_scan::{ProcessFds, Unreadable, all_pids, own_net_namespace, socket_protocol};
 use super::report::{Finding, Severity};
-use super::{SocketEntry, TcpState, tcp_sockets, tcp_sockets_seen_by};
+use crate::host::{
+    ProcessFds, SocketEntry, TcpState, Unreadable, all_pids, own_net_namespace, socket_protocol,
+    tcp_sockets, tcp_sockets_seen_by,
+};
 
 /// Share of the soft fd limit in use that warns, and that is a problem.
 const WARN_FD_USE: f64 = 0.8;
@@ -329,7 +331,7 @@ mod tests {
 
     fn scan(open_fds: usize, limit: Option<u64>) -> ProcessFds {
         ProcessFds {
-            process: super::super::ProcessInfo {
+            process: crate::host::ProcessInfo {
                 pid: 42,
                 command: "app".into(),
             },

@@ -10,13 +10,14 @@ use serde::Serialize;
 
 use super::endpoint_sockets::EndpointSockets;
 use super::endpoints::{Sample, summarize};
-use super::ephemeral::{EphemeralPorts, EphemeralSummary};
+use super::ephemeral::EphemeralSummary;
 use super::listen::{ListenPort, check_listeners};
 use super::login_target::LoginCheck;
 use super::processes::{ProcessUsage, check_processes};
 use super::reachability::{DatabaseLogin, check_logins};
 use super::report::{Finding, JSON_VERSION, Severity, Status, worst_first};
 use crate::config::{Config, ListenConfig};
+use crate::host::EphemeralPorts;
 
 /// Rows shown per table unless `--top` says otherwise.
 pub const DEFAULT_TOP: usize = 10;
@@ -162,7 +163,7 @@ pub async fn run_doctor(options: &DoctorOptions) -> Report {
         status: Status::of(&findings),
         findings,
         listen,
-        ephemeral: ephemeral.as_ref().map(EphemeralPorts::summary),
+        ephemeral: ephemeral.as_ref().map(EphemeralSummary::from),
         interval_seconds: options.interval.map(|interval| interval.as_secs_f64()),
         endpoints,
         processes,

@@ -16,7 +16,7 @@ use super::names::{
     EPHEMERAL_PORTS, EPHEMERAL_PORTS_USED, LISTENER_TIME_WAIT, MAX_FDS, OPEN_FDS,
     UPSTREAM_TIME_WAIT,
 };
-use crate::doctor::{SocketEntry, TcpState, tcp_sockets};
+use crate::host::{SocketEntry, TcpState, tcp_sockets};
 
 /// How often the host is sampled.
 pub(super) const SAMPLE_EVERY: Duration = Duration::from_secs(5);

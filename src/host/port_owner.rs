@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{ProcessInfo, TcpState, owners_of_inodes, sockets_on_port};
+use super::owners::{ProcessInfo, owners_of_inodes};
+use super::sockets::sockets_on_port;
+use super::tcp_state::TcpState;
 
 /// The process holding a socket that keeps `addr` from being bound: same
 /// port, and the same IP or a wildcard (`0.0.0.0` / `::`) on either side.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use procfs::net::UnixState;
 
-use super::{ProcessInfo, owners_of_inodes};
+use super::owners::{ProcessInfo, owners_of_inodes};
 
 /// The process listening on the Unix socket bound at `path`, matched by the
 /// path exactly as the listener spelled it when binding. `None` when /proc
