@@ -10,7 +10,7 @@ use procfs::process::{FDTarget, LimitValue, Process};
 
 use super::owners::ProcessInfo;
 
-/// Everything the doctor needs to know about one process's descriptors.
+/// One process's descriptors: how many, which are sockets, and its limit.
 #[derive(Debug, Clone)]
 pub(crate) struct ProcessFds {
     pub(crate) process: ProcessInfo,
@@ -75,7 +75,7 @@ pub(crate) fn all_pids() -> Vec<i32> {
     pids
 }
 
-/// The doctor's own network namespace.
+/// The network namespace of this process (churnstile or its doctor).
 pub(crate) fn own_net_namespace() -> Option<u64> {
     net_namespace(Path::new("/proc/self/ns/net"))
 }
