@@ -11,7 +11,7 @@ use serde::Serialize;
 /// Which side opened an endpoint's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Direction {
+pub(super) enum Direction {
     /// Connections this host opened, grouped by the address they go to.
     Outbound,
     /// Connections accepted by a listener here, grouped by its local address.
@@ -20,29 +20,29 @@ pub enum Direction {
 
 /// The sockets of one endpoint (`endpoints` in the JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EndpointSockets {
-    pub direction: Direction,
+pub(super) struct EndpointSockets {
+    pub(super) direction: Direction,
     /// The remote address (outbound) or the local listening address (inbound).
-    pub endpoint: SocketAddr,
-    pub total: usize,
+    pub(super) endpoint: SocketAddr,
+    pub(super) total: usize,
     /// Sockets per state, by the kernel's state names.
-    pub states: BTreeMap<&'static str, usize>,
+    pub(super) states: BTreeMap<&'static str, usize>,
     /// Outbound: sockets holding a source port from the ephemeral range.
-    pub ephemeral_ports_in_use: Option<usize>,
+    pub(super) ephemeral_ports_in_use: Option<usize>,
     /// Outbound: `ephemeral_ports_in_use` as a percentage of the range.
-    pub ephemeral_use_percent: Option<f64>,
+    pub(super) ephemeral_use_percent: Option<f64>,
     /// Outbound: whether connect() may reuse TIME_WAIT ports toward it.
-    pub tcp_tw_reuse_applies: Option<bool>,
+    pub(super) tcp_tw_reuse_applies: Option<bool>,
     /// Outbound, with `--interval`: new connections per second between samples.
-    pub observed_connects_per_second: Option<f64>,
+    pub(super) observed_connects_per_second: Option<f64>,
 }
 
 /// One outbound destination to judge.
-pub struct Destination<'a> {
-    pub row: &'a EndpointSockets,
+pub(super) struct Destination<'a> {
+    pub(super) row: &'a EndpointSockets,
     /// Source ports connect() cannot hand out again now: all in use, less
     /// the TIME_WAIT ones where tcp_tw_reuse lets it take them back.
-    pub held_ports: usize,
+    pub(super) held_ports: usize,
 }
 
 /// `part` of `whole` in percent, to one decimal.

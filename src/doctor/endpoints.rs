@@ -13,13 +13,13 @@ use super::report::Finding;
 use crate::host::{EphemeralPorts, SocketEntry, SocketTableError, TcpState, tcp_sockets};
 
 /// This namespace's TCP sockets at one moment.
-pub struct Sample {
-    pub sockets: Vec<SocketEntry>,
-    pub taken: Instant,
+pub(super) struct Sample {
+    pub(super) sockets: Vec<SocketEntry>,
+    pub(super) taken: Instant,
 }
 
 impl Sample {
-    pub fn take() -> Result<Sample, SocketTableError> {
+    pub(super) fn take() -> Result<Sample, SocketTableError> {
         Ok(Sample {
             sockets: tcp_sockets()?,
             taken: Instant::now(),
@@ -29,7 +29,7 @@ impl Sample {
 
 /// Groups the latest sample by endpoint (the `top` busiest are returned)
 /// and judges every outbound destination's ephemeral-port pressure.
-pub fn summarize(
+pub(super) fn summarize(
     latest: &Sample,
     earlier: Option<&Sample>,
     ephemeral: Option<&EphemeralPorts>,

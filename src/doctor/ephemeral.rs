@@ -14,16 +14,16 @@ const RESERVED_KEY: &str = "net.ipv4.ip_local_reserved_ports";
 
 /// The settings as reported (`ephemeral` in the JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EphemeralSummary {
-    pub port_range: [u16; 2],
+pub(super) struct EphemeralSummary {
+    pub(super) port_range: [u16; 2],
     /// Ports in the range minus the reserved ones among them.
-    pub available_ports: u32,
-    pub reserved_ports: String,
-    pub tcp_tw_reuse: u8,
-    pub time_wait_seconds: u64,
+    pub(super) available_ports: u32,
+    pub(super) reserved_ports: String,
+    pub(super) tcp_tw_reuse: u8,
+    pub(super) time_wait_seconds: u64,
     /// `available_ports / time_wait_seconds`: new connections per second one
     /// destination can take for ever without tcp_tw_reuse.
-    pub sustainable_connects_per_second: f64,
+    pub(super) sustainable_connects_per_second: f64,
 }
 
 impl From<&EphemeralPorts> for EphemeralSummary {
@@ -41,7 +41,7 @@ impl From<&EphemeralPorts> for EphemeralSummary {
 
 /// Listen ports judged against the ephemeral range; the doctor and the
 /// startup checks both warn with these findings.
-pub trait ListenPortFindings {
+pub(crate) trait ListenPortFindings {
     /// A warning for each listen address whose port a client socket may
     /// take, all with the one sysctl line that reserves every such port.
     fn listen_port_findings(&self, addrs: &[SocketAddr]) -> Vec<Finding>;

@@ -13,41 +13,41 @@ use crate::postgres::service::upstream_target;
 
 /// Where a pool logs in, and with which protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoginTarget {
+pub(super) enum LoginTarget {
     Postgres(Arc<postgres::UpstreamTarget>),
     Mysql(Arc<mysql::UpstreamTarget>),
 }
 
 impl LoginTarget {
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             LoginTarget::Postgres(target) => target.describe(),
             LoginTarget::Mysql(target) => target.describe(),
         }
     }
 
-    pub fn host(&self) -> &str {
+    pub(super) fn host(&self) -> &str {
         match self {
             LoginTarget::Postgres(target) => &target.host,
             LoginTarget::Mysql(target) => &target.host,
         }
     }
 
-    pub fn port(&self) -> u16 {
+    pub(super) fn port(&self) -> u16 {
         match self {
             LoginTarget::Postgres(target) => target.port,
             LoginTarget::Mysql(target) => target.port,
         }
     }
 
-    pub fn dbname(&self) -> &str {
+    pub(super) fn dbname(&self) -> &str {
         match self {
             LoginTarget::Postgres(target) => &target.dbname,
             LoginTarget::Mysql(target) => &target.dbname,
         }
     }
 
-    pub fn user(&self) -> &str {
+    pub(super) fn user(&self) -> &str {
         match self {
             LoginTarget::Postgres(target) => &target.user,
             LoginTarget::Mysql(target) => &target.user,
@@ -83,7 +83,7 @@ impl LoginTarget {
 
 /// Why a login failed, in its protocol's terms.
 #[derive(Debug, thiserror::Error)]
-pub enum LoginFailure {
+pub(super) enum LoginFailure {
     #[error(transparent)]
     Postgres(#[from] postgres::UpstreamError),
     #[error(transparent)]
@@ -93,15 +93,15 @@ pub enum LoginFailure {
 /// One (database, user) pool's upstream login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginCheck {
-    pub database: String,
-    pub user: String,
-    pub target: LoginTarget,
-    pub timeout: Duration,
+    pub(super) database: String,
+    pub(super) user: String,
+    pub(super) target: LoginTarget,
+    pub(super) timeout: Duration,
 }
 
 impl LoginCheck {
     /// One check per (database, user) pair, as churnstile builds its pools.
-    pub fn for_config(config: &Config) -> Vec<LoginCheck> {
+    pub(super) fn for_config(config: &Config) -> Vec<LoginCheck> {
         let mut checks = Vec::new();
         for (database, db) in &config.databases {
             for (user, user_config) in &config.users {

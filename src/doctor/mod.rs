@@ -19,12 +19,8 @@ mod report;
 mod run;
 mod text;
 
-pub use endpoint_sockets::{Direction, EndpointSockets};
-pub use ephemeral::{EphemeralSummary, ListenPortFindings};
-pub use listen::{ListenPort, ListenState};
-pub use login_target::{LoginCheck, LoginTarget};
-pub use processes::ProcessUsage;
-pub use reachability::DatabaseLogin;
-pub use report::{Finding, JSON_VERSION, Severity, Status};
+pub(crate) use ephemeral::ListenPortFindings;
+pub use login_target::LoginCheck;
+pub use report::Status;
 pub use run::{DEFAULT_TOP, DoctorOptions, Report, run_doctor};
 pub use text::render as render_text;

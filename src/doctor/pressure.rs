@@ -14,7 +14,7 @@ const PROBLEM_USE: f64 = 0.9;
 const WARN_RATE: f64 = 0.5;
 
 /// A finding for each destination under pressure, or one that all is calm.
-pub fn judge(destinations: &[Destination], settings: &EphemeralPorts) -> Vec<Finding> {
+pub(super) fn judge(destinations: &[Destination], settings: &EphemeralPorts) -> Vec<Finding> {
     let mut findings = Vec::new();
     for destination in destinations {
         findings.extend(port_finding(destination, settings));

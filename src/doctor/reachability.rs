@@ -20,24 +20,24 @@ const CONCURRENT_LOGINS: usize = 16;
 
 /// The outcome of one login (`databases` in the JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DatabaseLogin {
-    pub database: String,
-    pub user: String,
+pub(super) struct DatabaseLogin {
+    pub(super) database: String,
+    pub(super) user: String,
     /// `postgres` or `mysql`.
-    pub protocol: &'static str,
+    pub(super) protocol: &'static str,
     /// `host:port` or the Unix socket path.
-    pub upstream: String,
-    pub dbname: String,
-    pub upstream_user: String,
-    pub ok: bool,
+    pub(super) upstream: String,
+    pub(super) dbname: String,
+    pub(super) upstream_user: String,
+    pub(super) ok: bool,
     /// How long connecting and logging in took, when it worked.
-    pub login_ms: Option<u64>,
-    pub error: Option<String>,
+    pub(super) login_ms: Option<u64>,
+    pub(super) error: Option<String>,
 }
 
 /// Runs the checks, [`CONCURRENT_LOGINS`] at a time; results come back in
 /// the checks' order.
-pub async fn check_logins(checks: &[LoginCheck]) -> (Vec<DatabaseLogin>, Vec<Finding>) {
+pub(super) async fn check_logins(checks: &[LoginCheck]) -> (Vec<DatabaseLogin>, Vec<Finding>) {
     let slots = Arc::new(Semaphore::new(CONCURRENT_LOGINS));
     let mut running = JoinSet::new();
     for (index, check) in checks.iter().cloned().enumerate() {

@@ -7,12 +7,12 @@ use serde::Serialize;
 
 /// Version of the JSON layout; bumped only when a field changes meaning or
 /// goes away (new fields may appear without a bump).
-pub const JSON_VERSION: u32 = 1;
+pub(super) const JSON_VERSION: u32 = 1;
 
 /// How much a finding matters, least first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     /// Checked and fine.
     Ok,
     /// Worth knowing; nothing to fix.
@@ -24,7 +24,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Severity::Ok => "ok",
             Severity::Info => "info",
@@ -36,18 +36,18 @@ impl Severity {
 
 /// One verdict, phrased for the person who has to act on it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Finding {
-    pub severity: Severity,
+pub(crate) struct Finding {
+    pub(crate) severity: Severity,
     /// Stable identifier of the check, e.g. `listen.in_use`.
-    pub check: &'static str,
+    pub(crate) check: &'static str,
     /// What was checked: `listen 127.0.0.1:6432`, `pid 42 "app"`, ...
-    pub subject: String,
+    pub(crate) subject: String,
     /// What was found.
-    pub summary: String,
+    pub(crate) summary: String,
     /// What it means for clients and churnstile.
-    pub meaning: String,
+    pub(crate) meaning: String,
     /// What to do about it.
-    pub action: String,
+    pub(crate) action: String,
 }
 
 /// The overall verdict: the worst severity found.
@@ -60,7 +60,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn of(findings: &[Finding]) -> Status {
+    pub(super) fn of(findings: &[Finding]) -> Status {
         match findings.iter().map(|finding| finding.severity).max() {
             Some(Severity::Problem) => Status::Problems,
             Some(Severity::Warning) => Status::Warnings,
@@ -79,7 +79,7 @@ impl Status {
 }
 
 /// Orders findings worst first, keeping the order of the checks otherwise.
-pub fn worst_first(mut findings: Vec<Finding>) -> Vec<Finding> {
+pub(super) fn worst_first(mut findings: Vec<Finding>) -> Vec<Finding> {
     findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
     findings
 }

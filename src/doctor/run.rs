@@ -81,20 +81,20 @@ impl Default for DoctorOptions {
 #[derive(Debug, Serialize)]
 pub struct Report {
     /// [`JSON_VERSION`].
-    pub version: u32,
+    pub(super) version: u32,
     pub status: Status,
     /// Worst first.
-    pub findings: Vec<Finding>,
-    pub listen: Vec<ListenPort>,
+    pub(super) findings: Vec<Finding>,
+    pub(super) listen: Vec<ListenPort>,
     /// `None` when /proc/sys/net/ipv4 could not be read.
-    pub ephemeral: Option<EphemeralSummary>,
+    pub(super) ephemeral: Option<EphemeralSummary>,
     /// Seconds between the two socket samples, when `--interval` was given.
-    pub interval_seconds: Option<f64>,
+    pub(super) interval_seconds: Option<f64>,
     /// Busiest first, at most `--top`.
-    pub endpoints: Vec<EndpointSockets>,
+    pub(super) endpoints: Vec<EndpointSockets>,
     /// Most troubled first, at most `--top` (or the `--pid` process).
-    pub processes: Vec<ProcessUsage>,
-    pub databases: Vec<DatabaseLogin>,
+    pub(super) processes: Vec<ProcessUsage>,
+    pub(super) databases: Vec<DatabaseLogin>,
 }
 
 impl Report {

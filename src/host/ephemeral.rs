@@ -16,7 +16,7 @@ pub const TIME_WAIT: Duration = Duration::from_secs(60);
 
 /// The ephemeral-port settings of this network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EphemeralPorts {
+pub(crate) struct EphemeralPorts {
     pub(crate) low: u16,
     pub(crate) high: u16,
     reserved: Vec<RangeInclusive<u16>>,
@@ -31,14 +31,14 @@ pub struct EphemeralPorts {
 /// A sysctl that could not be read or understood.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read {file}: {reason}")]
-pub struct EphemeralError {
+pub(crate) struct EphemeralError {
     file: String,
     reason: String,
 }
 
 impl EphemeralPorts {
     /// Reads the three sysctls from /proc/sys/net/ipv4.
-    pub fn read() -> Result<EphemeralPorts, EphemeralError> {
+    pub(crate) fn read() -> Result<EphemeralPorts, EphemeralError> {
         let read = |name: &str| {
             let path = Path::new(SYSCTL_DIR).join(name);
             std::fs::read_to_string(&path).map_err(|error| EphemeralError {

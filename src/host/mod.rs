@@ -15,11 +15,12 @@ mod secrets;
 mod sockets;
 mod tcp_state;
 
-pub use ephemeral::{EphemeralError, EphemeralPorts, TIME_WAIT};
+pub(crate) use ephemeral::EphemeralPorts;
+pub use ephemeral::TIME_WAIT;
 pub(crate) use fd_scan::{ProcessFds, Unreadable, all_pids, own_net_namespace, socket_protocol};
 pub use owners::ProcessInfo;
-pub use path_owner::socket_path_owner;
-pub use port_owner::port_owner;
+pub(crate) use path_owner::socket_path_owner;
+pub(crate) use port_owner::port_owner;
 pub(crate) use sockets::tcp_sockets_seen_by;
 pub use sockets::{SocketEntry, SocketTableError, tcp_sockets};
 pub use tcp_state::TcpState;

@@ -18,7 +18,7 @@ use super::tcp_state::TcpState;
 ///
 /// `None` when /proc does not show one (another user's process without root,
 /// another network namespace, or the holder is already gone).
-pub fn port_owner(addr: SocketAddr) -> Option<ProcessInfo> {
+pub(crate) fn port_owner(addr: SocketAddr) -> Option<ProcessInfo> {
     let wanted = addr.ip().to_canonical();
     let mut holders = sockets_on_port(addr.port());
     // TIME_WAIT sockets have no inode and do not block a SO_REUSEADDR bind.

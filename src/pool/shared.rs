@@ -11,8 +11,8 @@ use tokio::sync::Semaphore;
 
 use super::demand::Demand;
 use super::pause::PauseGate;
-use super::stats::{CloseReason, PoolStatsSnapshot, Traffic};
-use super::{Connector, PoolLimits, PoolStats};
+use super::stats::{CloseReason, PoolStats, PoolStatsSnapshot, Traffic};
+use super::{Connector, PoolLimits};
 
 /// A server connection with the times the pool decides by.
 pub(super) struct Slot<T> {
