@@ -88,13 +88,9 @@ impl ListenPortFindings for EphemeralPorts {
 mod tests {
     use super::*;
 
-    fn ports(range: &str, reserved: &str, tw_reuse: &str) -> EphemeralPorts {
-        EphemeralPorts::parse(range, reserved, tw_reuse).unwrap()
-    }
-
     #[test]
     fn the_summary_rounds_the_sustainable_rate() {
-        let parsed = ports("32768\t60999\n", "\n", "2\n");
+        let parsed = EphemeralPorts::parse("32768\t60999\n", "\n", "2\n").unwrap();
         assert_eq!(
             EphemeralSummary::from(&parsed).sustainable_connects_per_second,
             470.5
@@ -103,7 +99,7 @@ mod tests {
 
     #[test]
     fn a_listen_port_in_the_range_gets_the_sysctl_line() {
-        let settings = ports("32768 60999", "6000", "2");
+        let settings = EphemeralPorts::parse("32768 60999", "6000", "2").unwrap();
         let addrs: Vec<SocketAddr> = [
             "127.0.0.1:40000",
             "127.0.0.1:6432",
