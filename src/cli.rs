@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use churnstile::config::{self, PoolMode};
-use churnstile::doctor::{DEFAULT_TOP, DoctorOptions, TIME_WAIT};
+use churnstile::doctor::{DEFAULT_TOP, DoctorOptions};
+use churnstile::host::TIME_WAIT;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use churnstile::doctor::{TcpState, tcp_sockets};
+use churnstile::host::{SocketEntry, TcpState, tcp_sockets};
 use serde_json::Value;
 use support::{
     MYSQL_APP_USER, MariaDbServer, NATIVE_USER, PgServer, Proxy, child, free_port,
@@ -90,7 +90,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-fn count_sockets(matches: impl Fn(&churnstile::doctor::SocketEntry) -> bool) -> usize {
+fn count_sockets(matches: impl Fn(&SocketEntry) -> bool) -> usize {
     tcp_sockets()
         .expect("/proc/net/tcp is readable")
         .iter()

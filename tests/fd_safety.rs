@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use churnstile::doctor::tcp_sockets;
+use churnstile::host::tcp_sockets;
 use support::churn_client::{Address, Login, RawClient};
 use support::{APP_DB, MD5_USER, PgServer, Proxy, pg_proxy_config};
 use tokio::sync::Mutex;

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use churnstile::doctor::{TcpState, tcp_sockets};
+use churnstile::host::{TcpState, tcp_sockets};
 use support::metrics_endpoint::{
     http_get, pool_labels, proxy_with_metrics, sample, scrape_until, value,
 };

@@ -13,6 +13,5 @@ mod url;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, parse_str};
-pub use secret::parse_client_secret;
 pub use types::*;
 pub use url::{UrlError, sidecar_config};

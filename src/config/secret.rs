@@ -25,7 +25,7 @@ const MYSQL_NATIVE_HEX_DIGITS: usize = 40;
 /// - Anything else is a plaintext password.
 ///
 /// The error says what is malformed; it never repeats the secret.
-pub fn parse_client_secret(text: &str) -> Result<ClientSecret, String> {
+pub(super) fn parse_client_secret(text: &str) -> Result<ClientSecret, String> {
     if let Some(verifier) = text.strip_prefix(SCRAM_PREFIX) {
         return parse_scram(verifier).map(ClientSecret::Scram);
     }

@@ -42,7 +42,7 @@ pub(crate) const DEFAULT_MYSQL_LISTEN_PORT: u16 = 3307;
 impl ListenConfig {
     /// The Unix socket port when none is configured: the first TCP
     /// listener's port (unless it asks for an ephemeral port), else 6432.
-    pub fn default_unix_socket_port(postgres: &[SocketAddr]) -> u16 {
+    pub(super) fn default_unix_socket_port(postgres: &[SocketAddr]) -> u16 {
         postgres
             .first()
             .map(SocketAddr::port)
@@ -240,7 +240,7 @@ pub enum Protocol {
 
 impl Protocol {
     /// The port upstream servers of this protocol listen on unless told otherwise.
-    pub fn default_port(self) -> u16 {
+    pub(super) fn default_port(self) -> u16 {
         match self {
             Protocol::Postgres => 5432,
             Protocol::Mysql => 3306,

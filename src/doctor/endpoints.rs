@@ -1,27 +1,25 @@
 //! TCP sockets by state per endpoint, busiest first, and for each outbound
 //! destination the numbers behind its ephemeral-port pressure: source ports
 //! in use against the range, and (with two samples) new connections per
-//! second. `pressure.rs` judges them.
+//! second. `pressure.rs` judges them; `endpoint_sockets.rs` holds the rows.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use serde::Serialize;
-
-use super::ephemeral::EphemeralPorts;
-use super::pressure::{self, Destination};
+use super::endpoint_sockets::{Destination, Direction, EndpointSockets, percent, round};
+use super::pressure;
 use super::report::Finding;
-use super::{SocketEntry, SocketTableError, TcpState, tcp_sockets};
+use crate::host::{EphemeralPorts, SocketEntry, SocketTableError, TcpState, tcp_sockets};
 
 /// This namespace's TCP sockets at one moment.
-pub struct Sample {
-    pub sockets: Vec<SocketEntry>,
-    pub taken: Instant,
+pub(super) struct Sample {
+    pub(super) sockets: Vec<SocketEntry>,
+    pub(super) taken: Instant,
 }
 
 impl Sample {
-    pub fn take() -> Result<Sample, SocketTableError> {
+    pub(super) fn take() -> Result<Sample, SocketTableError> {
         Ok(Sample {
             sockets: tcp_sockets()?,
             taken: Instant::now(),
@@ -29,37 +27,9 @@ impl Sample {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Connections this host opened, grouped by the address they go to.
-    Outbound,
-    /// Connections accepted by a listener here, grouped by its local address.
-    Inbound,
-}
-
-/// The sockets of one endpoint (`endpoints` in the JSON).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EndpointSockets {
-    pub direction: Direction,
-    /// The remote address (outbound) or the local listening address (inbound).
-    pub endpoint: SocketAddr,
-    pub total: usize,
-    /// Sockets per state, by the kernel's state names.
-    pub states: BTreeMap<&'static str, usize>,
-    /// Outbound: sockets holding a source port from the ephemeral range.
-    pub ephemeral_ports_in_use: Option<usize>,
-    /// Outbound: `ephemeral_ports_in_use` as a percentage of the range.
-    pub ephemeral_use_percent: Option<f64>,
-    /// Outbound: whether connect() may reuse TIME_WAIT ports toward it.
-    pub tcp_tw_reuse_applies: Option<bool>,
-    /// Outbound, with `--interval`: new connections per second between samples.
-    pub observed_connects_per_second: Option<f64>,
-}
-
 /// Groups the latest sample by endpoint (the `top` busiest are returned)
 /// and judges every outbound destination's ephemeral-port pressure.
-pub fn summarize(
+pub(super) fn summarize(
     latest: &Sample,
     earlier: Option<&Sample>,
     ephemeral: Option<&EphemeralPorts>,
@@ -202,16 +172,6 @@ fn connect_rates(
     new.into_iter()
         .map(|(endpoint, count)| (endpoint, round(count as f64 / seconds)))
         .collect()
-}
-
-/// `part` of `whole` in percent, to one decimal.
-pub(super) fn percent(part: usize, whole: u32) -> f64 {
-    round(part as f64 * 100.0 / f64::from(whole.max(1)))
-}
-
-/// One decimal is all a person reads; the JSON stays stable to compare.
-fn round(value: f64) -> f64 {
-    (value * 10.0).round() / 10.0
 }
 
 #[cfg(test)]

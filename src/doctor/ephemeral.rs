@@ -1,175 +1,54 @@
-//! The kernel's ephemeral ports, the source ports `connect()` hands out:
-//! `net.ipv4.ip_local_port_range`, `ip_local_reserved_ports` and
-//! `tcp_tw_reuse`, the connect rate they sustain toward one destination, and
-//! whether a listen port sits where a client socket may take it.
+//! The doctor's view of the ephemeral ports: the settings as reported
+//! ([`EphemeralSummary`]) and a warning for each listen port a client
+//! socket may take, with the sysctl line that reserves it. The settings
+//! themselves are read in `host::ephemeral`.
 
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
-use std::path::Path;
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use serde::Serialize;
 
 use super::report::{Finding, Severity};
+use crate::host::{EphemeralPorts, TIME_WAIT};
 
-const SYSCTL_DIR: &str = "/proc/sys/net/ipv4";
 const RESERVED_KEY: &str = "net.ipv4.ip_local_reserved_ports";
-
-/// How long a closed connection keeps its port in TIME_WAIT on the side that
-/// closed first: the kernel's fixed TCP_TIMEWAIT_LEN.
-pub const TIME_WAIT: Duration = Duration::from_secs(60);
-
-/// The ephemeral-port settings of this network namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EphemeralPorts {
-    pub low: u16,
-    pub high: u16,
-    reserved: Vec<RangeInclusive<u16>>,
-    /// `ip_local_reserved_ports` as the kernel prints it, e.g. `6432,8000-8080`.
-    reserved_text: String,
-    /// Ports in the range that are not reserved, counted once.
-    available: u32,
-    /// 0 off, 1 for every destination, 2 for loopback only.
-    pub tw_reuse: u8,
-}
-
-/// A sysctl that could not be read or understood.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read {file}: {reason}")]
-pub struct EphemeralError {
-    file: String,
-    reason: String,
-}
 
 /// The settings as reported (`ephemeral` in the JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EphemeralSummary {
-    pub port_range: [u16; 2],
+pub(super) struct EphemeralSummary {
+    pub(super) port_range: [u16; 2],
     /// Ports in the range minus the reserved ones among them.
-    pub available_ports: u32,
-    pub reserved_ports: String,
-    pub tcp_tw_reuse: u8,
-    pub time_wait_seconds: u64,
+    pub(super) available_ports: u32,
+    pub(super) reserved_ports: String,
+    pub(super) tcp_tw_reuse: u8,
+    pub(super) time_wait_seconds: u64,
     /// `available_ports / time_wait_seconds`: new connections per second one
     /// destination can take for ever without tcp_tw_reuse.
-    pub sustainable_connects_per_second: f64,
+    pub(super) sustainable_connects_per_second: f64,
 }
 
-impl EphemeralPorts {
-    /// Reads the three sysctls from /proc/sys/net/ipv4.
-    pub fn read() -> Result<EphemeralPorts, EphemeralError> {
-        let read = |name: &str| {
-            let path = Path::new(SYSCTL_DIR).join(name);
-            std::fs::read_to_string(&path).map_err(|error| EphemeralError {
-                file: path.display().to_string(),
-                reason: error.to_string(),
-            })
-        };
-        EphemeralPorts::parse(
-            &read("ip_local_port_range")?,
-            &read("ip_local_reserved_ports")?,
-            &read("tcp_tw_reuse")?,
-        )
-    }
-
-    /// Parses the three sysctls' contents.
-    pub(super) fn parse(
-        range: &str,
-        reserved: &str,
-        tw_reuse: &str,
-    ) -> Result<EphemeralPorts, EphemeralError> {
-        let invalid = |name: &str, text: &str| EphemeralError {
-            file: format!("{SYSCTL_DIR}/{name}"),
-            reason: format!("unexpected contents {:?}", text.trim()),
-        };
-        let mut bounds = range.split_whitespace().map(str::parse::<u16>);
-        let (low, high) = match (bounds.next(), bounds.next(), bounds.next()) {
-            (Some(Ok(low)), Some(Ok(high)), None) if low <= high => (low, high),
-            _ => return Err(invalid("ip_local_port_range", range)),
-        };
-        let reserved_text = reserved.trim().to_owned();
-        let reserved = parse_port_list(&reserved_text)
-            .ok_or_else(|| invalid("ip_local_reserved_ports", reserved))?;
-        let tw_reuse = tw_reuse
-            .trim()
-            .parse()
-            .map_err(|_| invalid("tcp_tw_reuse", tw_reuse))?;
-        let mut ports = EphemeralPorts {
-            low,
-            high,
-            reserved,
-            reserved_text,
-            available: 0,
-            tw_reuse,
-        };
-        ports.available = (low..=high)
-            .filter(|&port| !ports.is_reserved(port))
-            .count() as u32;
-        Ok(ports)
-    }
-
-    /// Whether `connect()` may pick `port` as a source port.
-    pub fn is_ephemeral(&self, port: u16) -> bool {
-        (self.low..=self.high).contains(&port) && !self.is_reserved(port)
-    }
-
-    fn is_reserved(&self, port: u16) -> bool {
-        self.reserved.iter().any(|range| range.contains(&port))
-    }
-
-    /// Source ports one destination can use at once.
-    pub fn available(&self) -> u32 {
-        self.available
-    }
-
-    /// New connections per second toward one destination that TIME_WAIT
-    /// lets through for ever: every port comes back 60 s after its close.
-    pub fn sustainable_rate(&self) -> f64 {
-        f64::from(self.available()) / TIME_WAIT.as_secs_f64()
-    }
-
-    /// Whether tcp_tw_reuse lets `connect()` reuse a TIME_WAIT port toward
-    /// `destination` (after a second, with TCP timestamps on).
-    pub fn tw_reuse_applies(&self, destination: IpAddr) -> bool {
-        match self.tw_reuse {
-            1 => true,
-            2 => destination.is_loopback(),
-            _ => false,
-        }
-    }
-
-    pub fn summary(&self) -> EphemeralSummary {
+impl From<&EphemeralPorts> for EphemeralSummary {
+    fn from(ports: &EphemeralPorts) -> EphemeralSummary {
         EphemeralSummary {
-            port_range: [self.low, self.high],
-            available_ports: self.available(),
-            reserved_ports: self.reserved_text.clone(),
-            tcp_tw_reuse: self.tw_reuse,
+            port_range: [ports.low, ports.high],
+            available_ports: ports.available(),
+            reserved_ports: ports.reserved_text().to_owned(),
+            tcp_tw_reuse: ports.tw_reuse,
             time_wait_seconds: TIME_WAIT.as_secs(),
-            sustainable_connects_per_second: (self.sustainable_rate() * 10.0).round() / 10.0,
+            sustainable_connects_per_second: (ports.sustainable_rate() * 10.0).round() / 10.0,
         }
     }
+}
 
-    /// The `ip_local_reserved_ports` value that keeps what is reserved now
-    /// and adds `ports`.
-    pub fn reserved_with(&self, ports: &[u16]) -> String {
-        let mut added: Vec<u16> = ports
-            .iter()
-            .copied()
-            .filter(|&port| !self.is_reserved(port))
-            .collect();
-        added.sort_unstable();
-        added.dedup();
-        let mut items: Vec<String> = Vec::new();
-        if !self.reserved_text.is_empty() {
-            items.push(self.reserved_text.clone());
-        }
-        items.extend(added.iter().map(u16::to_string));
-        items.join(",")
-    }
-
+/// Listen ports judged against the ephemeral range; the doctor and the
+/// startup checks both warn with these findings.
+pub(crate) trait ListenPortFindings {
     /// A warning for each listen address whose port a client socket may
     /// take, all with the one sysctl line that reserves every such port.
-    pub fn listen_port_findings(&self, addrs: &[SocketAddr]) -> Vec<Finding> {
+    fn listen_port_findings(&self, addrs: &[SocketAddr]) -> Vec<Finding>;
+}
+
+impl ListenPortFindings for EphemeralPorts {
+    fn listen_port_findings(&self, addrs: &[SocketAddr]) -> Vec<Finding> {
         let exposed: Vec<u16> = addrs
             .iter()
             .map(SocketAddr::port)
@@ -205,89 +84,22 @@ impl EphemeralPorts {
     }
 }
 
-/// `6432,8000-8080` → ranges; `None` when it is not such a list.
-fn parse_port_list(text: &str) -> Option<Vec<RangeInclusive<u16>>> {
-    if text.is_empty() {
-        return Some(Vec::new());
-    }
-    text.split(',')
-        .map(|item| {
-            let (low, high) = item.split_once('-').unwrap_or((item, item));
-            let (low, high) = (low.trim().parse().ok()?, high.trim().parse().ok()?);
-            (low <= high).then_some(low..=high)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ports(range: &str, reserved: &str, tw_reuse: &str) -> EphemeralPorts {
-        EphemeralPorts::parse(range, reserved, tw_reuse).unwrap()
-    }
-
     #[test]
-    fn parses_what_the_kernel_prints() {
-        let parsed = ports("32768\t60999\n", "\n", "2\n");
+    fn the_summary_rounds_the_sustainable_rate() {
+        let parsed = EphemeralPorts::parse("32768\t60999\n", "\n", "2\n").unwrap();
         assert_eq!(
-            (parsed.low, parsed.high, parsed.tw_reuse),
-            (32768, 60999, 2)
+            EphemeralSummary::from(&parsed).sustainable_connects_per_second,
+            470.5
         );
-        assert_eq!(parsed.available(), 28232);
-        assert!((parsed.sustainable_rate() - 470.533).abs() < 0.001);
-        assert_eq!(parsed.summary().sustainable_connects_per_second, 470.5);
-
-        let reserved = ports("32768 60999", "6432,40000-40009\n", "0");
-        assert_eq!(reserved.available(), 28222);
-        assert!(!reserved.is_ephemeral(40005));
-        assert!(reserved.is_ephemeral(40010));
-        assert!(!reserved.is_ephemeral(6432));
-        assert!(!reserved.is_ephemeral(32767));
-        assert!(reserved.is_ephemeral(60999));
-        assert!(!reserved.is_ephemeral(61000));
-    }
-
-    #[test]
-    fn odd_contents_are_errors_naming_the_file() {
-        for (range, reserved, tw_reuse, file) in [
-            ("60999 32768", "", "0", "ip_local_port_range"),
-            ("32768", "", "0", "ip_local_port_range"),
-            ("32768 60999 1", "", "0", "ip_local_port_range"),
-            ("a b", "", "0", "ip_local_port_range"),
-            ("32768 60999", "8080-80", "0", "ip_local_reserved_ports"),
-            ("32768 60999", "1,,2", "0", "ip_local_reserved_ports"),
-            ("32768 60999", "99999", "0", "ip_local_reserved_ports"),
-            ("32768 60999", "", "x", "tcp_tw_reuse"),
-        ] {
-            let error = EphemeralPorts::parse(range, reserved, tw_reuse).unwrap_err();
-            assert!(error.to_string().contains(file), "{error}");
-        }
-    }
-
-    #[test]
-    fn tw_reuse_applies_by_setting_and_destination() {
-        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
-        let remote: IpAddr = "10.0.0.5".parse().unwrap();
-        let off = ports("1 2", "", "0");
-        let all = ports("1 2", "", "1");
-        let local_only = ports("1 2", "", "2");
-        assert!(!off.tw_reuse_applies(loopback));
-        assert!(all.tw_reuse_applies(remote));
-        assert!(local_only.tw_reuse_applies(loopback));
-        assert!(!local_only.tw_reuse_applies(remote));
-    }
-
-    #[test]
-    fn reserved_value_keeps_what_is_there() {
-        assert_eq!(ports("1 9", "", "0").reserved_with(&[7, 5, 7]), "5,7");
-        assert_eq!(ports("1 9", "3,8-9", "0").reserved_with(&[5]), "3,8-9,5");
-        assert_eq!(ports("1 9", "3,8-9", "0").reserved_with(&[8]), "3,8-9");
     }
 
     #[test]
     fn a_listen_port_in_the_range_gets_the_sysctl_line() {
-        let settings = ports("32768 60999", "6000", "2");
+        let settings = EphemeralPorts::parse("32768 60999", "6000", "2").unwrap();
         let addrs: Vec<SocketAddr> = [
             "127.0.0.1:40000",
             "127.0.0.1:6432",

@@ -9,27 +9,27 @@ use std::path::Path;
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::ephemeral::EphemeralPorts;
+use super::ephemeral::ListenPortFindings;
 use super::report::{Finding, Severity};
-use super::{ProcessInfo, port_owner, socket_path_owner};
+use crate::host::{EphemeralPorts, ProcessInfo, port_owner, socket_path_owner};
 
 /// One listen address and what holds it (`listen` in the JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ListenPort {
+pub(super) struct ListenPort {
     /// `IP:port`, or the Unix socket's path.
-    pub address: String,
-    pub state: ListenState,
+    pub(super) address: String,
+    pub(super) state: ListenState,
     /// The process holding the address, when /proc shows it.
-    pub owner: Option<ProcessInfo>,
+    pub(super) owner: Option<ProcessInfo>,
     /// Why the address cannot be used, when it is `unavailable`.
-    pub error: Option<String>,
+    pub(super) error: Option<String>,
     /// Whether a client socket may take the port (TCP only).
-    pub inside_ephemeral_range: Option<bool>,
+    pub(super) inside_ephemeral_range: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ListenState {
+pub(super) enum ListenState {
     Free,
     InUse,
     /// Not usable for another reason: permission, address not on this host.
@@ -38,7 +38,7 @@ pub enum ListenState {
 
 /// Checks each TCP address and the Unix socket path, with the
 /// ephemeral-range warnings when the sysctls could be read.
-pub fn check_listeners(
+pub(super) fn check_listeners(
     tcp: &[SocketAddr],
     unix_socket: Option<&Path>,
     ephemeral: Option<&EphemeralPorts>,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::reachability::{LoginCheck, LoginFailure};
+use super::login_target::{LoginCheck, LoginFailure};
 use crate::mysql::backend as mysql;
 use crate::postgres::backend as postgres;
 use crate::postgres::messages::sqlstate;

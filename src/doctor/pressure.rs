@@ -2,9 +2,9 @@
 //! held against the range, and new connections per second against what
 //! TIME_WAIT sustains, each with what it means and what to do.
 
-use super::endpoints::{EndpointSockets, percent};
-use super::ephemeral::{EphemeralPorts, TIME_WAIT};
+use super::endpoint_sockets::{Destination, EndpointSockets, percent};
 use super::report::{Finding, Severity};
+use crate::host::{EphemeralPorts, TIME_WAIT};
 
 /// Share of the ephemeral range held toward one destination that warns.
 const WARN_USE: f64 = 0.5;
@@ -13,16 +13,8 @@ const PROBLEM_USE: f64 = 0.9;
 /// Share of the sustainable connect rate that warns.
 const WARN_RATE: f64 = 0.5;
 
-/// One outbound destination to judge.
-pub struct Destination<'a> {
-    pub row: &'a EndpointSockets,
-    /// Source ports connect() cannot hand out again now: all in use, less
-    /// the TIME_WAIT ones where tcp_tw_reuse lets it take them back.
-    pub held_ports: usize,
-}
-
 /// A finding for each destination under pressure, or one that all is calm.
-pub fn judge(destinations: &[Destination], settings: &EphemeralPorts) -> Vec<Finding> {
+pub(super) fn judge(destinations: &[Destination], settings: &EphemeralPorts) -> Vec<Finding> {
     let mut findings = Vec::new();
     for destination in destinations {
         findings.extend(port_finding(destination, settings));
@@ -155,7 +147,7 @@ fn calm_finding(destinations: &[Destination], settings: &EphemeralPorts) -> Find
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::endpoints::Direction;
+    use crate::doctor::endpoint_sockets::Direction;
     use std::collections::BTreeMap;
 
     /// 10 ephemeral ports, 40000-40009.

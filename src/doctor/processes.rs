@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::fd_scan::{ProcessFds, Unreadable, all_pids, own_net_namespace, socket_protocol};
 use super::report::{Finding, Severity};
-use super::{SocketEntry, TcpState, tcp_sockets, tcp_sockets_seen_by};
+use crate::host::{
+    ProcessFds, SocketEntry, TcpState, Unreadable, all_pids, own_net_namespace, socket_protocol,
+    tcp_sockets, tcp_sockets_seen_by,
+};
 
 /// Share of the soft fd limit in use that warns, and that is a problem.
 const WARN_FD_USE: f64 = 0.8;
@@ -23,16 +25,16 @@ const PEERS_SHOWN: usize = 3;
 
 /// One process's descriptors (`processes` in the JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProcessUsage {
-    pub pid: i32,
-    pub command: String,
-    pub open_fds: usize,
+pub(super) struct ProcessUsage {
+    pub(super) pid: i32,
+    pub(super) command: String,
+    pub(super) open_fds: usize,
     /// `None` when unlimited or unreadable.
-    pub fd_soft_limit: Option<u64>,
-    pub fd_use_percent: Option<f64>,
-    pub close_wait: usize,
+    pub(super) fd_soft_limit: Option<u64>,
+    pub(super) fd_use_percent: Option<f64>,
+    pub(super) close_wait: usize,
     /// TCP socket fds in no /proc/net table.
-    pub unidentified_sockets: usize,
+    pub(super) unidentified_sockets: usize,
 }
 
 /// What one network namespace's TCP tables say.
@@ -57,7 +59,7 @@ impl NetTables {
 
 /// Checks every process (or only `pid`) and returns the `top` most troubled
 /// with every finding, including those of processes past `top`.
-pub fn check_processes(pid: Option<i32>, top: usize) -> (Vec<ProcessUsage>, Vec<Finding>) {
+pub(super) fn check_processes(pid: Option<i32>, top: usize) -> (Vec<ProcessUsage>, Vec<Finding>) {
     // The doctor's own fds are a moment's work, not the host's state.
     let own_pid = i32::try_from(std::process::id()).ok();
     let pids = match pid {
@@ -329,7 +331,7 @@ mod tests {
 
     fn scan(open_fds: usize, limit: Option<u64>) -> ProcessFds {
         ProcessFds {
-            process: super::super::ProcessInfo {
+            process: crate::host::ProcessInfo {
                 pid: 42,
                 command: "app".into(),
             },

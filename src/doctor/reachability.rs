@@ -11,150 +11,33 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::login_advice::advice;
+use super::login_target::{LoginCheck, LoginFailure};
 use super::report::{Finding, Severity};
-use crate::config::{Config, Protocol};
-use crate::mysql::backend as mysql;
-use crate::postgres::backend as postgres;
-use crate::postgres::service::upstream_target;
 
 /// Logins in flight at once: quick for a handful of pools, and a config
 /// with hundreds does not take a server's connection slots all at once.
 const CONCURRENT_LOGINS: usize = 16;
 
-/// Where a pool logs in, and with which protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoginTarget {
-    Postgres(Arc<postgres::UpstreamTarget>),
-    Mysql(Arc<mysql::UpstreamTarget>),
-}
-
-impl LoginTarget {
-    pub fn describe(&self) -> String {
-        match self {
-            LoginTarget::Postgres(target) => target.describe(),
-            LoginTarget::Mysql(target) => target.describe(),
-        }
-    }
-
-    pub fn host(&self) -> &str {
-        match self {
-            LoginTarget::Postgres(target) => &target.host,
-            LoginTarget::Mysql(target) => &target.host,
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        match self {
-            LoginTarget::Postgres(target) => target.port,
-            LoginTarget::Mysql(target) => target.port,
-        }
-    }
-
-    pub fn dbname(&self) -> &str {
-        match self {
-            LoginTarget::Postgres(target) => &target.dbname,
-            LoginTarget::Mysql(target) => &target.dbname,
-        }
-    }
-
-    pub fn user(&self) -> &str {
-        match self {
-            LoginTarget::Postgres(target) => &target.user,
-            LoginTarget::Mysql(target) => &target.user,
-        }
-    }
-
-    fn protocol(&self) -> &'static str {
-        match self {
-            LoginTarget::Postgres(_) => crate::metrics::PROTOCOL_POSTGRES,
-            LoginTarget::Mysql(_) => crate::metrics::PROTOCOL_MYSQL,
-        }
-    }
-
-    /// Logs in and leaves again at once.
-    async fn log_in(&self) -> Result<(), LoginFailure> {
-        match self {
-            LoginTarget::Postgres(target) => {
-                postgres::ServerConn::connect(target).await?.terminate();
-            }
-            LoginTarget::Mysql(target) => mysql::ServerConn::connect(target).await?.quit(),
-        }
-        Ok(())
-    }
-
-    /// The failure of a login that took longer than `limit`.
-    fn timed_out(&self, limit: Duration) -> LoginFailure {
-        match self {
-            LoginTarget::Postgres(_) => postgres::UpstreamError::Timeout(limit).into(),
-            LoginTarget::Mysql(_) => mysql::UpstreamError::Timeout(limit).into(),
-        }
-    }
-}
-
-/// Why a login failed, in its protocol's terms.
-#[derive(Debug, thiserror::Error)]
-pub enum LoginFailure {
-    #[error(transparent)]
-    Postgres(#[from] postgres::UpstreamError),
-    #[error(transparent)]
-    Mysql(#[from] mysql::UpstreamError),
-}
-
-/// One (database, user) pool's upstream login.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginCheck {
-    pub database: String,
-    pub user: String,
-    pub target: LoginTarget,
-    pub timeout: Duration,
-}
-
-impl LoginCheck {
-    /// One check per (database, user) pair, as churnstile builds its pools.
-    pub fn for_config(config: &Config) -> Vec<LoginCheck> {
-        let mut checks = Vec::new();
-        for (database, db) in &config.databases {
-            for (user, user_config) in &config.users {
-                let target = match db.protocol {
-                    Protocol::Postgres => {
-                        LoginTarget::Postgres(Arc::new(upstream_target(db, user_config)))
-                    }
-                    Protocol::Mysql => LoginTarget::Mysql(Arc::new(
-                        mysql::UpstreamTarget::for_pool(db, user_config, false),
-                    )),
-                };
-                checks.push(LoginCheck {
-                    database: database.clone(),
-                    user: user.clone(),
-                    target,
-                    timeout: db.pool.server_connect_timeout,
-                });
-            }
-        }
-        checks
-    }
-}
-
 /// The outcome of one login (`databases` in the JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DatabaseLogin {
-    pub database: String,
-    pub user: String,
+pub(super) struct DatabaseLogin {
+    pub(super) database: String,
+    pub(super) user: String,
     /// `postgres` or `mysql`.
-    pub protocol: &'static str,
+    pub(super) protocol: &'static str,
     /// `host:port` or the Unix socket path.
-    pub upstream: String,
-    pub dbname: String,
-    pub upstream_user: String,
-    pub ok: bool,
+    pub(super) upstream: String,
+    pub(super) dbname: String,
+    pub(super) upstream_user: String,
+    pub(super) ok: bool,
     /// How long connecting and logging in took, when it worked.
-    pub login_ms: Option<u64>,
-    pub error: Option<String>,
+    pub(super) login_ms: Option<u64>,
+    pub(super) error: Option<String>,
 }
 
 /// Runs the checks, [`CONCURRENT_LOGINS`] at a time; results come back in
 /// the checks' order.
-pub async fn check_logins(checks: &[LoginCheck]) -> (Vec<DatabaseLogin>, Vec<Finding>) {
+pub(super) async fn check_logins(checks: &[LoginCheck]) -> (Vec<DatabaseLogin>, Vec<Finding>) {
     let slots = Arc::new(Semaphore::new(CONCURRENT_LOGINS));
     let mut running = JoinSet::new();
     for (index, check) in checks.iter().cloned().enumerate() {
@@ -236,6 +119,8 @@ fn judge(check: &LoginCheck, outcome: Result<Duration, LoginFailure>) -> (Databa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doctor::login_target::LoginTarget;
+    use crate::postgres::backend as postgres;
     use std::net::TcpListener;
 
     fn check_on(port: u16) -> LoginCheck {
@@ -308,52 +193,5 @@ mod tests {
                 .meaning
                 .contains("server_connect_timeout (200ms)")
         );
-    }
-
-    #[test]
-    fn one_check_per_database_and_user() {
-        let config = crate::config::parse_str(
-            r#"
-            [databases.app]
-            port = 5433
-            [databases.reports]
-            dbname = "reporting"
-            server_connect_timeout = 3
-            [users.alice]
-            password = "a"
-            [users.bob]
-            password = "b"
-            upstream_user = "robert"
-            "#,
-            "test.toml",
-        )
-        .unwrap();
-        let checks = LoginCheck::for_config(&config);
-        let pairs: Vec<(&str, &str, &str, &str)> = checks
-            .iter()
-            .map(|c| {
-                (
-                    c.database.as_str(),
-                    c.user.as_str(),
-                    c.target.dbname(),
-                    c.target.user(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            pairs,
-            [
-                ("app", "alice", "app", "alice"),
-                ("app", "bob", "app", "robert"),
-                ("reports", "alice", "reporting", "alice"),
-                ("reports", "bob", "reporting", "robert"),
-            ]
-        );
-        assert_eq!(checks[0].target.port(), 5433);
-        assert_eq!(checks[2].timeout, Duration::from_secs(3));
-        let LoginTarget::Postgres(bob) = &checks[1].target else {
-            panic!("a PostgreSQL database: {:?}", checks[1].target);
-        };
-        assert_eq!(bob.password.as_deref(), Some("b"));
     }
 }

@@ -1,23 +1,18 @@
-//! What `churnstile doctor` found: findings (each with its severity, what it
-//! means and what to do), the measurements behind them, the overall status
-//! and exit code, and the stable JSON form (`--json`).
+//! The vocabulary every doctor check speaks: a [`Finding`] (its severity,
+//! what it means and what to do), the overall [`Status`] and exit code, and
+//! the version of the JSON layout (`--json`). It imports no check, so every
+//! check can import it.
 
 use serde::Serialize;
 
-use super::endpoints::EndpointSockets;
-use super::ephemeral::EphemeralSummary;
-use super::listen::ListenPort;
-use super::processes::ProcessUsage;
-use super::reachability::DatabaseLogin;
-
 /// Version of the JSON layout; bumped only when a field changes meaning or
 /// goes away (new fields may appear without a bump).
-pub const JSON_VERSION: u32 = 1;
+pub(super) const JSON_VERSION: u32 = 1;
 
 /// How much a finding matters, least first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     /// Checked and fine.
     Ok,
     /// Worth knowing; nothing to fix.
@@ -29,7 +24,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Severity::Ok => "ok",
             Severity::Info => "info",
@@ -41,18 +36,18 @@ impl Severity {
 
 /// One verdict, phrased for the person who has to act on it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Finding {
-    pub severity: Severity,
+pub(crate) struct Finding {
+    pub(crate) severity: Severity,
     /// Stable identifier of the check, e.g. `listen.in_use`.
-    pub check: &'static str,
+    pub(crate) check: &'static str,
     /// What was checked: `listen 127.0.0.1:6432`, `pid 42 "app"`, ...
-    pub subject: String,
+    pub(crate) subject: String,
     /// What was found.
-    pub summary: String,
+    pub(crate) summary: String,
     /// What it means for clients and churnstile.
-    pub meaning: String,
+    pub(crate) meaning: String,
     /// What to do about it.
-    pub action: String,
+    pub(crate) action: String,
 }
 
 /// The overall verdict: the worst severity found.
@@ -65,7 +60,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn of(findings: &[Finding]) -> Status {
+    pub(super) fn of(findings: &[Finding]) -> Status {
         match findings.iter().map(|finding| finding.severity).max() {
             Some(Severity::Problem) => Status::Problems,
             Some(Severity::Warning) => Status::Warnings,
@@ -83,36 +78,10 @@ impl Status {
     }
 }
 
-/// Everything `churnstile doctor` reports, in the order it is printed.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// [`JSON_VERSION`].
-    pub version: u32,
-    pub status: Status,
-    /// Worst first.
-    pub findings: Vec<Finding>,
-    pub listen: Vec<ListenPort>,
-    /// `None` when /proc/sys/net/ipv4 could not be read.
-    pub ephemeral: Option<EphemeralSummary>,
-    /// Seconds between the two socket samples, when `--interval` was given.
-    pub interval_seconds: Option<f64>,
-    /// Busiest first, at most `--top`.
-    pub endpoints: Vec<EndpointSockets>,
-    /// Most troubled first, at most `--top` (or the `--pid` process).
-    pub processes: Vec<ProcessUsage>,
-    pub databases: Vec<DatabaseLogin>,
-}
-
 /// Orders findings worst first, keeping the order of the checks otherwise.
-pub fn worst_first(mut findings: Vec<Finding>) -> Vec<Finding> {
+pub(super) fn worst_first(mut findings: Vec<Finding>) -> Vec<Finding> {
     findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
     findings
-}
-
-impl Report {
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string_pretty(self)
-    }
 }
 
 #[cfg(test)]

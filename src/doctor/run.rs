@@ -6,13 +6,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Serialize;
+
+use super::endpoint_sockets::EndpointSockets;
 use super::endpoints::{Sample, summarize};
-use super::ephemeral::EphemeralPorts;
-use super::listen::check_listeners;
-use super::processes::check_processes;
-use super::reachability::{LoginCheck, check_logins};
-use super::report::{Finding, JSON_VERSION, Report, Severity, Status, worst_first};
+use super::ephemeral::EphemeralSummary;
+use super::listen::{ListenPort, check_listeners};
+use super::login_target::LoginCheck;
+use super::processes::{ProcessUsage, check_processes};
+use super::reachability::{DatabaseLogin, check_logins};
+use super::report::{Finding, JSON_VERSION, Severity, Status, worst_first};
 use crate::config::{Config, ListenConfig};
+use crate::host::EphemeralPorts;
 
 /// Rows shown per table unless `--top` says otherwise.
 pub const DEFAULT_TOP: usize = 10;
@@ -69,6 +74,32 @@ impl DoctorOptions {
 impl Default for DoctorOptions {
     fn default() -> Self {
         DoctorOptions::for_listeners(&ListenConfig::default())
+    }
+}
+
+/// Everything `churnstile doctor` reports, in the order it is printed.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// [`JSON_VERSION`].
+    pub(super) version: u32,
+    pub status: Status,
+    /// Worst first.
+    pub(super) findings: Vec<Finding>,
+    pub(super) listen: Vec<ListenPort>,
+    /// `None` when /proc/sys/net/ipv4 could not be read.
+    pub(super) ephemeral: Option<EphemeralSummary>,
+    /// Seconds between the two socket samples, when `--interval` was given.
+    pub(super) interval_seconds: Option<f64>,
+    /// Busiest first, at most `--top`.
+    pub(super) endpoints: Vec<EndpointSockets>,
+    /// Most troubled first, at most `--top` (or the `--pid` process).
+    pub(super) processes: Vec<ProcessUsage>,
+    pub(super) databases: Vec<DatabaseLogin>,
+}
+
+impl Report {
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
     }
 }
 
@@ -132,7 +163,7 @@ pub async fn run_doctor(options: &DoctorOptions) -> Report {
         status: Status::of(&findings),
         findings,
         listen,
-        ephemeral: ephemeral.as_ref().map(EphemeralPorts::summary),
+        ephemeral: ephemeral.as_ref().map(EphemeralSummary::from),
         interval_seconds: options.interval.map(|interval| interval.as_secs_f64()),
         endpoints,
         processes,

@@ -4,10 +4,11 @@
 
 use std::fmt::Write;
 
-use super::endpoints::{Direction, EndpointSockets};
+use super::endpoint_sockets::{Direction, EndpointSockets};
 use super::ephemeral::EphemeralSummary;
 use super::processes::ProcessUsage;
-use super::report::{Report, Severity, Status};
+use super::report::{Severity, Status};
+use super::run::Report;
 
 /// Long lines wrap here, continuing under their text.
 const WIDTH: usize = 100;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::doctor::{SocketEntry, TcpState, tcp_sockets};
+use crate::host::{SocketEntry, TcpState, tcp_sockets};
 use crate::metrics::{
     EPHEMERAL_PORTS, EPHEMERAL_PORTS_USED, LISTENER_TIME_WAIT, MAX_FDS, OPEN_FDS,
     UPSTREAM_TIME_WAIT,

@@ -1,18 +1,31 @@
 //! The background task of each pool: closes connections past
 //! `server_idle_timeout` or `server_lifetime`, and keeps `min_pool_size`
-//! connections open. It ends when the pool is dropped.
+//! connections open. `Pool::new` lives here because creating a pool starts
+//! its janitor, which ends when the pool is dropped; this way the pool's
+//! state in `shared.rs` needs nothing from this file.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::shared::Shared;
-use super::{Connector, Pool};
+use super::shared::{Pool, Shared};
+use super::{Connector, PoolLimits};
 use crate::ratelimit::{Suppressed, WARNINGS};
 
 /// How often the janitor looks at a pool.
 const TICK: Duration = Duration::from_millis(500);
 
-pub(super) fn spawn<C: Connector>(shared: Weak<Shared<C>>) {
+impl<C: Connector> Pool<C> {
+    /// Creates the pool and starts its janitor, which enforces
+    /// `server_idle_timeout`, `server_lifetime` and `min_pool_size`.
+    /// Must be called inside a Tokio runtime.
+    pub fn new(connector: C, limits: PoolLimits) -> Self {
+        let shared = Shared::new(connector, limits);
+        spawn(Arc::downgrade(&shared));
+        Pool { shared }
+    }
+}
+
+fn spawn<C: Connector>(shared: Weak<Shared<C>>) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

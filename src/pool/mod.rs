@@ -16,7 +16,7 @@ pub use checkout::{CheckoutError, Pooled};
 pub use limits::PoolLimits;
 pub use pause::PoolControl;
 pub use shared::Pool;
-pub use stats::{CloseReason, PoolStats, PoolStatsSnapshot, Traffic};
+pub use stats::{CloseReason, PoolStatsSnapshot, Traffic};
 
 use std::future::Future;
 

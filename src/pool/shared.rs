@@ -1,5 +1,6 @@
 //! The pool itself: its limits, the FIFO semaphore that bounds it, and the
-//! idle connections waiting for a client.
+//! idle connections waiting for a client. `Pool::new` is in `janitor.rs`,
+//! since creating a pool starts its janitor.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,8 +11,8 @@ use tokio::sync::Semaphore;
 
 use super::demand::Demand;
 use super::pause::PauseGate;
-use super::stats::{CloseReason, PoolStatsSnapshot, Traffic};
-use super::{Connector, PoolLimits, PoolStats};
+use super::stats::{CloseReason, PoolStats, PoolStatsSnapshot, Traffic};
+use super::{Connector, PoolLimits};
 
 /// A server connection with the times the pool decides by.
 pub(super) struct Slot<T> {
@@ -40,6 +41,20 @@ pub(super) struct Shared<C: Connector> {
 }
 
 impl<C: Connector> Shared<C> {
+    /// A pool's state with no connections yet, all `max_pool_size` permits free.
+    pub(super) fn new(connector: C, limits: PoolLimits) -> Arc<Shared<C>> {
+        Arc::new(Shared {
+            connector,
+            permits: Arc::new(Semaphore::new(limits.max_size)),
+            limits: ArcSwap::from_pointee(limits),
+            idle: Mutex::new(VecDeque::new()),
+            stats: PoolStats::default(),
+            last_connect_failure: Mutex::new(None),
+            pause: PauseGate::default(),
+            demand: Arc::default(),
+        })
+    }
+
     pub(super) fn idle(&self) -> MutexGuard<'_, VecDeque<Slot<C::Conn>>> {
         // A panic while holding this lock leaves the deque consistent.
         self.idle
@@ -126,24 +141,6 @@ impl<C: Connector> Clone for Pool<C> {
 }
 
 impl<C: Connector> Pool<C> {
-    /// Creates the pool and starts its janitor, which enforces
-    /// `server_idle_timeout`, `server_lifetime` and `min_pool_size`.
-    /// Must be called inside a Tokio runtime.
-    pub fn new(connector: C, limits: PoolLimits) -> Self {
-        let shared = Arc::new(Shared {
-            connector,
-            permits: Arc::new(Semaphore::new(limits.max_size)),
-            limits: ArcSwap::from_pointee(limits),
-            idle: Mutex::new(VecDeque::new()),
-            stats: PoolStats::default(),
-            last_connect_failure: Mutex::new(None),
-            pause: PauseGate::default(),
-            demand: Arc::default(),
-        });
-        super::janitor::spawn(Arc::downgrade(&shared));
-        Pool { shared }
-    }
-
     pub fn limits(&self) -> Arc<PoolLimits> {
         self.shared.limits.load_full()
     }

@@ -81,7 +81,7 @@ impl Traffic {
 
 /// Live counters of one pool; cheap to update from any task.
 #[derive(Debug, Default)]
-pub struct PoolStats {
+pub(super) struct PoolStats {
     opened: AtomicU64,
     connect_failures: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
@@ -258,7 +258,7 @@ impl PoolStats {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn snapshot(&self) -> PoolStatsSnapshot {
+    pub(super) fn snapshot(&self) -> PoolStatsSnapshot {
         let (waiting, longest_wait) = {
             let waiters = self.waiters();
             let longest = waiters.values().next().map(Instant::elapsed);

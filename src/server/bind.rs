@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 
-use crate::doctor::{ProcessInfo, port_owner, socket_path_owner};
+use crate::host::{ProcessInfo, port_owner, socket_path_owner};
 use crate::stream::set_tcp_options;
 
 /// Connections the kernel queues before we accept them; bursts of new

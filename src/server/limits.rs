@@ -8,7 +8,8 @@ use std::io;
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 use crate::config::Config;
-use crate::doctor::EphemeralPorts;
+use crate::doctor::ListenPortFindings;
+use crate::host::EphemeralPorts;
 
 /// Descriptors beyond clients and server connections: listeners, the
 /// runtime's epoll and wakers, signal pipes, stdio, cancel requests in

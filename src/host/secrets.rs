@@ -5,7 +5,7 @@
 const HIDDEN: &str = "***";
 
 /// `text` with URL passwords and `password=` values replaced by `***`.
-pub fn redact_secrets(text: &str) -> String {
+pub(super) fn redact_secrets(text: &str) -> String {
     redact_keyword_passwords(&redact_url_passwords(text))
 }
 

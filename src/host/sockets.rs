@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use procfs::net::{TcpNetEntries, TcpNetEntry};
 use procfs::{FromReadSI, ProcError, current_system_info};
 
-use super::TcpState;
+use super::tcp_state::TcpState;
 
 /// The IPv4 table, which every namespace has, and the IPv6 one, which is
 /// missing when IPv6 is disabled.
@@ -56,7 +56,7 @@ pub fn tcp_sockets() -> Result<Vec<SocketEntry>, SocketTableError> {
 /// Every TCP socket in the network namespace of process `pid` (a container's,
 /// say), whose sockets this namespace's tables do not list. An error once
 /// the process is gone.
-pub fn tcp_sockets_seen_by(pid: i32) -> Result<Vec<SocketEntry>, SocketTableError> {
+pub(crate) fn tcp_sockets_seen_by(pid: i32) -> Result<Vec<SocketEntry>, SocketTableError> {
     tcp_sockets_in(&Path::new("/proc").join(pid.to_string()).join("net"))
 }
 
@@ -80,7 +80,7 @@ fn tcp_sockets_in(net_dir: &Path) -> Result<Vec<SocketEntry>, SocketTableError> 
 ///
 /// Empty when the tables cannot be read: callers use this to explain a
 /// failure, and "nothing visible" is the honest answer then.
-pub fn sockets_on_port(port: u16) -> Vec<SocketEntry> {
+pub(super) fn sockets_on_port(port: u16) -> Vec<SocketEntry> {
     let mut sockets = tcp_sockets().unwrap_or_default();
     sockets.retain(|socket| socket.local.port() == port);
     sockets

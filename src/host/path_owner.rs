@@ -5,12 +5,12 @@ use std::path::Path;
 
 use procfs::net::UnixState;
 
-use super::{ProcessInfo, owners_of_inodes};
+use super::owners::{ProcessInfo, owners_of_inodes};
 
 /// The process listening on the Unix socket bound at `path`, matched by the
 /// path exactly as the listener spelled it when binding. `None` when /proc
 /// does not show one.
-pub fn socket_path_owner(path: &Path) -> Option<ProcessInfo> {
+pub(crate) fn socket_path_owner(path: &Path) -> Option<ProcessInfo> {
     let sockets = procfs::net::unix().ok()?;
     // Listening sockets stay UNCONNECTED; accepted connections also carry
     // the path but are CONNECTED.

@@ -8,25 +8,25 @@ use std::path::Path;
 use procfs::ProcError;
 use procfs::process::{FDTarget, LimitValue, Process};
 
-use super::ProcessInfo;
+use super::owners::ProcessInfo;
 
-/// Everything the doctor needs to know about one process's descriptors.
+/// One process's descriptors: how many, which are sockets, and its limit.
 #[derive(Debug, Clone)]
-pub struct ProcessFds {
-    pub process: ProcessInfo,
-    pub open_fds: usize,
+pub(crate) struct ProcessFds {
+    pub(crate) process: ProcessInfo,
+    pub(crate) open_fds: usize,
     /// `(fd, socket inode)` for every socket fd.
-    pub sockets: Vec<(i32, u64)>,
+    pub(crate) sockets: Vec<(i32, u64)>,
     /// `None` when unlimited or unreadable.
-    pub fd_soft_limit: Option<u64>,
+    pub(crate) fd_soft_limit: Option<u64>,
     /// The inode of /proc/PID/ns/net; processes that share it see the same
     /// /proc/net tables.
-    pub net_namespace: Option<u64>,
+    pub(crate) net_namespace: Option<u64>,
 }
 
 /// Why a process could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unreadable {
+pub(crate) enum Unreadable {
     /// It exited (or never existed).
     Gone,
     /// Its fds are hidden from us: another user's process without root.
@@ -34,7 +34,7 @@ pub enum Unreadable {
 }
 
 impl ProcessFds {
-    pub fn read(pid: i32) -> Result<ProcessFds, Unreadable> {
+    pub(crate) fn read(pid: i32) -> Result<ProcessFds, Unreadable> {
         let process = Process::new(pid).map_err(unreadable)?;
         let mut open_fds = 0;
         let mut sockets = Vec::new();
@@ -66,7 +66,7 @@ impl ProcessFds {
 }
 
 /// Every process id in /proc, in ascending order.
-pub fn all_pids() -> Vec<i32> {
+pub(crate) fn all_pids() -> Vec<i32> {
     let Ok(processes) = procfs::process::all_processes() else {
         return Vec::new();
     };
@@ -75,15 +75,15 @@ pub fn all_pids() -> Vec<i32> {
     pids
 }
 
-/// The doctor's own network namespace.
-pub fn own_net_namespace() -> Option<u64> {
+/// The network namespace of this process (churnstile or its doctor).
+pub(crate) fn own_net_namespace() -> Option<u64> {
     net_namespace(Path::new("/proc/self/ns/net"))
 }
 
 /// The kernel's protocol name for socket `fd` of `pid` (`TCP`, `TCPv6`,
 /// `UNIX-STREAM`, ...), which sockfs reports as the extended attribute
 /// `system.sockprotoname` even for sockets no /proc/net table lists.
-pub fn socket_protocol(pid: i32, fd: i32) -> Option<String> {
+pub(crate) fn socket_protocol(pid: i32, fd: i32) -> Option<String> {
     let mut name = [0u8; 64];
     let path = format!("/proc/{pid}/fd/{fd}");
     let len = rustix::fs::getxattr(path.as_str(), "system.sockprotoname", &mut name[..]).ok()?;

@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{ProcessInfo, TcpState, owners_of_inodes, sockets_on_port};
+use super::owners::{ProcessInfo, owners_of_inodes};
+use super::sockets::sockets_on_port;
+use super::tcp_state::TcpState;
 
 /// The process holding a socket that keeps `addr` from being bound: same
 /// port, and the same IP or a wildcard (`0.0.0.0` / `::`) on either side.
@@ -16,7 +18,7 @@ use super::{ProcessInfo, TcpState, owners_of_inodes, sockets_on_port};
 ///
 /// `None` when /proc does not show one (another user's process without root,
 /// another network namespace, or the holder is already gone).
-pub fn port_owner(addr: SocketAddr) -> Option<ProcessInfo> {
+pub(crate) fn port_owner(addr: SocketAddr) -> Option<ProcessInfo> {
     let wanted = addr.ip().to_canonical();
     let mut holders = sockets_on_port(addr.port());
     // TIME_WAIT sockets have no inode and do not block a SO_REUSEADDR bind.

@@ -54,7 +54,7 @@ impl fmt::Display for ProcessInfo {
 /// Every (inode, process) pair where the process has an fd on one of the
 /// socket `inodes`, sorted by inode then pid. Processes that vanish or deny
 /// access (other users' fds without root) are skipped.
-pub fn owners_of_inodes(inodes: &[u64]) -> Vec<(u64, ProcessInfo)> {
+pub(super) fn owners_of_inodes(inodes: &[u64]) -> Vec<(u64, ProcessInfo)> {
     let wanted: HashSet<u64> = inodes.iter().copied().filter(|&inode| inode != 0).collect();
     if wanted.is_empty() {
         return Vec::new();
