@@ -19,6 +19,7 @@ pub mod reported;
 pub mod service;
 pub mod session;
 pub mod settings;
+mod sides;
 pub mod sql;
 pub mod startup;
 pub mod traffic;

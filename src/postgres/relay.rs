@@ -23,7 +23,7 @@ use super::prepared::{
     ServerStatements, StatementDef, StatementRegistry, bind_message, split_bind, split_parse,
     split_target, target_message,
 };
-use super::session::{Attached, ClientSide};
+use super::sides::{Attached, ClientSide};
 use super::sql::{self, Analysis, Deallocate, PinReason};
 use crate::config::{PinPolicy, PoolMode, PoolSettings};
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use metrics::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -21,25 +21,22 @@ use tokio::time::Instant;
 use super::backend::{ServerConn, UpstreamError};
 use super::cancel::{CancelHandle, CancelTarget};
 use super::codec::{MessageScanner, ProtocolError};
-use super::connector::PgConnector;
 use super::messages::{self, Severity, sqlstate};
 use super::params::{apply_settings_query, session_settings};
 use super::pin_counters::PinnedClient;
 use super::pipeline::ResponseQueue;
-use super::prepared::StatementDef;
 use super::relay;
 use super::release::{RESET_TIMEOUT, clean_for_reuse};
 use super::reported::ReportedParams;
 use super::service::{PgPool, PgService};
-use super::settings::{
-    MAX_CUSTOM_SETTINGS, Probe, Settings, parse_probe, probe_query, transition_query,
-};
+use super::settings::{Probe, Settings, parse_probe, probe_query, transition_query};
+use super::sides::{Attached, ClientSide};
 use super::sql::{PinReason, custom_setting_name};
 use super::startup::{Startup, send_fatal};
 use super::traffic::SessionTraffic;
 use crate::config::{PoolMode, PoolSettings};
 use crate::metrics::{PoolHistograms, Rejection};
-use crate::pool::{CheckoutError, CloseReason, Pooled};
+use crate::pool::{CheckoutError, CloseReason};
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::LiveClient;
 use crate::stream::Stream;
@@ -64,65 +61,6 @@ pub(super) enum Ending {
     IdleTimeout(Duration),
     /// Shutting down and the session is idle.
     Shutdown,
-}
-
-/// The client's side: its socket and what churnstile knows of its session.
-pub(super) struct ClientSide {
-    pub stream: Stream,
-    /// Bytes read from the client and not yet handled.
-    pub buf: BytesMut,
-    pub scanner: MessageScanner,
-    /// ParameterStatus values the client has been told.
-    pub seen_params: ReportedParams,
-    /// Session settings the client's session has (moved with it).
-    pub settings: Settings,
-    /// The settings from its startup packet, as the server normalised them:
-    /// what RESET, RESET ALL and DISCARD ALL return them to on a direct
-    /// connection.
-    pub startup_settings: Settings,
-    /// Its prepared statements by its own names (transaction pooling).
-    pub statements: HashMap<String, Arc<StatementDef>>,
-    /// State that keeps it on its server connection, with a statement each.
-    pub pins: BTreeMap<PinReason, String>,
-    /// Statements since the last probe may have changed session state.
-    pub needs_probe: bool,
-    /// Custom settings (`myapp.tenant`) the client has touched, which the
-    /// probe must ask for by name.
-    pub custom_settings: BTreeSet<String>,
-    /// The body (query and parameter types) of its unnamed statement, which
-    /// PostgreSQL keeps until the next unnamed Parse or simple query: it is
-    /// prepared again on whichever server connection the client binds it.
-    pub unnamed_statement: Option<Bytes>,
-    /// Bytes, queries and transactions not yet added to the pool's counters.
-    pub traffic: SessionTraffic,
-}
-
-impl ClientSide {
-    /// Remembers custom settings the client touched, up to the probe's limit.
-    pub fn note_custom_settings(&mut self, names: impl IntoIterator<Item = String>) {
-        for name in names {
-            if self.custom_settings.len() < MAX_CUSTOM_SETTINGS {
-                self.custom_settings.insert(name);
-            }
-        }
-    }
-}
-
-/// A server connection lent to the client, and the responses it owes.
-pub(super) struct Attached {
-    pub pooled: Pooled<PgConnector>,
-    pub queue: ResponseQueue,
-    /// The server's unnamed statement is the client's (or neither has one);
-    /// until then it may be another client's.
-    pub unnamed_is_clients: bool,
-    /// Between transactions, kept until the pool wants it back.
-    pub kept_idle: bool,
-}
-
-impl Attached {
-    pub fn conn(&mut self) -> &mut ServerConn {
-        self.pooled.conn()
-    }
 }
 
 pub(super) struct Session<'a> {
