@@ -9,9 +9,9 @@ use super::command::{self, Command};
 use super::control::{self, Failed};
 use super::show::show;
 use super::table::{command_complete, empty_query_response, notice};
-use crate::postgres::codec::{MAX_SMALL_MESSAGE, decode_message, take_cstr};
-use crate::postgres::messages::{self, Severity, sqlstate};
 use crate::postgres::service::PgService;
+use crate::postgres::wire::codec::{MAX_SMALL_MESSAGE, decode_message, take_cstr};
+use crate::postgres::wire::messages::{self, Severity, sqlstate};
 use crate::stream::Stream;
 
 /// What the console tells a client about itself at login.

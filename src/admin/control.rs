@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 use super::reload;
 use crate::config::load_file;
 use crate::pool::PoolControl;
-use crate::postgres::messages::sqlstate;
 use crate::postgres::service::PgService;
+use crate::postgres::wire::messages::sqlstate;
 
 /// How often PAUSE looks whether the pools have drained.
 const DRAIN_POLL: Duration = Duration::from_millis(50);

@@ -14,12 +14,12 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::codec::{
-    self, Framing, MAX_INSPECTED_MESSAGE, MAX_MESSAGE, Message, MessageScanner, Verdict,
-};
-use super::messages::{ErrorFields, parse_error_fields};
 use super::prepared::ServerStatements;
 use super::reported::ReportedParams;
+use super::wire::codec::{
+    self, Framing, MAX_INSPECTED_MESSAGE, MAX_MESSAGE, Message, MessageScanner, Verdict,
+};
+use super::wire::messages::{ErrorFields, parse_error_fields};
 use crate::stream::Stream;
 
 /// Where and as whom churnstile logs in upstream.

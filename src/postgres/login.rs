@@ -6,8 +6,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::auth::{ScramError, ScramExchange, new_md5_salt, verify_md5_response};
-use super::codec::{self, Message};
-use super::messages::{self, sqlstate};
+use super::wire::codec::{self, Message};
+use super::wire::messages::{self, sqlstate};
 use crate::config::{AuthType, ClientSecret, ScramVerifier};
 use crate::stream::Stream;
 

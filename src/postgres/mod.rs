@@ -5,10 +5,8 @@
 pub mod auth;
 pub mod backend;
 pub mod cancel;
-pub mod codec;
 pub mod connector;
 pub mod login;
-pub mod messages;
 pub mod params;
 pub mod pin_counters;
 pub mod pipeline;
@@ -23,3 +21,4 @@ mod sides;
 pub mod sql;
 pub mod startup;
 pub mod traffic;
+pub mod wire;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::codec;
+use super::wire::codec;
 
 /// One distinct statement, shared by every client that prepared the same
 /// query with the same parameter types.

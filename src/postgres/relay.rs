@@ -14,9 +14,6 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::backend::ServerState;
-use super::codec::{
-    self, Framing, MAX_INSPECTED_MESSAGE, ProtocolError, Verdict, frontend_framing,
-};
 use super::params::literal;
 use super::pipeline::{Expect, ResponseQueue, Routing, StatementChanges};
 use super::prepared::{
@@ -25,6 +22,9 @@ use super::prepared::{
 };
 use super::sides::{Attached, ClientSide};
 use super::sql::{self, Analysis, Deallocate, PinReason};
+use super::wire::codec::{
+    self, Framing, MAX_INSPECTED_MESSAGE, ProtocolError, Verdict, frontend_framing,
+};
 use crate::config::{PinPolicy, PoolMode, PoolSettings};
 
 const CLOSE_COMPLETE: &[u8] = &[b'3', 0, 0, 0, 4];

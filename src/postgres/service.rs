@@ -17,12 +17,12 @@ use super::backend::UpstreamTarget;
 use super::cancel::CancelRegistry;
 use super::connector::PgConnector;
 use super::login::{self, challenge_for};
-use super::messages::sqlstate;
 use super::pin_counters::PinCounters;
 use super::prepared::StatementRegistry;
 use super::session;
 use super::settings::Settings;
 use super::startup::{self, Opening, Startup, StartupError};
+use super::wire::messages::sqlstate;
 use crate::admin::ADMIN_DATABASE;
 use crate::config::{
     AuthType, ClientSecret, Config, DatabaseConfig, Protocol, ScramVerifier, UserConfig,

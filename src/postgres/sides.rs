@@ -9,7 +9,6 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::backend::ServerConn;
-use super::codec::MessageScanner;
 use super::connector::PgConnector;
 use super::pipeline::ResponseQueue;
 use super::prepared::StatementDef;
@@ -17,6 +16,7 @@ use super::reported::ReportedParams;
 use super::settings::{MAX_CUSTOM_SETTINGS, Settings};
 use super::sql::PinReason;
 use super::traffic::SessionTraffic;
+use super::wire::codec::MessageScanner;
 use crate::pool::Pooled;
 use crate::stream::Stream;
 
