@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::prepared::ServerStatements;
-use super::reported::ReportedParams;
+use super::state::ReportedParams;
 use super::wire::codec::{
     self, Framing, MAX_INSPECTED_MESSAGE, MAX_MESSAGE, Message, MessageScanner, Verdict,
 };

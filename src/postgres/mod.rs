@@ -1,24 +1,25 @@
-//! PostgreSQL protocol support: framing, client authentication, the
-//! client-facing session, upstream connections and their pool connector,
-//! and cancel routing.
+//! The PostgreSQL side of the proxy, shaped like `mysql/`: the sans-IO
+//! wire codec (`wire/`) and authentication crypto (`auth/`), the startup
+//! phase and client login, the per-client session state machine and the
+//! relay between its two sides, session-state tracking and replay
+//! (`state/`), prepared statements, upstream connections and their pool
+//! connector, and cancel routing.
 
 pub mod auth;
 pub mod backend;
 pub mod cancel;
 pub mod connector;
+mod lazy_release;
 pub mod login;
-pub mod params;
 pub mod pin_counters;
-pub mod pipeline;
 pub mod prepared;
 pub mod relay;
 pub mod release;
-pub mod reported;
 pub mod service;
 pub mod session;
-pub mod settings;
 mod sides;
 pub mod sql;
 pub mod startup;
+pub mod state;
 pub mod traffic;
 pub mod wire;

@@ -9,8 +9,8 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
 use super::backend::{ServerConn, UpstreamError};
-use super::params::apply_settings_query;
-use super::settings::Settings;
+use super::state::Settings;
+use super::state::apply_settings_query;
 
 /// Bound on making one server connection clean again.
 pub const RESET_TIMEOUT: Duration = Duration::from_secs(5);

@@ -20,8 +20,8 @@ use super::login::{self, challenge_for};
 use super::pin_counters::PinCounters;
 use super::prepared::StatementRegistry;
 use super::session;
-use super::settings::Settings;
 use super::startup::{self, Opening, Startup, StartupError};
+use super::state::Settings;
 use super::wire::messages::sqlstate;
 use crate::admin::ADMIN_DATABASE;
 use crate::config::{

@@ -7,8 +7,6 @@
 //! wants it back (see `lazy_release`) → back to idle → **releasing** when
 //! the client leaves: the server connection is made clean or closed.
 
-mod lazy_release;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,17 +18,17 @@ use tokio::time::Instant;
 
 use super::backend::{ServerConn, UpstreamError};
 use super::cancel::{CancelHandle, CancelTarget};
-use super::params::{apply_settings_query, session_settings};
 use super::pin_counters::PinnedClient;
-use super::pipeline::ResponseQueue;
 use super::relay;
+use super::relay::queue::ResponseQueue;
 use super::release::{RESET_TIMEOUT, clean_for_reuse};
-use super::reported::ReportedParams;
 use super::service::{PgPool, PgService};
-use super::settings::{Probe, Settings, parse_probe, probe_query, transition_query};
 use super::sides::{Attached, ClientSide};
 use super::sql::{PinReason, custom_setting_name};
 use super::startup::send_fatal;
+use super::state::ReportedParams;
+use super::state::{Probe, Settings, parse_probe, probe_query, transition_query};
+use super::state::{apply_settings_query, session_settings};
 use super::traffic::SessionTraffic;
 use super::wire::codec::{MessageScanner, ProtocolError};
 use super::wire::messages::{self, Severity, sqlstate};
@@ -65,17 +63,17 @@ pub(super) enum Ending {
 }
 
 pub(super) struct Session<'a> {
-    pub service: &'a PgService,
+    pub(super) service: &'a PgService,
     /// The client's pool; `None` when a reload added its database since start.
-    pool: Option<&'a PgPool>,
-    pub settings: PoolSettings,
-    pub client: ClientSide,
-    pub server: Option<Attached>,
-    cancel: CancelHandle,
+    pub(super) pool: Option<&'a PgPool>,
+    pub(super) settings: PoolSettings,
+    pub(super) client: ClientSide,
+    pub(super) server: Option<Attached>,
+    pub(super) cancel: CancelHandle,
     database: String,
     user: String,
     peer: &'a str,
-    live: &'a LiveClient,
+    pub(super) live: &'a LiveClient,
     wait_seconds: Histogram,
     /// Held while the client is pinned, for the pinned-clients gauge.
     pinned: Option<PinnedClient<'a>>,
@@ -158,7 +156,7 @@ pub async fn run(
 }
 
 impl Session<'_> {
-    fn pooling(&self) -> bool {
+    pub(super) fn pooling(&self) -> bool {
         self.settings.pool_mode != PoolMode::Session
     }
 
@@ -372,7 +370,7 @@ impl Session<'_> {
     }
 
     /// Keeps the pinned-clients gauge in step with the client's pins.
-    fn note_pinned(&mut self) {
+    pub(super) fn note_pinned(&mut self) {
         let pinned = !self.client.pins.is_empty();
         if pinned != self.pinned.is_some() {
             self.pinned = pinned.then(|| self.service.pin_counters.hold());
@@ -446,7 +444,7 @@ impl Session<'_> {
 
     /// Asks the server what session state the client has now: settings to
     /// move with it, state that pins it, prepared statements that exist.
-    async fn probe(&mut self) -> Result<(), Ending> {
+    pub(super) async fn probe(&mut self) -> Result<(), Ending> {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
@@ -631,7 +629,7 @@ async fn probe_server(conn: &mut ServerConn, custom: &BTreeSet<String>) -> Resul
 }
 
 /// Where a cancel for the client goes while it uses `conn`.
-fn cancel_target(conn: &ServerConn) -> CancelTarget {
+pub(super) fn cancel_target(conn: &ServerConn) -> CancelTarget {
     CancelTarget {
         upstream: Arc::clone(&conn.target),
         key: conn.key.clone(),

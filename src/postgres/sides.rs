@@ -10,11 +10,11 @@ use bytes::{Bytes, BytesMut};
 
 use super::backend::ServerConn;
 use super::connector::PgConnector;
-use super::pipeline::ResponseQueue;
 use super::prepared::StatementDef;
-use super::reported::ReportedParams;
-use super::settings::{MAX_CUSTOM_SETTINGS, Settings};
+use super::relay::queue::ResponseQueue;
 use super::sql::PinReason;
+use super::state::ReportedParams;
+use super::state::{MAX_CUSTOM_SETTINGS, Settings};
 use super::traffic::SessionTraffic;
 use super::wire::codec::MessageScanner;
 use crate::pool::Pooled;
