@@ -13,6 +13,7 @@ mod lazy_release;
 pub mod login;
 pub mod pin_counters;
 pub mod prepared;
+mod probe;
 pub mod relay;
 pub mod release;
 pub mod service;
