@@ -5,22 +5,22 @@
 //! (`state/`), prepared statements, upstream connections and their pool
 //! connector, and cancel routing.
 
-pub mod auth;
+mod auth;
 pub mod backend;
-pub mod cancel;
-pub mod connector;
+mod cancel;
+mod connector;
 mod lazy_release;
-pub mod login;
-pub mod pin_counters;
-pub mod prepared;
+mod login;
+mod pin_counters;
+mod prepared;
 mod probe;
-pub mod relay;
-pub mod release;
-pub mod service;
-pub mod session;
+mod relay;
+mod release;
+pub(crate) mod service;
+mod session;
 mod sides;
 pub mod sql;
-pub mod startup;
-pub mod state;
-pub mod traffic;
+mod startup;
+mod state;
+mod traffic;
 pub mod wire;

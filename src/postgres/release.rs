@@ -19,11 +19,11 @@ use super::state::{ReportedParams, Settings, apply_settings_query};
 use crate::pool::CloseReason;
 
 /// Bound on making one server connection clean again.
-pub const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a server connection was closed instead of reused.
 #[derive(Debug, thiserror::Error)]
-pub enum ResetError {
+pub(super) enum ResetError {
     #[error("the client left in the middle of a message")]
     MidMessage,
     #[error("{0}")]
@@ -43,7 +43,7 @@ pub enum ResetError {
 /// the server would wait for forever. After a reset query, `restore` (the
 /// departed client's settings) is applied again and recorded in
 /// `conn.applied`, to be moved away as a difference by the next client.
-pub async fn clean_for_reuse(
+pub(super) async fn clean_for_reuse(
     conn: &mut ServerConn,
     mid_message: bool,
     reset_query: &str,

@@ -84,7 +84,7 @@ pub(super) struct Session<'a> {
 }
 
 /// Runs a logged-in client's session to its end.
-pub async fn run(
+pub(super) async fn run(
     service: &PgService,
     mut stream: Stream,
     buf: BytesMut,

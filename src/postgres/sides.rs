@@ -22,38 +22,38 @@ use crate::stream::Stream;
 
 /// The client's side: its socket and what churnstile knows of its session.
 pub(super) struct ClientSide {
-    pub stream: Stream,
+    pub(super) stream: Stream,
     /// Bytes read from the client and not yet handled.
-    pub buf: BytesMut,
-    pub scanner: MessageScanner,
+    pub(super) buf: BytesMut,
+    pub(super) scanner: MessageScanner,
     /// ParameterStatus values the client has been told.
-    pub seen_params: ReportedParams,
+    pub(super) seen_params: ReportedParams,
     /// Session settings the client's session has (moved with it).
-    pub settings: Settings,
+    pub(super) settings: Settings,
     /// The settings from its startup packet, as the server normalised them:
     /// what RESET, RESET ALL and DISCARD ALL return them to on a direct
     /// connection.
-    pub startup_settings: Settings,
+    pub(super) startup_settings: Settings,
     /// Its prepared statements by its own names (transaction pooling).
-    pub statements: HashMap<String, Arc<StatementDef>>,
+    pub(super) statements: HashMap<String, Arc<StatementDef>>,
     /// State that keeps it on its server connection, with a statement each.
-    pub pins: BTreeMap<PinReason, String>,
+    pub(super) pins: BTreeMap<PinReason, String>,
     /// Statements since the last probe may have changed session state.
-    pub needs_probe: bool,
+    pub(super) needs_probe: bool,
     /// Custom settings (`myapp.tenant`) the client has touched, which the
     /// probe must ask for by name.
-    pub custom_settings: BTreeSet<String>,
+    pub(super) custom_settings: BTreeSet<String>,
     /// The body (query and parameter types) of its unnamed statement, which
     /// PostgreSQL keeps until the next unnamed Parse or simple query: it is
     /// prepared again on whichever server connection the client binds it.
-    pub unnamed_statement: Option<Bytes>,
+    pub(super) unnamed_statement: Option<Bytes>,
     /// Bytes, queries and transactions not yet added to the pool's counters.
-    pub traffic: SessionTraffic,
+    pub(super) traffic: SessionTraffic,
 }
 
 impl ClientSide {
     /// Remembers custom settings the client touched, up to the probe's limit.
-    pub fn note_custom_settings(&mut self, names: impl IntoIterator<Item = String>) {
+    pub(super) fn note_custom_settings(&mut self, names: impl IntoIterator<Item = String>) {
         for name in names {
             if self.custom_settings.len() < MAX_CUSTOM_SETTINGS {
                 self.custom_settings.insert(name);
@@ -64,17 +64,17 @@ impl ClientSide {
 
 /// A server connection lent to the client, and the responses it owes.
 pub(super) struct Attached {
-    pub pooled: Pooled<PgConnector>,
-    pub queue: ResponseQueue,
+    pub(super) pooled: Pooled<PgConnector>,
+    pub(super) queue: ResponseQueue,
     /// The server's unnamed statement is the client's (or neither has one);
     /// until then it may be another client's.
-    pub unnamed_is_clients: bool,
+    pub(super) unnamed_is_clients: bool,
     /// Between transactions, kept until the pool wants it back.
-    pub kept_idle: bool,
+    pub(super) kept_idle: bool,
 }
 
 impl Attached {
-    pub fn conn(&mut self) -> &mut ServerConn {
+    pub(super) fn conn(&mut self) -> &mut ServerConn {
         self.pooled.conn()
     }
 }

@@ -17,7 +17,7 @@ use crate::stream::Stream;
 /// Why the startup phase ended without a login attempt. Each carries the
 /// SQLSTATE and message the client gets.
 #[derive(Debug, thiserror::Error)]
-pub enum StartupError {
+pub(super) enum StartupError {
     #[error("client closed the connection during startup")]
     Closed,
     #[error("{message}")]
@@ -50,7 +50,7 @@ fn refused(code: &'static str, message: impl Into<String>) -> StartupError {
 
 /// Reads packets until a StartupMessage or CancelRequest arrives. `buf`
 /// keeps bytes the client sent beyond the startup packet.
-pub async fn read_opening(
+pub(super) async fn read_opening(
     stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<Opening, StartupError> {
@@ -113,7 +113,7 @@ async fn accept_startup(
 }
 
 /// Sends a FATAL ErrorResponse; the caller then closes the connection.
-pub async fn send_fatal(stream: &mut Stream, code: &str, message: &str) {
+pub(super) async fn send_fatal(stream: &mut Stream, code: &str, message: &str) {
     let mut out = BytesMut::new();
     messages::error_response(&mut out, Severity::Fatal, code, message);
     let _ = stream.write_all(&out).await;
@@ -124,7 +124,7 @@ const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers a connection churnstile will not serve (e.g. `max_client_conn`
 /// reached) the way PostgreSQL does: after its startup packet, with FATAL.
-pub async fn refuse_connection(mut stream: Stream, code: &str, message: &str) {
+pub(super) async fn refuse_connection(mut stream: Stream, code: &str, message: &str) {
     let mut buf = BytesMut::new();
     let opening = tokio::time::timeout(REFUSE_TIMEOUT, read_opening(&mut stream, &mut buf)).await;
     if let Ok(Ok(Opening::Startup(_))) = opening {

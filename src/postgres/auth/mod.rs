@@ -14,4 +14,4 @@ mod scram_verifier;
 pub use md5::{new_md5_salt, verify_md5_response};
 pub use scram::ScramExchange;
 pub use scram_error::ScramError;
-pub use scram_verifier::{scram_secret_text, scram_verifier_from_password};
+pub use scram_verifier::scram_verifier_from_password;

@@ -63,15 +63,15 @@ pub(super) fn recycle(buf: &mut BytesMut) {
 /// recycles its buffers, so relaying allocates nothing per message.
 #[derive(Debug, Default)]
 pub(super) struct ClientOutcome {
-    pub to_server: BytesMut,
+    pub(super) to_server: BytesMut,
     /// Responses churnstile gives itself, due now.
-    pub to_client: BytesMut,
+    pub(super) to_client: BytesMut,
     /// The client sent Terminate.
-    pub terminated: bool,
+    pub(super) terminated: bool,
 }
 
 impl ClientOutcome {
-    pub fn recycle(&mut self) {
+    pub(super) fn recycle(&mut self) {
         recycle(&mut self.to_server);
         recycle(&mut self.to_client);
         self.terminated = false;

@@ -5,5 +5,5 @@
 //! unit-tested without sockets; the session and login own the I/O.
 
 pub mod codec;
-pub mod messages;
+pub(crate) mod messages;
 pub(super) mod startup;
