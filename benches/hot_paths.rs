@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use churnstile::pool::{Connector, Pool, PoolLimits};
 use churnstile::postgres::backend::ServerState;
-use churnstile::postgres::codec::{MessageScanner, Verdict};
+use churnstile::postgres::wire::codec::{MessageScanner, Verdict};
 
 fn main() {
     divan::main();

@@ -10,8 +10,8 @@ use super::control::{self, Failed};
 use super::show::show;
 use super::table::{command_complete, empty_query_response, notice};
 use crate::postgres::ConsoleLogin;
-use crate::postgres::codec::{MAX_SMALL_MESSAGE, decode_message, take_cstr};
-use crate::postgres::messages::{self, Severity, sqlstate};
+use crate::postgres::wire::codec::{MAX_SMALL_MESSAGE, decode_message, take_cstr};
+use crate::postgres::wire::messages::{self, Severity, sqlstate};
 use crate::proxy::Proxy;
 
 /// What the console tells a client about itself at login.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::pool::PoolControl;
-use crate::postgres::messages::sqlstate;
+use crate::postgres::wire::messages::sqlstate;
 use crate::proxy::{Proxy, ReloadError};
 
 /// How often PAUSE looks whether the pools have drained.

@@ -134,7 +134,7 @@ fn put_cstr(out: &mut BytesMut, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::codec::decode_message;
+    use crate::postgres::wire::codec::decode_message;
 
     #[test]
     fn a_table_is_row_description_data_rows_and_command_complete() {

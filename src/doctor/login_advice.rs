@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::login_target::{LoginCheck, LoginFailure};
 use crate::mysql::backend as mysql;
 use crate::postgres::backend as postgres;
-use crate::postgres::messages::sqlstate;
+use crate::postgres::wire::messages::sqlstate;
 
 /// What a failed login means for clients, and where to look.
 pub(super) fn advice(check: &LoginCheck, error: &LoginFailure) -> (String, String) {

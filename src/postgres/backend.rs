@@ -14,28 +14,28 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::codec::{
+use super::prepared::ServerStatements;
+use super::state::ReportedParams;
+use super::wire::codec::{
     self, Framing, MAX_INSPECTED_MESSAGE, MAX_MESSAGE, Message, MessageScanner, Verdict,
 };
-use super::messages::{ErrorFields, parse_error_fields};
-use super::prepared::ServerStatements;
-use super::reported::ReportedParams;
+use super::wire::messages::{ErrorFields, parse_error_fields};
 use crate::stream::Stream;
 
 /// Where and as whom churnstile logs in upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTarget {
     /// Host name or address; a path starting with '/' is a Unix socket directory.
-    pub host: String,
-    pub port: u16,
-    pub dbname: String,
-    pub user: String,
-    pub password: Option<String>,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) dbname: String,
+    pub(crate) user: String,
+    pub(crate) password: Option<String>,
 }
 
 impl UpstreamTarget {
     /// `host:port` for messages, or the socket path.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.host.starts_with('/') {
             format!("{}/.s.PGSQL.{}", self.host, self.port)
         } else {
@@ -44,7 +44,7 @@ impl UpstreamTarget {
     }
 
     /// Opens a raw stream to the server (for a login or a CancelRequest).
-    pub async fn open_stream(&self) -> io::Result<Stream> {
+    pub(super) async fn open_stream(&self) -> io::Result<Stream> {
         if self.host.starts_with('/') {
             Ok(Stream::Unix(UnixStream::connect(self.describe()).await?))
         } else {
@@ -84,9 +84,9 @@ impl From<codec::ProtocolError> for UpstreamError {
 
 /// Identifies the server process serving a connection, for CancelRequest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendKey {
-    pub process_id: i32,
-    pub secret_key: i32,
+pub(super) struct BackendKey {
+    pub(super) process_id: i32,
+    pub(super) secret_key: i32,
 }
 
 /// What churnstile knows of a server connection's protocol state, kept up
@@ -94,15 +94,15 @@ pub struct BackendKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerState {
     /// Current values of the parameters the server reports (ParameterStatus).
-    pub params: ReportedParams,
+    pub(super) params: ReportedParams,
     /// Status byte of the last ReadyForQuery: 'I', 'T' or 'E'.
-    pub tx_status: u8,
+    pub(super) tx_status: u8,
     /// ReadyForQuery messages still owed for queries and Syncs sent.
-    pub pending_ready: usize,
+    pub(super) pending_ready: usize,
     /// Extended-protocol messages were sent with no Sync after them.
-    pub unsynced: bool,
+    pub(super) unsynced: bool,
     /// The server is in COPY FROM STDIN (or COPY BOTH) and wants data.
-    pub copy_in: bool,
+    pub(super) copy_in: bool,
     /// Syncs sent after the last Execute or Query and before any CopyDone
     /// or CopyFail. Should that statement start COPY FROM STDIN, the server
     /// ignores them: it ignores Sync and Flush until the copy ends, and
@@ -146,7 +146,7 @@ impl ServerState {
     }
 
     /// Updates tracked state from a message the server sent.
-    pub fn observe(&mut self, tag: u8, body: Option<&[u8]>) {
+    pub(super) fn observe(&mut self, tag: u8, body: Option<&[u8]>) {
         match (tag, body) {
             (b'Z', Some(&[status])) => {
                 self.tx_status = status;
@@ -179,18 +179,18 @@ impl ServerState {
 
     /// How many Syncs already sent the server ignores if the CopyInResponse
     /// (or CopyBothResponse) it is sending now is for the last statement.
-    pub fn syncs_ignored_if_copy_starts(&self) -> usize {
+    pub(super) fn syncs_ignored_if_copy_starts(&self) -> usize {
         self.syncs_after_statement
     }
 
     /// The server ignores this message: a Sync or Flush sent while the
     /// client is in COPY FROM STDIN.
-    pub fn ignores(&self, tag: u8) -> bool {
+    pub(super) fn ignores(&self, tag: u8) -> bool {
         self.client_copying && matches!(tag, b'S' | b'H')
     }
 
     /// Updates in-flight tracking for a message sent to the server.
-    pub fn note_sent(&mut self, tag: u8) {
+    pub(super) fn note_sent(&mut self, tag: u8) {
         if self.ignores(tag) {
             return;
         }
@@ -219,35 +219,35 @@ impl ServerState {
     }
 
     /// True when nothing is in flight and no transaction is open.
-    pub fn is_idle(&self) -> bool {
+    pub(super) fn is_idle(&self) -> bool {
         self.pending_ready == 0 && !self.unsynced && !self.copy_in && self.tx_status == b'I'
     }
 }
 
 /// A logged-in server connection and what churnstile knows of its state.
 pub struct ServerConn {
-    pub stream: Stream,
+    pub(super) stream: Stream,
     /// Bytes read from the server and not yet forwarded or consumed.
-    pub read_buf: BytesMut,
+    pub(super) read_buf: BytesMut,
     /// Message boundaries in what the server sends; shared by the session
     /// (forwarding) and the reset (draining), so neither loses its place.
-    pub scanner: MessageScanner,
-    pub target: Arc<UpstreamTarget>,
-    pub key: BackendKey,
-    pub state: ServerState,
+    pub(super) scanner: MessageScanner,
+    pub(super) target: Arc<UpstreamTarget>,
+    pub(super) key: BackendKey,
+    pub(super) state: ServerState,
     /// Session settings churnstile applied (names as `pg_settings` spells
     /// them), so the next client's settings are applied as a difference.
-    pub applied: BTreeMap<String, String>,
+    pub(super) applied: BTreeMap<String, String>,
     /// Prepared statements churnstile created here (transaction pooling).
-    pub statements: ServerStatements,
+    pub(super) statements: ServerStatements,
     /// NotificationResponses that arrived while churnstile ran its own
     /// queries: a listening client's, owed to it after them.
-    pub notifications: BytesMut,
+    pub(super) notifications: BytesMut,
 }
 
 impl ServerConn {
     /// Opens a connection and logs in as the target user.
-    pub async fn connect(target: &Arc<UpstreamTarget>) -> Result<ServerConn, UpstreamError> {
+    pub(crate) async fn connect(target: &Arc<UpstreamTarget>) -> Result<ServerConn, UpstreamError> {
         let stream = target
             .open_stream()
             .await
@@ -383,7 +383,7 @@ impl ServerConn {
 
     /// Sends a simple query and reads to its ReadyForQuery within `limit`,
     /// discarding rows; returns the first error the server reported.
-    pub async fn simple_query(
+    pub(super) async fn simple_query(
         &mut self,
         sql: &str,
         limit: Duration,
@@ -394,7 +394,7 @@ impl ServerConn {
 
     /// Sends a simple query and returns its rows (text columns) within
     /// `limit`, or the server's error.
-    pub async fn query_rows(
+    pub(super) async fn query_rows(
         &mut self,
         sql: &str,
         limit: Duration,
@@ -416,7 +416,7 @@ impl ServerConn {
     }
 
     /// Writes raw protocol bytes to the server.
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+    pub(super) async fn send(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
         self.stream.write_all(bytes).await?;
         Ok(())
     }
@@ -424,7 +424,10 @@ impl ServerConn {
     /// Reads and discards server output until every owed ReadyForQuery has
     /// arrived, within `limit`; returns the first error reported meanwhile.
     /// Notifications are kept in `notifications`.
-    pub async fn drain(&mut self, limit: Duration) -> Result<Option<ErrorFields>, UpstreamError> {
+    pub(super) async fn drain(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Option<ErrorFields>, UpstreamError> {
         Ok(self.read_until_ready(limit, false).await?.error)
     }
 
@@ -485,20 +488,20 @@ impl ServerConn {
     }
 
     /// Asks the server, over a separate connection, to cancel what it runs.
-    pub async fn send_cancel(&self) -> io::Result<()> {
+    pub(super) async fn send_cancel(&self) -> io::Result<()> {
         send_cancel_request(&self.target, &self.key).await
     }
 
     /// True when the server has sent nothing and not closed the connection
     /// while idle: anything else (a FATAL after a server restart, EOF) means
     /// the connection must not be handed out.
-    pub fn is_healthy(&mut self) -> bool {
+    pub(super) fn is_healthy(&mut self) -> bool {
         let mut probe = [0u8; 64];
         self.read_buf.is_empty() && matches!(self.stream.try_read_now(&mut probe), Ok(None))
     }
 
     /// Sends Terminate if it can be written at once; the socket closes on drop.
-    pub fn terminate(self) {
+    pub(crate) fn terminate(self) {
         let mut out = BytesMut::new();
         frontend::terminate(&mut out);
         let _ = match &self.stream {
@@ -509,7 +512,7 @@ impl ServerConn {
 }
 
 /// One result row, each column as text (`None` for NULL).
-pub type Row = Vec<Option<String>>;
+pub(super) type Row = Vec<Option<String>>;
 
 /// What reading to ReadyForQuery found.
 #[derive(Debug, Default)]
@@ -544,7 +547,10 @@ fn parse_data_row(body: &[u8]) -> Row {
 }
 
 /// Sends a CancelRequest for `key` over a fresh connection to `target`.
-pub async fn send_cancel_request(target: &UpstreamTarget, key: &BackendKey) -> io::Result<()> {
+pub(super) async fn send_cancel_request(
+    target: &UpstreamTarget,
+    key: &BackendKey,
+) -> io::Result<()> {
     let mut stream = target.open_stream().await?;
     let mut out = BytesMut::new();
     frontend::cancel_request(key.process_id, key.secret_key, &mut out);

@@ -14,9 +14,9 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The server connection a client is attached to, as a cancel needs it.
 #[derive(Debug, Clone)]
-pub struct CancelTarget {
-    pub upstream: Arc<UpstreamTarget>,
-    pub key: BackendKey,
+pub(super) struct CancelTarget {
+    pub(super) upstream: Arc<UpstreamTarget>,
+    pub(super) key: BackendKey,
 }
 
 /// A client's current target. Forwarding a cancel holds the read lock until
@@ -32,15 +32,15 @@ pub struct CancelRegistry {
 }
 
 /// A client's entry in the registry; removed when dropped.
-pub struct CancelHandle {
+pub(super) struct CancelHandle {
     registry: Arc<CancelRegistry>,
-    pub key: BackendKey,
+    pub(super) key: BackendKey,
     slot: Slot,
 }
 
 impl CancelRegistry {
     /// Issues a fresh, unique key for a client.
-    pub fn register(self: &Arc<Self>) -> CancelHandle {
+    pub(super) fn register(self: &Arc<Self>) -> CancelHandle {
         let slot: Slot = Arc::default();
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let key = loop {
@@ -62,7 +62,7 @@ impl CancelRegistry {
 
     /// Forwards a cancel for the given key; unknown keys and clients that hold
     /// no server connection now are ignored, as PostgreSQL does.
-    pub async fn cancel(&self, process_id: i32, secret_key: i32) {
+    pub(super) async fn cancel(&self, process_id: i32, secret_key: i32) {
         let slot = {
             let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
             clients.get(&(process_id, secret_key)).cloned()
@@ -86,11 +86,13 @@ impl CancelRegistry {
     }
 
     /// Number of registered clients.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
         self.clients.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -98,7 +100,7 @@ impl CancelRegistry {
 impl CancelHandle {
     /// Records the server connection the client is attached to (or none),
     /// once cancels in flight to the previous one have been delivered.
-    pub async fn attach(&self, target: Option<CancelTarget>) {
+    pub(super) async fn attach(&self, target: Option<CancelTarget>) {
         *self.slot.write().await = target;
     }
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::login::{self, challenge_for};
-use super::messages::sqlstate;
 use super::service::PgService;
 use super::session;
 use super::startup::{self, Opening, Startup, StartupError};
+use super::wire::messages::sqlstate;
 use crate::config::{ADMIN_DATABASE, UserConfig};
 use crate::stream::Stream;
 

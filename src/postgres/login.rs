@@ -6,8 +6,8 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::auth::{ScramError, ScramExchange, new_md5_salt, verify_md5_response};
-use super::codec::{self, Message};
-use super::messages::{self, sqlstate};
+use super::wire::codec::{self, Message};
+use super::wire::messages::{self, sqlstate};
 use crate::config::{AuthType, ClientSecret, ScramVerifier};
 use crate::stream::Stream;
 
@@ -15,7 +15,7 @@ use crate::stream::Stream;
 const MAX_AUTH_MESSAGE: usize = 8 * 1024;
 
 /// How a client must prove who it is.
-pub enum Challenge<'a> {
+pub(super) enum Challenge<'a> {
     Trust,
     Md5(&'a ClientSecret),
     Scram(&'a ScramVerifier),
@@ -24,7 +24,7 @@ pub enum Challenge<'a> {
 /// Picks the method as PgBouncer does: `md5` falls back to SCRAM when only
 /// a SCRAM verifier is stored; `scram-sha-256` uses the stored or the
 /// derived verifier (`derived` is computed once per user at startup).
-pub fn challenge_for<'a>(
+pub(super) fn challenge_for<'a>(
     auth_type: AuthType,
     secret: Option<&'a ClientSecret>,
     derived: Option<&'a ScramVerifier>,
@@ -40,7 +40,7 @@ pub fn challenge_for<'a>(
 
 /// Why a login failed, with the SQLSTATE the client gets.
 #[derive(Debug, thiserror::Error)]
-pub enum LoginError {
+pub(super) enum LoginError {
     #[error("password authentication failed for user \"{0}\"")]
     WrongPassword(String),
     #[error("{0}")]
@@ -52,7 +52,7 @@ pub enum LoginError {
 }
 
 impl LoginError {
-    pub fn sqlstate(&self) -> &'static str {
+    pub(super) fn sqlstate(&self) -> &'static str {
         match self {
             LoginError::WrongPassword(_) => sqlstate::INVALID_PASSWORD,
             _ => sqlstate::PROTOCOL_VIOLATION,
@@ -67,7 +67,7 @@ impl From<codec::ProtocolError> for LoginError {
 }
 
 /// Runs the challenge; on success the client has been sent AuthenticationOk.
-pub async fn authenticate(
+pub(super) async fn authenticate(
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,

@@ -1,28 +1,30 @@
-//! PostgreSQL protocol support: framing, client authentication, the
-//! client-facing session, upstream connections and their pool connector,
-//! and cancel routing. The core hands each accepted connection to
-//! [`serve`].
+//! The PostgreSQL side of the proxy, shaped like `mysql/`: the sans-IO
+//! wire codec (`wire/`) and authentication crypto (`auth/`), the startup
+//! phase and client login, the per-client session state machine and the
+//! relay between its two sides, session-state tracking and replay
+//! (`state/`), prepared statements, upstream connections and their pool
+//! connector, and cancel routing. The core hands each accepted connection
+//! to [`serve`].
 
-pub mod auth;
+mod auth;
 pub mod backend;
-pub mod cancel;
+mod cancel;
 mod client;
-pub mod codec;
-pub mod connector;
-pub mod login;
-pub mod messages;
-pub mod params;
-pub mod pin_counters;
-pub mod pipeline;
-pub mod prepared;
-pub mod relay;
-pub mod release;
-pub mod reported;
-pub mod service;
-pub mod session;
-pub mod settings;
+mod connector;
+mod lazy_release;
+mod login;
+mod pin_counters;
+mod prepared;
+mod probe;
+mod relay;
+mod release;
+pub(crate) mod service;
+mod session;
+mod sides;
 pub mod sql;
-pub mod startup;
-pub mod traffic;
+mod startup;
+mod state;
+mod traffic;
+pub mod wire;
 
 pub use client::{ConsoleLogin, refuse_too_many, serve};

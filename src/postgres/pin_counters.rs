@@ -15,7 +15,7 @@ pub struct PinCounters {
 
 /// One client counted as pinned now, until dropped.
 #[derive(Debug)]
-pub struct PinnedClient<'a>(&'a PinCounters);
+pub(super) struct PinnedClient<'a>(&'a PinCounters);
 
 impl Drop for PinnedClient<'_> {
     fn drop(&mut self) {
@@ -24,22 +24,22 @@ impl Drop for PinnedClient<'_> {
 }
 
 impl PinCounters {
-    pub fn pinned(&self, reason: PinReason) {
+    pub(super) fn pinned(&self, reason: PinReason) {
         self.counts[index(reason)].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn count(&self, reason: PinReason) -> u64 {
+    pub(crate) fn count(&self, reason: PinReason) -> u64 {
         self.counts[index(reason)].load(Ordering::Relaxed)
     }
 
     /// Counts a client as pinned for as long as the result is kept.
-    pub fn hold(&self) -> PinnedClient<'_> {
+    pub(super) fn hold(&self) -> PinnedClient<'_> {
         self.pinned_now.fetch_add(1, Ordering::Relaxed);
         PinnedClient(self)
     }
 
     /// Clients pinned now.
-    pub fn pinned_now(&self) -> u64 {
+    pub(crate) fn pinned_now(&self) -> u64 {
         self.pinned_now.load(Ordering::Relaxed)
     }
 }

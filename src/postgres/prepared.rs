@@ -10,21 +10,21 @@ use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::codec;
+use super::wire::codec;
 
 /// One distinct statement, shared by every client that prepared the same
 /// query with the same parameter types.
 #[derive(Debug, PartialEq, Eq)]
-pub struct StatementDef {
+pub(super) struct StatementDef {
     /// The name churnstile prepares it under on server connections.
-    pub server_name: String,
+    pub(super) server_name: String,
     /// The Parse body after the statement name: query, then parameter types.
-    pub parse_tail: Bytes,
+    pub(super) parse_tail: Bytes,
 }
 
 impl StatementDef {
     /// A Parse message preparing this statement under its server name.
-    pub fn parse_message(&self, out: &mut BytesMut) {
+    pub(super) fn parse_message(&self, out: &mut BytesMut) {
         let start = out.len();
         out.put_u8(b'P');
         out.put_u32(0);
@@ -51,7 +51,7 @@ struct RegistryInner {
 impl StatementRegistry {
     /// The shared definition for a Parse body tail, creating it if new
     /// (only then is the tail copied).
-    pub fn intern(&self, parse_tail: &[u8]) -> Arc<StatementDef> {
+    pub(super) fn intern(&self, parse_tail: &[u8]) -> Arc<StatementDef> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(def) = inner.by_body.get(parse_tail).and_then(Weak::upgrade) {
             return def;
@@ -74,17 +74,17 @@ impl StatementRegistry {
 /// Server-side names prepared on one server connection, least recently
 /// used first.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ServerStatements {
+pub(super) struct ServerStatements {
     names: VecDeque<String>,
 }
 
 impl ServerStatements {
-    pub fn contains(&self, name: &str) -> bool {
+    pub(super) fn contains(&self, name: &str) -> bool {
         self.names.iter().any(|n| n == name)
     }
 
     /// Marks `name` as used now.
-    pub fn touch(&mut self, name: &str) {
+    pub(super) fn touch(&mut self, name: &str) {
         if let Some(index) = self.names.iter().position(|n| n == name) {
             let name = self.names.remove(index).unwrap_or_default();
             self.names.push_back(name);
@@ -93,7 +93,7 @@ impl ServerStatements {
 
     /// Records a statement as prepared; returns the names to close so at most
     /// `capacity` remain.
-    pub fn insert(&mut self, name: &str, capacity: usize) -> Vec<String> {
+    pub(super) fn insert(&mut self, name: &str, capacity: usize) -> Vec<String> {
         self.forget(name);
         self.names.push_back(name.to_owned());
         let mut evicted = Vec::new();
@@ -104,36 +104,33 @@ impl ServerStatements {
     }
 
     /// Keeps only the statements `keep` accepts.
-    pub fn retain(&mut self, keep: impl Fn(&String) -> bool) {
+    pub(super) fn retain(&mut self, keep: impl Fn(&String) -> bool) {
         self.names.retain(|name| keep(name));
     }
 
-    pub fn forget(&mut self, name: &str) {
+    pub(super) fn forget(&mut self, name: &str) {
         self.names.retain(|n| n != name);
     }
 
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.names.clear();
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
         self.names.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
     }
 }
 
 /// A Parse message, split into the client's name and the rest.
-pub fn split_parse(body: &[u8]) -> Option<(String, &[u8])> {
+pub(super) fn split_parse(body: &[u8]) -> Option<(String, &[u8])> {
     let mut rest = body;
     let name = codec::take_cstr(&mut rest)?.to_owned();
     Some((name, rest))
 }
 
 /// A Bind message, split into portal, statement name and the rest.
-pub fn split_bind(body: &[u8]) -> Option<(String, String, &[u8])> {
+pub(super) fn split_bind(body: &[u8]) -> Option<(String, String, &[u8])> {
     let mut rest = body;
     let portal = codec::take_cstr(&mut rest)?.to_owned();
     let statement = codec::take_cstr(&mut rest)?.to_owned();
@@ -141,7 +138,7 @@ pub fn split_bind(body: &[u8]) -> Option<(String, String, &[u8])> {
 }
 
 /// A Bind message naming `statement` instead of the client's name.
-pub fn bind_message(out: &mut BytesMut, portal: &str, statement: &str, tail: &[u8]) {
+pub(super) fn bind_message(out: &mut BytesMut, portal: &str, statement: &str, tail: &[u8]) {
     let start = out.len();
     out.put_u8(b'B');
     out.put_u32(0);
@@ -155,14 +152,14 @@ pub fn bind_message(out: &mut BytesMut, portal: &str, statement: &str, tail: &[u
 }
 
 /// A Describe or Close message: its kind ('S' or 'P') and name.
-pub fn split_target(body: &[u8]) -> Option<(u8, String)> {
+pub(super) fn split_target(body: &[u8]) -> Option<(u8, String)> {
     let (&kind, mut rest) = body.split_first()?;
     let name = codec::take_cstr(&mut rest)?.to_owned();
     rest.is_empty().then_some((kind, name))
 }
 
 /// A Describe ('D') or Close ('C') message for a statement or portal.
-pub fn target_message(out: &mut BytesMut, tag: u8, kind: u8, name: &str) {
+pub(super) fn target_message(out: &mut BytesMut, tag: u8, kind: u8, name: &str) {
     out.put_u8(tag);
     out.put_u32((4 + 1 + name.len() + 1) as u32);
     out.put_u8(kind);

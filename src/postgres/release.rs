@@ -1,23 +1,29 @@
 //! Making a server connection fit for the next client after one leaves: end
 //! what is in flight (cancel, CopyFail, Sync), ROLLBACK an open transaction,
 //! run `server_reset_query`. If that cannot finish in time the connection is
-//! closed instead, so no client ever inherits another's state.
+//! closed instead, so no client ever inherits another's state. Under
+//! transaction pooling a connection that needed the reset query is probed
+//! again, so the next client moves its settings from what is really there.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
 use super::backend::{ServerConn, UpstreamError};
-use super::params::apply_settings_query;
-use super::settings::Settings;
+use super::probe::probe_server;
+use super::session::Session;
+use super::sides::Attached;
+use super::state::{ReportedParams, Settings, apply_settings_query};
+use crate::pool::CloseReason;
 
 /// Bound on making one server connection clean again.
-pub const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a server connection was closed instead of reused.
 #[derive(Debug, thiserror::Error)]
-pub enum ResetError {
+pub(super) enum ResetError {
     #[error("the client left in the middle of a message")]
     MidMessage,
     #[error("{0}")]
@@ -37,7 +43,7 @@ pub enum ResetError {
 /// the server would wait for forever. After a reset query, `restore` (the
 /// departed client's settings) is applied again and recorded in
 /// `conn.applied`, to be moved away as a difference by the next client.
-pub async fn clean_for_reuse(
+pub(super) async fn clean_for_reuse(
     conn: &mut ServerConn,
     mid_message: bool,
     reset_query: &str,
@@ -119,4 +125,63 @@ async fn finish_in_flight(conn: &mut ServerConn) -> Result<(), ResetError> {
     conn.send(&out).await?;
     conn.drain(RESET_TIMEOUT).await?;
     Ok(())
+}
+
+impl Session<'_> {
+    /// Makes the server connection clean for the next client. In session
+    /// mode (or when the client was pinned) that includes
+    /// `server_reset_query`; otherwise the client's settings stay and are
+    /// moved away as a difference by the next client.
+    pub(super) async fn give_back(&mut self, mut server: Attached, mid_message: bool) {
+        // Under pooling, what the client left behind is known unless it
+        // left mid-way through statements that may have changed it.
+        let full_reset = !self.pooling()
+            || !self.client.pins.is_empty()
+            || self.client.needs_probe
+            || !server.queue.is_empty();
+        let reset_query = if full_reset {
+            self.settings.server_reset_query.as_str()
+        } else {
+            ""
+        };
+        // Session mode puts the departed client's startup settings back after
+        // the reset, so a client reconnecting with the same ones needs no
+        // round trip. Under pooling the reset is followed by a resync that
+        // learns the connection's state from the server, so nothing is put
+        // back: a custom setting restored there would be invisible to it.
+        let restore = if self.pooling() {
+            Settings::new()
+        } else {
+            self.client.settings.clone()
+        };
+        // The client has gone: letting go of its copy of the reported
+        // parameters spares the reset's ParameterStatus messages a copy of
+        // the map they change.
+        self.client.seen_params = ReportedParams::default();
+        let conn = server.pooled.conn();
+        let cleaned = clean_for_reuse(conn, mid_message, reset_query, &restore).await;
+        let resynced = match (&cleaned, full_reset && self.pooling()) {
+            (Ok(()), true) => self.resync(conn).await,
+            _ => Ok(()),
+        };
+        match cleaned.map_err(|e| e.to_string()).and(resynced) {
+            Ok(()) => server.pooled.release(),
+            Err(error) => {
+                tracing::info!(%error, "closing server connection instead of reusing it");
+                server.pooled.discard(CloseReason::ResetFailure);
+            }
+        }
+    }
+
+    /// After a reset under transaction pooling, learns what the server
+    /// connection really holds now.
+    async fn resync(&self, conn: &mut ServerConn) -> Result<(), String> {
+        let probe = probe_server(conn, &BTreeSet::new()).await?;
+        if probe.pins.is_empty() {
+            conn.applied = probe.settings;
+            Ok(())
+        } else {
+            Err("session state survived the reset query".into())
+        }
+    }
 }

@@ -15,7 +15,7 @@ use super::cancel::CancelRegistry;
 use super::connector::PgConnector;
 use super::pin_counters::PinCounters;
 use super::prepared::StatementRegistry;
-use super::settings::Settings;
+use super::state::Settings;
 use crate::config::{
     AuthType, ClientSecret, Config, DatabaseConfig, Protocol, ScramVerifier, UserConfig,
 };

@@ -4,42 +4,39 @@
 //! between transactions when the pool mode allows (never in session mode;
 //! after each transaction or statement otherwise, unless state that cannot
 //! move **pins** the client): idle, but still the client's until the pool
-//! wants it back (see `lazy_release`) → back to idle → **releasing** when
-//! the client leaves: the server connection is made clean or closed.
-
-mod lazy_release;
+//! wants it back (see `lazy_release.rs`) → back to idle → **releasing** when
+//! the client leaves: the server connection is made clean or closed (see
+//! `release.rs`). What the client's statements did to its session state is
+//! learned from the server in `probe.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use metrics::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::backend::{ServerConn, UpstreamError};
 use super::cancel::{CancelHandle, CancelTarget};
-use super::codec::{MessageScanner, ProtocolError};
-use super::connector::PgConnector;
-use super::messages::{self, Severity, sqlstate};
-use super::params::{apply_settings_query, session_settings};
 use super::pin_counters::PinnedClient;
-use super::pipeline::ResponseQueue;
-use super::prepared::StatementDef;
 use super::relay;
-use super::release::{RESET_TIMEOUT, clean_for_reuse};
-use super::reported::ReportedParams;
+use super::relay::queue::ResponseQueue;
 use super::service::{PgPool, PgService};
-use super::settings::{
-    MAX_CUSTOM_SETTINGS, Probe, Settings, parse_probe, probe_query, transition_query,
-};
-use super::sql::{PinReason, custom_setting_name};
-use super::startup::{Startup, send_fatal};
+use super::sides::{Attached, ClientSide};
+use super::sql::custom_setting_name;
+use super::startup::send_fatal;
+use super::state::ReportedParams;
+use super::state::session_settings;
+use super::state::{Settings, transition_query};
 use super::traffic::SessionTraffic;
+use super::wire::codec::{MessageScanner, ProtocolError};
+use super::wire::messages::{self, Severity, sqlstate};
+use super::wire::startup::Startup;
 use crate::config::{PoolMode, PoolSettings};
 use crate::metrics::{PoolHistograms, Rejection};
-use crate::pool::{CheckoutError, CloseReason, Pooled};
+use crate::pool::{CheckoutError, CloseReason};
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::LiveClient;
 use crate::stream::Stream;
@@ -66,77 +63,18 @@ pub(super) enum Ending {
     Shutdown,
 }
 
-/// The client's side: its socket and what churnstile knows of its session.
-pub(super) struct ClientSide {
-    pub stream: Stream,
-    /// Bytes read from the client and not yet handled.
-    pub buf: BytesMut,
-    pub scanner: MessageScanner,
-    /// ParameterStatus values the client has been told.
-    pub seen_params: ReportedParams,
-    /// Session settings the client's session has (moved with it).
-    pub settings: Settings,
-    /// The settings from its startup packet, as the server normalised them:
-    /// what RESET, RESET ALL and DISCARD ALL return them to on a direct
-    /// connection.
-    pub startup_settings: Settings,
-    /// Its prepared statements by its own names (transaction pooling).
-    pub statements: HashMap<String, Arc<StatementDef>>,
-    /// State that keeps it on its server connection, with a statement each.
-    pub pins: BTreeMap<PinReason, String>,
-    /// Statements since the last probe may have changed session state.
-    pub needs_probe: bool,
-    /// Custom settings (`myapp.tenant`) the client has touched, which the
-    /// probe must ask for by name.
-    pub custom_settings: BTreeSet<String>,
-    /// The body (query and parameter types) of its unnamed statement, which
-    /// PostgreSQL keeps until the next unnamed Parse or simple query: it is
-    /// prepared again on whichever server connection the client binds it.
-    pub unnamed_statement: Option<Bytes>,
-    /// Bytes, queries and transactions not yet added to the pool's counters.
-    pub traffic: SessionTraffic,
-}
-
-impl ClientSide {
-    /// Remembers custom settings the client touched, up to the probe's limit.
-    pub fn note_custom_settings(&mut self, names: impl IntoIterator<Item = String>) {
-        for name in names {
-            if self.custom_settings.len() < MAX_CUSTOM_SETTINGS {
-                self.custom_settings.insert(name);
-            }
-        }
-    }
-}
-
-/// A server connection lent to the client, and the responses it owes.
-pub(super) struct Attached {
-    pub pooled: Pooled<PgConnector>,
-    pub queue: ResponseQueue,
-    /// The server's unnamed statement is the client's (or neither has one);
-    /// until then it may be another client's.
-    pub unnamed_is_clients: bool,
-    /// Between transactions, kept until the pool wants it back.
-    pub kept_idle: bool,
-}
-
-impl Attached {
-    pub fn conn(&mut self) -> &mut ServerConn {
-        self.pooled.conn()
-    }
-}
-
 pub(super) struct Session<'a> {
-    pub service: &'a PgService,
+    pub(super) service: &'a PgService,
     /// The client's pool; `None` when a reload added its database since start.
-    pool: Option<&'a PgPool>,
-    pub settings: PoolSettings,
-    pub client: ClientSide,
-    pub server: Option<Attached>,
-    cancel: CancelHandle,
+    pub(super) pool: Option<&'a PgPool>,
+    pub(super) settings: PoolSettings,
+    pub(super) client: ClientSide,
+    pub(super) server: Option<Attached>,
+    pub(super) cancel: CancelHandle,
     database: String,
     user: String,
-    peer: &'a str,
-    live: &'a LiveClient,
+    pub(super) peer: &'a str,
+    pub(super) live: &'a LiveClient,
     wait_seconds: Histogram,
     /// Held while the client is pinned, for the pinned-clients gauge.
     pinned: Option<PinnedClient<'a>>,
@@ -146,7 +84,7 @@ pub(super) struct Session<'a> {
 }
 
 /// Runs a logged-in client's session to its end.
-pub async fn run(
+pub(super) async fn run(
     service: &PgService,
     mut stream: Stream,
     buf: BytesMut,
@@ -219,7 +157,7 @@ pub async fn run(
 }
 
 impl Session<'_> {
-    fn pooling(&self) -> bool {
+    pub(super) fn pooling(&self) -> bool {
         self.settings.pool_mode != PoolMode::Session
     }
 
@@ -264,7 +202,7 @@ impl Session<'_> {
     }
 
     /// Writes churnstile's own or forwarded bytes to the client, if any.
-    async fn send_to_client(&mut self, bytes: &[u8]) -> Result<(), Ending> {
+    pub(super) async fn send_to_client(&mut self, bytes: &[u8]) -> Result<(), Ending> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -433,7 +371,7 @@ impl Session<'_> {
     }
 
     /// Keeps the pinned-clients gauge in step with the client's pins.
-    fn note_pinned(&mut self) {
+    pub(super) fn note_pinned(&mut self) {
         let pinned = !self.client.pins.is_empty();
         if pinned != self.pinned.is_some() {
             self.pinned = pinned.then(|| self.service.pin_counters.hold());
@@ -505,72 +443,6 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Asks the server what session state the client has now: settings to
-    /// move with it, state that pins it, prepared statements that exist.
-    async fn probe(&mut self) -> Result<(), Ending> {
-        let Some(server) = self.server.as_mut() else {
-            return Ok(());
-        };
-        let conn = server.pooled.conn();
-        let probe = probe_server(conn, &self.client.custom_settings)
-            .await
-            .map_err(Ending::ServerGone)?;
-        // A simple query drops the unnamed statement.
-        server.unnamed_is_clients = false;
-        let Probe {
-            mut settings, pins, ..
-        } = probe;
-        // A startup setting that is gone was reset: on a direct connection
-        // that returns it to its startup value, not the server's default.
-        let reset: Vec<(String, String)> = self
-            .client
-            .startup_settings
-            .iter()
-            .filter(|(name, _)| !settings.contains_key(*name))
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
-        let mut told = BytesMut::new();
-        if let Some(query) = apply_settings_query(&reset) {
-            match conn.simple_query(&query, RESET_TIMEOUT).await {
-                Ok(None) => {}
-                Ok(Some(error)) => {
-                    return Err(Ending::ServerGone(format!(
-                        "restoring startup settings failed: {}",
-                        error.message
-                    )));
-                }
-                Err(error) => return Err(Ending::ServerGone(error.to_string())),
-            }
-            settings.extend(reset);
-            for (name, value) in conn.state.params.iter() {
-                if self.client.seen_params.get(name) != Some(value) {
-                    messages::parameter_status(&mut told, name, value);
-                }
-            }
-            self.client.seen_params = conn.state.params.clone();
-        }
-        told.extend_from_slice(&conn.notifications.split());
-        conn.applied = settings.clone();
-        self.client.settings = settings;
-        self.client.needs_probe = false;
-        let load = self.client.pins.remove(&PinReason::Load);
-        let previous = std::mem::take(&mut self.client.pins);
-        for reason in pins {
-            if !previous.contains_key(&reason) {
-                self.service.pin_counters.pinned(reason);
-                tracing::debug!(peer = %self.peer, reason = reason.as_str(), "client pinned to its server connection");
-            }
-            self.client
-                .pins
-                .insert(reason, previous.get(&reason).cloned().unwrap_or_default());
-        }
-        if let Some(statement) = load {
-            self.client.pins.insert(PinReason::Load, statement);
-        }
-        self.send_to_client(&told).await?;
-        Ok(())
-    }
-
     /// Says goodbye to the client as the ending requires, then returns the
     /// server connection clean or closes it.
     async fn finish(mut self, ending: Ending) {
@@ -617,82 +489,10 @@ impl Session<'_> {
         }
         self.give_back(server, mid_message).await;
     }
-
-    /// Makes the server connection clean for the next client. In session
-    /// mode (or when the client was pinned) that includes
-    /// `server_reset_query`; otherwise the client's settings stay and are
-    /// moved away as a difference by the next client.
-    async fn give_back(&mut self, mut server: Attached, mid_message: bool) {
-        // Under pooling, what the client left behind is known unless it
-        // left mid-way through statements that may have changed it.
-        let full_reset = !self.pooling()
-            || !self.client.pins.is_empty()
-            || self.client.needs_probe
-            || !server.queue.is_empty();
-        let reset_query = if full_reset {
-            self.settings.server_reset_query.as_str()
-        } else {
-            ""
-        };
-        // Session mode puts the departed client's startup settings back after
-        // the reset, so a client reconnecting with the same ones needs no
-        // round trip. Under pooling the reset is followed by a resync that
-        // learns the connection's state from the server, so nothing is put
-        // back: a custom setting restored there would be invisible to it.
-        let restore = if self.pooling() {
-            Settings::new()
-        } else {
-            self.client.settings.clone()
-        };
-        // The client has gone: letting go of its copy of the reported
-        // parameters spares the reset's ParameterStatus messages a copy of
-        // the map they change.
-        self.client.seen_params = ReportedParams::default();
-        let conn = server.pooled.conn();
-        let cleaned = clean_for_reuse(conn, mid_message, reset_query, &restore).await;
-        let resynced = match (&cleaned, full_reset && self.pooling()) {
-            (Ok(()), true) => self.resync(conn).await,
-            _ => Ok(()),
-        };
-        match cleaned.map_err(|e| e.to_string()).and(resynced) {
-            Ok(()) => server.pooled.release(),
-            Err(error) => {
-                tracing::info!(%error, "closing server connection instead of reusing it");
-                server.pooled.discard(CloseReason::ResetFailure);
-            }
-        }
-    }
-
-    /// After a reset under transaction pooling, learns what the server
-    /// connection really holds now.
-    async fn resync(&self, conn: &mut ServerConn) -> Result<(), String> {
-        let probe = probe_server(conn, &BTreeSet::new()).await?;
-        if probe.pins.is_empty() {
-            conn.applied = probe.settings;
-            Ok(())
-        } else {
-            Err("session state survived the reset query".into())
-        }
-    }
-}
-
-/// Asks the server connection for its session state (see [`probe_query`];
-/// `custom` names custom settings the client touched) and keeps only the
-/// prepared statements it still holds in churnstile's record.
-async fn probe_server(conn: &mut ServerConn, custom: &BTreeSet<String>) -> Result<Probe, String> {
-    let rows = match conn.query_rows(&probe_query(custom), RESET_TIMEOUT).await {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(error)) => return Err(format!("session state query failed: {}", error.message)),
-        Err(error) => return Err(error.to_string()),
-    };
-    let probe = parse_probe(&rows);
-    conn.statements
-        .retain(|name| probe.statements.contains(name));
-    Ok(probe)
 }
 
 /// Where a cancel for the client goes while it uses `conn`.
-fn cancel_target(conn: &ServerConn) -> CancelTarget {
+pub(super) fn cancel_target(conn: &ServerConn) -> CancelTarget {
     CancelTarget {
         upstream: Arc::clone(&conn.target),
         key: conn.key.clone(),

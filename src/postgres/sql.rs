@@ -39,7 +39,7 @@ impl PinReason {
     }
 
     /// Why the state cannot follow the client to another server connection.
-    pub fn explanation(self) -> &'static str {
+    pub(super) fn explanation(self) -> &'static str {
         match self {
             PinReason::Listen => "LISTEN registers this server connection for notifications",
             PinReason::AdvisoryLock => {
@@ -59,16 +59,16 @@ impl PinReason {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Analysis {
     /// It may change settings or pinned state: ask the server afterwards.
-    pub touches_session: bool,
+    pub(super) touches_session: bool,
     /// Statements that create state which cannot move, with their text.
-    pub pins: Vec<(PinReason, String)>,
+    pub(super) pins: Vec<(PinReason, String)>,
     /// It opens an explicit transaction block.
-    pub begins_transaction: bool,
+    pub(super) begins_transaction: bool,
     /// It deallocates every prepared statement (DISCARD ALL, DEALLOCATE ALL).
-    pub drops_prepared_statements: bool,
+    pub(super) drops_prepared_statements: bool,
     /// Custom settings (`myapp.tenant`) it sets or resets: `pg_settings`
     /// does not list those, so the server is asked for them by name.
-    pub custom_settings: Vec<String>,
+    pub(super) custom_settings: Vec<String>,
 }
 
 /// Every word the analysis reacts to contains one of these
@@ -108,14 +108,14 @@ pub fn analyze(sql: &str) -> Analysis {
 
 /// What a lone `DEALLOCATE` statement names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Deallocate {
+pub(super) enum Deallocate {
     All,
     Name(String),
 }
 
 /// The target of `DEALLOCATE [PREPARE] {name | ALL}` when that is the whole
 /// query string; unquoted names fold to lower case as in PostgreSQL.
-pub fn deallocate_target(sql: &str) -> Option<Deallocate> {
+pub(super) fn deallocate_target(sql: &str) -> Option<Deallocate> {
     let statements = split(sql);
     let [statement] = statements.as_slice() else {
         return None;
@@ -214,7 +214,7 @@ fn classify(statement: &Statement<'_>, analysis: &mut Analysis) {
 
 /// `name` as a custom setting name (`myapp.tenant`), folded to lower case;
 /// `None` for built-in settings and anything but a plain dotted name.
-pub fn custom_setting_name(name: &str) -> Option<String> {
+pub(super) fn custom_setting_name(name: &str) -> Option<String> {
     setting_name(name).filter(|folded| folded.contains('.') && folded.len() == name.len())
 }
 

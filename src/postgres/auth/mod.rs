@@ -7,9 +7,11 @@
 mod crypto;
 mod md5;
 mod scram;
+mod scram_error;
 mod scram_messages;
 mod scram_verifier;
 
 pub use md5::{new_md5_salt, verify_md5_response};
-pub use scram::{ScramError, ScramExchange};
-pub use scram_verifier::{scram_secret_text, scram_verifier_from_password};
+pub use scram::ScramExchange;
+pub use scram_error::ScramError;
+pub use scram_verifier::scram_verifier_from_password;

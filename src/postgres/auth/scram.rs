@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::crypto::{constant_time_eq, hmac_sha256, sha256};
+use super::scram_error::ScramError;
 use super::scram_messages::{Gs2Flag, parse_client_final, parse_client_first};
 use crate::config::ScramVerifier;
 
@@ -17,19 +18,6 @@ const MECHANISM: &str = "SCRAM-SHA-256";
 
 /// Raw server nonce length; PostgreSQL uses 18 bytes (24 base64 characters).
 const SERVER_NONCE_LEN: usize = 18;
-
-/// Why an exchange failed. Every error ends the exchange; the login fails.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ScramError {
-    #[error("SCRAM client proof does not match the stored verifier (wrong password)")]
-    WrongPassword,
-    #[error("malformed SCRAM message: {0}")]
-    Malformed(String),
-    #[error("unsupported SASL mechanism {0:?}: only SCRAM-SHA-256 is offered")]
-    UnsupportedMechanism(String),
-    #[error("SCRAM message arrived out of order (exchange not started or already over)")]
-    OutOfOrder,
-}
 
 /// One client's SCRAM-SHA-256 login against a stored verifier.
 pub struct ScramExchange {

@@ -5,7 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::scram::ScramError;
+use super::scram_error::ScramError;
 
 /// The gs2 channel-binding flag of client-first-message. `p=...` never gets
 /// this far: churnstile offers no SCRAM-SHA-256-PLUS.

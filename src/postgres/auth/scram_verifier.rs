@@ -1,7 +1,9 @@
 //! Making SCRAM-SHA-256 verifiers from passwords, the way PostgreSQL stores
 //! them in `pg_authid.rolpassword`, and writing them in PostgreSQL's text form.
 
+#[cfg(test)]
 use base64::Engine;
+#[cfg(test)]
 use base64::engine::general_purpose::STANDARD;
 use hmac::Mac;
 
@@ -21,8 +23,10 @@ pub fn scram_verifier_from_password(password: &str) -> ScramVerifier {
 }
 
 /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, base64 as
-/// PostgreSQL writes it.
-pub fn scram_secret_text(verifier: &ScramVerifier) -> String {
+/// PostgreSQL writes it. Only the tests write verifiers out today, to
+/// compare them with PostgreSQL's.
+#[cfg(test)]
+fn scram_secret_text(verifier: &ScramVerifier) -> String {
     format!(
         "SCRAM-SHA-256${}:{}${}:{}",
         verifier.iterations,

@@ -167,7 +167,7 @@ pub fn parse_error_fields(mut body: &[u8]) -> ErrorFields {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::codec::decode_message;
+    use crate::postgres::wire::codec::decode_message;
 
     #[test]
     fn error_response_round_trips() {

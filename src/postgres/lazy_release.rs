@@ -13,7 +13,7 @@
 
 use tokio::time::Instant;
 
-use super::{Ending, Session, cancel_target};
+use super::session::{Ending, Session, cancel_target};
 use crate::pool::CloseReason;
 
 impl Session<'_> {

@@ -1,237 +1,47 @@
-//! Moving messages between an attached client and server connection. In
-//! session mode bytes pass through untouched (only Terminate is held back).
-//! Under transaction and statement pooling the extended protocol is
-//! rewritten: client statement names become churnstile's server-side names,
-//! statements are prepared lazily where the client landed, closes and
-//! prepares of statements the server holds are answered by churnstile, and
-//! the response queue keeps what the client sees identical to a direct
-//! connection. A message naming a statement whose Parse, in an earlier Sync
-//! group, is still unanswered waits for that answer: only then is it known
-//! whether the name exists.
+//! The rewriting of the extended protocol under transaction and statement
+//! pooling, one client message at a time: client statement names become
+//! churnstile's server-side names, statements are prepared lazily where the
+//! client landed, closes are answered by churnstile, and statements the pool
+//! mode or pin policy forbids are refused by the server itself, so the
+//! client sees exactly what a direct connection would show.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
-use super::backend::ServerState;
-use super::codec::{
-    self, Framing, MAX_INSPECTED_MESSAGE, ProtocolError, Verdict, frontend_framing,
-};
-use super::params::literal;
-use super::pipeline::{Expect, ResponseQueue, Routing, StatementChanges};
-use super::prepared::{
+use super::queue::{Expect, ResponseQueue};
+use crate::config::{PinPolicy, PoolMode, PoolSettings};
+use crate::postgres::prepared::{
     ServerStatements, StatementDef, StatementRegistry, bind_message, split_bind, split_parse,
     split_target, target_message,
 };
-use super::session::{Attached, ClientSide};
-use super::sql::{self, Analysis, Deallocate, PinReason};
-use crate::config::{PinPolicy, PoolMode, PoolSettings};
+use crate::postgres::sql::{self, Analysis, Deallocate, PinReason};
+use crate::postgres::state::literal;
+use crate::postgres::wire::codec::{self, Verdict};
 
 const CLOSE_COMPLETE: &[u8] = &[b'3', 0, 0, 0, 4];
 
-/// Client message types handled whole when pooling (rewritten or analysed).
-const POOLING_INSPECTS: &[u8] = b"XQPBDC";
-
-/// True when the client's first buffered message can be acted on: its
-/// header is there and, for a message handled whole, all of it. A server
-/// connection is only taken for a message that can be sent.
-pub(super) fn first_message_ready(buf: &[u8], pooling: bool) -> bool {
-    let Some(header) = buf.get(..5) else {
-        return false;
-    };
-    let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    let whole = if pooling {
-        POOLING_INSPECTS
-    } else {
-        b"X".as_slice()
-    };
-    !whole.contains(&header[0]) || buf.len() > declared
-}
-
-/// Capacity a relay buffer may keep between uses; one grown past it by a
-/// large message is let go rather than held for the rest of the session.
-const KEPT_BUFFER_CAPACITY: usize = 64 * 1024;
-
-/// Empties `buf` for its next use, keeping its allocation unless a large
-/// message grew it.
-pub(super) fn recycle(buf: &mut BytesMut) {
-    if buf.capacity() > KEPT_BUFFER_CAPACITY {
-        *buf = BytesMut::new();
-    } else {
-        buf.clear();
-    }
-}
-
-/// What handling the client's bytes produced. The session keeps one and
-/// recycles its buffers, so relaying allocates nothing per message.
-#[derive(Debug, Default)]
-pub(super) struct ClientOutcome {
-    pub to_server: BytesMut,
-    /// Responses churnstile gives itself, due now.
-    pub to_client: BytesMut,
-    /// The client sent Terminate.
-    pub terminated: bool,
-}
-
-impl ClientOutcome {
-    pub fn recycle(&mut self) {
-        recycle(&mut self.to_server);
-        recycle(&mut self.to_client);
-        self.terminated = false;
-    }
-}
-
-/// Handles the whole messages (and streamed parts) the client has sent,
-/// into an empty `outcome`.
-pub(super) fn client_to_server(
-    client: &mut ClientSide,
-    server: &mut Attached,
-    registry: &StatementRegistry,
-    settings: &PoolSettings,
-    outcome: &mut ClientOutcome,
-) -> Result<(), ProtocolError> {
-    let pooling = settings.pool_mode != PoolMode::Session;
-    let inspect: &[u8] = if pooling { POOLING_INSPECTS } else { b"X" };
-    let conn = server.pooled.conn();
-    let mut custom_settings = Vec::new();
-    let mut rewriter = Rewriter {
-        client_statements: &mut client.statements,
-        server_statements: &mut conn.statements,
-        queue: &mut server.queue,
-        registry,
-        settings,
-        needs_probe: &mut client.needs_probe,
-        pins: &mut client.pins,
-        custom_settings: &mut custom_settings,
-        unnamed_statement: &mut client.unnamed_statement,
-        unnamed_is_clients: &mut server.unnamed_is_clients,
-    };
-    let state = &mut conn.state;
-    let traffic = &mut client.traffic;
-    let terminated = &mut outcome.terminated;
-    let scanned = client.scanner.scan(
-        &client.buf,
-        |tag| frontend_framing(tag, inspect),
-        &mut outcome.to_server,
-        |tag, body, out| {
-            if tag == b'X' {
-                *terminated = true;
-                return Verdict::StopBefore;
-            }
-            if state.ignores(tag) {
-                // Nothing will answer it, so nothing is owed.
-                return Verdict::Forward;
-            }
-            let verdict = if pooling {
-                rewriter.handle(tag, body, out)
-            } else {
-                Verdict::Forward
-            };
-            // A message held back (see `Rewriter::handle`) is not sent yet.
-            if verdict != Verdict::StopBefore {
-                state.note_sent(tag);
-                traffic.client_sent(tag);
-            }
-            verdict
-        },
-    )?;
-    client.buf.advance(scanned.consumed);
-    client.note_custom_settings(custom_settings);
-    server.queue.emit_ready(&mut outcome.to_client);
-    Ok(())
-}
-
-/// Handles what the server sent; appends the bytes for the client to `out`.
-pub(super) fn server_to_client(
-    client: &mut ClientSide,
-    server: &mut Attached,
-    pooling: bool,
-    out: &mut BytesMut,
-) -> Result<(), ProtocolError> {
-    let conn = server.pooled.conn();
-    out.reserve(conn.read_buf.len() + 16);
-    let mut changes = StatementChanges::default();
-    let framing = |tag| match tag {
-        b'1' | b'3' if pooling => Framing::Inspect {
-            limit: MAX_INSPECTED_MESSAGE,
-        },
-        tag => ServerState::framing(tag),
-    };
-    let state = &mut conn.state;
-    let queue = &mut server.queue;
-    let seen_params = &mut client.seen_params;
-    let traffic = &mut client.traffic;
-    let scanned = conn
-        .scanner
-        .scan(&conn.read_buf, framing, out, |tag, body, out| {
-            let ignored_syncs = match tag {
-                b'G' | b'W' => state.syncs_ignored_if_copy_starts(),
-                _ => 0,
-            };
-            state.observe(tag, body);
-            if pooling {
-                queue.forget_syncs(ignored_syncs);
-            }
-            if let (b'Z', Some(&[status])) = (tag, body) {
-                traffic.ready_for_query(status, state.pending_ready > 0);
-            }
-            if let (b'S', Some(mut body)) = (tag, body)
-                && let (Some(name), Some(value)) =
-                    (codec::take_cstr(&mut body), codec::take_cstr(&mut body))
-            {
-                seen_params.insert(name, value);
-            }
-            if !pooling {
-                return Verdict::Forward;
-            }
-            match queue.route(tag, out, &mut changes) {
-                Routing::Forward => Verdict::Forward,
-                Routing::Swallow => Verdict::Drop,
-            }
-        })?;
-    conn.read_buf.advance(scanned.consumed);
-    if pooling {
-        server.queue.emit_ready(out);
-        let capacity = usize::MAX;
-        for name in changes.not_prepared {
-            conn.statements.forget(&name);
-        }
-        for name in changes.still_prepared {
-            conn.statements.insert(&name, capacity);
-        }
-        for parse in changes.unbound {
-            if client
-                .statements
-                .get(&parse.name)
-                .is_some_and(|def| def.server_name == parse.server_name)
-            {
-                client.statements.remove(&parse.name);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Rewrites one client's messages for the server connection it is on.
-struct Rewriter<'a> {
-    client_statements: &'a mut std::collections::HashMap<String, Arc<StatementDef>>,
-    server_statements: &'a mut ServerStatements,
-    queue: &'a mut ResponseQueue,
-    registry: &'a StatementRegistry,
-    settings: &'a PoolSettings,
-    needs_probe: &'a mut bool,
-    pins: &'a mut std::collections::BTreeMap<PinReason, String>,
+pub(super) struct Rewriter<'a> {
+    pub(super) client_statements: &'a mut HashMap<String, Arc<StatementDef>>,
+    pub(super) server_statements: &'a mut ServerStatements,
+    pub(super) queue: &'a mut ResponseQueue,
+    pub(super) registry: &'a StatementRegistry,
+    pub(super) settings: &'a PoolSettings,
+    pub(super) needs_probe: &'a mut bool,
+    pub(super) pins: &'a mut BTreeMap<PinReason, String>,
     /// Custom settings the client's statements touch.
-    custom_settings: &'a mut Vec<String>,
-    unnamed_statement: &'a mut Option<Bytes>,
-    unnamed_is_clients: &'a mut bool,
+    pub(super) custom_settings: &'a mut Vec<String>,
+    pub(super) unnamed_statement: &'a mut Option<Bytes>,
+    pub(super) unnamed_is_clients: &'a mut bool,
 }
 
 impl Rewriter<'_> {
     /// Rewrites one message, or returns [`Verdict::StopBefore`] to hold it
     /// (untouched, with everything after it) until the server has answered
     /// the Parse that decides whether the statement it names exists.
-    fn handle(&mut self, tag: u8, body: Option<&[u8]>, out: &mut BytesMut) -> Verdict {
+    pub(super) fn handle(&mut self, tag: u8, body: Option<&[u8]>, out: &mut BytesMut) -> Verdict {
         match (tag, body) {
             (b'Q', Some(body)) => self.query(body, out),
             (b'P', Some(body)) => self.parse(body, out),
@@ -567,29 +377,10 @@ fn raise_query(code: &str, message: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_server_is_taken_only_for_a_message_that_can_be_sent() {
-        let query = [b'Q', 0, 0, 0, 8, b'S', b'E', b'L', 0];
-        assert!(!first_message_ready(&query[..4], true));
-        assert!(
-            !first_message_ready(&query[..8], true),
-            "a query is analysed whole"
-        );
-        assert!(first_message_ready(&query, true));
-        assert!(
-            first_message_ready(&query[..6], false),
-            "session mode streams it"
-        );
-        assert!(
-            first_message_ready(&[b'd', 0, 0, 0, 100, 1], true),
-            "COPY data streams"
-        );
-    }
-
     /// A client's statements and a server connection's, for one Rewriter.
     #[derive(Default)]
     struct Fixture {
-        client_statements: std::collections::HashMap<String, Arc<StatementDef>>,
+        client_statements: HashMap<String, Arc<StatementDef>>,
         server_statements: ServerStatements,
         queue: ResponseQueue,
         registry: StatementRegistry,
@@ -609,7 +400,7 @@ mod tests {
                 registry: &self.registry,
                 settings: &self.settings,
                 needs_probe: &mut false,
-                pins: &mut std::collections::BTreeMap::new(),
+                pins: &mut BTreeMap::new(),
                 custom_settings: &mut Vec::new(),
                 unnamed_statement: &mut self.unnamed_statement,
                 unnamed_is_clients: &mut self.unnamed_is_clients,

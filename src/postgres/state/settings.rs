@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::backend::Row;
 use super::params::{apply_settings_query, literal};
-use super::sql::PinReason;
+use crate::postgres::backend::Row;
+use crate::postgres::sql::PinReason;
 
 /// Session settings by name, as `pg_settings` spells them.
 pub type Settings = BTreeMap<String, String>;

@@ -14,11 +14,11 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 /// ParseComplete.
-pub const PARSE_COMPLETE: &[u8] = &[b'1', 0, 0, 0, 4];
+pub(super) const PARSE_COMPLETE: &[u8] = &[b'1', 0, 0, 0, 4];
 
 /// A response (or run of responses) the server owes for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expect {
+pub(super) enum Expect {
     /// ParseComplete for a Parse; `prepares` is the server-side statement
     /// name it creates, `swallow` when churnstile injected the Parse.
     Parse {
@@ -55,37 +55,37 @@ pub enum Expect {
 
 /// Bookkeeping a server's responses imply for its prepared statements.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct StatementChanges {
+pub(super) struct StatementChanges {
     /// Parses that failed or were skipped: not prepared after all.
-    pub not_prepared: Vec<String>,
+    pub(super) not_prepared: Vec<String>,
     /// Evicting Closes that were skipped: still prepared.
-    pub still_prepared: Vec<String>,
+    pub(super) still_prepared: Vec<String>,
     /// Client Parses of named statements that failed or were skipped: the
     /// client's name is free again if it still stands for that statement.
-    pub unbound: Vec<ClientParse>,
+    pub(super) unbound: Vec<ClientParse>,
 }
 
 /// A client's Parse of a named statement, not yet answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientParse {
+pub(super) struct ClientParse {
     /// The client's statement name.
-    pub name: String,
+    pub(super) name: String,
     /// The server-side statement the name stands for.
-    pub server_name: String,
+    pub(super) server_name: String,
     /// Syncs queued before it: which Sync group it belongs to.
     group: u64,
 }
 
 /// What to do with one server message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Routing {
+pub(super) enum Routing {
     Forward,
     Swallow,
 }
 
 /// Responses owed by one server connection, oldest first.
 #[derive(Debug, Default)]
-pub struct ResponseQueue {
+pub(in crate::postgres) struct ResponseQueue {
     entries: VecDeque<Expect>,
     /// One per [`Expect::ClientParse`] entry, in the same order.
     client_parses: VecDeque<ClientParse>,
@@ -94,7 +94,7 @@ pub struct ResponseQueue {
 }
 
 impl ResponseQueue {
-    pub fn push(&mut self, expect: Expect) {
+    pub(super) fn push(&mut self, expect: Expect) {
         if matches!(expect, Expect::Sync) {
             self.syncs += 1;
         }
@@ -104,7 +104,7 @@ impl ResponseQueue {
     /// Queues the answer to a client's Parse of statement `name`, which
     /// stands for `server_name`; `answered` when the server already holds
     /// it and churnstile answers ParseComplete itself.
-    pub fn push_client_parse(&mut self, name: String, server_name: String, answered: bool) {
+    pub(super) fn push_client_parse(&mut self, name: String, server_name: String, answered: bool) {
         self.client_parses.push_back(ClientParse {
             name,
             server_name,
@@ -117,20 +117,20 @@ impl ResponseQueue {
     /// unanswered: whether the name exists depends on how it ends. (In the
     /// same group it does not matter: after a failure the server skips to
     /// the Sync.)
-    pub fn awaits_earlier_parse(&self, name: &str) -> bool {
+    pub(super) fn awaits_earlier_parse(&self, name: &str) -> bool {
         self.client_parses
             .iter()
             .any(|parse| parse.group < self.syncs && parse.name == name)
     }
 
     /// Takes back the entry pushed last (to put entries before it).
-    pub fn pop_last(&mut self) -> Option<Expect> {
+    pub(super) fn pop_last(&mut self) -> Option<Expect> {
         self.entries.pop_back()
     }
 
     /// Forgets the first `count` Syncs owed: the server ignores Syncs sent
     /// after a COPY FROM STDIN started, until the copy ends.
-    pub fn forget_syncs(&mut self, mut count: usize) {
+    pub(super) fn forget_syncs(&mut self, mut count: usize) {
         // Called for every server message; almost always with nothing to do.
         if count == 0 {
             return;
@@ -143,12 +143,12 @@ impl ResponseQueue {
     }
 
     /// Nothing is owed.
-    pub fn is_empty(&self) -> bool {
+    pub(in crate::postgres) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Appends synthesised responses whose turn has come.
-    pub fn emit_ready(&mut self, out: &mut BytesMut) {
+    pub(super) fn emit_ready(&mut self, out: &mut BytesMut) {
         loop {
             match self.entries.front() {
                 Some(Expect::Synthetic(bytes)) => out.extend_from_slice(bytes),
@@ -165,7 +165,7 @@ impl ResponseQueue {
     /// Routes one server message by its type, updating what is owed.
     /// Synthesised responses due before it are appended to `out` first;
     /// those due after it go out with the next message or [`Self::emit_ready`].
-    pub fn route(
+    pub(super) fn route(
         &mut self,
         tag: u8,
         out: &mut BytesMut,
