@@ -589,7 +589,7 @@ impl Session {
         if user_config.is_none() {
             let denied = ErrPacket::new(
                 errors::ACCESS_DENIED,
-                login::access_denied(&request.user, &self.peer_host, !response.is_empty()),
+                login::access_denied(&request.user, &self.peer.host, !response.is_empty()),
             );
             self.send_err_packet(seq, &denied).await?;
             return Err(Ending::ChangeUserFailed);
@@ -601,8 +601,8 @@ impl Session {
             response: &response,
             nonce: &nonce,
             seq,
-            peer_host: &self.peer_host,
-            secure_transport: self.secure_transport,
+            peer_host: &self.peer.host,
+            secure_transport: self.peer.secure_transport,
         };
         let seq = match login::authenticate(&mut self.io, &self.service, &config, attempt).await {
             Ok(seq) => seq,

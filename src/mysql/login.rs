@@ -17,6 +17,7 @@ use super::wire::handshake::{
 };
 use super::wire::response::{ErrPacket, ok_payload};
 use crate::config::{AuthType, ClientSecret, Config, UserConfig};
+use crate::stream::Stream;
 
 /// What churnstile tells clients it can do. SSL is not offered until TLS
 /// exists; compression is never offered.
@@ -59,6 +60,40 @@ pub struct Client {
     pub charset: u8,
     /// The `program_name` connection attribute, if the client sent one.
     pub program_name: String,
+}
+
+/// Who is on the other end of a client connection, as the login needs it.
+#[derive(Debug, Clone)]
+pub(super) struct Peer {
+    /// The address as logged.
+    pub addr: String,
+    /// The host as MySQL names it in "Access denied for 'user'@'host'".
+    pub host: String,
+    /// The password may travel in clear: a Unix socket, or loopback
+    /// traffic, which never leaves the host either.
+    pub secure_transport: bool,
+}
+
+impl Peer {
+    pub(super) fn of(stream: &Stream, addr: String) -> Peer {
+        let over_unix_socket = matches!(stream, Stream::Unix(_));
+        let secure_transport = over_unix_socket
+            || (addr.parse::<std::net::SocketAddr>()).is_ok_and(|addr| addr.ip().is_loopback());
+        let host = if over_unix_socket {
+            "localhost".to_owned()
+        } else {
+            (addr
+                .rsplit_once(':')
+                .map_or(addr.as_str(), |(host, _)| host))
+            .trim_matches(['[', ']'])
+            .to_owned()
+        };
+        Peer {
+            addr,
+            host,
+            secure_transport,
+        }
+    }
 }
 
 /// Why a login failed; `error` is what the client is told.

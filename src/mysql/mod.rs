@@ -6,11 +6,11 @@
 
 pub mod auth;
 pub mod backend;
+mod client;
 mod commands;
 pub mod connector;
 pub mod io;
 pub mod kill;
-mod lazy_release;
 pub mod login;
 pub mod prepared;
 pub mod relay;
@@ -19,3 +19,5 @@ mod session;
 pub mod sql;
 pub mod state;
 pub mod wire;
+
+pub(crate) use client::serve;

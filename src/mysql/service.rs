@@ -17,7 +17,6 @@ use super::auth::{AuthError, ServerKey};
 use super::backend::UpstreamTarget;
 use super::connector::MyConnector;
 use super::kill::KillRegistry;
-use super::session;
 use super::wire::errors;
 use super::wire::packet::write_packet;
 use super::wire::response::ErrPacket;
@@ -191,7 +190,7 @@ impl Frontend for MySqlService {
     }
 
     fn serve(self: Arc<Self>, stream: Stream, peer: String) -> impl Future<Output = ()> + Send {
-        session::run(self, stream, peer)
+        super::serve(self, stream, peer)
     }
 
     /// MySQL refuses with an ERR packet in place of the greeting.

@@ -6,19 +6,21 @@
 //! holding it; under session pooling it is kept until the client leaves.
 //! Each command's handling lives in `commands.rs`.
 
+mod lazy_release;
+
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::backend::{ServerConn, UpstreamError};
 use super::connector::MyConnector;
 use super::io::PacketStream;
 use super::kill::{ClientHandle, Serving};
-use super::lazy_release::Stops;
-use super::login::{self, Client, LoginError};
+use super::login::{Client, Peer};
 use super::prepared::ClientStatements;
 use super::relay::{Effects, Expect, ResponseRelay, Step};
 use super::service::{MySqlService, PoolKey};
@@ -29,12 +31,11 @@ use super::wire::errors::{self, ErrorCode};
 use super::wire::flags::{capability, status};
 use super::wire::packet::MAX_PAYLOAD;
 use super::wire::response::ErrPacket;
-use crate::config::{PoolMode, PoolSettings};
+use crate::config::{Config, PoolMode, PoolSettings};
 use crate::metrics::Rejection;
 use crate::pool::{CheckoutError, CloseReason, Pooled};
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::LiveClient;
-use crate::stream::Stream;
 
 /// Largest command a client may send (MySQL's default max_allowed_packet).
 pub const MAX_COMMAND: usize = 64 * 1024 * 1024;
@@ -76,13 +77,19 @@ impl Holds {
     }
 }
 
+/// What ends a session while it waits for its client.
+struct Stops<'a> {
+    shutdown: &'a CancellationToken,
+    killed: &'a CancellationToken,
+    idle_deadline: Option<Instant>,
+    idle_limit: Option<std::time::Duration>,
+}
+
 pub(super) struct Session {
     pub service: Arc<MySqlService>,
     pub io: PacketStream,
     pub id: u32,
-    pub peer: String,
-    pub peer_host: String,
-    pub secure_transport: bool,
+    pub peer: Peer,
     pub client: Client,
     pub settings: PoolSettings,
     pub pool_key: PoolKey,
@@ -105,58 +112,20 @@ pub(super) struct Session {
     pub kept_idle: bool,
 }
 
-pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
-    let over_unix_socket = matches!(stream, Stream::Unix(_));
-    // Like a Unix socket, loopback traffic never leaves the host: a
-    // caching_sha2_password client may send its password in clear there.
-    let secure_transport = over_unix_socket
-        || peer
-            .parse::<std::net::SocketAddr>()
-            .is_ok_and(|addr| addr.ip().is_loopback());
-    let peer_host = if over_unix_socket {
-        "localhost".to_owned()
-    } else {
-        peer.rsplit_once(':')
-            .map_or(peer.as_str(), |(host, _)| host)
-            .trim_matches(['[', ']'])
-            .to_owned()
-    };
-    let mut io = PacketStream::new(stream);
-    let id = service.new_connection_id();
-    let config = service.config.load_full();
-    let login = login::log_in(&mut io, &service, id, &peer_host, secure_transport);
-    let outcome = match config.pool.client_login_timeout {
-        Some(limit) => tokio::time::timeout(limit, login)
-            .await
-            .unwrap_or_else(|_| {
-                Err((
-                    LoginError::Refused(ErrPacket::new(
-                        errors::HANDSHAKE_ERROR,
-                        format!("client did not log in within client_login_timeout ({limit:?})"),
-                    )),
-                    2,
-                ))
-            }),
-        None => login.await,
-    };
-    let client = match outcome {
-        Ok(client) => client,
-        Err((error, seq)) => {
-            crate::metrics::login_refused("28000");
-            if let LoginError::Refused(packet) = &error {
-                tracing::info!(%peer, error = %packet.message, "MySQL login refused");
-                let mut payload = BytesMut::new();
-                packet.encode(&mut payload);
-                let _ = io.send(seq, &payload).await;
-            }
-            return;
-        }
-    };
-    let Some(settings) = (config.databases.get(&client.database)).map(|db| db.pool.clone()) else {
+/// Serves a logged-in client: it starts idle, with the state a fresh
+/// server connection of its database would give it.
+pub(super) async fn run(
+    service: Arc<MySqlService>,
+    config: &Config,
+    io: PacketStream,
+    id: u32,
+    peer: Peer,
+    client: Client,
+) {
+    let Some(db) = config.databases.get(&client.database) else {
         return;
     };
-    let dbname = config.databases[&client.database].dbname.clone();
-    let mut initial = SessionState::baseline(Some(dbname));
+    let mut initial = SessionState::baseline(Some(db.dbname.clone()));
     initial.multi_statements = client.capabilities & capability::MULTI_STATEMENTS != 0;
     let pool_key = (
         client.database.clone(),
@@ -177,10 +146,8 @@ pub async fn run(service: Arc<MySqlService>, stream: Stream, peer: String) {
         io,
         id,
         peer,
-        peer_host,
-        secure_transport,
         charset_known: client.charset == 45,
-        settings,
+        settings: db.pool.clone(),
         pool_key,
         state: initial.clone(),
         initial,
@@ -388,7 +355,7 @@ impl Session {
             match conn.apply(&moves).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
-                    tracing::warn!(peer = %self.peer, error = %error.message, "could not move the client's session state to a server connection");
+                    tracing::warn!(peer = %self.peer.addr, error = %error.message, "could not move the client's session state to a server connection");
                     pooled.conn().state = crate::mysql::state::SessionState::default();
                     pooled.discard(CloseReason::ResetFailure);
                     return Ok(Err(error));
@@ -425,7 +392,7 @@ impl Session {
         if let Some(suppressed) =
             WARNINGS.check("client got no server connection", &self.client.database)
         {
-            tracing::warn!(peer = %self.peer, db = %self.client.database, user = %self.client.user, %error, "MySQL client got no server connection{}", Suppressed(suppressed));
+            tracing::warn!(peer = %self.peer.addr, db = %self.client.database, user = %self.client.user, %error, "MySQL client got no server connection{}", Suppressed(suppressed));
         }
         match &error {
             CheckoutError::Connect(UpstreamError::Rejected(upstream)) => upstream.clone(),
@@ -471,7 +438,7 @@ impl Session {
                         // Stopped, not left to hold the server connection
                         // until it ends by itself; its end is read as usual.
                         client_open = false;
-                        tracing::info!(peer = %self.peer, "MySQL client closed its connection mid-query; killing the query");
+                        tracing::info!(peer = %self.peer.addr, "MySQL client closed its connection mid-query; killing the query");
                         let stop = Kill { id: self.id, query_only: true };
                         let _ = self.service.clients.kill(&self.client.user, stop).await;
                         continue;
@@ -532,7 +499,7 @@ impl Session {
             && pooling
             && self.pins.insert(PinReason::ServerState)
         {
-            tracing::debug!(peer = %self.peer, "client pinned: the server reported session state churnstile cannot name or move");
+            tracing::debug!(peer = %self.peer.addr, "client pinned: the server reported session state churnstile cannot name or move");
             crate::metrics::mysql_client_pinned(PinReason::ServerState.label());
         }
         if flags & status::AUTOCOMMIT == 0 && flags & status::IN_TRANS == 0 {
@@ -609,10 +576,10 @@ impl Session {
     async fn finish(&mut self, ending: Ending) {
         match &ending {
             Ending::ServerGone(reason) => {
-                tracing::info!(peer = %self.peer, %reason, "MySQL session ended: server connection lost");
+                tracing::info!(peer = %self.peer.addr, %reason, "MySQL session ended: server connection lost");
             }
             Ending::IdleTimeout(limit) => {
-                tracing::info!(peer = %self.peer, ?limit, "MySQL client closed: idle longer than client_idle_timeout");
+                tracing::info!(peer = %self.peer.addr, ?limit, "MySQL client closed: idle longer than client_idle_timeout");
             }
             _ => {}
         }
