@@ -7,7 +7,6 @@
 pub mod auth;
 pub mod backend;
 mod client;
-mod commands;
 pub mod connector;
 pub mod io;
 pub mod kill;

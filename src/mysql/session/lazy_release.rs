@@ -17,7 +17,6 @@ use std::sync::Arc;
 use tokio::time::{Instant, Sleep};
 
 use super::{Ending, Session, Stops, sleep_until_or_forever};
-use crate::mysql::kill::Serving;
 use crate::pool::CloseReason;
 
 impl Session {
@@ -48,13 +47,7 @@ impl Session {
         if let Some(server) = self.server.as_mut() {
             self.kept_idle = false;
             server.reuse_kept();
-            let conn = server.conn();
-            *self.handle.serving.lock().await = Some(Serving {
-                target: Arc::clone(&conn.target),
-                thread_id: conn.thread_id,
-            });
-            self.live
-                .active(i32::try_from(conn.thread_id).unwrap_or(i32::MAX));
+            self.mark_serving().await;
         }
     }
 
