@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::io::PacketStream;
+use super::packet_stream::PacketStream;
 use super::prepared::ServerStatements;
 use super::state::{BASELINE_CHARSET, BASELINE_COLLATION, SessionState, Transition};
 use super::wire::command::{COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION};

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::io::PacketStream;
 use super::login::{self, Client, LoginError, Peer};
+use super::packet_stream::PacketStream;
 use super::service::MySqlService;
 use super::session;
 use super::wire::errors;

@@ -7,7 +7,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::auth::{self, caching_sha2, native};
-use super::io::PacketStream;
+use super::packet_stream::PacketStream;
 use super::service::MySqlService;
 use super::wire::errors::{self, ErrorCode};
 use super::wire::flags::{capability, status};

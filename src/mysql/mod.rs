@@ -1,16 +1,19 @@
 //! The MySQL/MariaDB side of the proxy, shaped like `postgres/`: the
-//! sans-IO wire codec and authentication crypto, upstream connections and
-//! their login, the client login, the per-client session state machine,
-//! response relaying with capability translation, session-state tracking,
-//! prepared statements, pins and KILL.
+//! sans-IO wire codec (`wire/`) and the packet stream that does its I/O,
+//! authentication crypto (`auth/`), upstream connections and their login
+//! (`backend`, `connector`), one client from accept to close (`client`:
+//! its `login`, then its `session` state machine), response relaying with
+//! capability translation (`relay`), session-state tracking (`state`),
+//! prepared statements, pins (`sql`) and KILL (`kill`, MySQL's word for
+//! what PostgreSQL calls cancel).
 
 pub mod auth;
 pub mod backend;
 mod client;
 pub mod connector;
-pub mod io;
 pub mod kill;
 pub mod login;
+pub mod packet_stream;
 pub mod prepared;
 pub mod relay;
 pub mod service;

@@ -29,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::backend::{ServerConn, UpstreamError};
 use super::connector::MyConnector;
-use super::io::PacketStream;
 use super::kill::{ClientHandle, Serving};
 use super::login::{Client, Peer};
+use super::packet_stream::PacketStream;
 use super::prepared::ClientStatements;
 use super::service::{MySqlService, PoolKey};
 use super::sql::PinReason;

@@ -6,7 +6,7 @@
 
 use super::{Ending, Session};
 use crate::mysql::backend::ServerConn;
-use crate::mysql::io::PacketStream;
+use crate::mysql::packet_stream::PacketStream;
 use crate::mysql::relay::{Effects, Expect, ResponseRelay, Step};
 use crate::mysql::sql::{Kill, PinReason};
 use crate::mysql::state::{self, COLLATION_VARIABLE, SessionState};

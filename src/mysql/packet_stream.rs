@@ -1,6 +1,7 @@
-//! Packet I/O over one stream: reading whole physical packets into a
-//! buffer and writing packets built with the wire codec. Used for both legs
-//! (client and upstream server); the codec itself stays sans-IO.
+//! `PacketStream`, the I/O half of the wire codec: one socket with its
+//! read buffer and pending output, reading whole physical packets and
+//! writing packets built with `wire/`. Both legs use it (client and
+//! upstream server); the codec itself stays sans-IO.
 
 use std::io;
 
