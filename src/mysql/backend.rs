@@ -28,7 +28,7 @@ use crate::config::{DatabaseConfig, UserConfig};
 use crate::stream::Stream;
 
 /// Capabilities churnstile asks every upstream server for.
-pub const UPSTREAM_CAPABILITIES: u32 = capability::LONG_PASSWORD
+pub(super) const UPSTREAM_CAPABILITIES: u32 = capability::LONG_PASSWORD
     | capability::LONG_FLAG
     | capability::CONNECT_WITH_DB
     | capability::LOCAL_FILES
@@ -52,20 +52,20 @@ const REQUIRED_CAPABILITIES: u32 =
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTarget {
     /// Host name or IP address, or the path of a Unix socket (starting with '/').
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// The schema selected at login.
-    pub dbname: String,
-    pub user: String,
-    pub password: Option<String>,
+    pub(crate) dbname: String,
+    pub(crate) user: String,
+    pub(super) password: Option<String>,
     /// Log in with CLIENT_FOUND_ROWS, for clients that asked for it: the
     /// flag decides what UPDATE's affected rows count, per connection.
-    pub found_rows: bool,
+    pub(super) found_rows: bool,
 }
 
 impl UpstreamTarget {
     /// Where the pool of `db` for `user` logs in, and as whom.
-    pub fn for_pool(db: &DatabaseConfig, user: &UserConfig, found_rows: bool) -> Self {
+    pub(crate) fn for_pool(db: &DatabaseConfig, user: &UserConfig, found_rows: bool) -> Self {
         let (login, password) = db.upstream_login(user);
         UpstreamTarget {
             host: db.host.clone(),
@@ -77,7 +77,7 @@ impl UpstreamTarget {
         }
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.host.starts_with('/') {
             self.host.clone()
         } else {
@@ -90,7 +90,7 @@ impl UpstreamTarget {
     }
 
     /// Opens a raw stream to the server.
-    pub async fn open_stream(&self) -> io::Result<Stream> {
+    pub(super) async fn open_stream(&self) -> io::Result<Stream> {
         if self.is_unix_socket() {
             Ok(Stream::Unix(UnixStream::connect(&self.host).await?))
         } else {
@@ -101,7 +101,7 @@ impl UpstreamTarget {
 
 /// Why an upstream connection could not be opened or used.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     #[error("cannot reach {target}: {source}")]
     Connect { target: String, source: io::Error },
     #[error("connection to upstream lost: {0}")]
@@ -118,7 +118,7 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// True for a failure that may go away by itself.
-    pub fn is_transient(&self) -> bool {
+    pub(super) fn is_transient(&self) -> bool {
         match self {
             UpstreamError::Connect { .. } | UpstreamError::Io(_) | UpstreamError::Timeout(_) => {
                 true
@@ -131,23 +131,22 @@ impl UpstreamError {
 }
 
 /// What a command churnstile ran itself came back with.
-pub type Reply = Result<(), ErrPacket>;
+pub(super) type Reply = Result<(), ErrPacket>;
 
 /// An open, logged-in server connection.
-pub struct ServerConn {
-    pub io: PacketStream,
-    pub target: Arc<UpstreamTarget>,
+pub(crate) struct ServerConn {
+    pub(super) io: PacketStream,
+    pub(super) target: Arc<UpstreamTarget>,
     /// The server's id for this connection (what `KILL` takes).
-    pub thread_id: u32,
-    pub server_version: String,
+    pub(super) thread_id: u32,
     /// Capabilities both sides agreed on.
-    pub capabilities: u32,
+    pub(super) capabilities: u32,
     /// Status flags from the server's last OK or EOF.
-    pub status: u16,
+    pub(super) status: u16,
     /// Session state as it is on the server now.
-    pub state: SessionState,
+    pub(super) state: SessionState,
     /// Prepared statements open on this connection.
-    pub statements: ServerStatements,
+    pub(super) statements: ServerStatements,
     /// The greeting's scramble and the plugin churnstile answered it with,
     /// for COM_CHANGE_USER.
     scramble: [u8; 20],
@@ -158,7 +157,7 @@ pub struct ServerConn {
 
 impl ServerConn {
     /// Connects, logs in and switches on session tracking.
-    pub async fn connect(target: &Arc<UpstreamTarget>) -> Result<ServerConn, UpstreamError> {
+    pub(crate) async fn connect(target: &Arc<UpstreamTarget>) -> Result<ServerConn, UpstreamError> {
         let stream = target
             .open_stream()
             .await
@@ -190,7 +189,6 @@ impl ServerConn {
             io,
             target: Arc::clone(target),
             thread_id: greeting.connection_id,
-            server_version: greeting.server_version.clone(),
             capabilities,
             status: greeting.status,
             state: SessionState::baseline(Some(target.dbname.clone())),
@@ -219,7 +217,7 @@ impl ServerConn {
     /// transaction, variables, temporary tables, locks, prepared
     /// statements) and sets the baseline again; both commands go in one
     /// write. A server without COM_RESET_CONNECTION gets COM_CHANGE_USER.
-    pub async fn reset(&mut self) -> Result<(), UpstreamError> {
+    pub(super) async fn reset(&mut self) -> Result<(), UpstreamError> {
         if self.reset_by_change_user {
             return self.change_user_reset().await;
         }
@@ -249,7 +247,7 @@ impl ServerConn {
     /// Runs what makes this connection's state the client's: the commands
     /// go in one write and their replies are read in order. The first
     /// error is returned (the client's state could not be set up here).
-    pub async fn apply(&mut self, transition: &Transition) -> Result<Reply, UpstreamError> {
+    pub(super) async fn apply(&mut self, transition: &Transition) -> Result<Reply, UpstreamError> {
         let mut expected = 0;
         if let Some(sql) = &transition.set_statement {
             self.io.queue(0, &query_payload(sql));
@@ -283,7 +281,7 @@ impl ServerConn {
     }
 
     /// Sends one command and reads its OK/ERR/EOF reply.
-    pub async fn run(&mut self, payload: &[u8]) -> Result<Reply, UpstreamError> {
+    pub(super) async fn run(&mut self, payload: &[u8]) -> Result<Reply, UpstreamError> {
         self.io.send(0, payload).await?;
         self.read_reply().await
     }
@@ -311,7 +309,7 @@ impl ServerConn {
     }
 
     /// Takes status, schema and variable changes from an OK packet.
-    pub fn note_ok(&mut self, packet: &[u8]) -> Result<(), WireError> {
+    pub(super) fn note_ok(&mut self, packet: &[u8]) -> Result<(), WireError> {
         let ok = OkPacket::decode(packet, self.capabilities)?;
         self.status = ok.status;
         if let Some(data) = ok.session_state {
@@ -332,7 +330,7 @@ impl ServerConn {
     }
 
     /// Runs a query and returns its rows as text (`None` for NULL).
-    pub async fn query_rows(
+    pub(super) async fn query_rows(
         &mut self,
         sql: &str,
     ) -> Result<Result<Vec<Vec<Option<String>>>, ErrPacket>, UpstreamError> {
@@ -370,19 +368,19 @@ impl ServerConn {
     }
 
     /// Whether the server is in a transaction, by its last status flags.
-    pub fn in_transaction(&self) -> bool {
+    pub(super) fn in_transaction(&self) -> bool {
         self.status & status::IN_TRANS != 0
     }
 
     /// Cheap check that an idle connection is still usable: nothing
     /// unexpected arrived and the server has not closed it.
-    pub fn is_healthy(&mut self) -> bool {
+    pub(super) fn is_healthy(&mut self) -> bool {
         let mut probe = [0u8; 64];
         self.io.buf.is_empty() && matches!(self.io.stream.try_read_now(&mut probe), Ok(None))
     }
 
     /// Sends COM_QUIT if it can be written at once; the socket closes on drop.
-    pub fn quit(self) {
+    pub(crate) fn quit(self) {
         let mut out = BytesMut::new();
         super::wire::packet::write_packet(&mut out, 0, &[super::wire::command::COM_QUIT]);
         let _ = match &self.io.stream {
@@ -402,7 +400,7 @@ fn baseline_statement() -> String {
 }
 
 /// A COM_QUERY payload.
-pub fn query_payload(sql: &str) -> Bytes {
+pub(super) fn query_payload(sql: &str) -> Bytes {
     let mut payload = BytesMut::with_capacity(1 + sql.len());
     payload.put_u8(COM_QUERY);
     payload.put_slice(sql.as_bytes());

@@ -10,16 +10,16 @@
 pub mod auth;
 pub mod backend;
 mod client;
-pub mod connector;
-pub mod kill;
-pub mod login;
-pub mod packet_stream;
-pub mod prepared;
-pub mod relay;
+pub(crate) mod connector;
+mod kill;
+mod login;
+mod packet_stream;
+mod prepared;
+mod relay;
 pub mod service;
 mod session;
-pub mod sql;
-pub mod state;
+mod sql;
+mod state;
 pub mod wire;
 
 pub(crate) use client::serve;

@@ -40,7 +40,6 @@ impl Session {
                 sql,
                 key: Arc::clone(&key),
                 params: prepared.params,
-                columns: prepared.columns,
                 param_types: None,
             });
             self.remember_server_statement(key, prepared.server_id)
