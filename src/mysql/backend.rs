@@ -1,7 +1,9 @@
-//! One upstream MySQL/MariaDB connection: opening it, logging in
-//! (mysql_native_password, caching_sha2_password with the RSA exchange),
-//! switching on session tracking, and the few commands churnstile runs on
-//! it itself (state transitions, resets, lookups).
+//! One upstream MySQL/MariaDB connection: where it goes, opening it and
+//! checking the server can be pooled, switching on session tracking, and
+//! the few commands churnstile runs on it itself (state transitions,
+//! resets, lookups). Logging in lives in `backend/login.rs`.
+
+mod login;
 
 use std::io;
 use std::sync::Arc;
@@ -10,19 +12,13 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::auth::{caching_sha2, encrypt_password, native};
-use super::io::PacketStream;
+use super::packet_stream::PacketStream;
 use super::prepared::ServerStatements;
 use super::state::{BASELINE_CHARSET, BASELINE_COLLATION, SessionState, Transition};
-use super::wire::command::{
-    COM_CHANGE_USER, COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION,
-};
+use super::wire::command::{COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_SET_OPTION};
 use super::wire::errors;
 use super::wire::flags::{capability, status};
-use super::wire::handshake::{
-    AUTH_MORE_DATA, AuthSwitchRequest, CACHING_SHA2_PASSWORD, FAST_AUTH_OK, HandshakeResponse,
-    NATIVE_PASSWORD, PERFORM_FULL_AUTH, REQUEST_PUBLIC_KEY, ServerHandshake,
-};
+use super::wire::handshake::ServerHandshake;
 use super::wire::response::{
     EOF_HEADER, ERR_HEADER, ErrPacket, OK_HEADER, OkPacket, SessionChange, is_terminator,
     session_changes,
@@ -32,7 +28,7 @@ use crate::config::{DatabaseConfig, UserConfig};
 use crate::stream::Stream;
 
 /// Capabilities churnstile asks every upstream server for.
-pub const UPSTREAM_CAPABILITIES: u32 = capability::LONG_PASSWORD
+pub(super) const UPSTREAM_CAPABILITIES: u32 = capability::LONG_PASSWORD
     | capability::LONG_FLAG
     | capability::CONNECT_WITH_DB
     | capability::LOCAL_FILES
@@ -52,27 +48,24 @@ pub const UPSTREAM_CAPABILITIES: u32 = capability::LONG_PASSWORD
 const REQUIRED_CAPABILITIES: u32 =
     capability::PROTOCOL_41 | capability::SECURE_CONNECTION | capability::SESSION_TRACK;
 
-/// utf8mb4_general_ci, which MySQL 5.5+ and every MariaDB know.
-const BASELINE_CHARSET_ID: u8 = 45;
-
 /// Where one database's server is and who to log in as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTarget {
     /// Host name or IP address, or the path of a Unix socket (starting with '/').
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// The schema selected at login.
-    pub dbname: String,
-    pub user: String,
-    pub password: Option<String>,
+    pub(crate) dbname: String,
+    pub(crate) user: String,
+    pub(super) password: Option<String>,
     /// Log in with CLIENT_FOUND_ROWS, for clients that asked for it: the
     /// flag decides what UPDATE's affected rows count, per connection.
-    pub found_rows: bool,
+    pub(super) found_rows: bool,
 }
 
 impl UpstreamTarget {
     /// Where the pool of `db` for `user` logs in, and as whom.
-    pub fn for_pool(db: &DatabaseConfig, user: &UserConfig, found_rows: bool) -> Self {
+    pub(crate) fn for_pool(db: &DatabaseConfig, user: &UserConfig, found_rows: bool) -> Self {
         let (login, password) = db.upstream_login(user);
         UpstreamTarget {
             host: db.host.clone(),
@@ -84,7 +77,7 @@ impl UpstreamTarget {
         }
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.host.starts_with('/') {
             self.host.clone()
         } else {
@@ -97,7 +90,7 @@ impl UpstreamTarget {
     }
 
     /// Opens a raw stream to the server.
-    pub async fn open_stream(&self) -> io::Result<Stream> {
+    pub(super) async fn open_stream(&self) -> io::Result<Stream> {
         if self.is_unix_socket() {
             Ok(Stream::Unix(UnixStream::connect(&self.host).await?))
         } else {
@@ -108,7 +101,7 @@ impl UpstreamTarget {
 
 /// Why an upstream connection could not be opened or used.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     #[error("cannot reach {target}: {source}")]
     Connect { target: String, source: io::Error },
     #[error("connection to upstream lost: {0}")]
@@ -125,7 +118,7 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// True for a failure that may go away by itself.
-    pub fn is_transient(&self) -> bool {
+    pub(super) fn is_transient(&self) -> bool {
         match self {
             UpstreamError::Connect { .. } | UpstreamError::Io(_) | UpstreamError::Timeout(_) => {
                 true
@@ -138,24 +131,24 @@ impl UpstreamError {
 }
 
 /// What a command churnstile ran itself came back with.
-pub type Reply = Result<(), ErrPacket>;
+pub(super) type Reply = Result<(), ErrPacket>;
 
 /// An open, logged-in server connection.
-pub struct ServerConn {
-    pub io: PacketStream,
-    pub target: Arc<UpstreamTarget>,
+pub(crate) struct ServerConn {
+    pub(super) io: PacketStream,
+    pub(super) target: Arc<UpstreamTarget>,
     /// The server's id for this connection (what `KILL` takes).
-    pub thread_id: u32,
-    pub server_version: String,
+    pub(super) thread_id: u32,
     /// Capabilities both sides agreed on.
-    pub capabilities: u32,
+    pub(super) capabilities: u32,
     /// Status flags from the server's last OK or EOF.
-    pub status: u16,
+    pub(super) status: u16,
     /// Session state as it is on the server now.
-    pub state: SessionState,
+    pub(super) state: SessionState,
     /// Prepared statements open on this connection.
-    pub statements: ServerStatements,
-    /// The greeting's scramble and plugin, for COM_CHANGE_USER.
+    pub(super) statements: ServerStatements,
+    /// The greeting's scramble and the plugin churnstile answered it with,
+    /// for COM_CHANGE_USER.
     scramble: [u8; 20],
     auth_plugin: String,
     /// The server does not know COM_RESET_CONNECTION.
@@ -164,7 +157,7 @@ pub struct ServerConn {
 
 impl ServerConn {
     /// Connects, logs in and switches on session tracking.
-    pub async fn connect(target: &Arc<UpstreamTarget>) -> Result<ServerConn, UpstreamError> {
+    pub(crate) async fn connect(target: &Arc<UpstreamTarget>) -> Result<ServerConn, UpstreamError> {
         let stream = target
             .open_stream()
             .await
@@ -196,128 +189,17 @@ impl ServerConn {
             io,
             target: Arc::clone(target),
             thread_id: greeting.connection_id,
-            server_version: greeting.server_version.clone(),
             capabilities,
             status: greeting.status,
             state: SessionState::baseline(Some(target.dbname.clone())),
             statements: ServerStatements::default(),
             scramble: greeting.scramble,
-            auth_plugin: login_plugin(&greeting.auth_plugin).to_owned(),
+            auth_plugin: String::new(),
             reset_by_change_user: false,
         };
         conn.log_in(&greeting, header.seq.wrapping_add(1)).await?;
         conn.set_baseline().await?;
         Ok(conn)
-    }
-
-    async fn log_in(&mut self, greeting: &ServerHandshake, seq: u8) -> Result<(), UpstreamError> {
-        let password = self.target.password.clone().unwrap_or_default();
-        let plugin = login_plugin(&greeting.auth_plugin);
-        let response = HandshakeResponse {
-            capabilities: self.capabilities,
-            max_packet_size: 1 << 30,
-            charset: BASELINE_CHARSET_ID,
-            user: self.target.user.clone(),
-            auth_response: scramble(plugin, password.as_bytes(), &greeting.scramble),
-            database: Some(self.target.dbname.clone()),
-            auth_plugin: Some(plugin.to_owned()),
-            attributes: vec![
-                ("_client_name".to_owned(), "churnstile".to_owned()),
-                (
-                    "_client_version".to_owned(),
-                    env!("CARGO_PKG_VERSION").to_owned(),
-                ),
-            ],
-        };
-        let mut payload = BytesMut::new();
-        response.encode(&mut payload);
-        self.io.send(seq, &payload).await?;
-        self.finish_auth(greeting.scramble.to_vec(), plugin.to_owned())
-            .await
-    }
-
-    /// Answers the server until it accepts or refuses the login: plugin
-    /// switches and caching_sha2_password's fast or full authentication.
-    async fn finish_auth(
-        &mut self,
-        mut nonce: Vec<u8>,
-        mut plugin: String,
-    ) -> Result<(), UpstreamError> {
-        let password = self.target.password.clone().unwrap_or_default();
-        loop {
-            let (header, packet) = self.io.read_packet().await?;
-            let seq = header.seq.wrapping_add(1);
-            match packet.first() {
-                Some(&OK_HEADER) => return Ok(()),
-                Some(&ERR_HEADER) => {
-                    return Err(UpstreamError::Rejected(ErrPacket::decode(&packet)?));
-                }
-                Some(&EOF_HEADER) => {
-                    let switch = AuthSwitchRequest::decode(&packet)?;
-                    if switch.plugin != NATIVE_PASSWORD && switch.plugin != CACHING_SHA2_PASSWORD {
-                        return Err(UpstreamError::Unsupported(format!(
-                            "asks for authentication plugin {:?}; churnstile logs in with \
-                             mysql_native_password or caching_sha2_password",
-                            switch.plugin
-                        )));
-                    }
-                    nonce = switch.data;
-                    plugin = switch.plugin;
-                    let answer = scramble(&plugin, password.as_bytes(), &nonce);
-                    self.io.send(seq, &answer).await?;
-                }
-                Some(&AUTH_MORE_DATA) if plugin == CACHING_SHA2_PASSWORD => match packet.get(1) {
-                    Some(&FAST_AUTH_OK) => {}
-                    Some(&PERFORM_FULL_AUTH) => {
-                        self.send_full_auth(seq, &password, &nonce).await?;
-                    }
-                    _ => {
-                        return Err(UpstreamError::Malformed(WireError::Malformed(
-                            "unexpected caching_sha2_password message",
-                        )));
-                    }
-                },
-                _ => {
-                    return Err(UpstreamError::Malformed(WireError::Malformed(
-                        "unexpected packet during login",
-                    )));
-                }
-            }
-        }
-    }
-
-    /// caching_sha2_password full authentication: the password in clear
-    /// over a Unix socket, otherwise encrypted with the server's RSA key.
-    async fn send_full_auth(
-        &mut self,
-        seq: u8,
-        password: &str,
-        nonce: &[u8],
-    ) -> Result<(), UpstreamError> {
-        let mut clear = password.as_bytes().to_vec();
-        clear.push(0);
-        if self.target.is_unix_socket() {
-            self.io.send(seq, &clear).await?;
-            return Ok(());
-        }
-        self.io.send(seq, &[REQUEST_PUBLIC_KEY]).await?;
-        let (header, packet) = self.io.read_packet().await?;
-        if packet.first() == Some(&ERR_HEADER) {
-            return Err(UpstreamError::Rejected(ErrPacket::decode(&packet)?));
-        }
-        let pem = packet
-            .strip_prefix(&[AUTH_MORE_DATA])
-            .and_then(|pem| std::str::from_utf8(pem).ok())
-            .ok_or(UpstreamError::Malformed(WireError::Malformed(
-                "public key reply is not AuthMoreData with a PEM key",
-            )))?;
-        let encrypted = encrypt_password(password.as_bytes(), nonce, pem).map_err(|error| {
-            UpstreamError::Unsupported(format!(
-                "sent an RSA public key churnstile cannot use: {error}"
-            ))
-        })?;
-        self.io.send(header.seq.wrapping_add(1), &encrypted).await?;
-        Ok(())
     }
 
     /// Puts the connection in the state every pooled connection starts
@@ -335,7 +217,7 @@ impl ServerConn {
     /// transaction, variables, temporary tables, locks, prepared
     /// statements) and sets the baseline again; both commands go in one
     /// write. A server without COM_RESET_CONNECTION gets COM_CHANGE_USER.
-    pub async fn reset(&mut self) -> Result<(), UpstreamError> {
+    pub(super) async fn reset(&mut self) -> Result<(), UpstreamError> {
         if self.reset_by_change_user {
             return self.change_user_reset().await;
         }
@@ -362,28 +244,10 @@ impl ServerConn {
         Ok(())
     }
 
-    /// Logs in again as the same user (COM_CHANGE_USER), which resets the
-    /// session as COM_RESET_CONNECTION does, then sets the baseline.
-    async fn change_user_reset(&mut self) -> Result<(), UpstreamError> {
-        let password = self.target.password.clone().unwrap_or_default();
-        let plugin = self.auth_plugin.clone();
-        let payload = change_user_payload(
-            &self.target,
-            &plugin,
-            &scramble(&plugin, password.as_bytes(), &self.scramble),
-            self.capabilities,
-        );
-        self.io.send(0, &payload).await?;
-        self.finish_auth(self.scramble.to_vec(), plugin).await?;
-        self.state = SessionState::baseline(Some(self.target.dbname.clone()));
-        self.statements = ServerStatements::default();
-        self.set_baseline().await
-    }
-
     /// Runs what makes this connection's state the client's: the commands
     /// go in one write and their replies are read in order. The first
     /// error is returned (the client's state could not be set up here).
-    pub async fn apply(&mut self, transition: &Transition) -> Result<Reply, UpstreamError> {
+    pub(super) async fn apply(&mut self, transition: &Transition) -> Result<Reply, UpstreamError> {
         let mut expected = 0;
         if let Some(sql) = &transition.set_statement {
             self.io.queue(0, &query_payload(sql));
@@ -417,7 +281,7 @@ impl ServerConn {
     }
 
     /// Sends one command and reads its OK/ERR/EOF reply.
-    pub async fn run(&mut self, payload: &[u8]) -> Result<Reply, UpstreamError> {
+    pub(super) async fn run(&mut self, payload: &[u8]) -> Result<Reply, UpstreamError> {
         self.io.send(0, payload).await?;
         self.read_reply().await
     }
@@ -445,7 +309,7 @@ impl ServerConn {
     }
 
     /// Takes status, schema and variable changes from an OK packet.
-    pub fn note_ok(&mut self, packet: &[u8]) -> Result<(), WireError> {
+    pub(super) fn note_ok(&mut self, packet: &[u8]) -> Result<(), WireError> {
         let ok = OkPacket::decode(packet, self.capabilities)?;
         self.status = ok.status;
         if let Some(data) = ok.session_state {
@@ -466,7 +330,7 @@ impl ServerConn {
     }
 
     /// Runs a query and returns its rows as text (`None` for NULL).
-    pub async fn query_rows(
+    pub(super) async fn query_rows(
         &mut self,
         sql: &str,
     ) -> Result<Result<Vec<Vec<Option<String>>>, ErrPacket>, UpstreamError> {
@@ -504,19 +368,19 @@ impl ServerConn {
     }
 
     /// Whether the server is in a transaction, by its last status flags.
-    pub fn in_transaction(&self) -> bool {
+    pub(super) fn in_transaction(&self) -> bool {
         self.status & status::IN_TRANS != 0
     }
 
     /// Cheap check that an idle connection is still usable: nothing
     /// unexpected arrived and the server has not closed it.
-    pub fn is_healthy(&mut self) -> bool {
+    pub(super) fn is_healthy(&mut self) -> bool {
         let mut probe = [0u8; 64];
         self.io.buf.is_empty() && matches!(self.io.stream.try_read_now(&mut probe), Ok(None))
     }
 
     /// Sends COM_QUIT if it can be written at once; the socket closes on drop.
-    pub fn quit(self) {
+    pub(crate) fn quit(self) {
         let mut out = BytesMut::new();
         super::wire::packet::write_packet(&mut out, 0, &[super::wire::command::COM_QUIT]);
         let _ = match &self.io.stream {
@@ -524,40 +388,6 @@ impl ServerConn {
             Stream::Unix(s) => s.try_write(&out),
         };
     }
-}
-
-/// The plugin churnstile answers a greeting with: anything but
-/// caching_sha2_password gets a native answer (the server switches if it must).
-fn login_plugin(announced: &str) -> &'static str {
-    match announced {
-        CACHING_SHA2_PASSWORD => CACHING_SHA2_PASSWORD,
-        _ => NATIVE_PASSWORD,
-    }
-}
-
-/// COM_CHANGE_USER logging in again as `target`'s user.
-fn change_user_payload(
-    target: &UpstreamTarget,
-    plugin: &str,
-    auth: &[u8],
-    capabilities: u32,
-) -> BytesMut {
-    let mut payload = BytesMut::new();
-    payload.put_u8(COM_CHANGE_USER);
-    payload.put_slice(target.user.as_bytes());
-    payload.put_u8(0);
-    let auth = &auth[..auth.len().min(255)];
-    payload.put_u8(auth.len() as u8);
-    payload.put_slice(auth);
-    payload.put_slice(target.dbname.as_bytes());
-    payload.put_u8(0);
-    payload.put_u16_le(u16::from(BASELINE_CHARSET_ID));
-    payload.put_slice(plugin.as_bytes());
-    payload.put_u8(0);
-    if capabilities & capability::CONNECT_ATTRS != 0 {
-        lenenc::put_int(&mut payload, 0);
-    }
-    payload
 }
 
 /// The statement that sets churnstile's baseline on a server connection.
@@ -570,22 +400,11 @@ fn baseline_statement() -> String {
 }
 
 /// A COM_QUERY payload.
-pub fn query_payload(sql: &str) -> Bytes {
+pub(super) fn query_payload(sql: &str) -> Bytes {
     let mut payload = BytesMut::with_capacity(1 + sql.len());
     payload.put_u8(COM_QUERY);
     payload.put_slice(sql.as_bytes());
     payload.freeze()
-}
-
-/// The auth response for `plugin`; an empty password answers with nothing.
-fn scramble(plugin: &str, password: &[u8], nonce: &[u8]) -> Vec<u8> {
-    if password.is_empty() {
-        return Vec::new();
-    }
-    match plugin {
-        CACHING_SHA2_PASSWORD => caching_sha2::scramble(password, nonce).to_vec(),
-        _ => native::scramble(password, nonce).to_vec(),
-    }
 }
 
 /// Decodes a text-protocol row of `columns` values.
@@ -602,33 +421,4 @@ fn text_row(packet: &[u8], columns: u64) -> Result<Vec<Option<String>>, WireErro
         }
     }
     Ok(row)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn change_user_logs_in_again_as_the_same_user_and_schema() {
-        let target = UpstreamTarget {
-            host: "127.0.0.1".into(),
-            port: 3306,
-            dbname: "app".into(),
-            user: "bob".into(),
-            password: Some("pw".into()),
-            found_rows: false,
-        };
-        let auth = native::scramble(b"pw", &[7; 20]);
-        let payload =
-            change_user_payload(&target, NATIVE_PASSWORD, &auth, capability::CONNECT_ATTRS);
-        let mut expected = vec![COM_CHANGE_USER];
-        expected.extend_from_slice(b"bob\0");
-        expected.push(20);
-        expected.extend_from_slice(&auth);
-        expected.extend_from_slice(b"app\0");
-        expected.extend_from_slice(&[45, 0]);
-        expected.extend_from_slice(b"mysql_native_password\0");
-        expected.push(0);
-        assert_eq!(&payload[..], &expected[..]);
-    }
 }

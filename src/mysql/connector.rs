@@ -10,11 +10,11 @@ use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::{Endpoint, ServerEntry, ServerRegistry};
 
 /// Opens server connections to one upstream database as one user.
-pub struct MyConnector {
-    pub target: Arc<UpstreamTarget>,
+pub(crate) struct MyConnector {
+    pub(super) target: Arc<UpstreamTarget>,
     /// The pool's (database, user) as clients name them.
-    pub pool_name: (String, String),
-    pub servers: Arc<ServerRegistry>,
+    pub(super) pool_name: (String, String),
+    pub(super) servers: Arc<ServerRegistry>,
 }
 
 impl MyConnector {

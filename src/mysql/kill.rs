@@ -16,18 +16,18 @@ use super::wire::response::ErrPacket;
 
 /// The server connection serving a client right now.
 #[derive(Debug, Clone)]
-pub struct Serving {
-    pub target: Arc<UpstreamTarget>,
-    pub thread_id: u32,
+pub(super) struct Serving {
+    pub(super) target: Arc<UpstreamTarget>,
+    pub(super) thread_id: u32,
 }
 
 /// Held by the session: where kills for it go.
 #[derive(Clone)]
-pub struct ClientHandle {
+pub(super) struct ClientHandle {
     /// Cancelled by `KILL CONNECTION`.
-    pub killed: CancellationToken,
+    pub(super) killed: CancellationToken,
     /// Locked while a kill is delivered and while the session switches.
-    pub serving: Arc<tokio::sync::Mutex<Option<Serving>>>,
+    pub(super) serving: Arc<tokio::sync::Mutex<Option<Serving>>>,
 }
 
 struct Entry {
@@ -37,7 +37,7 @@ struct Entry {
 
 /// Connected clients by churnstile connection id.
 #[derive(Default)]
-pub struct KillRegistry {
+pub(super) struct KillRegistry {
     clients: Mutex<HashMap<u32, Entry>>,
 }
 
@@ -50,7 +50,7 @@ impl KillRegistry {
 
     /// Registers client `id`; `killed` ends its session (the same switch
     /// the admin console's KILL throws).
-    pub fn register(&self, id: u32, user: &str, killed: CancellationToken) -> ClientHandle {
+    pub(super) fn register(&self, id: u32, user: &str, killed: CancellationToken) -> ClientHandle {
         let handle = ClientHandle {
             killed,
             serving: Arc::default(),
@@ -67,24 +67,24 @@ impl KillRegistry {
 
     /// The client logged in again as `user` (COM_CHANGE_USER), with a new
     /// kill switch.
-    pub fn relogged(&self, id: u32, user: &str, killed: CancellationToken) {
+    pub(super) fn relogged(&self, id: u32, user: &str, killed: CancellationToken) {
         if let Some(entry) = self.lock().get_mut(&id) {
             entry.user = user.to_owned();
             entry.handle.killed = killed;
         }
     }
 
-    pub fn unregister(&self, id: u32) {
+    pub(super) fn unregister(&self, id: u32) {
         self.lock().remove(&id);
     }
 
-    pub fn contains(&self, id: u32) -> bool {
+    pub(super) fn contains(&self, id: u32) -> bool {
         self.lock().contains_key(&id)
     }
 
     /// Carries out `kill` for a client logged in as `user`; the error is
     /// what the killing client is told.
-    pub async fn kill(&self, user: &str, kill: Kill) -> Result<(), ErrPacket> {
+    pub(super) async fn kill(&self, user: &str, kill: Kill) -> Result<(), ErrPacket> {
         let handle = match self.lock().get(&kill.id) {
             None => None,
             Some(entry) if entry.user != user => {

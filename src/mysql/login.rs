@@ -7,7 +7,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::auth::{self, caching_sha2, native};
-use super::io::PacketStream;
+use super::packet_stream::PacketStream;
 use super::service::MySqlService;
 use super::wire::errors::{self, ErrorCode};
 use super::wire::flags::{capability, status};
@@ -17,10 +17,11 @@ use super::wire::handshake::{
 };
 use super::wire::response::{ErrPacket, ok_payload};
 use crate::config::{AuthType, ClientSecret, Config, UserConfig};
+use crate::stream::Stream;
 
 /// What churnstile tells clients it can do. SSL is not offered until TLS
 /// exists; compression is never offered.
-pub const SERVER_CAPABILITIES: u32 = capability::LONG_PASSWORD
+pub(super) const SERVER_CAPABILITIES: u32 = capability::LONG_PASSWORD
     | capability::FOUND_ROWS
     | capability::LONG_FLAG
     | capability::CONNECT_WITH_DB
@@ -40,7 +41,7 @@ pub const SERVER_CAPABILITIES: u32 = capability::LONG_PASSWORD
 
 /// The version clients see: MySQL 5.7-compatible, so they use nothing
 /// newer than what every MySQL 5.7+/MariaDB upstream understands.
-pub const SERVER_VERSION: &str = concat!("5.7.99-churnstile-", env!("CARGO_PKG_VERSION"));
+pub(super) const SERVER_VERSION: &str = concat!("5.7.99-churnstile-", env!("CARGO_PKG_VERSION"));
 
 /// utf8mb4_general_ci.
 const HANDSHAKE_CHARSET: u8 = 45;
@@ -50,20 +51,54 @@ const MAX_AUTH_PACKET: usize = 64 * 1024;
 
 /// A client that logged in.
 #[derive(Debug, Clone)]
-pub struct Client {
-    pub user: String,
+pub(super) struct Client {
+    pub(super) user: String,
     /// Churnstile's database name.
-    pub database: String,
+    pub(super) database: String,
     /// Capabilities both sides agreed on.
-    pub capabilities: u32,
-    pub charset: u8,
+    pub(super) capabilities: u32,
+    pub(super) charset: u8,
     /// The `program_name` connection attribute, if the client sent one.
-    pub program_name: String,
+    pub(super) program_name: String,
+}
+
+/// Who is on the other end of a client connection, as the login needs it.
+#[derive(Debug, Clone)]
+pub(super) struct Peer {
+    /// The address as logged.
+    pub(super) addr: String,
+    /// The host as MySQL names it in "Access denied for 'user'@'host'".
+    pub(super) host: String,
+    /// The password may travel in clear: a Unix socket, or loopback
+    /// traffic, which never leaves the host either.
+    pub(super) secure_transport: bool,
+}
+
+impl Peer {
+    pub(super) fn of(stream: &Stream, addr: String) -> Peer {
+        let over_unix_socket = matches!(stream, Stream::Unix(_));
+        let secure_transport = over_unix_socket
+            || (addr.parse::<std::net::SocketAddr>()).is_ok_and(|addr| addr.ip().is_loopback());
+        let host = if over_unix_socket {
+            "localhost".to_owned()
+        } else {
+            (addr
+                .rsplit_once(':')
+                .map_or(addr.as_str(), |(host, _)| host))
+            .trim_matches(['[', ']'])
+            .to_owned()
+        };
+        Peer {
+            addr,
+            host,
+            secure_transport,
+        }
+    }
 }
 
 /// Why a login failed; `error` is what the client is told.
 #[derive(Debug, thiserror::Error)]
-pub enum LoginError {
+pub(super) enum LoginError {
     #[error("{}", .0.message)]
     Refused(ErrPacket),
     #[error("client closed the connection during login")]
@@ -81,7 +116,7 @@ impl LoginError {
 /// Runs the handshake and authentication; on success the client has its
 /// OK packet. On failure the caller sends `LoginError::Refused`'s packet
 /// with the returned sequence id.
-pub async fn log_in(
+pub(super) async fn log_in(
     io: &mut PacketStream,
     service: &MySqlService,
     connection_id: u32,
@@ -161,21 +196,21 @@ pub async fn log_in(
 }
 
 /// One authentication exchange (login or COM_CHANGE_USER).
-pub struct Attempt<'a> {
-    pub user: &'a str,
-    pub secret: Option<&'a ClientSecret>,
+pub(super) struct Attempt<'a> {
+    pub(super) user: &'a str,
+    pub(super) secret: Option<&'a ClientSecret>,
     /// The plugin the client's `response` was made with.
-    pub plugin: &'a str,
-    pub response: &'a [u8],
-    pub nonce: &'a [u8],
+    pub(super) plugin: &'a str,
+    pub(super) response: &'a [u8],
+    pub(super) nonce: &'a [u8],
     /// Sequence id of churnstile's next packet.
-    pub seq: u8,
-    pub peer_host: &'a str,
-    pub secure_transport: bool,
+    pub(super) seq: u8,
+    pub(super) peer_host: &'a str,
+    pub(super) secure_transport: bool,
 }
 
 /// Checks the client's proof; returns the sequence id for the final OK.
-pub async fn authenticate(
+pub(super) async fn authenticate(
     io: &mut PacketStream,
     service: &MySqlService,
     config: &Config,
@@ -368,7 +403,7 @@ fn find_user<'a>(
 }
 
 /// The MySQL database the client asked for, or the only one configured.
-pub fn choose_database(
+pub(super) fn choose_database(
     config: &Config,
     asked: Option<&str>,
     user: &str,

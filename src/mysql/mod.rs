@@ -1,24 +1,25 @@
 //! The MySQL/MariaDB side of the proxy, shaped like `postgres/`: the
-//! sans-IO wire codec and authentication crypto, upstream connections and
-//! their login, the client login, the per-client session state machine,
-//! response relaying with capability translation, session-state tracking,
-//! prepared statements, pins and KILL.
+//! sans-IO wire codec (`wire/`) and the packet stream that does its I/O,
+//! authentication crypto (`auth/`), upstream connections and their login
+//! (`backend`, `connector`), one client from accept to close (`client`:
+//! its `login`, then its `session` state machine), response relaying with
+//! capability translation (`relay`), session-state tracking (`state`),
+//! prepared statements, pins (`sql`) and KILL (`kill`, MySQL's word for
+//! what PostgreSQL calls cancel).
 
 pub mod auth;
 pub mod backend;
-mod commands;
-pub mod connector;
-pub mod io;
-pub mod kill;
-mod lazy_release;
-pub mod login;
-pub mod prepared;
-pub mod relay;
+mod client;
+pub(crate) mod connector;
+mod kill;
+mod login;
+mod packet_stream;
+mod prepared;
+mod relay;
 pub mod service;
 mod session;
-pub mod sql;
-pub mod state;
+mod sql;
+mod state;
 pub mod wire;
 
-pub use service::refuse_too_many;
-pub use session::run as serve;
+pub(crate) use client::{refuse_too_many, serve};

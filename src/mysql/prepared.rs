@@ -14,7 +14,7 @@ use super::state::SessionState;
 
 /// What a server's statement is found by: the SQL text with the schema and
 /// sql_mode current when it was prepared.
-pub fn statement_key(state: &SessionState, sql: &str) -> Arc<str> {
+pub(super) fn statement_key(state: &SessionState, sql: &str) -> Arc<str> {
     let schema = state.schema.as_deref().unwrap_or_default();
     let sql_mode = state.vars.get("sql_mode").map_or("", String::as_str);
     format!("{schema}\0{sql_mode}\0{sql}").into()
@@ -22,51 +22,50 @@ pub fn statement_key(state: &SessionState, sql: &str) -> Arc<str> {
 
 /// A statement as the client prepared it.
 #[derive(Debug, Clone)]
-pub struct ClientStatement {
-    pub sql: Arc<str>,
+pub(super) struct ClientStatement {
+    pub(super) sql: Arc<str>,
     /// `statement_key` when the client prepared it.
-    pub key: Arc<str>,
-    pub params: u16,
-    pub columns: u16,
+    pub(super) key: Arc<str>,
+    pub(super) params: u16,
     /// The parameter types the client last bound (2 bytes per parameter),
     /// sent again on every execute so a server connection that never saw
     /// them can run the statement.
-    pub param_types: Option<Bytes>,
+    pub(super) param_types: Option<Bytes>,
 }
 
 /// The statements one client has prepared, by churnstile id.
 #[derive(Debug, Default)]
-pub struct ClientStatements {
+pub(super) struct ClientStatements {
     by_id: HashMap<u32, ClientStatement>,
     next_id: u32,
 }
 
 impl ClientStatements {
     /// Registers a statement and returns its churnstile id.
-    pub fn add(&mut self, statement: ClientStatement) -> u32 {
+    pub(super) fn add(&mut self, statement: ClientStatement) -> u32 {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.by_id.insert(self.next_id, statement);
         self.next_id
     }
 
     /// The id the next `add` returns.
-    pub fn next_id(&self) -> u32 {
+    pub(super) fn next_id(&self) -> u32 {
         self.next_id.wrapping_add(1).max(1)
     }
 
-    pub fn get(&self, id: u32) -> Option<&ClientStatement> {
+    pub(super) fn get(&self, id: u32) -> Option<&ClientStatement> {
         self.by_id.get(&id)
     }
 
-    pub fn get_mut(&mut self, id: u32) -> Option<&mut ClientStatement> {
+    pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut ClientStatement> {
         self.by_id.get_mut(&id)
     }
 
-    pub fn remove(&mut self, id: u32) -> Option<ClientStatement> {
+    pub(super) fn remove(&mut self, id: u32) -> Option<ClientStatement> {
         self.by_id.remove(&id)
     }
 
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.by_id.clear();
     }
 }
@@ -79,14 +78,14 @@ struct ServerStatement {
 
 /// The statements prepared on one server connection, by SQL text.
 #[derive(Debug, Default)]
-pub struct ServerStatements {
+pub(super) struct ServerStatements {
     by_sql: HashMap<Arc<str>, ServerStatement>,
     clock: u64,
 }
 
 impl ServerStatements {
     /// The server's id for `sql`, marking it used.
-    pub fn lookup(&mut self, sql: &str) -> Option<u32> {
+    pub(super) fn lookup(&mut self, sql: &str) -> Option<u32> {
         self.clock += 1;
         let clock = self.clock;
         self.by_sql.get_mut(sql).map(|statement| {
@@ -97,7 +96,7 @@ impl ServerStatements {
 
     /// Records a statement the server prepared; returns the ids of the
     /// least recently used statements to close so at most `limit` stay.
-    pub fn insert(&mut self, sql: Arc<str>, id: u32, limit: usize) -> Vec<u32> {
+    pub(super) fn insert(&mut self, sql: Arc<str>, id: u32, limit: usize) -> Vec<u32> {
         self.clock += 1;
         self.by_sql.insert(
             sql,
@@ -138,7 +137,6 @@ mod tests {
             sql: "SELECT ?".into(),
             key: "app\0\0SELECT ?".into(),
             params: 1,
-            columns: 1,
             param_types: None,
         };
         assert_eq!(statements.next_id(), 1);

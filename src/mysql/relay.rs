@@ -21,7 +21,7 @@ const EOF_LEN: usize = 5;
 
 /// What kind of response a command gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
+pub(super) enum Expect {
     /// COM_QUERY: OK, ERR, LOCAL INFILE request, or text result sets.
     Query,
     /// COM_STMT_PREPARE; the statement id is rewritten to `client_id`.
@@ -38,7 +38,7 @@ pub enum Expect {
 
 /// What the relay needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(super) enum Step {
     /// Feed the next server packet.
     More,
     /// The server asked for a local file: relay the client's file packets
@@ -50,29 +50,29 @@ pub enum Step {
 
 /// A statement the server prepared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Prepared {
-    pub server_id: u32,
-    pub columns: u16,
-    pub params: u16,
+pub(super) struct Prepared {
+    pub(super) server_id: u32,
+    pub(super) columns: u16,
+    pub(super) params: u16,
 }
 
 /// What the response told churnstile.
 #[derive(Debug, Default)]
-pub struct Effects {
+pub(super) struct Effects {
     /// Status flags of the last OK or EOF.
-    pub status: Option<u16>,
+    pub(super) status: Option<u16>,
     /// The error code, when the response ended with ERR.
-    pub error: Option<u16>,
+    pub(super) error: Option<u16>,
     /// The last non-zero LAST_INSERT_ID an OK reported.
-    pub last_insert_id: Option<u64>,
+    pub(super) last_insert_id: Option<u64>,
     /// Session variables that changed, in order.
-    pub variables: Vec<(String, String)>,
-    pub schema: Option<String>,
+    pub(super) variables: Vec<(String, String)>,
+    pub(super) schema: Option<String>,
     /// The server reported a session state change.
-    pub state_changed: bool,
-    pub prepared: Option<Prepared>,
+    pub(super) state_changed: bool,
+    pub(super) prepared: Option<Prepared>,
     /// An execute left a cursor open (rows come with COM_STMT_FETCH).
-    pub cursor_opened: bool,
+    pub(super) cursor_opened: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +108,7 @@ enum Phase {
 
 /// Relays one response.
 #[derive(Debug)]
-pub struct ResponseRelay {
+pub(super) struct ResponseRelay {
     expect: Expect,
     phase: Phase,
     server_caps: u32,
@@ -119,14 +119,14 @@ pub struct ResponseRelay {
     continuing: bool,
     /// Status flags as last known, for EOF packets churnstile inserts.
     last_status: u16,
-    pub effects: Effects,
+    pub(super) effects: Effects,
 }
 
 impl ResponseRelay {
     /// `status` is the server connection's last known status flags;
     /// `client_seq` is the sequence id the client expects next (one more
     /// than its command's).
-    pub fn new(
+    pub(super) fn new(
         expect: Expect,
         server_caps: u32,
         client_caps: u32,
@@ -149,14 +149,9 @@ impl ResponseRelay {
         }
     }
 
-    /// The sequence id the next packet to the client gets.
-    pub fn client_seq(&self) -> u8 {
-        self.client_seq
-    }
-
     /// Continues after the client's file was sent: the server's reply
     /// follows the client's numbering.
-    pub fn resume_after_file(&mut self, client_seq: u8) {
+    pub(super) fn resume_after_file(&mut self, client_seq: u8) {
         self.client_seq = client_seq;
     }
 
@@ -170,7 +165,7 @@ impl ResponseRelay {
 
     /// Handles one physical packet from the server, appending what the
     /// client gets to `out`.
-    pub fn feed(
+    pub(super) fn feed(
         &mut self,
         header: Header,
         payload: &[u8],

@@ -4,7 +4,7 @@
 //! caching_sha2_password, and the collation names of handshake character
 //! sets.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,34 +16,29 @@ use super::auth::{AuthError, ServerKey};
 use super::backend::UpstreamTarget;
 use super::connector::MyConnector;
 use super::kill::KillRegistry;
-use super::wire::errors;
-use super::wire::packet::write_packet;
-use super::wire::response::ErrPacket;
 use crate::config::{Config, Protocol};
-use crate::pool::{Pool, PoolLimits, PoolStatsSnapshot};
+use crate::pool::{Pool, PoolLimits};
 use crate::registry::{ClientRegistry, ServerRegistry};
-use crate::stream::Stream;
 
 /// Pool of server connections for one (database, user).
-pub type MyPool = Pool<MyConnector>;
+pub(crate) type MyPool = Pool<MyConnector>;
 
 /// (database, user, client asked for FOUND_ROWS): the flag changes what
 /// UPDATE reports, and is fixed per server connection at login.
-pub type PoolKey = (String, String, bool);
+pub(crate) type PoolKey = (String, String, bool);
 
 /// Shared state of the MySQL side of the proxy.
 pub struct MySqlService {
     /// The configuration in force, shared with the core, which swaps it
     /// whole on RELOAD.
-    pub config: Arc<ArcSwap<Config>>,
+    pub(crate) config: Arc<ArcSwap<Config>>,
     pools: HashMap<PoolKey, MyPool>,
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     next_connection_id: AtomicU32,
-    pub clients: KillRegistry,
+    pub(super) clients: KillRegistry,
     /// Logged-in clients of both protocols, for the admin console, login
     /// counts and KILL of a database.
-    pub registry: Arc<ClientRegistry>,
-    pub servers: Arc<ServerRegistry>,
+    pub(super) registry: Arc<ClientRegistry>,
     rsa_key: OnceCell<Arc<ServerKey>>,
     /// Users who passed caching_sha2_password full authentication.
     sha2_cache: Mutex<HashSet<String>>,
@@ -54,7 +49,7 @@ pub struct MySqlService {
 
 impl MySqlService {
     /// Builds the pools. Must run inside a Tokio runtime.
-    pub fn new(
+    pub(crate) fn new(
         config: Arc<ArcSwap<Config>>,
         shutdown: CancellationToken,
         registry: Arc<ClientRegistry>,
@@ -85,37 +80,23 @@ impl MySqlService {
             next_connection_id: AtomicU32::new(1),
             clients: KillRegistry::default(),
             registry,
-            servers,
             rsa_key: OnceCell::new(),
             sha2_cache: Mutex::default(),
             collations: Mutex::default(),
         }
     }
 
-    pub fn pool(&self, key: &PoolKey) -> Option<&MyPool> {
+    pub(super) fn pool(&self, key: &PoolKey) -> Option<&MyPool> {
         self.pools.get(key)
     }
 
     /// Every pool with its (database, user, found_rows).
-    pub fn pools(&self) -> impl Iterator<Item = (&PoolKey, &MyPool)> {
+    pub(crate) fn pools(&self) -> impl Iterator<Item = (&PoolKey, &MyPool)> {
         self.pools.iter()
     }
 
-    /// Each (database, user) with its pools' counters merged over the
-    /// FOUND_ROWS variants.
-    pub fn pool_stats(&self) -> BTreeMap<(String, String), PoolStatsSnapshot> {
-        let mut merged: BTreeMap<(String, String), PoolStatsSnapshot> = BTreeMap::new();
-        for ((database, user, _), pool) in &self.pools {
-            let key = (database.clone(), user.clone());
-            let stats = pool.stats();
-            let entry = merged.entry(key).or_default();
-            *entry = entry.merged(&stats);
-        }
-        merged
-    }
-
     /// A connection id no connected client has (ids wrap after 2^32 - 1).
-    pub fn new_connection_id(&self) -> u32 {
+    pub(super) fn new_connection_id(&self) -> u32 {
         loop {
             let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
             if id != 0 && !self.clients.contains(id) {
@@ -126,7 +107,7 @@ impl MySqlService {
 
     /// The RSA key pair for caching_sha2_password, generated on first use
     /// away from the async threads.
-    pub async fn rsa_key(&self) -> Result<Arc<ServerKey>, AuthError> {
+    pub(super) async fn rsa_key(&self) -> Result<Arc<ServerKey>, AuthError> {
         self.rsa_key
             .get_or_try_init(|| async {
                 tokio::task::spawn_blocking(ServerKey::generate)
@@ -138,40 +119,31 @@ impl MySqlService {
             .cloned()
     }
 
-    /// Clients that logged in to (database, user) since start.
-    pub fn logins(&self, database: &str, user: &str) -> u64 {
-        self.registry
-            .logins()
-            .get(&(database.to_owned(), user.to_owned()))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    pub fn sha2_cached(&self, user: &str) -> bool {
+    pub(super) fn sha2_cached(&self, user: &str) -> bool {
         lock(&self.sha2_cache).contains(user)
     }
 
-    pub fn sha2_remember(&self, user: &str) {
+    pub(super) fn sha2_remember(&self, user: &str) {
         lock(&self.sha2_cache).insert(user.to_owned());
     }
 
     /// The known names of a handshake collation id, if it was looked up.
-    pub fn collation(&self, id: u8) -> Option<Option<(String, String)>> {
+    pub(super) fn collation(&self, id: u8) -> Option<Option<(String, String)>> {
         lock(&self.collations).get(&id).cloned()
     }
 
-    pub fn remember_collation(&self, id: u8, names: Option<(String, String)>) {
+    pub(super) fn remember_collation(&self, id: u8, names: Option<(String, String)>) {
         lock(&self.collations).insert(id, names);
     }
 
     /// After the core put a reloaded configuration in force: a changed
     /// password must be proven in full again.
-    pub fn reloaded(&self) {
+    pub(crate) fn reloaded(&self) {
         lock(&self.sha2_cache).clear();
     }
 
     /// Closes every idle server connection (at shutdown).
-    pub fn close_pools(&self) {
+    pub(crate) fn close_pools(&self) {
         for pool in self.pools.values() {
             pool.close();
         }
@@ -182,19 +154,4 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Tells a client over `max_client_conn` so, as MySQL does, with an ERR
-/// packet in place of the greeting.
-pub async fn refuse_too_many(mut stream: Stream) {
-    use tokio::io::AsyncWriteExt;
-    let mut payload = bytes::BytesMut::new();
-    ErrPacket::new(
-        errors::TOO_MANY_CONNECTIONS,
-        "Too many connections (max_client_conn)",
-    )
-    .encode(&mut payload);
-    let mut out = bytes::BytesMut::new();
-    write_packet(&mut out, 0, &payload);
-    let _ = stream.write_all(&out).await;
 }

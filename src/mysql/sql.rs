@@ -8,7 +8,7 @@ use crate::keywords::mentions_any;
 
 /// Why a client is pinned to its server connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PinReason {
+pub(super) enum PinReason {
     UserVariable,
     TemporaryTable,
     NamedLock,
@@ -24,7 +24,7 @@ pub enum PinReason {
 }
 
 impl PinReason {
-    pub fn describe(self) -> &'static str {
+    pub(super) fn describe(self) -> &'static str {
         match self {
             PinReason::UserVariable => "user variables (@name)",
             PinReason::TemporaryTable => "temporary tables",
@@ -41,7 +41,7 @@ impl PinReason {
     }
 
     /// The label metrics use.
-    pub fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             PinReason::UserVariable => "user_variable",
             PinReason::TemporaryTable => "temporary_table",
@@ -60,27 +60,27 @@ impl PinReason {
 
 /// What one COM_QUERY means for pooling.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Analysis {
-    pub pins: Vec<PinReason>,
+pub(super) struct Analysis {
+    pub(super) pins: Vec<PinReason>,
     /// `UNLOCK TABLES`: the LOCK TABLES pin ends.
-    pub unlocks_tables: bool,
+    pub(super) unlocks_tables: bool,
     /// `SET TRANSACTION ...` (next transaction only): keep the server
     /// connection until that transaction ends.
-    pub sets_next_transaction: bool,
+    pub(super) sets_next_transaction: bool,
     /// MariaDB's `SET STATEMENT var = value FOR ...`: the server reports the
     /// statement's temporary values, not the ones it restores after it.
-    pub per_statement_settings: bool,
+    pub(super) per_statement_settings: bool,
     /// `LAST_INSERT_ID(expr)`, which outside INSERT and UPDATE sets
     /// LAST_INSERT_ID() without the OK packet saying so.
-    pub sets_last_insert_id: bool,
-    pub kill: Option<Kill>,
+    pub(super) sets_last_insert_id: bool,
+    pub(super) kill: Option<Kill>,
 }
 
 /// `KILL [CONNECTION | QUERY] id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Kill {
-    pub id: u32,
-    pub query_only: bool,
+pub(super) struct Kill {
+    pub(super) id: u32,
+    pub(super) query_only: bool,
 }
 
 /// One token of a statement: a word (upper-cased) or a symbol.
@@ -111,7 +111,7 @@ fn triggers_starting_with(letter: u8) -> &'static [&'static [u8]] {
 }
 
 /// Reads a COM_QUERY text.
-pub fn analyze(sql: &[u8]) -> Analysis {
+pub(super) fn analyze(sql: &[u8]) -> Analysis {
     if !might_matter(sql) {
         return Analysis::default();
     }

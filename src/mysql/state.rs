@@ -8,16 +8,16 @@ use std::collections::BTreeMap;
 
 /// The character set every upstream connection is switched to after login,
 /// so a pooled connection starts from a known place.
-pub const BASELINE_CHARSET: &str = "utf8mb4";
-pub const BASELINE_COLLATION: &str = "utf8mb4_general_ci";
+pub(super) const BASELINE_CHARSET: &str = "utf8mb4";
+pub(super) const BASELINE_COLLATION: &str = "utf8mb4_general_ci";
 
 /// The variables a client's handshake character set decides.
-pub const CHARSET_VARIABLES: [&str; 3] = [
+pub(super) const CHARSET_VARIABLES: [&str; 3] = [
     "character_set_client",
     "character_set_connection",
     "character_set_results",
 ];
-pub const COLLATION_VARIABLE: &str = "collation_connection";
+pub(super) const COLLATION_VARIABLE: &str = "collation_connection";
 
 /// Variables the server reports that are not session settings to move:
 /// churnstile's own tracking switches, LAST_INSERT_ID (moved by itself),
@@ -49,18 +49,18 @@ fn listed(list: &[&str], name: &str) -> bool {
 }
 
 /// True for a reported variable that is moved with the client.
-pub fn is_moved(name: &str) -> bool {
+pub(super) fn is_moved(name: &str) -> bool {
     !listed(NOT_MOVED, name) && !listed(UNMOVABLE, name)
 }
 
 /// True for a reported variable that keeps the client on its server
 /// connection under transaction pooling.
-pub fn is_unmovable(name: &str) -> bool {
+pub(super) fn is_unmovable(name: &str) -> bool {
     listed(UNMOVABLE, name)
 }
 
 /// The LAST_INSERT_ID() a reported variable sets, if it is one that does.
-pub fn reported_last_insert_id(name: &str, value: &str) -> Option<u64> {
+pub(super) fn reported_last_insert_id(name: &str, value: &str) -> Option<u64> {
     listed(LAST_INSERT_ID, name)
         .then(|| value.parse().ok())
         .flatten()
@@ -68,21 +68,21 @@ pub fn reported_last_insert_id(name: &str, value: &str) -> Option<u64> {
 
 /// Session state of a client, or of a server connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionState {
+pub(super) struct SessionState {
     /// The current schema (`USE`, COM_INIT_DB); `None` when none is selected.
-    pub schema: Option<String>,
+    pub(super) schema: Option<String>,
     /// Session variables by lower-case name, with the value the server
     /// reported; variables never touched are absent.
-    pub vars: BTreeMap<String, String>,
+    pub(super) vars: BTreeMap<String, String>,
     /// Whether several statements may be sent in one COM_QUERY.
-    pub multi_statements: bool,
+    pub(super) multi_statements: bool,
     /// What LAST_INSERT_ID() returns.
-    pub last_insert_id: u64,
+    pub(super) last_insert_id: u64,
 }
 
 impl SessionState {
     /// The state of a server connection right after churnstile's login.
-    pub fn baseline(schema: Option<String>) -> Self {
+    pub(super) fn baseline(schema: Option<String>) -> Self {
         let mut state = SessionState {
             schema,
             multi_statements: true,
@@ -93,7 +93,7 @@ impl SessionState {
     }
 
     /// What `SET NAMES charset COLLATE collation` leaves behind.
-    pub fn set_charset(&mut self, charset: &str, collation: &str) {
+    pub(super) fn set_charset(&mut self, charset: &str, collation: &str) {
         for name in CHARSET_VARIABLES {
             self.vars.insert(name.to_owned(), charset.to_owned());
         }
@@ -102,7 +102,7 @@ impl SessionState {
     }
 
     /// Records a variable the server reported changed.
-    pub fn note_variable(&mut self, name: &str, value: &str) {
+    pub(super) fn note_variable(&mut self, name: &str, value: &str) {
         if is_moved(name) {
             self.vars
                 .insert(name.to_ascii_lowercase(), value.to_owned());
@@ -112,24 +112,24 @@ impl SessionState {
 
 /// What a server connection must run to take on a client's state.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Transition {
+pub(super) struct Transition {
     /// One `SET SESSION ...` statement, if any variable differs.
-    pub set_statement: Option<String>,
+    pub(super) set_statement: Option<String>,
     /// COM_INIT_DB with this schema.
-    pub schema: Option<String>,
+    pub(super) schema: Option<String>,
     /// COM_SET_OPTION to this multi-statement setting.
-    pub multi_statements: Option<bool>,
+    pub(super) multi_statements: Option<bool>,
 }
 
 impl Transition {
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         *self == Transition::default()
     }
 }
 
 /// What turns `server` into `client`. Variables the server has and the
 /// client does not go back to their defaults.
-pub fn transition(server: &SessionState, client: &SessionState) -> Transition {
+pub(super) fn transition(server: &SessionState, client: &SessionState) -> Transition {
     let mut assignments = Vec::new();
     for (name, value) in &client.vars {
         if server.vars.get(name) != Some(value) {

@@ -1,6 +1,7 @@
-//! Packet I/O over one stream: reading whole physical packets into a
-//! buffer and writing packets built with the wire codec. Used for both legs
-//! (client and upstream server); the codec itself stays sans-IO.
+//! `PacketStream`, the I/O half of the wire codec: one socket with its
+//! read buffer and pending output, reading whole physical packets and
+//! writing packets built with `wire/`. Both legs use it (client and
+//! upstream server); the codec itself stays sans-IO.
 
 use std::io;
 
@@ -14,14 +15,14 @@ use crate::stream::Stream;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// A stream with its read buffer and pending output.
-pub struct PacketStream {
-    pub stream: Stream,
-    pub buf: BytesMut,
-    pub out: BytesMut,
+pub(super) struct PacketStream {
+    pub(super) stream: Stream,
+    pub(super) buf: BytesMut,
+    pub(super) out: BytesMut,
 }
 
 impl PacketStream {
-    pub fn new(stream: Stream) -> Self {
+    pub(super) fn new(stream: Stream) -> Self {
         PacketStream {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -30,7 +31,7 @@ impl PacketStream {
     }
 
     /// Reads one physical packet; end of stream is `UnexpectedEof`.
-    pub async fn read_packet(&mut self) -> io::Result<(Header, Bytes)> {
+    pub(super) async fn read_packet(&mut self) -> io::Result<(Header, Bytes)> {
         loop {
             if let Some(packet) = packet::take_packet(&mut self.buf) {
                 return Ok(packet);
@@ -40,7 +41,7 @@ impl PacketStream {
     }
 
     /// Reads more bytes into the buffer; end of stream is `UnexpectedEof`.
-    pub async fn fill(&mut self) -> io::Result<()> {
+    pub(super) async fn fill(&mut self) -> io::Result<()> {
         self.buf.reserve(READ_CHUNK);
         if self.stream.read_buf(&mut self.buf).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
@@ -50,13 +51,13 @@ impl PacketStream {
 
     /// Queues `payload` as a packet starting at sequence `seq`; returns the
     /// next sequence id.
-    pub fn queue(&mut self, seq: u8, payload: &[u8]) -> u8 {
+    pub(super) fn queue(&mut self, seq: u8, payload: &[u8]) -> u8 {
         packet::write_packet(&mut self.out, seq, payload)
     }
 
     /// Queues one physical packet as it came (a piece of a longer packet
     /// stays a piece).
-    pub fn queue_physical(&mut self, seq: u8, payload: &[u8]) {
+    pub(super) fn queue_physical(&mut self, seq: u8, payload: &[u8]) {
         let header = Header {
             len: payload.len(),
             seq,
@@ -66,7 +67,7 @@ impl PacketStream {
     }
 
     /// Writes everything queued.
-    pub async fn flush(&mut self) -> io::Result<()> {
+    pub(super) async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
             self.stream.write_all(&self.out).await?;
             self.out.clear();
@@ -75,7 +76,7 @@ impl PacketStream {
     }
 
     /// Queues and writes one packet; returns the next sequence id.
-    pub async fn send(&mut self, seq: u8, payload: &[u8]) -> io::Result<u8> {
+    pub(super) async fn send(&mut self, seq: u8, payload: &[u8]) -> io::Result<u8> {
         let next = self.queue(seq, payload);
         self.flush().await?;
         Ok(next)

@@ -15,10 +15,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 
-use super::kill::Serving;
-use super::session::{Ending, Session};
+use super::{Ending, Session, Stops, sleep_until_or_forever};
 use crate::pool::CloseReason;
 
 impl Session {
@@ -49,13 +47,7 @@ impl Session {
         if let Some(server) = self.server.as_mut() {
             self.kept_idle = false;
             server.reuse_kept();
-            let conn = server.conn();
-            *self.handle.serving.lock().await = Some(Serving {
-                target: Arc::clone(&conn.target),
-                thread_id: conn.thread_id,
-            });
-            self.live
-                .active(i32::try_from(conn.thread_id).unwrap_or(i32::MAX));
+            self.mark_serving().await;
         }
     }
 
@@ -85,7 +77,7 @@ impl Session {
         tokio::select! {
             () = stops.shutdown.cancelled() => Err(Ending::Shutdown),
             () = stops.killed.cancelled() => Err(Ending::Killed),
-            () = super::session::sleep_until_or_forever(stops.idle_deadline) => {
+            () = sleep_until_or_forever(stops.idle_deadline) => {
                 Err(Ending::IdleTimeout(stops.idle_limit.unwrap_or_default()))
             }
             () = wanted_back => {
@@ -118,12 +110,4 @@ impl Session {
         self.kept_idle = false;
         self.detach().await.discard(CloseReason::Error);
     }
-}
-
-/// What ends a session while it waits for its client.
-pub(super) struct Stops<'a> {
-    pub shutdown: &'a CancellationToken,
-    pub killed: &'a CancellationToken,
-    pub idle_deadline: Option<Instant>,
-    pub idle_limit: Option<std::time::Duration>,
 }
