@@ -6,13 +6,15 @@
 mod checkout;
 mod demand;
 mod janitor;
+mod lease;
 mod limits;
 mod pause;
 mod resize;
 mod shared;
 mod stats;
 
-pub use checkout::{CheckoutError, Pooled};
+pub use checkout::CheckoutError;
+pub use lease::{KeepOrGiveBack, Lease};
 pub use limits::PoolLimits;
 pub use pause::PoolControl;
 pub use shared::Pool;
