@@ -42,7 +42,6 @@ use super::wire::flags::{capability, status};
 use super::wire::packet::MAX_PAYLOAD;
 use super::wire::response::ErrPacket;
 use crate::config::{Config, PoolMode, PoolSettings};
-use crate::metrics::Rejection;
 use crate::pool::{CheckoutError, CloseReason, Lease};
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::LiveClient;
@@ -350,17 +349,11 @@ impl Session {
         self.live.active(thread_id);
     }
 
-    /// What the client is told when it got no server connection: the
-    /// command fails, the session goes on.
+    /// What the client is told when it got no server connection (the one
+    /// place a checkout failure becomes a MySQL error): the command fails,
+    /// the session goes on.
     fn no_server(&self, error: CheckoutError<UpstreamError>) -> ErrPacket {
-        crate::metrics::client_rejected(match &error {
-            CheckoutError::WaitTimeout(_) => Rejection::QueryWaitTimeout,
-            CheckoutError::UpstreamDown { .. } => Rejection::UpstreamDown,
-            CheckoutError::Closed => Rejection::Shutdown,
-            CheckoutError::Connect(_) | CheckoutError::ConnectTimeout(_) => {
-                Rejection::UpstreamError
-            }
-        });
+        error.count_rejection();
         if let Some(suppressed) =
             WARNINGS.check("client got no server connection", &self.client.database)
         {

@@ -10,6 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::lease::Lease;
 use super::shared::Slot;
 use super::{CloseReason, Connector, Pool};
+use crate::metrics::{self, Rejection};
 
 /// First pause before retrying a failed connect; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -34,6 +35,21 @@ pub enum CheckoutError<E: std::error::Error + 'static> {
         waited: Duration,
         last_error: String,
     },
+}
+
+impl<E: std::error::Error + 'static> CheckoutError<E> {
+    /// Counts the client as refused, under this failure's reason; each
+    /// protocol then tells its client in its own words.
+    pub fn count_rejection(&self) {
+        metrics::client_rejected(match self {
+            CheckoutError::WaitTimeout(_) => Rejection::QueryWaitTimeout,
+            CheckoutError::UpstreamDown { .. } => Rejection::UpstreamDown,
+            CheckoutError::Closed => Rejection::Shutdown,
+            CheckoutError::Connect(_) | CheckoutError::ConnectTimeout(_) => {
+                Rejection::UpstreamError
+            }
+        });
+    }
 }
 
 impl<C: Connector> Pool<C> {

@@ -35,7 +35,7 @@ use super::wire::codec::{MessageScanner, ProtocolError};
 use super::wire::messages::{self, Severity, sqlstate};
 use super::wire::startup::Startup;
 use crate::config::{PoolMode, PoolSettings};
-use crate::metrics::{PoolHistograms, Rejection};
+use crate::metrics::PoolHistograms;
 use crate::pool::{CheckoutError, CloseReason};
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::LiveClient;
@@ -496,13 +496,10 @@ pub(super) fn cancel_target(conn: &ServerConn) -> CancelTarget {
     }
 }
 
+/// What the client is told when it got no server connection: the one place
+/// a checkout failure becomes a SQLSTATE.
 fn no_server(error: CheckoutError<UpstreamError>) -> Ending {
-    crate::metrics::client_rejected(match &error {
-        CheckoutError::WaitTimeout(_) => Rejection::QueryWaitTimeout,
-        CheckoutError::UpstreamDown { .. } => Rejection::UpstreamDown,
-        CheckoutError::Closed => Rejection::Shutdown,
-        CheckoutError::Connect(_) | CheckoutError::ConnectTimeout(_) => Rejection::UpstreamError,
-    });
+    error.count_rejection();
     let (code, message) = match &error {
         CheckoutError::WaitTimeout(_) => {
             (sqlstate::TOO_MANY_CONNECTIONS.to_owned(), error.to_string())
