@@ -9,6 +9,7 @@ mod janitor;
 mod lease;
 mod limits;
 mod pause;
+mod pins;
 mod resize;
 mod shared;
 mod stats;
@@ -17,6 +18,7 @@ pub use checkout::CheckoutError;
 pub use lease::{KeepOrGiveBack, Lease};
 pub use limits::PoolLimits;
 pub use pause::PoolControl;
+pub use pins::{PinCounters, PinnedClient};
 pub use shared::Pool;
 pub use stats::{CloseReason, PoolStatsSnapshot, Traffic};
 

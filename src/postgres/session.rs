@@ -20,7 +20,6 @@ use tokio::time::Instant;
 
 use super::backend::{ServerConn, UpstreamError};
 use super::cancel::{CancelHandle, CancelTarget};
-use super::pin_counters::PinnedClient;
 use super::relay;
 use super::relay::queue::ResponseQueue;
 use super::service::{PgPool, PgService};
@@ -36,7 +35,7 @@ use super::wire::messages::{self, Severity, sqlstate};
 use super::wire::startup::Startup;
 use crate::config::{PoolMode, PoolSettings};
 use crate::metrics::PoolHistograms;
-use crate::pool::{CheckoutError, CloseReason};
+use crate::pool::{CheckoutError, CloseReason, PinnedClient};
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::LiveClient;
 use crate::stream::Stream;

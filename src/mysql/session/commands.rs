@@ -146,7 +146,7 @@ impl Session {
             }
             for reason in &analysis.pins {
                 if self.pins.insert(*reason) {
-                    crate::metrics::mysql_client_pinned(reason.label());
+                    self.service.pin_counters.pinned(reason.label());
                 }
             }
         }
