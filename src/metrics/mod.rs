@@ -127,8 +127,3 @@ impl PoolHistograms {
         }
     }
 }
-
-/// A MySQL client became pinned to its server connection for `reason`.
-pub fn mysql_client_pinned(reason: &'static str) {
-    metrics::counter!(names::CLIENT_PINS, "reason" => reason, "protocol" => "mysql").increment(1);
-}

@@ -16,8 +16,9 @@ use super::auth::{AuthError, ServerKey};
 use super::backend::UpstreamTarget;
 use super::connector::MyConnector;
 use super::kill::KillRegistry;
+use super::sql::PinReason;
 use crate::config::{Config, Protocol};
-use crate::pool::{Pool, PoolLimits};
+use crate::pool::{PinCounters, Pool, PoolLimits};
 use crate::registry::{ClientRegistry, ServerRegistry};
 
 /// Pool of server connections for one (database, user).
@@ -36,6 +37,8 @@ pub struct MySqlService {
     pub(crate) shutdown: CancellationToken,
     next_connection_id: AtomicU32,
     pub(super) clients: KillRegistry,
+    /// Times clients became pinned, per reason.
+    pub(crate) pin_counters: PinCounters,
     /// Logged-in clients of both protocols, for the admin console, login
     /// counts and KILL of a database.
     pub(super) registry: Arc<ClientRegistry>,
@@ -79,6 +82,7 @@ impl MySqlService {
             shutdown,
             next_connection_id: AtomicU32::new(1),
             clients: KillRegistry::default(),
+            pin_counters: PinCounters::new(PinReason::ALL.map(PinReason::label)),
             registry,
             rsa_key: OnceCell::new(),
             sha2_cache: Mutex::default(),

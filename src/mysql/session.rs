@@ -42,8 +42,7 @@ use super::wire::flags::{capability, status};
 use super::wire::packet::MAX_PAYLOAD;
 use super::wire::response::ErrPacket;
 use crate::config::{Config, PoolMode, PoolSettings};
-use crate::metrics::Rejection;
-use crate::pool::{CheckoutError, CloseReason, Pooled};
+use crate::pool::{CheckoutError, CloseReason, Lease};
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::LiveClient;
 
@@ -110,7 +109,7 @@ struct Session {
     /// The handshake character set's names are in `state`.
     charset_known: bool,
     statements: ClientStatements,
-    server: Option<Pooled<MyConnector>>,
+    server: Option<Lease<MyConnector>>,
     pins: BTreeSet<PinReason>,
     holds: Holds,
     handle: ClientHandle,
@@ -118,8 +117,6 @@ struct Session {
     live: LiveClient,
     /// A command was sent to the server and its response is not all read.
     in_flight: bool,
-    /// The attached server connection is idle, kept between transactions.
-    kept_idle: bool,
 }
 
 /// Serves a logged-in client: it starts idle, with the state a fresh
@@ -168,7 +165,6 @@ pub(super) async fn run(
         handle,
         live,
         in_flight: false,
-        kept_idle: false,
         client,
         service: Arc::clone(&service),
     };
@@ -181,8 +177,6 @@ impl Session {
     /// Reads and handles commands until the session ends.
     async fn serve(&mut self) -> Ending {
         let shutdown = self.service.shutdown.clone();
-        // Reset each time a server connection is kept between transactions.
-        let mut kept_until = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
         loop {
             // Read each turn: COM_CHANGE_USER replaces it.
             let killed = self.handle.killed.clone();
@@ -197,9 +191,9 @@ impl Session {
                 idle_deadline: idle_limit.map(|limit| Instant::now() + limit),
                 idle_limit,
             };
-            if self.kept_idle
+            if self.keeps_idle()
                 && self.io.buf.is_empty()
-                && let Err(ending) = self.wait_keeping(kept_until.as_mut(), &stops).await
+                && let Err(ending) = self.wait_keeping(&stops).await
             {
                 return ending;
             }
@@ -215,15 +209,13 @@ impl Session {
                 Ok(command) => command,
                 Err(ending) => return ending,
             };
-            if self.kept_idle && !matches!(payload.first(), Some(&(COM_PING | COM_QUIT))) {
+            if self.keeps_idle() && !matches!(payload.first(), Some(&(COM_PING | COM_QUIT))) {
                 self.reuse_kept().await;
             }
             if let Err(ending) = self.handle_command(seq, payload).await {
                 return ending;
             }
-            if let Some(deadline) = self.release_if_done().await {
-                kept_until.as_mut().reset(deadline);
-            }
+            self.release_if_done().await;
         }
     }
 
@@ -318,8 +310,8 @@ impl Session {
     /// checked out. One that refuses it is closed, and the client is told.
     async fn move_state(
         &self,
-        mut pooled: Pooled<MyConnector>,
-    ) -> Result<Result<Pooled<MyConnector>, ErrPacket>, Ending> {
+        mut pooled: Lease<MyConnector>,
+    ) -> Result<Result<Lease<MyConnector>, ErrPacket>, Ending> {
         let conn = pooled.conn();
         let moves = transition(&conn.state, &self.state);
         if moves.is_empty() {
@@ -357,17 +349,11 @@ impl Session {
         self.live.active(thread_id);
     }
 
-    /// What the client is told when it got no server connection: the
-    /// command fails, the session goes on.
+    /// What the client is told when it got no server connection (the one
+    /// place a checkout failure becomes a MySQL error): the command fails,
+    /// the session goes on.
     fn no_server(&self, error: CheckoutError<UpstreamError>) -> ErrPacket {
-        crate::metrics::client_rejected(match &error {
-            CheckoutError::WaitTimeout(_) => Rejection::QueryWaitTimeout,
-            CheckoutError::UpstreamDown { .. } => Rejection::UpstreamDown,
-            CheckoutError::Closed => Rejection::Shutdown,
-            CheckoutError::Connect(_) | CheckoutError::ConnectTimeout(_) => {
-                Rejection::UpstreamError
-            }
-        });
+        error.count_rejection();
         if let Some(suppressed) =
             WARNINGS.check("client got no server connection", &self.client.database)
         {
@@ -385,21 +371,23 @@ impl Session {
     /// Attached → idle: under transaction pooling, gives the server
     /// connection back (or keeps it until the pool wants it, see
     /// `lazy_release`) when nothing keeps it: no transaction, no pins, no
-    /// cursor or long data. Returns when a kept connection must go back
-    /// even unasked.
-    async fn release_if_done(&mut self) -> Option<Instant> {
-        if !self.pooling() || !self.pins.is_empty() || !self.holds.is_empty() || self.kept_idle {
-            return None;
+    /// cursor or long data.
+    async fn release_if_done(&mut self) {
+        if !self.pooling() || !self.pins.is_empty() || !self.holds.is_empty() || self.keeps_idle() {
+            return;
         }
-        if self.server.as_mut()?.conn().in_transaction() {
-            return None;
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        if server.conn().in_transaction() {
+            return;
         }
-        self.keep_or_give_back().await
+        self.keep_or_give_back().await;
     }
 
     /// Takes the server connection off the client; kills in flight for it
     /// are delivered first.
-    async fn detach(&mut self) -> Pooled<MyConnector> {
+    async fn detach(&mut self) -> Lease<MyConnector> {
         *self.handle.serving.lock().await = None;
         self.live.idle();
         self.server
@@ -475,7 +463,7 @@ impl Session {
 
     /// The attached server connection.
     fn conn(&mut self) -> Option<&mut ServerConn> {
-        self.server.as_mut().map(Pooled::conn)
+        self.server.as_mut().map(Lease::conn)
     }
 
     /// The status flags the client should see now.

@@ -24,6 +24,21 @@ pub(super) enum PinReason {
 }
 
 impl PinReason {
+    /// Every reason, in the order the metrics list them.
+    pub(super) const ALL: [PinReason; 11] = [
+        PinReason::UserVariable,
+        PinReason::TemporaryTable,
+        PinReason::NamedLock,
+        PinReason::LockTables,
+        PinReason::FoundRows,
+        PinReason::SqlPrepare,
+        PinReason::Handler,
+        PinReason::SessionTracking,
+        PinReason::Autocommit,
+        PinReason::Xa,
+        PinReason::ServerState,
+    ];
+
     pub(super) fn describe(self) -> &'static str {
         match self {
             PinReason::UserVariable => "user variables (@name)",

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap};
 use super::MetricsSources;
 use crate::metrics::*;
 use crate::pool::{CloseReason, PoolStatsSnapshot};
-use crate::postgres::sql::PinReason;
 use crate::registry::ClientState;
 
 fn ratio(served: u64, opened: u64) -> f64 {
@@ -75,11 +74,16 @@ pub(super) fn record(sources: &MetricsSources) {
     }
     metrics::gauge!(REUSE_RATIO).set(ratio(all_served, all_opened));
 
+    // PostgreSQL's series carry no protocol label, as they always have.
     let pins = &proxy.postgres.pin_counters;
-    for reason in PinReason::ALL {
-        metrics::counter!(CLIENT_PINS, "reason" => reason.as_str()).absolute(pins.count(reason));
+    for (reason, count) in pins.counts() {
+        metrics::counter!(CLIENT_PINS, "reason" => reason).absolute(count);
     }
     metrics::gauge!(CLIENTS_PINNED).set(pins.pinned_now() as f64);
+    for (reason, count) in proxy.mysql.pin_counters.counts() {
+        metrics::counter!(CLIENT_PINS, "reason" => reason, "protocol" => PROTOCOL_MYSQL)
+            .absolute(count);
+    }
 }
 
 /// One (database, user)'s series: `served` clients logged in since start,

@@ -1,13 +1,16 @@
-//! Handing a connection to a client: waiting in line for a permit, reusing an
-//! idle connection or opening one, and giving it back (or closing it).
+//! Handing a connection to a client: waiting in line for a permit (first
+//! come first served, within a deadline), then reusing an idle connection
+//! or opening one. What the client holds meanwhile is a [`Lease`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::shared::{Shared, Slot};
-use super::{CloseReason, Connector, Pool, Traffic};
+use super::lease::Lease;
+use super::shared::Slot;
+use super::{CloseReason, Connector, Pool};
+use crate::metrics::{self, Rejection};
 
 /// First pause before retrying a failed connect; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -34,93 +37,18 @@ pub enum CheckoutError<E: std::error::Error + 'static> {
     },
 }
 
-/// A server connection lent to one client. Give it back with
-/// [`Pooled::release`] once it is idle and reset; dropping it closes the
-/// connection, so a connection in an unknown state is never reused.
-pub struct Pooled<C: Connector> {
-    slot: Option<Slot<C::Conn>>,
-    shared: Arc<Shared<C>>,
-    /// Held for as long as the client has the connection.
-    _permit: OwnedSemaphorePermit,
-    reused: bool,
-    /// Since when the client has kept it idle between uses (lazy release):
-    /// given back, it has been idle since then, not since the release.
-    kept_idle_since: Option<Instant>,
-}
-
-impl<C: Connector> Pooled<C> {
-    pub fn conn(&mut self) -> &mut C::Conn {
-        &mut self.slot_mut().conn
-    }
-
-    /// True when this connection served an earlier client.
-    pub fn was_reused(&self) -> bool {
-        self.reused
-    }
-
-    fn slot_mut(&mut self) -> &mut Slot<C::Conn> {
-        // The slot is only taken out by methods that consume `self`.
-        self.slot
-            .as_mut()
-            .expect("pooled connection already given back")
-    }
-
-    /// True once the connection has outlived `server_lifetime`: given back,
-    /// it is closed.
-    pub fn is_expired(&self) -> bool {
-        self.slot
-            .as_ref()
-            .is_some_and(|slot| Instant::now() >= slot.expires_at)
-    }
-
-    /// The client keeps the connection, idle, until the pool wants it back
-    /// (see [`Pool::connection_wanted_back`]). Returns when it should go
-    /// back even unasked, as an idle one in the pool would be closed: when
-    /// its lifetime ends, or once it has been idle `server_idle_timeout`.
-    pub fn keep_idle(&mut self) -> Instant {
-        let now = Instant::now();
-        self.kept_idle_since = Some(now);
-        let expires_at = self.slot_mut().expires_at;
-        match self.shared.limits.load().idle_timeout {
-            Some(limit) => expires_at.min(now + limit),
-            None => expires_at,
-        }
-    }
-
-    /// The client uses the connection it kept idle again.
-    pub fn reuse_kept(&mut self) {
-        self.kept_idle_since = None;
-    }
-
-    /// Returns the connection to the pool (or closes it when it has outlived
-    /// `server_lifetime`). Only for connections that are idle and reset.
-    pub fn release(mut self) {
-        if let Some(slot) = self.slot.take() {
-            let idle_since = self.kept_idle_since.unwrap_or_else(Instant::now);
-            self.shared.return_idle(slot, idle_since);
-        }
-    }
-
-    /// Closes the connection instead of reusing it, counted under `reason`.
-    pub fn discard(mut self, reason: CloseReason) {
-        if let Some(slot) = self.slot.take() {
-            self.shared.close(slot, reason);
-        }
-    }
-
-    /// Adds what the client did on this connection to the pool's counters.
-    pub fn add_traffic(&self, traffic: &Traffic) {
-        self.shared.stats.add_traffic(traffic);
-    }
-}
-
-impl<C: Connector> Drop for Pooled<C> {
-    fn drop(&mut self) {
-        // Runs after `release` and `discard` too: the one place a loan ends.
-        self.shared.stats.given_back();
-        if let Some(slot) = self.slot.take() {
-            self.shared.close(slot, CloseReason::Abandoned);
-        }
+impl<E: std::error::Error + 'static> CheckoutError<E> {
+    /// Counts the client as refused, under this failure's reason; each
+    /// protocol then tells its client in its own words.
+    pub fn count_rejection(&self) {
+        metrics::client_rejected(match self {
+            CheckoutError::WaitTimeout(_) => Rejection::QueryWaitTimeout,
+            CheckoutError::UpstreamDown { .. } => Rejection::UpstreamDown,
+            CheckoutError::Closed => Rejection::Shutdown,
+            CheckoutError::Connect(_) | CheckoutError::ConnectTimeout(_) => {
+                Rejection::UpstreamError
+            }
+        });
     }
 }
 
@@ -129,7 +57,7 @@ impl<C: Connector> Pool<C> {
     pub async fn checkout(
         &self,
         wait: Option<Duration>,
-    ) -> Result<Pooled<C>, CheckoutError<C::Error>> {
+    ) -> Result<Lease<C>, CheckoutError<C::Error>> {
         let shared = &self.shared;
         let started = Instant::now();
         // Fast path: a free permit and an open pool need no waiting machinery.
@@ -179,7 +107,7 @@ impl<C: Connector> Pool<C> {
         permit: OwnedSemaphorePermit,
         started: Instant,
         wait: Option<Duration>,
-    ) -> Result<Pooled<C>, CheckoutError<C::Error>> {
+    ) -> Result<Lease<C>, CheckoutError<C::Error>> {
         let shared = &self.shared;
         while let Some(mut slot) = shared.idle().pop_back() {
             let reason = if slot.expires_at <= Instant::now() {
@@ -188,13 +116,7 @@ impl<C: Connector> Pool<C> {
                 CloseReason::Error
             } else {
                 shared.stats.checked_out();
-                return Ok(Pooled {
-                    slot: Some(slot),
-                    shared: Arc::clone(shared),
-                    _permit: permit,
-                    reused: true,
-                    kept_idle_since: None,
-                });
+                return Ok(Lease::new(slot, Arc::clone(shared), permit, true));
             };
             shared.close(slot, reason);
         }
@@ -203,13 +125,7 @@ impl<C: Connector> Pool<C> {
             .open_retrying(wait.map(|limit| started + limit))
             .await?;
         shared.stats.checked_out();
-        Ok(Pooled {
-            slot: Some(slot),
-            shared: Arc::clone(shared),
-            _permit: permit,
-            reused: false,
-            kept_idle_since: None,
-        })
+        Ok(Lease::new(slot, Arc::clone(shared), permit, false))
     }
 
     /// Opens a connection, retrying transient failures (unreachable, timed

@@ -6,15 +6,19 @@
 mod checkout;
 mod demand;
 mod janitor;
+mod lease;
 mod limits;
 mod pause;
+mod pins;
 mod resize;
 mod shared;
 mod stats;
 
-pub use checkout::{CheckoutError, Pooled};
+pub use checkout::CheckoutError;
+pub use lease::{KeepOrGiveBack, Lease};
 pub use limits::PoolLimits;
 pub use pause::PoolControl;
+pub use pins::{PinCounters, PinnedClient};
 pub use shared::Pool;
 pub use stats::{CloseReason, PoolStatsSnapshot, Traffic};
 

@@ -249,7 +249,7 @@ async fn janitor_reaps_idle_connections_and_keeps_min_size() {
     assert_eq!(pool.stats().closed_for(CloseReason::Idle), 2);
 }
 
-async fn futures_checkouts(pool: &Pool<Arc<Counting>>, count: usize) -> Vec<Pooled<Arc<Counting>>> {
+async fn futures_checkouts(pool: &Pool<Arc<Counting>>, count: usize) -> Vec<Lease<Arc<Counting>>> {
     let mut held = Vec::new();
     for _ in 0..count {
         held.push(pool.checkout(None).await.unwrap());
@@ -384,7 +384,7 @@ async fn an_abandoned_checkout_stops_counting_as_waiting() {
     assert_eq!(pool.stats().in_use, 1);
     let waiter = tokio::spawn({
         let pool = pool.clone();
-        async move { pool.checkout(None).await.map(Pooled::release) }
+        async move { pool.checkout(None).await.map(Lease::release) }
     });
     wait_until(|| pool.stats().waiting == 1).await;
     waiter.abort();

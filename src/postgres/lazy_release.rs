@@ -1,41 +1,31 @@
-//! Between transactions under transaction and statement pooling: the
-//! client gives its server connection back when the pool wants it, and
-//! otherwise keeps it, idle, until the pool does (lazy release). Giving it
-//! back and checking it out again at every transaction costs more than the
-//! transaction itself when nobody else is waiting.
-//!
-//! A kept connection is clean exactly as a released one is: nothing in
-//! flight, no transaction open, the client's session state learned from the
-//! server, nothing pinned. The pool wants it back when a client waits in
-//! line or the pool pauses, shrinks or closes; it also goes back, unasked,
-//! when it outlives `server_lifetime` or has been idle `server_idle_timeout`,
-//! as in the pool it would be closed.
-
-use tokio::time::Instant;
+//! PostgreSQL's part of lazy release between transactions under transaction
+//! and statement pooling (the policy itself is the pool's, `pool::Lease`):
+//! when a connection is clean enough to keep (nothing in flight, no
+//! transaction open, the client's session state learned from the server,
+//! nothing pinned), where its cancels go, and what the registry shows.
 
 use super::session::{Ending, Session, cancel_target};
-use crate::pool::CloseReason;
+use crate::pool::{CloseReason, KeepOrGiveBack};
 
 impl Session<'_> {
     /// Once nothing is in flight and no transaction is open: learns what
     /// session state the client now has (when its statements may have
-    /// changed it), then gives the server connection back if the pool wants
-    /// it or it has outlived `server_lifetime`, and keeps it otherwise. A
-    /// pinned client keeps its connection regardless. Returns when a
-    /// connection it starts to keep must go back even unasked.
-    pub(super) async fn release_when_idle(&mut self) -> Result<Option<Instant>, Ending> {
+    /// changed it), then keeps the server connection or gives it back as
+    /// the pool's lease decides. A pinned client keeps its connection
+    /// regardless, outside lazy release.
+    pub(super) async fn release_when_idle(&mut self) -> Result<(), Ending> {
         if !self.pooling() {
-            return Ok(None);
+            return Ok(());
         }
         let Some(server) = self.server.as_mut() else {
-            return Ok(None);
+            return Ok(());
         };
-        if server.kept_idle
+        if server.pooled.is_kept()
             || !server.queue.is_empty()
             || !server.conn().state.is_idle()
             || !self.client.scanner.at_boundary()
         {
-            return Ok(None);
+            return Ok(());
         }
         let probed = self.client.needs_probe;
         if probed {
@@ -46,13 +36,12 @@ impl Session<'_> {
         }
         self.note_pinned();
         let pinned = !self.client.pins.is_empty();
-        let wanted = self.pool.is_some_and(|pool| pool.wants_connections_back());
         let Some(server) = self.server.as_mut() else {
-            return Ok(None);
+            return Ok(());
         };
-        if !pinned && (wanted || server.pooled.is_expired()) {
+        if !pinned && server.pooled.keep_or_give_back() == KeepOrGiveBack::GiveBack {
             self.give_back_kept().await;
-            return Ok(None);
+            return Ok(());
         }
         if probed {
             // It stays here, and so do its cancels: a late one finds the
@@ -60,19 +49,15 @@ impl Session<'_> {
             // query, as on a direct connection.
             self.cancel.attach(Some(cancel_target(server.conn()))).await;
         }
-        if pinned {
-            return Ok(None);
+        if !pinned {
+            self.live.idle_keeping(server.conn().key.process_id);
         }
-        server.kept_idle = true;
-        let deadline = server.pooled.keep_idle();
-        self.live.idle_keeping(server.conn().key.process_id);
-        Ok(Some(Instant::from_std(deadline)))
+        Ok(())
     }
 
     /// The client sends a query again on the connection it kept.
     pub(super) fn reuse_kept(&mut self) {
         if let Some(server) = self.server.as_mut() {
-            server.kept_idle = false;
             server.pooled.reuse_kept();
             self.live.active(server.conn().key.process_id);
         }

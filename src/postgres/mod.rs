@@ -13,7 +13,6 @@ mod client;
 mod connector;
 mod lazy_release;
 mod login;
-mod pin_counters;
 mod prepared;
 mod probe;
 mod relay;

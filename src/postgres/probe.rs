@@ -72,7 +72,7 @@ impl Session<'_> {
         let previous = std::mem::take(&mut self.client.pins);
         for reason in pins {
             if !previous.contains_key(&reason) {
-                self.service.pin_counters.pinned(reason);
+                self.service.pin_counters.pinned(reason.as_str());
                 tracing::debug!(peer = %self.peer, reason = reason.as_str(), "client pinned to its server connection");
             }
             self.client

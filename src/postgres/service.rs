@@ -13,13 +13,13 @@ use super::auth::scram_verifier_from_password;
 use super::backend::UpstreamTarget;
 use super::cancel::CancelRegistry;
 use super::connector::PgConnector;
-use super::pin_counters::PinCounters;
 use super::prepared::StatementRegistry;
+use super::sql::PinReason;
 use super::state::Settings;
 use crate::config::{
     AuthType, ClientSecret, Config, DatabaseConfig, Protocol, ScramVerifier, UserConfig,
 };
-use crate::pool::{Pool, PoolLimits};
+use crate::pool::{PinCounters, Pool, PoolLimits};
 use crate::registry::{ClientRegistry, ServerRegistry};
 
 /// Pool of server connections for one (database, user).
@@ -82,7 +82,7 @@ impl PgService {
             cancels: Arc::default(),
             shutdown,
             statements: StatementRegistry::default(),
-            pin_counters: PinCounters::default(),
+            pin_counters: PinCounters::new(PinReason::ALL.map(PinReason::as_str)),
             normalized: Mutex::default(),
             clients,
             servers,

@@ -20,7 +20,6 @@ use tokio::time::Instant;
 
 use super::backend::{ServerConn, UpstreamError};
 use super::cancel::{CancelHandle, CancelTarget};
-use super::pin_counters::PinnedClient;
 use super::relay;
 use super::relay::queue::ResponseQueue;
 use super::service::{PgPool, PgService};
@@ -35,8 +34,8 @@ use super::wire::codec::{MessageScanner, ProtocolError};
 use super::wire::messages::{self, Severity, sqlstate};
 use super::wire::startup::Startup;
 use crate::config::{PoolMode, PoolSettings};
-use crate::metrics::{PoolHistograms, Rejection};
-use crate::pool::{CheckoutError, CloseReason};
+use crate::metrics::PoolHistograms;
+use crate::pool::{CheckoutError, CloseReason, PinnedClient};
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::LiveClient;
 use crate::stream::Stream;
@@ -218,19 +217,19 @@ impl Session<'_> {
         let mut last_activity = Instant::now();
         // Registered once: re-creating it on every turn costs a lock per message.
         let mut shutdown = std::pin::pin!(self.service.shutdown.clone().cancelled_owned());
-        // Likewise: when a kept server connection must go back unasked,
-        // reset each time one is kept.
-        let mut kept_until = std::pin::pin!(tokio::time::sleep_until(last_activity));
         loop {
             if let Err(ending) = self.handle_client_bytes().await {
                 return ending;
             }
-            match self.release_when_idle().await {
-                Ok(Some(deadline)) => kept_until.as_mut().reset(deadline),
-                Ok(None) => {}
-                Err(ending) => return ending,
+            if let Err(ending) = self.release_when_idle().await {
+                return ending;
             }
-            let kept = self.server.as_ref().is_some_and(|server| server.kept_idle);
+            // Owns what it waits on, so the server side can be read meanwhile.
+            let wanted_back = self
+                .server
+                .as_ref()
+                .and_then(|server| server.pooled.wanted_back());
+            let kept = wanted_back.is_some();
             let idle = self
                 .server
                 .as_mut()
@@ -251,10 +250,9 @@ impl Session<'_> {
                     None => std::future::pending().await,
                 }
             };
-            let pool = self.pool;
             let wanted_back = async {
-                match pool {
-                    Some(pool) => pool.connection_wanted_back().await,
+                match wanted_back {
+                    Some(wanted_back) => wanted_back.await,
                     None => std::future::pending().await,
                 }
             };
@@ -264,7 +262,6 @@ impl Session<'_> {
                     return Ending::IdleTimeout(idle_limit.unwrap_or_default());
                 }
                 () = wanted_back, if kept => self.give_back_kept().await,
-                () = &mut kept_until, if kept => self.give_back_kept().await,
                 read = client.stream.read_buf(&mut client.buf) => match read {
                     Ok(0) | Err(_) => return Ending::ClientGone,
                     Ok(read) => {
@@ -294,7 +291,7 @@ impl Session<'_> {
         if self.client.buf.is_empty() {
             return Ok(());
         }
-        let kept = self.server.as_ref().map(|server| server.kept_idle);
+        let kept = self.server.as_ref().map(|server| server.pooled.is_kept());
         if kept != Some(false) {
             if !relay::first_message_ready(&self.client.buf, self.pooling()) {
                 return Ok(());
@@ -437,7 +434,6 @@ impl Session<'_> {
             pooled,
             queue: ResponseQueue::default(),
             unnamed_is_clients: false,
-            kept_idle: false,
         });
         self.send_to_client(&out).await?;
         Ok(())
@@ -499,13 +495,10 @@ pub(super) fn cancel_target(conn: &ServerConn) -> CancelTarget {
     }
 }
 
+/// What the client is told when it got no server connection: the one place
+/// a checkout failure becomes a SQLSTATE.
 fn no_server(error: CheckoutError<UpstreamError>) -> Ending {
-    crate::metrics::client_rejected(match &error {
-        CheckoutError::WaitTimeout(_) => Rejection::QueryWaitTimeout,
-        CheckoutError::UpstreamDown { .. } => Rejection::UpstreamDown,
-        CheckoutError::Closed => Rejection::Shutdown,
-        CheckoutError::Connect(_) | CheckoutError::ConnectTimeout(_) => Rejection::UpstreamError,
-    });
+    error.count_rejection();
     let (code, message) = match &error {
         CheckoutError::WaitTimeout(_) => {
             (sqlstate::TOO_MANY_CONNECTIONS.to_owned(), error.to_string())

@@ -17,7 +17,7 @@ use super::state::ReportedParams;
 use super::state::{MAX_CUSTOM_SETTINGS, Settings};
 use super::traffic::SessionTraffic;
 use super::wire::codec::MessageScanner;
-use crate::pool::Pooled;
+use crate::pool::Lease;
 use crate::stream::Stream;
 
 /// The client's side: its socket and what churnstile knows of its session.
@@ -64,13 +64,11 @@ impl ClientSide {
 
 /// A server connection lent to the client, and the responses it owes.
 pub(super) struct Attached {
-    pub(super) pooled: Pooled<PgConnector>,
+    pub(super) pooled: Lease<PgConnector>,
     pub(super) queue: ResponseQueue,
     /// The server's unnamed statement is the client's (or neither has one);
     /// until then it may be another client's.
     pub(super) unnamed_is_clients: bool,
-    /// Between transactions, kept until the pool wants it back.
-    pub(super) kept_idle: bool,
 }
 
 impl Attached {

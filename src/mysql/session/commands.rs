@@ -32,7 +32,7 @@ impl Session {
         };
         match command {
             COM_QUIT => Err(Ending::Quit),
-            COM_PING if self.server.is_none() || self.kept_idle => self.send_ok(reply).await,
+            COM_PING if self.server.is_none() || self.keeps_idle() => self.send_ok(reply).await,
             COM_PING | COM_INIT_DB | COM_STATISTICS => self
                 .forward(reply, &payload, Expect::Single)
                 .await
@@ -146,7 +146,7 @@ impl Session {
             }
             for reason in &analysis.pins {
                 if self.pins.insert(*reason) {
-                    crate::metrics::mysql_client_pinned(reason.label());
+                    self.service.pin_counters.pinned(reason.label());
                 }
             }
         }

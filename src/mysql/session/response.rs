@@ -109,11 +109,15 @@ impl Session {
             && self.pins.insert(PinReason::ServerState)
         {
             tracing::debug!(peer = %self.peer.addr, "client pinned: the server reported session state churnstile cannot name or move");
-            crate::metrics::mysql_client_pinned(PinReason::ServerState.label());
+            self.service
+                .pin_counters
+                .pinned(PinReason::ServerState.label());
         }
         if flags & status::AUTOCOMMIT == 0 && flags & status::IN_TRANS == 0 {
             if pooling && self.pins.insert(PinReason::Autocommit) {
-                crate::metrics::mysql_client_pinned(PinReason::Autocommit.label());
+                self.service
+                    .pin_counters
+                    .pinned(PinReason::Autocommit.label());
             }
         } else if flags & status::AUTOCOMMIT != 0 {
             self.pins.remove(&PinReason::Autocommit);
