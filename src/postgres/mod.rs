@@ -11,7 +11,6 @@ pub mod backend;
 mod cancel;
 mod client;
 mod connector;
-mod lazy_release;
 mod login;
 mod prepared;
 mod probe;

@@ -4,10 +4,12 @@
 //! between transactions when the pool mode allows (never in session mode;
 //! after each transaction or statement otherwise, unless state that cannot
 //! move **pins** the client): idle, but still the client's until the pool
-//! wants it back (see `lazy_release.rs`) → back to idle → **releasing** when
+//! wants it back (see `lazy_release`) → back to idle → **releasing** when
 //! the client leaves: the server connection is made clean or closed (see
 //! `release.rs`). What the client's statements did to its session state is
 //! learned from the server in `probe.rs`.
+
+mod lazy_release;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

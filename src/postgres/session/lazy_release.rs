@@ -4,7 +4,7 @@
 //! transaction open, the client's session state learned from the server,
 //! nothing pinned), where its cancels go, and what the registry shows.
 
-use super::session::{Ending, Session, cancel_target};
+use super::{Ending, Session, cancel_target};
 use crate::pool::{CloseReason, KeepOrGiveBack};
 
 impl Session<'_> {
