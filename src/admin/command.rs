@@ -141,7 +141,7 @@ pub(super) const HELP: &[(&str, &str)] = &[
         "RELOAD",
         "re-read the --config file and apply what can change without a restart",
     ),
-    ("SHUTDOWN", "shut down as on SIGTERM"),
+    ("SHUTDOWN", "shut down as on SIGINT"),
 ];
 
 #[cfg(test)]

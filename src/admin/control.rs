@@ -96,10 +96,11 @@ pub(super) fn reload(proxy: &Proxy) -> Result<Vec<String>, Failed> {
     })
 }
 
-/// Shuts down exactly as SIGTERM does, by sending it.
+/// Shuts down exactly as SIGINT does, by sending it: transactions finish,
+/// then every client is told (SIGTERM would wait for this console too).
 pub(super) fn shutdown() -> Result<(), Failed> {
     let me = rustix::process::getpid();
-    rustix::process::kill_process(me, rustix::process::Signal::TERM).map_err(|errno| {
+    rustix::process::kill_process(me, rustix::process::Signal::INT).map_err(|errno| {
         failed(
             sqlstate::FEATURE_NOT_SUPPORTED,
             format!("cannot signal myself: {errno}"),

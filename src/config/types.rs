@@ -69,7 +69,8 @@ pub struct GeneralConfig {
     pub auth_type: AuthType,
     /// Client connections accepted at once, over all databases.
     pub max_client_conn: usize,
-    /// How long SIGTERM waits for clients to finish before closing them.
+    /// How long SIGTERM waits for clients, or SIGINT for their transactions,
+    /// to finish before closing them.
     pub shutdown_timeout: Duration,
     /// Threads that run client sessions. One (the default) serves a
     /// sidecar best: no cross-thread wake-ups on every message.

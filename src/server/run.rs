@@ -1,18 +1,18 @@
 //! Running the proxy: check descriptor limits and listen ports, bind every
 //! listener first (so a taken port fails fast with its owner named), start
-//! the pools and accept loops, then on SIGTERM or SIGINT stop accepting, let
-//! clients finish up to `shutdown_timeout`, send Terminate upstream and
-//! return.
+//! the pools and accept loops, answer signals, then on SIGTERM or SIGINT
+//! stop accepting, let clients (SIGTERM) or their transactions (SIGINT)
+//! finish up to `shutdown_timeout`, send Terminate upstream and return.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
 
 use super::accept::{Listener, accept_loop};
 use super::bind::{BindError, bind_tcp, bind_unix, bind_unix_path};
 use super::limits;
+use super::signals::{Shutdown, Signals};
 use crate::config::{Config, Protocol};
 use crate::observe::{self, MetricsError, MetricsSources};
 use crate::proxy::Proxy;
@@ -48,8 +48,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         socket_files,
     } = bind_all(&config)?;
     limits::check_at_startup(&config);
-    let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    let mut signals = Signals::install().map_err(RunError::Signal)?;
 
     let proxy = Arc::new(Proxy::new(config.clone(), config_file));
     let max_clients = config.general.max_client_conn;
@@ -84,24 +83,56 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         "churnstile is accepting clients"
     );
 
+    let reload = || reload_on_signal(&proxy);
+    let how = signals.until_shutdown(&proxy, &reload).await;
     tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    tracing::info!(timeout = ?config.general.shutdown_timeout, "shutting down: no new clients; waiting for clients to finish");
-    proxy.shutdown.cancel();
-    let all_clients_gone = client_slots.acquire_many(max_clients as u32);
-    if tokio::time::timeout(config.general.shutdown_timeout, all_clients_gone)
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown_timeout passed with clients still connected; closing them");
+        () = drain(&proxy, how, &client_slots, max_clients) => {}
+        _ = signals.until_shutdown(&proxy, &reload) => {
+            tracing::warn!("second SIGTERM or SIGINT: exiting now");
+        }
     }
     proxy.close_pools();
     for path in socket_files {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// SIGHUP: the admin console's RELOAD, which logs what it applied and what
+/// needs a restart; a file with errors changes nothing and is logged.
+fn reload_on_signal(proxy: &Proxy) {
+    if let Err(error) = proxy.reload() {
+        tracing::error!(%error, "SIGHUP: configuration not reloaded");
+    }
+}
+
+/// Stops accepting and waits, up to `shutdown_timeout`, until every client
+/// has gone: for SIGTERM as long as they stay; for SIGINT each is ended
+/// (57P01 / MySQL 1053) as soon as it is between transactions.
+async fn drain(proxy: &Proxy, how: Shutdown, client_slots: &Semaphore, max_clients: usize) {
+    let timeout = proxy.config.load().general.shutdown_timeout;
+    proxy.draining.cancel();
+    match how {
+        Shutdown::WaitForClients => tracing::info!(
+            ?timeout,
+            "SIGTERM: shutting down once every client has disconnected; no new clients"
+        ),
+        Shutdown::WaitForServers => {
+            tracing::info!(
+                ?timeout,
+                "SIGINT: shutting down once transactions finish; no new clients"
+            );
+            proxy.shutdown.cancel();
+        }
+    }
+    let all_clients_gone = client_slots.acquire_many(max_clients as u32);
+    if tokio::time::timeout(timeout, all_clients_gone)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown_timeout passed with clients still connected; closing them");
+    }
+    proxy.shutdown.cancel();
 }
 
 /// Every bound listener, by protocol, and the Unix socket files to remove.

@@ -41,7 +41,9 @@ pub struct ProcessExit {
     pub stderr: String,
 }
 
-/// A running churnstile. Dropping it sends SIGTERM, then SIGKILL after 10 s.
+/// A running churnstile. Dropping it sends SIGINT (transactions finish,
+/// clients are told, without waiting for them to leave), then SIGKILL after
+/// 10 s.
 pub struct Proxy {
     dir: TempDir,
     port: u16,
@@ -306,7 +308,7 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        child::stop(&mut self.child, Signal::TERM, STOP_GRACE);
+        child::stop(&mut self.child, Signal::INT, STOP_GRACE);
     }
 }
 
