@@ -91,19 +91,51 @@ fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
         None => PoolSettings::default(),
     };
     let databases = read_databases(root, &pool, diagnostics);
-    let serves_mysql = databases.values().any(|db| db.protocol == Protocol::Mysql);
-    add_mysql_listener_defaults(&mut listen, listen_section.as_ref(), serves_mysql);
+    derive_listeners(&mut listen, listen_section.as_ref(), &databases);
     let users = read_users(root, auth_type, diagnostics);
     if let Some(section) = &general_section {
         general.observe = read_observability(section, &users, diagnostics);
     }
-    Config {
+    let config = Config {
         listen,
         general,
         pool,
         databases,
         users,
+    };
+    if !config.has_listeners() {
+        let span = (listen_section.as_ref())
+            .map(|section| {
+                section
+                    .value_span("postgres")
+                    .unwrap_or_else(|| section.span())
+            })
+            .unwrap_or(0..0);
+        diagnostics.error(
+            span,
+            "listen",
+            "no listeners, so no client could connect: set [listen] postgres \
+             (PostgreSQL TCP addresses), unix_socket_dir, mysql (MySQL TCP addresses) \
+             or mysql_unix_socket",
+        );
     }
+    config
+}
+
+/// Listeners follow the databases unless `[listen]` names them: PostgreSQL
+/// ones when a database speaks PostgreSQL (or none is configured yet),
+/// MySQL ones when a database speaks MySQL.
+fn derive_listeners(
+    listen: &mut ListenConfig,
+    section: Option<&Section>,
+    databases: &BTreeMap<String, DatabaseConfig>,
+) {
+    let speaks = |protocol| databases.values().any(|db| db.protocol == protocol);
+    let only_mysql = !databases.is_empty() && !speaks(Protocol::Postgres);
+    if only_mysql && !section.is_some_and(|section| section.has("postgres")) {
+        listen.postgres.clear();
+    }
+    add_mysql_listener_defaults(listen, section, speaks(Protocol::Mysql));
 }
 
 fn read_listen(section: &Section, diagnostics: &mut Diagnostics) -> ListenConfig {
@@ -124,13 +156,6 @@ fn read_listen(section: &Section, diagnostics: &mut Diagnostics) -> ListenConfig
     let unix_socket_port = section
         .port("unix_socket_port", diagnostics)
         .unwrap_or_else(|| ListenConfig::default_unix_socket_port(&postgres));
-    if postgres.is_empty() && unix_socket_dir.is_none() {
-        diagnostics.error(
-            section.value_span("postgres").unwrap_or_else(|| section.span()),
-            section.field("postgres"),
-            "no listeners: postgres is empty and unix_socket_dir is \"\", so no client could connect",
-        );
-    }
     ListenConfig {
         postgres,
         unix_socket_dir,
@@ -882,9 +907,54 @@ password = "md5abc"
             "[listen]\npostgres = [\"127.0.0.1:99999\"]\n[databases.app]\n",
             "c.toml:2:13: listen.postgres[0]: \"127.0.0.1:99999\" is not an IP address and port",
         );
+    }
+
+    const MYSQL_DB: &str = "[databases.app]\nprotocol = \"mysql\"\n";
+
+    #[test]
+    fn a_mysql_only_config_opens_mysql_listeners_only() {
+        let config = parse_str(MYSQL_DB, "c.toml").unwrap();
+        assert_eq!(config.listen.postgres, []);
+        assert_eq!(config.postgres_socket_dir(), None);
+        assert_eq!(config.listen.mysql, ["127.0.0.1:3307".parse().unwrap()]);
+        assert_eq!(
+            config.listen.mysql_unix_socket,
+            Some(PathBuf::from("/tmp/churnstile-mysql-3307.sock"))
+        );
+        let text = format!("[listen]\npostgres = [\"127.0.0.1:7000\"]\n{MYSQL_DB}");
+        let config = parse_str(&text, "c.toml").unwrap();
+        assert_eq!(
+            config.listen.postgres,
+            ["127.0.0.1:7000".parse().unwrap()],
+            "named listeners stay, for the admin console"
+        );
+        assert_eq!(config.postgres_socket_dir(), Some(Path::new("/tmp")));
+    }
+
+    #[test]
+    fn postgres_may_be_empty_while_another_listener_remains() {
+        let text = "[listen]\npostgres = []\n[databases.app]\n";
+        let config = parse_str(text, "c.toml").unwrap();
+        assert_eq!(config.postgres_socket_dir(), Some(Path::new("/tmp")));
+        let text = format!("[listen]\npostgres = []\nunix_socket_dir = \"\"\n{MYSQL_DB}");
+        let config = parse_str(&text, "c.toml").unwrap();
+        assert_eq!(config.listen.mysql, ["127.0.0.1:3307".parse().unwrap()]);
+        assert_eq!(config.listen.mysql_unix_socket, None);
+        assert_eq!(config.postgres_socket_dir(), None);
+    }
+
+    #[test]
+    fn no_listener_at_all_is_an_error_naming_the_keys_to_set() {
+        let keys = "no listeners, so no client could connect: set [listen] postgres \
+                    (PostgreSQL TCP addresses), unix_socket_dir, mysql (MySQL TCP addresses) \
+                    or mysql_unix_socket";
         assert_one_error(
             "[listen]\npostgres = []\nunix_socket_dir = \"\"\n[databases.app]\n",
-            "c.toml:2:12: listen.postgres: no listeners",
+            &format!("c.toml:2:12: listen: {keys}"),
+        );
+        assert_one_error(
+            &format!("[listen]\nmysql = []\nunix_socket_dir = \"\"\n{MYSQL_DB}"),
+            &format!("c.toml:1:1: listen: {keys}"),
         );
     }
 

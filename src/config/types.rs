@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Everything churnstile needs to run, after validation.
@@ -16,6 +16,24 @@ pub struct Config {
     pub pool: PoolSettings,
     pub databases: BTreeMap<String, DatabaseConfig>,
     pub users: BTreeMap<String, UserConfig>,
+}
+
+impl Config {
+    /// Where the PostgreSQL Unix socket is opened: `unix_socket_dir`, when
+    /// PostgreSQL is served at all (a TCP listener or a database speaks it).
+    pub fn postgres_socket_dir(&self) -> Option<&Path> {
+        let serves_postgres = !self.listen.postgres.is_empty()
+            || (self.databases.values()).any(|db| db.protocol == Protocol::Postgres);
+        (self.listen.unix_socket_dir.as_deref()).filter(|_| serves_postgres)
+    }
+
+    /// Whether any listener, TCP or Unix, of either protocol is configured.
+    pub fn has_listeners(&self) -> bool {
+        !self.listen.postgres.is_empty()
+            || self.postgres_socket_dir().is_some()
+            || !self.listen.mysql.is_empty()
+            || self.listen.mysql_unix_socket.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -23,7 +23,7 @@ pub enum RunError {
     #[error(transparent)]
     Bind(#[from] BindError),
     #[error(
-        "nothing to listen on: [listen] has no postgres or mysql addresses and no Unix sockets"
+        "nothing to listen on: set [listen] postgres, unix_socket_dir, mysql or mysql_unix_socket"
     )]
     NoListeners,
     #[error("cannot install signal handler: {0}")]
@@ -153,10 +153,7 @@ fn bind_all(config: &Config) -> Result<Bound, RunError> {
     for addr in &listen.postgres {
         bound.postgres.push(Listener::Tcp(bind_tcp(*addr)?));
     }
-    if let Some(dir) = &listen.unix_socket_dir
-        && (!listen.postgres.is_empty()
-            || (config.databases.values()).any(|db| db.protocol == Protocol::Postgres))
-    {
+    if let Some(dir) = config.postgres_socket_dir() {
         let (listener, path) = bind_unix(dir, listen.unix_socket_port)?;
         bound.postgres.push(Listener::Unix(listener));
         bound.socket_files.push(path);

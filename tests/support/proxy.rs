@@ -56,8 +56,8 @@ impl Proxy {
     /// Runs `churnstile --config FILE` with `config_toml` after replacing
     /// `{port}` with a free port (the PostgreSQL listener), `{mysql_port}`
     /// with another (the MySQL listener) and `{socket_dir}` with a fresh
-    /// directory. Returns once the ports, and `{socket_dir}/mysql.sock` if
-    /// the config names it, accept connections; panics with churnstile's
+    /// directory. Returns once the ports the config names, and
+    /// `{socket_dir}/mysql.sock` if it names that, accept connections; panics with churnstile's
     /// stderr if it exits or does not listen in 20 s.
     pub fn start(config_toml: &str) -> Proxy {
         Proxy::launch(config_toml, None)
@@ -86,7 +86,8 @@ impl Proxy {
             fs::write(&config_path, config)
                 .unwrap_or_else(|e| panic!("writing {}: {e}", config_path.display()));
             let mut child = spawn(dir.path(), &["--config", &config_arg], fd_limit);
-            let ports: Vec<u16> = [Some(port), mysql_port].into_iter().flatten().collect();
+            let postgres_port = config_toml.contains("{port}").then_some(port);
+            let ports: Vec<u16> = [postgres_port, mysql_port].into_iter().flatten().collect();
             // The MySQL socket is bound after the TCP listeners.
             let mysql_socket = config_toml
                 .contains(&format!("{{socket_dir}}/{MYSQL_SOCKET}"))
