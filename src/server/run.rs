@@ -63,7 +63,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
                 .collect(),
         };
         let addr = observe::start(listener, sources)?;
-        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics, probes at /healthz and /readyz");
     }
     let by_protocol = (listeners.into_iter().map(|l| (l, Protocol::Postgres)))
         .chain(mysql_listeners.into_iter().map(|l| (l, Protocol::Mysql)));
