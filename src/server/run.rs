@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use super::accept::{Listener, accept_loop};
 use super::bind::{BindError, bind_tcp, bind_unix, bind_unix_path};
 use super::limits;
+use super::notify::Notifier;
 use super::signals::{Shutdown, Signals};
 use crate::config::{Config, Protocol};
 use crate::observe::{self, MetricsError, MetricsSources};
@@ -82,9 +83,17 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         databases = config.databases.len(),
         "churnstile is accepting clients"
     );
+    let notifier = Arc::new(Notifier::from_env());
+    notifier.ready();
+    notifier.spawn_watchdog();
 
-    let reload = || reload_on_signal(&proxy);
+    let reload = || {
+        notifier.reloading();
+        reload_on_signal(&proxy);
+        notifier.ready();
+    };
     let how = signals.until_shutdown(&proxy, &reload).await;
+    notifier.stopping();
     tokio::select! {
         () = drain(&proxy, how, &client_slots, max_clients) => {}
         _ = signals.until_shutdown(&proxy, &reload) => {
