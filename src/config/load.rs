@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
 use toml::de::DeTable;
 
 use super::error::{ConfigError, ConfigErrors, Diagnostics};
 use super::observe::{OBSERVE_KEYS, read_observability};
+use super::password::read_password;
 use super::pool::{POOL_KEYS, read_pool_settings};
 use super::secret::parse_client_secret;
 use super::section::Section;
@@ -33,8 +35,22 @@ const GENERAL_KEYS: &[&str] = &[
     "worker_threads",
     "mysql_auth_plugin",
 ];
-const DATABASE_KEYS: &[&str] = &["protocol", "host", "port", "dbname", "user", "password"];
-const USER_KEYS: &[&str] = &["password", "upstream_user", "upstream_password"];
+const DATABASE_KEYS: &[&str] = &[
+    "protocol",
+    "host",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "password_file",
+];
+const USER_KEYS: &[&str] = &[
+    "password",
+    "password_file",
+    "upstream_user",
+    "upstream_password",
+    "upstream_password_file",
+];
 
 const DEFAULT_HOST: &str = "127.0.0.1";
 
@@ -186,10 +202,7 @@ fn add_mysql_listener_defaults(
     if !has("mysql_unix_socket")
         && let Some(dir) = &listen.unix_socket_dir
     {
-        let port = (listen.mysql.first().map(SocketAddr::port))
-            .filter(|&port| port != 0)
-            .unwrap_or(DEFAULT_MYSQL_LISTEN_PORT);
-        listen.mysql_unix_socket = Some(dir.join(format!("churnstile-mysql-{port}.sock")));
+        listen.mysql_unix_socket = Some(ListenConfig::default_mysql_socket(dir, &listen.mysql));
     }
 }
 
@@ -325,14 +338,12 @@ fn read_database(
         "user is empty; leave it out to log in upstream as each client's upstream_user",
         diagnostics,
     );
-    let password = section
-        .string("password", diagnostics)
-        .map(|password| password.into_inner());
-    if password.is_some() && user.is_none() {
+    let password = read_password(section, "password", "password_file", diagnostics);
+    if let Some(password) = &password
+        && user.is_none()
+    {
         diagnostics.error(
-            section
-                .value_span("password")
-                .unwrap_or_else(|| section.span()),
+            password.span(),
             section.field("password"),
             "password without user; it is the forced user's upstream password, \
              so give user too (or set upstream_password in [users.NAME])",
@@ -355,7 +366,7 @@ fn read_database(
         port,
         dbname,
         user,
-        password,
+        password: password.map(Spanned::into_inner),
         pool,
     }
 }
@@ -388,7 +399,7 @@ fn read_user(
     diagnostics: &mut Diagnostics,
 ) -> UserConfig {
     section.reject_unknown_keys(USER_KEYS, "key", diagnostics);
-    let password = section.string("password", diagnostics);
+    let password = read_password(section, "password", "password_file", diagnostics);
     let secret = password.as_ref().and_then(|password| {
         parse_client_secret(password.get_ref())
             .map_err(|message| {
@@ -397,7 +408,11 @@ fn read_user(
             .ok()
     });
     match (auth_type, &secret) {
-        (Some(auth_type), None) if auth_type != AuthType::Trust && !section.has("password") => {
+        (Some(auth_type), None)
+            if auth_type != AuthType::Trust
+                && !section.has("password")
+                && !section.has("password_file") =>
+        {
             diagnostics.error(
                 section.span(),
                 section.field("password"),
@@ -433,13 +448,17 @@ fn read_user(
         diagnostics,
     )
     .unwrap_or_else(|| name.to_owned());
-    let upstream_password = section
-        .string("upstream_password", diagnostics)
-        .map(|password| password.into_inner())
-        .or_else(|| match &secret {
-            Some(ClientSecret::Plain(password)) => Some(password.clone()),
-            _ => None,
-        });
+    let upstream_password = read_password(
+        section,
+        "upstream_password",
+        "upstream_password_file",
+        diagnostics,
+    )
+    .map(Spanned::into_inner)
+    .or_else(|| match &secret {
+        Some(ClientSecret::Plain(password)) => Some(password.clone()),
+        _ => None,
+    });
     UserConfig {
         secret,
         upstream_user,
@@ -756,11 +775,11 @@ password = "md5abc"
         );
         assert_one_error(
             "[databases.app]\nusername = \"x\"\n",
-            "c.toml:2:1: databases.app.username: unknown key; allowed keys: protocol, host, port, dbname, user, password, pool_mode,",
+            "c.toml:2:1: databases.app.username: unknown key; allowed keys: protocol, host, port, dbname, user, password, password_file, pool_mode,",
         );
         assert_one_error(
             "[databases.app]\n[users.a]\npassword = \"x\"\npass = \"x\"\n",
-            "c.toml:4:1: users.a.pass: unknown key; allowed keys: password, upstream_user, upstream_password",
+            "c.toml:4:1: users.a.pass: unknown key; allowed keys: password, password_file, upstream_user, upstream_password, upstream_password_file",
         );
     }
 
@@ -906,6 +925,44 @@ password = "md5abc"
         assert_one_error(
             "[listen]\npostgres = [\"127.0.0.1:99999\"]\n[databases.app]\n",
             "c.toml:2:13: listen.postgres[0]: \"127.0.0.1:99999\" is not an IP address and port",
+        );
+    }
+
+    #[test]
+    fn passwords_come_from_files_and_environment_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alice.password");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let text = format!(
+            "[databases.app]\nuser = \"svc\"\npassword = \"x${{PATH}}x\"\n\
+             [users.alice]\npassword_file = \"{}\"\n",
+            file.display()
+        );
+        let config = parse_str(&text, "c.toml").unwrap();
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(config.databases["app"].password, Some(format!("x{path}x")));
+        let alice = &config.users["alice"];
+        assert_eq!(
+            alice.secret,
+            Some(ClientSecret::Plain("from-a-file".to_owned()))
+        );
+        assert_eq!(alice.upstream_password.as_deref(), Some("from-a-file"));
+    }
+
+    #[test]
+    fn a_missing_password_file_or_variable_is_reported_where_it_is_named() {
+        assert_one_error(
+            "[databases.app]\nuser = \"u\"\npassword_file = \"/nonexistent/pw\"\n",
+            "c.toml:3:17: databases.app.password_file: cannot read /nonexistent/pw: No such file",
+        );
+        assert_one_error(
+            "[databases.app]\n[users.a]\npassword = \"${CHURNSTILE_UNSET_VARIABLE}\"\n",
+            "c.toml:3:12: users.a.password: environment variable CHURNSTILE_UNSET_VARIABLE \
+             is not set (the value reads ${CHURNSTILE_UNSET_VARIABLE})",
+        );
+        assert_one_error(
+            "[databases.app]\n[users.a]\npassword = \"p\"\npassword_file = \"f\"\n",
+            "c.toml:4:17: users.a.password_file: give password or password_file, not both",
         );
     }
 

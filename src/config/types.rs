@@ -58,6 +58,16 @@ const DEFAULT_LISTEN_PORT: u16 = 6432;
 pub(crate) const DEFAULT_MYSQL_LISTEN_PORT: u16 = 3307;
 
 impl ListenConfig {
+    /// The MySQL Unix socket in `dir` when none is configured:
+    /// `churnstile-mysql-<port>.sock`, the first MySQL listener's port
+    /// (unless it asks for an ephemeral one) or 3307.
+    pub fn default_mysql_socket(dir: &Path, mysql: &[SocketAddr]) -> PathBuf {
+        let port = (mysql.first().map(SocketAddr::port))
+            .filter(|&port| port != 0)
+            .unwrap_or(DEFAULT_MYSQL_LISTEN_PORT);
+        dir.join(format!("churnstile-mysql-{port}.sock"))
+    }
+
     /// The Unix socket port when none is configured: the first TCP
     /// listener's port (unless it asks for an ephemeral port), else 6432.
     pub fn default_unix_socket_port(postgres: &[SocketAddr]) -> u16 {
