@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use support::admin_console::{ADMIN_CONFIG, admin, owned, pool_counts, rows};
 use support::pg_client::{self, scalar};
 use support::shutdown::{
-    ADMIN_SHUTDOWN, PROMPTLY, connect_watched, ending_sqlstate, wait_backends, wait_exit,
+    ADMIN_SHUTDOWN, PROMPTLY, assert_clean_exit, connect_watched, ending_sqlstate, wait_exit,
     wait_refused,
 };
 use support::wait::until_equal;
@@ -135,13 +135,7 @@ async fn sigterm_waits_for_a_connected_idle_client_to_leave() {
         .expect("the connection closes")
         .unwrap();
     assert!(ended.is_ok(), "the client left by itself: {ended:?}");
-    assert_eq!(
-        wait_exit(&mut proxy, PROMPTLY),
-        Some(0),
-        "stderr:\n{}",
-        proxy.stderr()
-    );
-    wait_backends(&pg, 0).await;
+    assert_clean_exit(&mut proxy, &pg).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,13 +165,7 @@ async fn sigint_lets_an_open_transaction_commit_then_tells_the_client() {
         .unwrap();
     busy.batch_execute("COMMIT").await.unwrap();
     assert_eq!(ending_sqlstate(busy_connection).await, ADMIN_SHUTDOWN);
-    assert_eq!(
-        wait_exit(&mut proxy, PROMPTLY),
-        Some(0),
-        "stderr:\n{}",
-        proxy.stderr()
-    );
-    wait_backends(&pg, 0).await;
+    assert_clean_exit(&mut proxy, &pg).await;
     let direct = pg.client(MD5_USER.name, APP_DB).await;
     assert_eq!(
         pg_client::query_i64(&direct, "SELECT count(*) FROM orders").await,

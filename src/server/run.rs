@@ -66,16 +66,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         let addr = observe::start(listener, sources)?;
         tracing::info!(%addr, "serving Prometheus metrics at /metrics, probes at /healthz and /readyz");
     }
-    let by_protocol = (listeners.into_iter().map(|l| (l, Protocol::Postgres)))
-        .chain(mysql_listeners.into_iter().map(|l| (l, Protocol::Mysql)));
-    for (listener, protocol) in by_protocol {
-        tokio::spawn(accept_loop(
-            listener,
-            protocol,
-            Arc::clone(&proxy),
-            Arc::clone(&client_slots),
-        ));
-    }
+    spawn_accept_loops(listeners, mysql_listeners, &proxy, &client_slots);
     tracing::info!(
         listen = ?config.listen.postgres,
         mysql = ?config.listen.mysql,
@@ -86,25 +77,55 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
     let notifier = Arc::new(Notifier::from_env());
     notifier.ready();
     notifier.spawn_watchdog();
-
-    let reload = || {
-        notifier.reloading();
-        reload_on_signal(&proxy);
-        notifier.ready();
-    };
-    let how = signals.until_shutdown(&proxy, &reload).await;
-    notifier.stopping();
-    tokio::select! {
-        () = drain(&proxy, how, &client_slots, max_clients) => {}
-        _ = signals.until_shutdown(&proxy, &reload) => {
-            tracing::warn!("second SIGTERM or SIGINT: exiting now");
-        }
-    }
+    serve_signals_then_drain(&proxy, &mut signals, &notifier, &client_slots, max_clients).await;
     proxy.close_pools();
     for path in socket_files {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// One accept loop per listener, in the listener's protocol.
+fn spawn_accept_loops(
+    postgres: Vec<Listener>,
+    mysql: Vec<Listener>,
+    proxy: &Arc<Proxy>,
+    client_slots: &Arc<Semaphore>,
+) {
+    let by_protocol = (postgres.into_iter().map(|l| (l, Protocol::Postgres)))
+        .chain(mysql.into_iter().map(|l| (l, Protocol::Mysql)));
+    for (listener, protocol) in by_protocol {
+        tokio::spawn(accept_loop(
+            listener,
+            protocol,
+            Arc::clone(proxy),
+            Arc::clone(client_slots),
+        ));
+    }
+}
+
+/// Answers SIGHUP, SIGUSR1 and SIGUSR2 until SIGTERM or SIGINT, then
+/// drains; a second SIGTERM or SIGINT cuts the drain short.
+async fn serve_signals_then_drain(
+    proxy: &Proxy,
+    signals: &mut Signals,
+    notifier: &Notifier,
+    client_slots: &Semaphore,
+    max_clients: usize,
+) {
+    let reload = || {
+        notifier.reloading();
+        reload_on_signal(proxy);
+        notifier.ready();
+    };
+    let how = signals.until_shutdown(proxy, &reload).await;
+    notifier.stopping();
+    tokio::select! {
+        () = drain(proxy, how, client_slots, max_clients) => {}
+        _ = signals.until_shutdown(proxy, &reload) => {
+            tracing::warn!("second SIGTERM or SIGINT: exiting now");
+        }
+    }
 }
 
 /// SIGHUP: the admin console's RELOAD, which logs what it applied and what

@@ -66,3 +66,15 @@ pub async fn wait_backends(pg: &PgServer, expected: i64) {
     })
     .await;
 }
+
+/// churnstile exits 0 within [`PROMPTLY`] and its server connections to
+/// `pg` are gone.
+pub async fn assert_clean_exit(proxy: &mut Proxy, pg: &PgServer) {
+    assert_eq!(
+        wait_exit(proxy, PROMPTLY),
+        Some(0),
+        "stderr:\n{}",
+        proxy.stderr()
+    );
+    wait_backends(pg, 0).await;
+}
