@@ -52,6 +52,8 @@ pub async fn wait_refused(port: u16) {
         PROMPTLY,
         async || match TcpStream::connect(("127.0.0.1", port)).await {
             Err(error) if error.kind() == ErrorKind::ConnectionRefused => Ok(()),
+            // Queued while the listener closed: the next try is refused.
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => Err("a connection reset"),
             Err(error) => panic!("connecting to {port}: {error}"),
             Ok(_) => Err("a connection accepted"),
         },
