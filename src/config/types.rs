@@ -28,7 +28,7 @@ impl Config {
     }
 
     /// Whether any listener, TCP or Unix, of either protocol is configured.
-    pub fn has_listeners(&self) -> bool {
+    pub(super) fn has_listeners(&self) -> bool {
         !self.listen.postgres.is_empty()
             || self.postgres_socket_dir().is_some()
             || !self.listen.mysql.is_empty()
@@ -61,7 +61,7 @@ impl ListenConfig {
     /// The MySQL Unix socket in `dir` when none is configured:
     /// `churnstile-mysql-<port>.sock`, the first MySQL listener's port
     /// (unless it asks for an ephemeral one) or 3307.
-    pub fn default_mysql_socket(dir: &Path, mysql: &[SocketAddr]) -> PathBuf {
+    pub(super) fn default_mysql_socket(dir: &Path, mysql: &[SocketAddr]) -> PathBuf {
         let port = (mysql.first().map(SocketAddr::port))
             .filter(|&port| port != 0)
             .unwrap_or(DEFAULT_MYSQL_LISTEN_PORT);

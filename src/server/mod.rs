@@ -9,4 +9,4 @@ pub mod bind;
 pub mod limits;
 mod notify;
 pub mod run;
-pub mod signals;
+mod signals;
