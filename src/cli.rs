@@ -1,14 +1,15 @@
 //! Command-line interface: run from a config file, run zero-config as a
-//! sidecar (`--listen` + `--upstream`), check a config file, diagnose the
+//! sidecar (`--listen` + `--upstream`, `--upstream-file` or
+//! `CHURNSTILE_UPSTREAM`), check a config file, diagnose the
 //! host (`doctor`), or watch a running instance (`top`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use churnstile::config::{self, PoolMode};
+use churnstile::config::{self, PoolMode, Sidecar};
 use churnstile::doctor::{DEFAULT_TOP, DoctorOptions};
 use churnstile::host::TIME_WAIT;
 
@@ -23,30 +24,114 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// Run with this configuration file.
-    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["listen", "upstream"])]
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["listen", "upstream", "upstream_file"])]
     pub config: Option<PathBuf>,
 
-    /// Zero-config mode: address to accept PostgreSQL clients on.
-    #[arg(long, value_name = "ADDR", requires = "upstream")]
+    /// Zero-config mode: address to accept clients on (PostgreSQL ones, or
+    /// MySQL ones when every upstream is mysql://).
+    #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
-    /// Zero-config mode: upstream as postgres://USER:PASS@HOST:PORT/DB; clients
-    /// must present the same user and password.
+    /// Zero-config mode: an upstream as postgres://USER[:PASS]@HOST:PORT/DB
+    /// or mysql://...; repeat for several databases (one each, named by
+    /// DB). Without PASS, PGPASSWORD or MYSQL_PWD is used, so no password
+    /// shows in `ps`. Defaults to $CHURNSTILE_UPSTREAM.
     #[arg(long, value_name = "URL", requires = "listen")]
-    pub upstream: Option<String>,
+    pub upstream: Vec<String>,
+
+    /// Zero-config mode: upstream URLs from FILE, one per line (`#` starts
+    /// a comment).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub upstream_file: Option<PathBuf>,
+
+    /// Zero-config mode: address for MySQL clients when the upstreams mix
+    /// postgres:// and mysql://.
+    #[arg(long, value_name = "ADDR", requires = "listen")]
+    pub mysql_listen: Option<SocketAddr>,
+
+    /// Zero-config mode: directory for the Unix sockets (.s.PGSQL.<port>,
+    /// churnstile-mysql-<port>.sock).
+    #[arg(long, value_name = "DIR", requires = "listen")]
+    pub unix_socket_dir: Option<PathBuf>,
 
     /// Zero-config mode: pool mode.
-    #[arg(long, value_enum, requires = "upstream")]
+    #[arg(long, value_enum, requires = "listen")]
     pub pool_mode: Option<PoolModeArg>,
 
-    /// Zero-config mode: most server connections (default_pool_size).
-    #[arg(long, value_name = "N", requires = "upstream")]
+    /// Zero-config mode: most server connections per database and user
+    /// (default_pool_size).
+    #[arg(long, value_name = "N", requires = "listen")]
     pub pool_size: Option<usize>,
+
+    /// Zero-config mode: client connections at once (default 100).
+    #[arg(long, value_name = "N", requires = "listen")]
+    pub max_client_conn: Option<usize>,
+
+    /// Zero-config mode: this upstream URL user may open the admin console
+    /// (database `churnstile`).
+    #[arg(long, value_name = "NAME", requires = "listen")]
+    pub admin_user: Option<String>,
 
     /// Address for the Prometheus metrics endpoint (overrides [general]
     /// metrics_listen).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The environment variable that may hold the upstream URL.
+const UPSTREAM_ENV: &str = "CHURNSTILE_UPSTREAM";
+
+impl Cli {
+    /// The zero-config flags, when `--listen` is given; an error message
+    /// when no upstream is given or the upstream file cannot be read.
+    pub fn sidecar(&self) -> Result<Option<Sidecar>, String> {
+        let Some(listen) = self.listen else {
+            return Ok(None);
+        };
+        let mut upstreams = self.upstream.clone();
+        if let Some(path) = &self.upstream_file {
+            upstreams.extend(read_upstream_file(path)?);
+        }
+        if upstreams.is_empty() {
+            let from_env = std::env::var(UPSTREAM_ENV)
+                .ok()
+                .filter(|url| !url.is_empty());
+            upstreams.extend(from_env);
+        }
+        if upstreams.is_empty() {
+            return Err(format!(
+                "--listen needs an upstream: give --upstream URL, --upstream-file FILE \
+                 or the {UPSTREAM_ENV} environment variable"
+            ));
+        }
+        Ok(Some(Sidecar {
+            listen,
+            upstreams,
+            mysql_listen: self.mysql_listen,
+            unix_socket_dir: self.unix_socket_dir.clone(),
+            pool_mode: self.pool_mode.map(Into::into),
+            pool_size: self.pool_size,
+            max_client_conn: self.max_client_conn,
+            admin_user: self.admin_user.clone(),
+        }))
+    }
+}
+
+/// The URLs in `path`, one a line; blank lines and `#` comments skipped.
+fn read_upstream_file(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("--upstream-file {}: cannot read: {error}", path.display()))?;
+    let urls: Vec<String> = (text.lines().map(str::trim))
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    if urls.is_empty() {
+        return Err(format!(
+            "--upstream-file {}: no upstream URL in it",
+            path.display()
+        ));
+    }
+    Ok(urls)
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,8 +200,9 @@ impl DoctorArgs {
             (None, Some(url)) => {
                 let listen = self.listen.first().copied();
                 let listen = listen.unwrap_or_else(|| DoctorOptions::default().listen[0]);
-                let sidecar = config::sidecar_config(listen, url, None, None)
-                    .map_err(|error| format!("--upstream: {error}"))?;
+                let flags = Sidecar::new(listen, url);
+                let sidecar = config::sidecar_config(&flags, &|name| std::env::var(name).ok())
+                    .map_err(|error| error.to_string())?;
                 DoctorOptions::for_config(&sidecar)
             }
             (None, None) if !self.listen.is_empty() => DoctorOptions {

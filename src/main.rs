@@ -105,14 +105,9 @@ fn doctor(args: &DoctorArgs) -> ExitCode {
 
 /// The configuration from `--config` or the zero-config flags.
 fn load(cli: &Cli) -> Result<Config, String> {
-    if let (Some(listen), Some(upstream)) = (cli.listen, cli.upstream.as_deref()) {
-        return config::sidecar_config(
-            listen,
-            upstream,
-            cli.pool_mode.map(Into::into),
-            cli.pool_size,
-        )
-        .map_err(|error| format!("--upstream: {error}"));
+    if let Some(flags) = cli.sidecar()? {
+        return config::sidecar_config(&flags, &|name| std::env::var(name).ok())
+            .map_err(|error| error.to_string());
     }
     let Some(path) = &cli.config else {
         return Err(

@@ -3,7 +3,8 @@
 //! STATS, CHURN, DATABASES, CONFIG and VERSION describe what is connected
 //! and what it did; PAUSE
 //! holds new queries and RESUME lets them finish; KILL disconnects a
-//! database's clients; RELOAD applies a re-read config file; non-admin
+//! database's clients; RELOAD applies a re-read config file; SHUTDOWN
+//! WAIT_FOR_CLIENTS waits for clients to leave; non-admin
 //! users and unknown commands get clear errors.
 
 mod support;
@@ -387,4 +388,31 @@ async fn reload_applies_pool_sizes_and_refuses_a_broken_file() {
     assert_eq!(size().await, "7", "a broken file changes nothing");
     let client = app_client(&proxy).await;
     assert_eq!(scalar(&client, "SELECT 1").await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_wait_for_clients_exits_once_every_client_has_left() {
+    use support::shutdown::{PROMPTLY, wait_exit, wait_refused};
+
+    let pg = PgServer::start();
+    let mut proxy = proxy(&pg, "");
+    let console = admin(&proxy).await;
+    let client = app_client(&proxy).await;
+
+    console
+        .simple_query("SHUTDOWN WAIT_FOR_CLIENTS")
+        .await
+        .unwrap();
+    wait_refused(proxy.port()).await;
+    assert_eq!(scalar(&client, "SELECT 'still here'").await, "still here");
+    assert_eq!(wait_exit(&mut proxy, Duration::ZERO), None);
+
+    drop(client);
+    drop(console);
+    assert_eq!(
+        wait_exit(&mut proxy, PROMPTLY),
+        Some(0),
+        "stderr:\n{}",
+        proxy.stderr()
+    );
 }

@@ -341,7 +341,7 @@ async fn time_wait_gauges_count_sockets_left_toward_an_upstream_and_on_a_listene
 }
 
 #[tokio::test]
-async fn the_endpoint_keeps_connections_alive_and_serves_only_metrics() {
+async fn the_endpoint_keeps_connections_alive_and_answers_404_for_unknown_paths() {
     let pg = PgServer::start();
     let (_proxy, metrics) = proxy_with_metrics(&pg, "");
     let mut stream = tokio::net::TcpStream::connect(metrics).await.unwrap();
@@ -372,5 +372,5 @@ async fn the_endpoint_keeps_connections_alive_and_serves_only_metrics() {
     }
     let (status, body) = http_get(metrics, "/").await;
     assert_eq!(status, "HTTP/1.1 404 Not Found");
-    assert_eq!(body, "not found; metrics are at /metrics\n");
+    assert_eq!(body, "not found; served: /metrics, /healthz, /readyz\n");
 }

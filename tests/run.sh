@@ -61,6 +61,15 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c "import psycopg, asyncpg" 
         || echo "tests/run.sh: could not install psycopg and asyncpg; their test will be skipped" >&2
 fi
 
+# PyYAML, with which one test parses the Kubernetes example (it skips,
+# saying so, without it); never fatal.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import yaml" 2>/dev/null; then
+    echo "tests/run.sh: installing PyYAML with pip" >&2
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+        --only-binary=:all: PyYAML \
+        || echo "tests/run.sh: could not install PyYAML; the manifest test will be skipped" >&2
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
     cat >&2 <<'MSG'
 tests/run.sh: cargo not found. Install a Rust toolchain (edition 2024 needs

@@ -25,7 +25,11 @@ pub(super) enum Command {
     Resume(Option<String>),
     Kill(String),
     Reload,
-    Shutdown,
+    /// SHUTDOWN [WAIT_FOR_SERVERS] is SIGINT's shutdown; SHUTDOWN
+    /// WAIT_FOR_CLIENTS is SIGTERM's.
+    Shutdown {
+        wait_for_clients: bool,
+    },
 }
 
 /// What was wrong with a command; the console answers with an ERROR and
@@ -73,10 +77,25 @@ fn parse_one(statement: &str) -> Result<Command, CommandError> {
             None => Err(CommandError::Arguments("KILL", "a database name")),
         },
         "RELOAD" if args.is_empty() => Ok(Command::Reload),
-        "SHUTDOWN" if args.is_empty() => Ok(Command::Shutdown),
         "RELOAD" => Err(CommandError::Arguments("RELOAD", "no arguments")),
-        "SHUTDOWN" => Err(CommandError::Arguments("SHUTDOWN", "no arguments")),
+        "SHUTDOWN" => {
+            shutdown_mode(args).map(|wait_for_clients| Command::Shutdown { wait_for_clients })
+        }
         _ => Err(CommandError::Unknown(statement.to_owned())),
+    }
+}
+
+/// Whether SHUTDOWN waits for clients (PgBouncer's modes, by name).
+fn shutdown_mode(args: &[&str]) -> Result<bool, CommandError> {
+    let words: Vec<String> = args.iter().map(|word| word.to_ascii_uppercase()).collect();
+    match words.as_slice() {
+        [] => Ok(false),
+        [mode] if mode == "WAIT_FOR_SERVERS" => Ok(false),
+        [mode] if mode == "WAIT_FOR_CLIENTS" => Ok(true),
+        _ => Err(CommandError::Arguments(
+            "SHUTDOWN",
+            "no argument, WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS",
+        )),
     }
 }
 
@@ -141,7 +160,10 @@ pub(super) const HELP: &[(&str, &str)] = &[
         "RELOAD",
         "re-read the --config file and apply what can change without a restart",
     ),
-    ("SHUTDOWN", "shut down as on SIGTERM"),
+    (
+        "SHUTDOWN [WAIT_FOR_SERVERS | WAIT_FOR_CLIENTS]",
+        "shut down as on SIGINT, or with WAIT_FOR_CLIENTS as on SIGTERM (once every client, this one too, has left)",
+    ),
 ];
 
 #[cfg(test)]
@@ -170,7 +192,23 @@ mod tests {
         assert_eq!(parse("KILL app"), vec![Ok(Command::Kill("app".into()))]);
         assert_eq!(
             parse("reload;shutdown"),
-            vec![Ok(Command::Reload), Ok(Command::Shutdown)]
+            vec![
+                Ok(Command::Reload),
+                Ok(Command::Shutdown {
+                    wait_for_clients: false
+                })
+            ]
+        );
+        assert_eq!(
+            parse("shutdown wait_for_clients; SHUTDOWN WAIT_FOR_SERVERS"),
+            vec![
+                Ok(Command::Shutdown {
+                    wait_for_clients: true
+                }),
+                Ok(Command::Shutdown {
+                    wait_for_clients: false
+                })
+            ]
         );
         assert!(parse(" ; ").is_empty());
     }
@@ -192,5 +230,9 @@ mod tests {
             "PAUSE takes at most one database name"
         );
         assert_eq!(message("RELOAD now"), "RELOAD takes no arguments");
+        assert_eq!(
+            message("SHUTDOWN NOW"),
+            "SHUTDOWN takes no argument, WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS"
+        );
     }
 }

@@ -151,8 +151,8 @@ async fn execute(proxy: &Proxy, command: Command, out: &mut BytesMut) -> Result<
             }
             "RELOAD"
         }
-        Command::Shutdown => {
-            control::shutdown()?;
+        Command::Shutdown { wait_for_clients } => {
+            control::shutdown(wait_for_clients)?;
             "SHUTDOWN"
         }
     };

@@ -96,10 +96,17 @@ pub(super) fn reload(proxy: &Proxy) -> Result<Vec<String>, Failed> {
     })
 }
 
-/// Shuts down exactly as SIGTERM does, by sending it.
-pub(super) fn shutdown() -> Result<(), Failed> {
-    let me = rustix::process::getpid();
-    rustix::process::kill_process(me, rustix::process::Signal::TERM).map_err(|errno| {
+/// Shuts down exactly as SIGINT does, by sending it (transactions finish,
+/// then every client is told), or as SIGTERM does when `wait_for_clients`
+/// (once every client, this console too, has disconnected).
+pub(super) fn shutdown(wait_for_clients: bool) -> Result<(), Failed> {
+    use rustix::process::{Signal, getpid, kill_process};
+    let signal = if wait_for_clients {
+        Signal::TERM
+    } else {
+        Signal::INT
+    };
+    kill_process(getpid(), signal).map_err(|errno| {
         failed(
             sqlstate::FEATURE_NOT_SUPPORTED,
             format!("cannot signal myself: {errno}"),

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
 use toml::de::DeTable;
 
 use super::error::{ConfigError, ConfigErrors, Diagnostics};
 use super::observe::{OBSERVE_KEYS, read_observability};
+use super::password::read_password;
 use super::pool::{POOL_KEYS, read_pool_settings};
 use super::secret::parse_client_secret;
 use super::section::Section;
@@ -33,8 +35,22 @@ const GENERAL_KEYS: &[&str] = &[
     "worker_threads",
     "mysql_auth_plugin",
 ];
-const DATABASE_KEYS: &[&str] = &["protocol", "host", "port", "dbname", "user", "password"];
-const USER_KEYS: &[&str] = &["password", "upstream_user", "upstream_password"];
+const DATABASE_KEYS: &[&str] = &[
+    "protocol",
+    "host",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "password_file",
+];
+const USER_KEYS: &[&str] = &[
+    "password",
+    "password_file",
+    "upstream_user",
+    "upstream_password",
+    "upstream_password_file",
+];
 
 const DEFAULT_HOST: &str = "127.0.0.1";
 
@@ -91,19 +107,51 @@ fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
         None => PoolSettings::default(),
     };
     let databases = read_databases(root, &pool, diagnostics);
-    let serves_mysql = databases.values().any(|db| db.protocol == Protocol::Mysql);
-    add_mysql_listener_defaults(&mut listen, listen_section.as_ref(), serves_mysql);
+    derive_listeners(&mut listen, listen_section.as_ref(), &databases);
     let users = read_users(root, auth_type, diagnostics);
     if let Some(section) = &general_section {
         general.observe = read_observability(section, &users, diagnostics);
     }
-    Config {
+    let config = Config {
         listen,
         general,
         pool,
         databases,
         users,
+    };
+    if !config.has_listeners() {
+        let span = (listen_section.as_ref())
+            .map(|section| {
+                section
+                    .value_span("postgres")
+                    .unwrap_or_else(|| section.span())
+            })
+            .unwrap_or(0..0);
+        diagnostics.error(
+            span,
+            "listen",
+            "no listeners, so no client could connect: set [listen] postgres \
+             (PostgreSQL TCP addresses), unix_socket_dir, mysql (MySQL TCP addresses) \
+             or mysql_unix_socket",
+        );
     }
+    config
+}
+
+/// Listeners follow the databases unless `[listen]` names them: PostgreSQL
+/// ones when a database speaks PostgreSQL (or none is configured yet),
+/// MySQL ones when a database speaks MySQL.
+fn derive_listeners(
+    listen: &mut ListenConfig,
+    section: Option<&Section>,
+    databases: &BTreeMap<String, DatabaseConfig>,
+) {
+    let speaks = |protocol| databases.values().any(|db| db.protocol == protocol);
+    let only_mysql = !databases.is_empty() && !speaks(Protocol::Postgres);
+    if only_mysql && !section.is_some_and(|section| section.has("postgres")) {
+        listen.postgres.clear();
+    }
+    add_mysql_listener_defaults(listen, section, speaks(Protocol::Mysql));
 }
 
 fn read_listen(section: &Section, diagnostics: &mut Diagnostics) -> ListenConfig {
@@ -124,13 +172,6 @@ fn read_listen(section: &Section, diagnostics: &mut Diagnostics) -> ListenConfig
     let unix_socket_port = section
         .port("unix_socket_port", diagnostics)
         .unwrap_or_else(|| ListenConfig::default_unix_socket_port(&postgres));
-    if postgres.is_empty() && unix_socket_dir.is_none() {
-        diagnostics.error(
-            section.value_span("postgres").unwrap_or_else(|| section.span()),
-            section.field("postgres"),
-            "no listeners: postgres is empty and unix_socket_dir is \"\", so no client could connect",
-        );
-    }
     ListenConfig {
         postgres,
         unix_socket_dir,
@@ -161,10 +202,7 @@ fn add_mysql_listener_defaults(
     if !has("mysql_unix_socket")
         && let Some(dir) = &listen.unix_socket_dir
     {
-        let port = (listen.mysql.first().map(SocketAddr::port))
-            .filter(|&port| port != 0)
-            .unwrap_or(DEFAULT_MYSQL_LISTEN_PORT);
-        listen.mysql_unix_socket = Some(dir.join(format!("churnstile-mysql-{port}.sock")));
+        listen.mysql_unix_socket = Some(ListenConfig::default_mysql_socket(dir, &listen.mysql));
     }
 }
 
@@ -300,14 +338,12 @@ fn read_database(
         "user is empty; leave it out to log in upstream as each client's upstream_user",
         diagnostics,
     );
-    let password = section
-        .string("password", diagnostics)
-        .map(|password| password.into_inner());
-    if password.is_some() && user.is_none() {
+    let password = read_password(section, "password", "password_file", diagnostics);
+    if let Some(password) = &password
+        && user.is_none()
+    {
         diagnostics.error(
-            section
-                .value_span("password")
-                .unwrap_or_else(|| section.span()),
+            password.span(),
             section.field("password"),
             "password without user; it is the forced user's upstream password, \
              so give user too (or set upstream_password in [users.NAME])",
@@ -330,7 +366,7 @@ fn read_database(
         port,
         dbname,
         user,
-        password,
+        password: password.map(Spanned::into_inner),
         pool,
     }
 }
@@ -363,7 +399,7 @@ fn read_user(
     diagnostics: &mut Diagnostics,
 ) -> UserConfig {
     section.reject_unknown_keys(USER_KEYS, "key", diagnostics);
-    let password = section.string("password", diagnostics);
+    let password = read_password(section, "password", "password_file", diagnostics);
     let secret = password.as_ref().and_then(|password| {
         parse_client_secret(password.get_ref())
             .map_err(|message| {
@@ -372,7 +408,11 @@ fn read_user(
             .ok()
     });
     match (auth_type, &secret) {
-        (Some(auth_type), None) if auth_type != AuthType::Trust && !section.has("password") => {
+        (Some(auth_type), None)
+            if auth_type != AuthType::Trust
+                && !section.has("password")
+                && !section.has("password_file") =>
+        {
             diagnostics.error(
                 section.span(),
                 section.field("password"),
@@ -408,13 +448,17 @@ fn read_user(
         diagnostics,
     )
     .unwrap_or_else(|| name.to_owned());
-    let upstream_password = section
-        .string("upstream_password", diagnostics)
-        .map(|password| password.into_inner())
-        .or_else(|| match &secret {
-            Some(ClientSecret::Plain(password)) => Some(password.clone()),
-            _ => None,
-        });
+    let upstream_password = read_password(
+        section,
+        "upstream_password",
+        "upstream_password_file",
+        diagnostics,
+    )
+    .map(Spanned::into_inner)
+    .or_else(|| match &secret {
+        Some(ClientSecret::Plain(password)) => Some(password.clone()),
+        _ => None,
+    });
     UserConfig {
         secret,
         upstream_user,
@@ -731,11 +775,11 @@ password = "md5abc"
         );
         assert_one_error(
             "[databases.app]\nusername = \"x\"\n",
-            "c.toml:2:1: databases.app.username: unknown key; allowed keys: protocol, host, port, dbname, user, password, pool_mode,",
+            "c.toml:2:1: databases.app.username: unknown key; allowed keys: protocol, host, port, dbname, user, password, password_file, pool_mode,",
         );
         assert_one_error(
             "[databases.app]\n[users.a]\npassword = \"x\"\npass = \"x\"\n",
-            "c.toml:4:1: users.a.pass: unknown key; allowed keys: password, upstream_user, upstream_password",
+            "c.toml:4:1: users.a.pass: unknown key; allowed keys: password, password_file, upstream_user, upstream_password, upstream_password_file",
         );
     }
 
@@ -882,9 +926,92 @@ password = "md5abc"
             "[listen]\npostgres = [\"127.0.0.1:99999\"]\n[databases.app]\n",
             "c.toml:2:13: listen.postgres[0]: \"127.0.0.1:99999\" is not an IP address and port",
         );
+    }
+
+    #[test]
+    fn passwords_come_from_files_and_environment_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alice.password");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let text = format!(
+            "[databases.app]\nuser = \"svc\"\npassword = \"x${{PATH}}x\"\n\
+             [users.alice]\npassword_file = \"{}\"\n",
+            file.display()
+        );
+        let config = parse_str(&text, "c.toml").unwrap();
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(config.databases["app"].password, Some(format!("x{path}x")));
+        let alice = &config.users["alice"];
+        assert_eq!(
+            alice.secret,
+            Some(ClientSecret::Plain("from-a-file".to_owned()))
+        );
+        assert_eq!(alice.upstream_password.as_deref(), Some("from-a-file"));
+    }
+
+    #[test]
+    fn a_missing_password_file_or_variable_is_reported_where_it_is_named() {
+        assert_one_error(
+            "[databases.app]\nuser = \"u\"\npassword_file = \"/nonexistent/pw\"\n",
+            "c.toml:3:17: databases.app.password_file: cannot read /nonexistent/pw: No such file",
+        );
+        assert_one_error(
+            "[databases.app]\n[users.a]\npassword = \"${CHURNSTILE_UNSET_VARIABLE}\"\n",
+            "c.toml:3:12: users.a.password: environment variable CHURNSTILE_UNSET_VARIABLE \
+             is not set (the value reads ${CHURNSTILE_UNSET_VARIABLE})",
+        );
+        assert_one_error(
+            "[databases.app]\n[users.a]\npassword = \"p\"\npassword_file = \"f\"\n",
+            "c.toml:4:17: users.a.password_file: give password or password_file, not both",
+        );
+    }
+
+    const MYSQL_DB: &str = "[databases.app]\nprotocol = \"mysql\"\n";
+
+    #[test]
+    fn a_mysql_only_config_opens_mysql_listeners_only() {
+        let config = parse_str(MYSQL_DB, "c.toml").unwrap();
+        assert_eq!(config.listen.postgres, []);
+        assert_eq!(config.postgres_socket_dir(), None);
+        assert_eq!(config.listen.mysql, ["127.0.0.1:3307".parse().unwrap()]);
+        assert_eq!(
+            config.listen.mysql_unix_socket,
+            Some(PathBuf::from("/tmp/churnstile-mysql-3307.sock"))
+        );
+        let text = format!("[listen]\npostgres = [\"127.0.0.1:7000\"]\n{MYSQL_DB}");
+        let config = parse_str(&text, "c.toml").unwrap();
+        assert_eq!(
+            config.listen.postgres,
+            ["127.0.0.1:7000".parse().unwrap()],
+            "named listeners stay, for the admin console"
+        );
+        assert_eq!(config.postgres_socket_dir(), Some(Path::new("/tmp")));
+    }
+
+    #[test]
+    fn postgres_may_be_empty_while_another_listener_remains() {
+        let text = "[listen]\npostgres = []\n[databases.app]\n";
+        let config = parse_str(text, "c.toml").unwrap();
+        assert_eq!(config.postgres_socket_dir(), Some(Path::new("/tmp")));
+        let text = format!("[listen]\npostgres = []\nunix_socket_dir = \"\"\n{MYSQL_DB}");
+        let config = parse_str(&text, "c.toml").unwrap();
+        assert_eq!(config.listen.mysql, ["127.0.0.1:3307".parse().unwrap()]);
+        assert_eq!(config.listen.mysql_unix_socket, None);
+        assert_eq!(config.postgres_socket_dir(), None);
+    }
+
+    #[test]
+    fn no_listener_at_all_is_an_error_naming_the_keys_to_set() {
+        let keys = "no listeners, so no client could connect: set [listen] postgres \
+                    (PostgreSQL TCP addresses), unix_socket_dir, mysql (MySQL TCP addresses) \
+                    or mysql_unix_socket";
         assert_one_error(
             "[listen]\npostgres = []\nunix_socket_dir = \"\"\n[databases.app]\n",
-            "c.toml:2:12: listen.postgres: no listeners",
+            &format!("c.toml:2:12: listen: {keys}"),
+        );
+        assert_one_error(
+            &format!("[listen]\nmysql = []\nunix_socket_dir = \"\"\n{MYSQL_DB}"),
+            &format!("c.toml:1:1: listen: {keys}"),
         );
     }
 

@@ -1,17 +1,21 @@
 //! Configuration: the validated types churnstile runs with, loading them from
 //! a TOML file with line and column errors, and building them from a single
-//! upstream URL for zero-config sidecar use.
+//! upstream URL for zero-config sidecar use; passwords may come from the
+//! environment or from files.
 
 mod error;
 mod load;
 mod observe;
+mod password;
 mod pool;
 mod secret;
 mod section;
+mod sidecar;
 mod types;
 mod url;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, parse_str};
+pub use sidecar::{Sidecar, SidecarError, sidecar_config};
 pub use types::*;
-pub use url::{UrlError, sidecar_config};
+pub use url::UrlError;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Everything churnstile needs to run, after validation.
@@ -16,6 +16,24 @@ pub struct Config {
     pub pool: PoolSettings,
     pub databases: BTreeMap<String, DatabaseConfig>,
     pub users: BTreeMap<String, UserConfig>,
+}
+
+impl Config {
+    /// Where the PostgreSQL Unix socket is opened: `unix_socket_dir`, when
+    /// PostgreSQL is served at all (a TCP listener or a database speaks it).
+    pub fn postgres_socket_dir(&self) -> Option<&Path> {
+        let serves_postgres = !self.listen.postgres.is_empty()
+            || (self.databases.values()).any(|db| db.protocol == Protocol::Postgres);
+        (self.listen.unix_socket_dir.as_deref()).filter(|_| serves_postgres)
+    }
+
+    /// Whether any listener, TCP or Unix, of either protocol is configured.
+    pub(super) fn has_listeners(&self) -> bool {
+        !self.listen.postgres.is_empty()
+            || self.postgres_socket_dir().is_some()
+            || !self.listen.mysql.is_empty()
+            || self.listen.mysql_unix_socket.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +58,16 @@ const DEFAULT_LISTEN_PORT: u16 = 6432;
 pub(crate) const DEFAULT_MYSQL_LISTEN_PORT: u16 = 3307;
 
 impl ListenConfig {
+    /// The MySQL Unix socket in `dir` when none is configured:
+    /// `churnstile-mysql-<port>.sock`, the first MySQL listener's port
+    /// (unless it asks for an ephemeral one) or 3307.
+    pub(super) fn default_mysql_socket(dir: &Path, mysql: &[SocketAddr]) -> PathBuf {
+        let port = (mysql.first().map(SocketAddr::port))
+            .filter(|&port| port != 0)
+            .unwrap_or(DEFAULT_MYSQL_LISTEN_PORT);
+        dir.join(format!("churnstile-mysql-{port}.sock"))
+    }
+
     /// The Unix socket port when none is configured: the first TCP
     /// listener's port (unless it asks for an ephemeral port), else 6432.
     pub(super) fn default_unix_socket_port(postgres: &[SocketAddr]) -> u16 {
@@ -69,7 +97,8 @@ pub struct GeneralConfig {
     pub auth_type: AuthType,
     /// Client connections accepted at once, over all databases.
     pub max_client_conn: usize,
-    /// How long SIGTERM waits for clients to finish before closing them.
+    /// How long SIGTERM waits for clients, or SIGINT for their transactions,
+    /// to finish before closing them.
     pub shutdown_timeout: Duration,
     /// Threads that run client sessions. One (the default) serves a
     /// sidecar best: no cross-thread wake-ups on every message.

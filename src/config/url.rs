@@ -1,15 +1,8 @@
-//! The zero-config sidecar form: one upstream URL such as
-//! `postgres://USER:PASSWORD@HOST:PORT/DB` or `mysql://USER:PASSWORD@HOST:PORT/DB`
-//! becomes a full [`Config`] with one database and one user, so no file is
-//! needed.
+//! Upstream URLs of the zero-config sidecar form, such as
+//! `postgres://USER:PASSWORD@HOST:PORT/DB` or `mysql://USER:PASSWORD@HOST:PORT/DB`,
+//! parsed and percent-decoded; `sidecar.rs` builds a configuration from them.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-
-use super::types::{
-    AuthType, ClientSecret, Config, DatabaseConfig, GeneralConfig, ListenConfig, PoolMode,
-    PoolSettings, Protocol, UserConfig,
-};
+use super::types::Protocol;
 
 const SCHEMES: &[(&str, Protocol)] = &[
     ("postgres", Protocol::Postgres),
@@ -58,93 +51,23 @@ pub enum UrlError {
          none are supported, remove them"
     )]
     QueryParameters,
-    #[error("the pool size must be at least 1")]
-    ZeroPoolSize,
-}
-
-/// A configuration for sidecar use: clients connect to `listen` (TCP only,
-/// no Unix socket) and are pooled to the one upstream in `upstream`.
-///
-/// With a password in the URL the URL's user must present it (`md5`
-/// authentication) and churnstile logs in upstream with it. Without one
-/// (or with an empty one) clients are trusted and no upstream password is sent.
-pub fn sidecar_config(
-    listen: SocketAddr,
-    upstream: &str,
-    pool_mode: Option<PoolMode>,
-    pool_size: Option<usize>,
-) -> Result<Config, UrlError> {
-    let url = UpstreamUrl::parse(upstream)?;
-    let mut pool = PoolSettings::default();
-    if let Some(mode) = pool_mode {
-        pool.pool_mode = mode;
-    }
-    if let Some(size) = pool_size {
-        if size == 0 {
-            return Err(UrlError::ZeroPoolSize);
-        }
-        pool.default_pool_size = size;
-    }
-    let auth_type = match url.password {
-        Some(_) => AuthType::Md5,
-        None => AuthType::Trust,
-    };
-    let database = DatabaseConfig {
-        protocol: url.protocol,
-        host: url.host,
-        port: url.port,
-        dbname: url.dbname.clone(),
-        user: None,
-        password: None,
-        pool: pool.clone(),
-    };
-    let user = UserConfig {
-        secret: url.password.clone().map(ClientSecret::Plain),
-        upstream_user: url.user.clone(),
-        upstream_password: url.password,
-    };
-    Ok(Config {
-        listen: match url.protocol {
-            Protocol::Postgres => ListenConfig {
-                postgres: vec![listen],
-                unix_socket_dir: None,
-                unix_socket_port: ListenConfig::default_unix_socket_port(&[listen]),
-                mysql: Vec::new(),
-                mysql_unix_socket: None,
-            },
-            Protocol::Mysql => ListenConfig {
-                postgres: Vec::new(),
-                unix_socket_dir: None,
-                unix_socket_port: ListenConfig::default_unix_socket_port(&[]),
-                mysql: vec![listen],
-                mysql_unix_socket: None,
-            },
-        },
-        general: GeneralConfig {
-            auth_type,
-            ..GeneralConfig::default()
-        },
-        pool,
-        databases: BTreeMap::from([(url.dbname, database)]),
-        users: BTreeMap::from([(url.user, user)]),
-    })
 }
 
 /// The parts of `postgres://USER:PASSWORD@HOST:PORT/DB`, percent-decoded.
 #[derive(Debug, PartialEq)]
-struct UpstreamUrl {
-    protocol: Protocol,
-    user: String,
-    password: Option<String>,
+pub(super) struct UpstreamUrl {
+    pub protocol: Protocol,
+    pub user: String,
+    pub password: Option<String>,
     /// IPv6 addresses without brackets; a path starting with '/' is a Unix
     /// socket directory (written `%2Ftmp` in the URL).
-    host: String,
-    port: u16,
-    dbname: String,
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
 }
 
 impl UpstreamUrl {
-    fn parse(url: &str) -> Result<Self, UrlError> {
+    pub(super) fn parse(url: &str) -> Result<Self, UrlError> {
         let (scheme, rest) = url.split_once("://").ok_or(UrlError::MissingScheme)?;
         let scheme_chars = |c: char| c.is_ascii_alphanumeric() || "+-.".contains(c);
         if scheme.is_empty() || !scheme.chars().all(scheme_chars) {
@@ -262,10 +185,6 @@ fn percent_decode(text: &str, part: &'static str) -> Result<String, UrlError> {
 mod tests {
     use super::*;
 
-    fn listen() -> SocketAddr {
-        "127.0.0.1:6432".parse().unwrap()
-    }
-
     fn parse(url: &str) -> Result<UpstreamUrl, UrlError> {
         UpstreamUrl::parse(url)
     }
@@ -312,11 +231,6 @@ mod tests {
             parse("mysql://root@127.0.0.1"),
             Err(UrlError::MissingDatabase)
         );
-        let config = sidecar_config(listen(), "mysql://root@127.0.0.1/shop", None, None).unwrap();
-        assert_eq!(config.listen.mysql, [listen()]);
-        assert!(config.listen.postgres.is_empty());
-        assert_eq!(config.listen.mysql_unix_socket, None);
-        assert_eq!(config.databases["shop"].protocol, Protocol::Mysql);
     }
 
     #[test]
@@ -428,71 +342,5 @@ mod tests {
         );
         let message = parse("postgres://u:hunter2%@h/d").unwrap_err().to_string();
         assert!(!message.contains("hunter2"), "{message}");
-    }
-
-    #[test]
-    fn with_password_the_user_must_present_it() {
-        let config =
-            sidecar_config(listen(), "postgres://alice:secret@db:6543/app", None, None).unwrap();
-        assert_eq!(config.listen.postgres, [listen()]);
-        assert_eq!(config.listen.unix_socket_dir, None);
-        assert_eq!(config.general.auth_type, AuthType::Md5);
-        assert_eq!(config.pool, PoolSettings::default());
-        assert_eq!(
-            config.databases,
-            BTreeMap::from([(
-                "app".to_owned(),
-                DatabaseConfig {
-                    protocol: Protocol::Postgres,
-                    host: "db".to_owned(),
-                    port: 6543,
-                    dbname: "app".to_owned(),
-                    user: None,
-                    password: None,
-                    pool: PoolSettings::default(),
-                }
-            )])
-        );
-        assert_eq!(
-            config.users,
-            BTreeMap::from([(
-                "alice".to_owned(),
-                UserConfig {
-                    secret: Some(ClientSecret::Plain("secret".to_owned())),
-                    upstream_user: "alice".to_owned(),
-                    upstream_password: Some("secret".to_owned()),
-                }
-            )])
-        );
-    }
-
-    #[test]
-    fn without_password_clients_are_trusted() {
-        for upstream in ["postgres://alice@db/app", "postgres://alice:@db/app"] {
-            let config = sidecar_config(listen(), upstream, None, None).unwrap();
-            assert_eq!(config.general.auth_type, AuthType::Trust);
-            let user = &config.users["alice"];
-            assert_eq!(user.secret, None);
-            assert_eq!(user.upstream_password, None);
-        }
-    }
-
-    #[test]
-    fn pool_mode_and_size_apply_to_the_database() {
-        let config = sidecar_config(
-            listen(),
-            "postgres://u:p@h/d",
-            Some(PoolMode::Transaction),
-            Some(7),
-        )
-        .unwrap();
-        for pool in [&config.pool, &config.databases["d"].pool] {
-            assert_eq!(pool.pool_mode, PoolMode::Transaction);
-            assert_eq!(pool.default_pool_size, 7);
-        }
-        assert_eq!(
-            sidecar_config(listen(), "postgres://u@h/d", None, Some(0)),
-            Err(UrlError::ZeroPoolSize)
-        );
     }
 }

@@ -1,6 +1,6 @@
 //! Starting the metrics endpoint on a listener the server bound: install
-//! the Prometheus recorder, serve scrapes and sample the host in the
-//! background.
+//! the Prometheus recorder, serve scrapes and the health and readiness
+//! probes, and sample the host in the background.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +9,10 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::derived;
 use super::host::{self, HostTargets};
-use super::{derived, http};
+use super::http::{self, Pages};
+use super::ready::Readiness;
 use crate::metrics::{
     BUILD_INFO, CLIENT_SESSION_SECONDS, POOL_WAIT_SECONDS, TRANSACTION_SECONDS, describe_all,
 };
@@ -52,10 +54,10 @@ pub struct MetricsSources {
     pub listeners: Vec<SocketAddr>,
 }
 
-/// Installs the recorder and serves `GET /metrics` on `listener` (bound by
-/// the server with the other listeners, so that it is there as soon as
-/// churnstile accepts clients) for as long as the process runs. Once per
-/// process.
+/// Installs the recorder and serves `GET /metrics`, `/healthz` and
+/// `/readyz` on `listener` (bound by the server with the other listeners,
+/// so that a taken port fails the start) for as long as the process runs.
+/// Once per process.
 pub fn start(listener: TcpListener, sources: MetricsSources) -> Result<SocketAddr, MetricsError> {
     let local_addr = listener.local_addr().map_err(MetricsError::Address)?;
     let handle = install_recorder()?;
@@ -64,12 +66,31 @@ pub fn start(listener: TcpListener, sources: MetricsSources) -> Result<SocketAdd
         listeners: sources.listeners.clone(),
     };
     host::spawn(targets, handle.clone());
-    let render = Arc::new(move || {
-        derived::record(&sources);
-        handle.render()
-    });
-    tokio::spawn(http::serve(listener, render));
+    let pages = Endpoint {
+        readiness: Readiness::new(Arc::clone(&sources.proxy)),
+        sources,
+        handle,
+    };
+    tokio::spawn(http::serve(listener, Arc::new(pages)));
     Ok(local_addr)
+}
+
+/// The pages, from the running proxy.
+struct Endpoint {
+    sources: MetricsSources,
+    handle: PrometheusHandle,
+    readiness: Readiness,
+}
+
+impl Pages for Endpoint {
+    fn metrics(&self) -> String {
+        derived::record(&self.sources);
+        self.handle.render()
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        self.readiness.check()
+    }
 }
 
 fn install_recorder() -> Result<PrometheusHandle, MetricsError> {

@@ -1,7 +1,7 @@
 //! The smallest HTTP/1.1 that Prometheus, curl and `churnstile top` need:
 //! request and response heads parsed from bytes (sans-IO, so they are
 //! tested without sockets), and a keep-alive server loop that answers
-//! `GET /metrics`. Keep-alive matters here: a scraper that reconnects every
+//! `GET /metrics` and the probes `GET /healthz` and `GET /readyz`. Keep-alive matters here: a scraper that reconnects every
 //! few seconds would add the very TIME_WAIT churnstile exists to prevent.
 
 use std::sync::Arc;
@@ -21,7 +21,16 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Scrapers served at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 32;
 
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const TEXT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// What the endpoint serves.
+pub(crate) trait Pages: Send + Sync {
+    /// The metrics in Prometheus' text format.
+    fn metrics(&self) -> String;
+    /// `Ok` when churnstile is ready for clients, else one line saying why.
+    fn readiness(&self) -> Result<(), String>;
+}
 
 /// Why bytes are not an acceptable HTTP head.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -119,17 +128,25 @@ pub(crate) fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>,
     }))
 }
 
-/// The full response to `request`; `render` produces the metrics text.
-pub(crate) fn respond(request: &Request, render: &dyn Fn() -> String) -> Vec<u8> {
-    let (status, body) = match (request.method.as_str(), request.path.as_str()) {
-        ("GET" | "HEAD", "/metrics") => ("200 OK", render()),
+/// The full response to `request`.
+pub(crate) fn respond(request: &Request, pages: &dyn Pages) -> Vec<u8> {
+    let (status, content_type, body) = match (request.method.as_str(), request.path.as_str()) {
+        ("GET" | "HEAD", "/metrics") => ("200 OK", METRICS_TYPE, pages.metrics()),
+        // Answering at all is the proof of life.
+        ("GET" | "HEAD", "/healthz") => ("200 OK", TEXT_TYPE, "ok\n".to_owned()),
+        ("GET" | "HEAD", "/readyz") => match pages.readiness() {
+            Ok(()) => ("200 OK", TEXT_TYPE, "ready\n".to_owned()),
+            Err(why) => ("503 Service Unavailable", TEXT_TYPE, format!("{why}\n")),
+        },
         ("GET" | "HEAD", _) => (
             "404 Not Found",
-            "not found; metrics are at /metrics\n".to_owned(),
+            TEXT_TYPE,
+            "not found; served: /metrics, /healthz, /readyz\n".to_owned(),
         ),
         _ => (
             "405 Method Not Allowed",
-            "only GET /metrics is served\n".to_owned(),
+            TEXT_TYPE,
+            "only GET and HEAD are served\n".to_owned(),
         ),
     };
     let connection = if request.close {
@@ -138,7 +155,7 @@ pub(crate) fn respond(request: &Request, render: &dyn Fn() -> String) -> Vec<u8>
         ""
     };
     let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\n{connection}\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{connection}\r\n",
         body.len()
     )
     .into_bytes();
@@ -155,7 +172,7 @@ pub(crate) fn get_request(host: &str, path: &str) -> Vec<u8> {
 
 /// Answers HTTP requests on `listener` for as long as the process runs
 /// (through a graceful shutdown too, so it can be watched).
-pub(super) async fn serve(listener: TcpListener, render: Arc<dyn Fn() -> String + Send + Sync>) {
+pub(super) async fn serve(listener: TcpListener, pages: Arc<dyn Pages>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
@@ -166,9 +183,9 @@ pub(super) async fn serve(listener: TcpListener, render: Arc<dyn Fn() -> String 
             tracing::warn!(%peer, "too many metrics connections; closing this one");
             continue;
         };
-        let render = Arc::clone(&render);
+        let pages = Arc::clone(&pages);
         tokio::spawn(async move {
-            if let Err(error) = connection(stream, render.as_ref()).await {
+            if let Err(error) = connection(stream, pages.as_ref()).await {
                 tracing::debug!(%peer, %error, "metrics connection ended");
             }
             drop(slot);
@@ -178,10 +195,7 @@ pub(super) async fn serve(listener: TcpListener, render: Arc<dyn Fn() -> String 
 
 /// Serves requests on one connection until the client closes it, asks to,
 /// idles past the timeout or sends something that is not HTTP.
-async fn connection(
-    mut stream: TcpStream,
-    render: &(dyn Fn() -> String + Send + Sync),
-) -> std::io::Result<()> {
+async fn connection(mut stream: TcpStream, pages: &dyn Pages) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         let request = loop {
@@ -208,7 +222,7 @@ async fn connection(
                 Ok(Err(error)) => return Err(error),
             }
         };
-        stream.write_all(&respond(&request, render)).await?;
+        stream.write_all(&respond(&request, pages)).await?;
         if request.close {
             return Ok(());
         }
@@ -260,24 +274,60 @@ mod tests {
         assert!(buf.is_empty());
     }
 
+    /// Pages with fixed answers.
+    struct Fixed(Result<(), String>);
+
+    impl Pages for Fixed {
+        fn metrics(&self) -> String {
+            "churnstile_up 1\n".to_owned()
+        }
+        fn readiness(&self) -> Result<(), String> {
+            self.0.clone()
+        }
+    }
+
+    fn answer(text: &str, pages: &dyn Pages) -> String {
+        let request = request(text).unwrap().unwrap();
+        String::from_utf8(respond(&request, pages)).unwrap()
+    }
+
     #[test]
-    fn responses_carry_length_and_only_the_metrics_path_is_served() {
-        let render = || "churnstile_up 1\n".to_owned();
-        let get = request("GET /metrics HTTP/1.1\r\n\r\n").unwrap().unwrap();
-        let response = String::from_utf8(respond(&get, &render)).unwrap();
+    fn responses_carry_length_and_only_known_paths_are_served() {
+        let pages = Fixed(Ok(()));
+        let response = answer("GET /metrics HTTP/1.1\r\n\r\n", &pages);
         assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
         assert!(response.contains("Content-Length: 16\r\n"));
         assert!(response.ends_with("\r\n\r\nchurnstile_up 1\n"));
-        let head = request("HEAD /metrics HTTP/1.1\r\nConnection: close\r\n\r\n");
-        let response = String::from_utf8(respond(&head.unwrap().unwrap(), &render)).unwrap();
+        let response = answer(
+            "HEAD /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+            &pages,
+        );
         assert!(
             response.ends_with("Connection: close\r\n\r\n"),
             "{response}"
         );
-        let other = request("GET /other HTTP/1.1\r\n\r\n").unwrap().unwrap();
-        assert!(respond(&other, &render).starts_with(b"HTTP/1.1 404"));
-        let post = request("POST /metrics HTTP/1.1\r\n\r\n").unwrap().unwrap();
-        assert!(respond(&post, &render).starts_with(b"HTTP/1.1 405"));
+        assert!(answer("GET /other HTTP/1.1\r\n\r\n", &pages).starts_with("HTTP/1.1 404"));
+        assert!(answer("POST /metrics HTTP/1.1\r\n\r\n", &pages).starts_with("HTTP/1.1 405"));
+    }
+
+    #[test]
+    fn probes_answer_alive_and_ready_or_why_not() {
+        let ready = Fixed(Ok(()));
+        let draining = Fixed(Err("draining".to_owned()));
+        for pages in [&ready, &draining] {
+            let response = answer("GET /healthz HTTP/1.1\r\n\r\n", pages);
+            assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+            assert!(response.ends_with("\r\n\r\nok\n"), "{response}");
+        }
+        let response = answer("GET /readyz HTTP/1.1\r\n\r\n", &ready);
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(response.ends_with("\r\n\r\nready\n"), "{response}");
+        let response = answer("GET /readyz HTTP/1.1\r\n\r\n", &draining);
+        assert!(
+            response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{response}"
+        );
+        assert!(response.ends_with("\r\n\r\ndraining\n"), "{response}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Observing the running proxy from outside: the Prometheus endpoint
-//! (`/metrics` over a small HTTP/1.1 loop), the series copied from the
+//! (`/metrics` over a small HTTP/1.1 loop, with the `/healthz` and
+//! `/readyz` probes), the series copied from the
 //! pools and registries at scrape time, and host gauges sampled from /proc
 //! (TIME_WAIT per upstream and listener, ephemeral ports, descriptors),
 //! which the admin console's SHOW CHURN reads too.
@@ -8,6 +9,7 @@ mod derived;
 mod endpoint;
 mod host;
 pub(crate) mod http;
+mod ready;
 
 pub use endpoint::{MetricsError, MetricsSources, start};
 pub use host::{upstream_label, upstream_time_wait};

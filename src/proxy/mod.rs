@@ -30,7 +30,10 @@ pub struct Proxy {
     pub config: Arc<ArcSwap<Config>>,
     /// The `--config` file, which RELOAD re-reads.
     config_file: Option<PathBuf>,
-    /// Cancelled when the proxy shuts down.
+    /// Cancelled when a shutdown starts: listeners stop accepting.
+    pub draining: CancellationToken,
+    /// Cancelled when sessions must end: each does once its client is
+    /// between transactions.
     pub shutdown: CancellationToken,
     /// Logged-in clients and open server connections of both protocols.
     pub clients: Arc<ClientRegistry>,
@@ -63,6 +66,7 @@ impl Proxy {
         Proxy {
             config,
             config_file,
+            draining: CancellationToken::new(),
             shutdown,
             clients,
             servers,

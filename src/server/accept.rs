@@ -56,7 +56,7 @@ impl Listener {
     }
 }
 
-/// Accepts clients of `protocol` until shutdown. Each client holds one of
+/// Accepts clients of `protocol` until a shutdown starts. Each client holds one of
 /// the `client_slots` permits (`max_client_conn`) for as long as it is
 /// connected, admin console sessions included.
 pub async fn accept_loop(
@@ -70,7 +70,7 @@ pub async fn accept_loop(
     let mut exhausted_streak: u64 = 0;
     loop {
         let accepted = tokio::select! {
-            _ = proxy.shutdown.cancelled() => return,
+            _ = proxy.draining.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {

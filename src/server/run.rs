@@ -1,18 +1,19 @@
 //! Running the proxy: check descriptor limits and listen ports, bind every
 //! listener first (so a taken port fails fast with its owner named), start
-//! the pools and accept loops, then on SIGTERM or SIGINT stop accepting, let
-//! clients finish up to `shutdown_timeout`, send Terminate upstream and
-//! return.
+//! the pools and accept loops, answer signals, then on SIGTERM or SIGINT
+//! stop accepting, let clients (SIGTERM) or their transactions (SIGINT)
+//! finish up to `shutdown_timeout`, send Terminate upstream and return.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
 
 use super::accept::{Listener, accept_loop};
 use super::bind::{BindError, bind_tcp, bind_unix, bind_unix_path};
 use super::limits;
+use super::notify::Notifier;
+use super::signals::{Shutdown, Signals};
 use crate::config::{Config, Protocol};
 use crate::observe::{self, MetricsError, MetricsSources};
 use crate::proxy::Proxy;
@@ -23,7 +24,7 @@ pub enum RunError {
     #[error(transparent)]
     Bind(#[from] BindError),
     #[error(
-        "nothing to listen on: [listen] has no postgres or mysql addresses and no Unix sockets"
+        "nothing to listen on: set [listen] postgres, unix_socket_dir, mysql or mysql_unix_socket"
     )]
     NoListeners,
     #[error("cannot install signal handler: {0}")]
@@ -48,8 +49,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         socket_files,
     } = bind_all(&config)?;
     limits::check_at_startup(&config);
-    let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    let mut signals = Signals::install().map_err(RunError::Signal)?;
 
     let proxy = Arc::new(Proxy::new(config.clone(), config_file));
     let max_clients = config.general.max_client_conn;
@@ -64,18 +64,9 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
                 .collect(),
         };
         let addr = observe::start(listener, sources)?;
-        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics, probes at /healthz and /readyz");
     }
-    let by_protocol = (listeners.into_iter().map(|l| (l, Protocol::Postgres)))
-        .chain(mysql_listeners.into_iter().map(|l| (l, Protocol::Mysql)));
-    for (listener, protocol) in by_protocol {
-        tokio::spawn(accept_loop(
-            listener,
-            protocol,
-            Arc::clone(&proxy),
-            Arc::clone(&client_slots),
-        ));
-    }
+    spawn_accept_loops(listeners, mysql_listeners, &proxy, &client_slots);
     tracing::info!(
         listen = ?config.listen.postgres,
         mysql = ?config.listen.mysql,
@@ -83,25 +74,95 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         databases = config.databases.len(),
         "churnstile is accepting clients"
     );
-
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    tracing::info!(timeout = ?config.general.shutdown_timeout, "shutting down: no new clients; waiting for clients to finish");
-    proxy.shutdown.cancel();
-    let all_clients_gone = client_slots.acquire_many(max_clients as u32);
-    if tokio::time::timeout(config.general.shutdown_timeout, all_clients_gone)
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown_timeout passed with clients still connected; closing them");
-    }
+    let notifier = Arc::new(Notifier::from_env());
+    notifier.ready();
+    notifier.spawn_watchdog();
+    serve_signals_then_drain(&proxy, &mut signals, &notifier, &client_slots, max_clients).await;
     proxy.close_pools();
     for path in socket_files {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// One accept loop per listener, in the listener's protocol.
+fn spawn_accept_loops(
+    postgres: Vec<Listener>,
+    mysql: Vec<Listener>,
+    proxy: &Arc<Proxy>,
+    client_slots: &Arc<Semaphore>,
+) {
+    let by_protocol = (postgres.into_iter().map(|l| (l, Protocol::Postgres)))
+        .chain(mysql.into_iter().map(|l| (l, Protocol::Mysql)));
+    for (listener, protocol) in by_protocol {
+        tokio::spawn(accept_loop(
+            listener,
+            protocol,
+            Arc::clone(proxy),
+            Arc::clone(client_slots),
+        ));
+    }
+}
+
+/// Answers SIGHUP, SIGUSR1 and SIGUSR2 until SIGTERM or SIGINT, then
+/// drains; a second SIGTERM or SIGINT cuts the drain short.
+async fn serve_signals_then_drain(
+    proxy: &Proxy,
+    signals: &mut Signals,
+    notifier: &Notifier,
+    client_slots: &Semaphore,
+    max_clients: usize,
+) {
+    let reload = || {
+        notifier.reloading();
+        reload_on_signal(proxy);
+        notifier.ready();
+    };
+    let how = signals.until_shutdown(proxy, &reload).await;
+    notifier.stopping();
+    tokio::select! {
+        () = drain(proxy, how, client_slots, max_clients) => {}
+        _ = signals.until_shutdown(proxy, &reload) => {
+            tracing::warn!("second SIGTERM or SIGINT: exiting now");
+        }
+    }
+}
+
+/// SIGHUP: the admin console's RELOAD, which logs what it applied and what
+/// needs a restart; a file with errors changes nothing and is logged.
+fn reload_on_signal(proxy: &Proxy) {
+    if let Err(error) = proxy.reload() {
+        tracing::error!(%error, "SIGHUP: configuration not reloaded");
+    }
+}
+
+/// Stops accepting and waits, up to `shutdown_timeout`, until every client
+/// has gone: for SIGTERM as long as they stay; for SIGINT each is ended
+/// (PostgreSQL: FATAL 57P01) as soon as it is between transactions.
+async fn drain(proxy: &Proxy, how: Shutdown, client_slots: &Semaphore, max_clients: usize) {
+    let timeout = proxy.config.load().general.shutdown_timeout;
+    proxy.draining.cancel();
+    match how {
+        Shutdown::WaitForClients => tracing::info!(
+            ?timeout,
+            "SIGTERM: shutting down once every client has disconnected; no new clients"
+        ),
+        Shutdown::WaitForServers => {
+            tracing::info!(
+                ?timeout,
+                "SIGINT: shutting down once transactions finish; no new clients"
+            );
+            proxy.shutdown.cancel();
+        }
+    }
+    let all_clients_gone = client_slots.acquire_many(max_clients as u32);
+    if tokio::time::timeout(timeout, all_clients_gone)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown_timeout passed with clients still connected; closing them");
+    }
+    proxy.shutdown.cancel();
 }
 
 /// Every bound listener, by protocol, and the Unix socket files to remove.
@@ -122,10 +183,7 @@ fn bind_all(config: &Config) -> Result<Bound, RunError> {
     for addr in &listen.postgres {
         bound.postgres.push(Listener::Tcp(bind_tcp(*addr)?));
     }
-    if let Some(dir) = &listen.unix_socket_dir
-        && (!listen.postgres.is_empty()
-            || (config.databases.values()).any(|db| db.protocol == Protocol::Postgres))
-    {
+    if let Some(dir) = config.postgres_socket_dir() {
         let (listener, path) = bind_unix(dir, listen.unix_socket_port)?;
         bound.postgres.push(Listener::Unix(listener));
         bound.socket_files.push(path);

@@ -3,7 +3,8 @@
 //! tokio-postgres clients (`pg_client`), a hand-made wire protocol client
 //! (`raw_pg`), the admin console (`admin_console`), the metrics endpoint
 //! (`metrics_endpoint`), mysql_async clients (`mysql_client`), a hand-made
-//! MySQL protocol client (`raw_mysql`) and bounded polling (`wait`).
+//! MySQL protocol client (`raw_mysql`), watching churnstile stop
+//! (`shutdown`) and bounded polling (`wait`).
 //!
 //! Every server and proxy is a child process that the kernel kills if the
 //! test process dies, and that `Drop` stops and cleans up otherwise.
@@ -26,6 +27,7 @@ pub mod proxy;
 pub mod proxy_config;
 pub mod raw_mysql;
 pub mod raw_pg;
+pub mod shutdown;
 pub mod temp_dirs;
 pub mod wait;
 

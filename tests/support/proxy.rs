@@ -41,7 +41,9 @@ pub struct ProcessExit {
     pub stderr: String,
 }
 
-/// A running churnstile. Dropping it sends SIGTERM, then SIGKILL after 10 s.
+/// A running churnstile. Dropping it sends SIGINT (transactions finish,
+/// clients are told, without waiting for them to leave), then SIGKILL after
+/// 10 s.
 pub struct Proxy {
     dir: TempDir,
     port: u16,
@@ -54,21 +56,27 @@ impl Proxy {
     /// Runs `churnstile --config FILE` with `config_toml` after replacing
     /// `{port}` with a free port (the PostgreSQL listener), `{mysql_port}`
     /// with another (the MySQL listener) and `{socket_dir}` with a fresh
-    /// directory. Returns once the ports, and `{socket_dir}/mysql.sock` if
-    /// the config names it, accept connections; panics with churnstile's
+    /// directory. Returns once the ports the config names, and
+    /// `{socket_dir}/mysql.sock` if it names that, accept connections; panics with churnstile's
     /// stderr if it exits or does not listen in 20 s.
     pub fn start(config_toml: &str) -> Proxy {
-        Proxy::launch(config_toml, None)
+        Proxy::launch(config_toml, None, &[])
     }
 
     /// Like [`Proxy::start`], with churnstile's RLIMIT_NOFILE set to `soft`
     /// and `hard` before it runs (it raises the soft limit to the hard one
     /// itself; a low hard limit is what starves it of descriptors).
     pub fn start_with_fd_limit(config_toml: &str, soft: u64, hard: u64) -> Proxy {
-        Proxy::launch(config_toml, Some((soft, hard)))
+        Proxy::launch(config_toml, Some((soft, hard)), &[])
     }
 
-    fn launch(config_toml: &str, fd_limit: Option<(u64, u64)>) -> Proxy {
+    /// Like [`Proxy::start`], with `env` (name, value) pairs set for
+    /// churnstile.
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Proxy {
+        Proxy::launch(config_toml, None, env)
+    }
+
+    fn launch(config_toml: &str, fd_limit: Option<(u64, u64)>, env: &[(&str, &str)]) -> Proxy {
         let dir = proxy_dir();
         let socket_dir = dir.path().join("sockets");
         let config_path = dir.path().join(CONFIG_FILE);
@@ -83,8 +91,9 @@ impl Proxy {
                 .replace("{socket_dir}", &socket_dir.display().to_string());
             fs::write(&config_path, config)
                 .unwrap_or_else(|e| panic!("writing {}: {e}", config_path.display()));
-            let mut child = spawn(dir.path(), &["--config", &config_arg], fd_limit);
-            let ports: Vec<u16> = [Some(port), mysql_port].into_iter().flatten().collect();
+            let mut child = spawn(dir.path(), &["--config", &config_arg], fd_limit, env);
+            let postgres_port = config_toml.contains("{port}").then_some(port);
+            let ports: Vec<u16> = [postgres_port, mysql_port].into_iter().flatten().collect();
             // The MySQL socket is bound after the TCP listeners.
             let mysql_socket = config_toml
                 .contains(&format!("{{socket_dir}}/{MYSQL_SOCKET}"))
@@ -111,8 +120,14 @@ impl Proxy {
     /// 127.0.0.1:PORT --upstream postgres://...`) and returns once `port`,
     /// which the caller got from `free_port()`, accepts connections.
     pub fn start_args(args: &[&str], port: u16) -> Proxy {
+        Proxy::start_args_with_env(args, port, &[])
+    }
+
+    /// Like [`Proxy::start_args`], with `env` (name, value) pairs set for
+    /// churnstile.
+    pub fn start_args_with_env(args: &[&str], port: u16, env: &[(&str, &str)]) -> Proxy {
         let dir = proxy_dir();
-        let mut child = spawn(dir.path(), args, None);
+        let mut child = spawn(dir.path(), args, None, env);
         match wait_listening(&mut child, &[port], None) {
             Startup::Ready => Proxy {
                 dir,
@@ -148,7 +163,7 @@ impl Proxy {
     /// as `check-config` and startup failures do; panics if it does not.
     pub fn spawn_expect_exit(args: &[&str]) -> ProcessExit {
         let dir = proxy_dir();
-        let mut child = spawn(dir.path(), args, None);
+        let mut child = spawn(dir.path(), args, None, &[]);
         let Some(status) = child::wait_exit(&mut child, EXIT_TIMEOUT) else {
             child::stop(&mut child, Signal::KILL, STOP_GRACE);
             panic!(
@@ -306,7 +321,7 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        child::stop(&mut self.child, Signal::TERM, STOP_GRACE);
+        child::stop(&mut self.child, Signal::INT, STOP_GRACE);
     }
 }
 
@@ -321,8 +336,8 @@ fn proxy_dir() -> TempDir {
 /// Starts churnstile from the test's working directory (the package root,
 /// for relative paths in `args`), its output in `dir/stdout.log` and
 /// `dir/stderr.log` (truncated, so they hold this run only), with
-/// RLIMIT_NOFILE set to `fd_limit` (soft, hard) when given.
-fn spawn(dir: &Path, args: &[&str], fd_limit: Option<(u64, u64)>) -> Child {
+/// RLIMIT_NOFILE set to `fd_limit` (soft, hard) when given, and `env` set.
+fn spawn(dir: &Path, args: &[&str], fd_limit: Option<(u64, u64)>, env: &[(&str, &str)]) -> Child {
     let create = |name: &str| {
         let path = dir.join(name);
         File::create(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
@@ -330,6 +345,7 @@ fn spawn(dir: &Path, args: &[&str], fd_limit: Option<(u64, u64)>) -> Child {
     let mut command = Command::new(BINARY);
     command
         .args(args)
+        .envs(env.iter().copied())
         .stdout(create("stdout.log"))
         .stderr(create("stderr.log"));
     if env::var_os("RUST_LOG").is_none() {
