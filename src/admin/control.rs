@@ -1,6 +1,7 @@
 //! The commands that change what churnstile does: PAUSE and RESUME of one
 //! database's pools or all of them, KILL, RELOAD and SHUTDOWN.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pool::PoolControl;
@@ -26,11 +27,8 @@ fn failed(code: &'static str, message: impl Into<String>) -> Failed {
 
 /// The pools of `database`, or of every database when `None`, PostgreSQL
 /// and MySQL alike.
-fn pools_of<'a>(
-    proxy: &'a Proxy,
-    database: Option<&str>,
-) -> Result<Vec<&'a dyn PoolControl>, Failed> {
-    let pools: Vec<&dyn PoolControl> = (proxy.pools_of(database).into_iter())
+fn pools_of(proxy: &Proxy, database: Option<&str>) -> Result<Vec<Arc<dyn PoolControl>>, Failed> {
+    let pools: Vec<Arc<dyn PoolControl>> = (proxy.pools_of(database).into_iter())
         .map(|pool| pool.control)
         .collect();
     match database {

@@ -17,8 +17,8 @@ use super::backend::UpstreamTarget;
 use super::connector::MyConnector;
 use super::kill::KillRegistry;
 use super::sql::PinReason;
-use crate::config::{Config, Protocol};
-use crate::pool::{PinCounters, Pool, PoolLimits};
+use crate::config::{Config, PoolMode, Protocol};
+use crate::pool::{PinCounters, Pool, PoolLimits, PoolSet, Wanted};
 use crate::registry::{ClientRegistry, ServerRegistry};
 
 /// Pool of server connections for one (database, user).
@@ -33,7 +33,10 @@ pub struct MySqlService {
     /// The configuration in force, shared with the core, which swaps it
     /// whole on RELOAD.
     pub(crate) config: Arc<ArcSwap<Config>>,
-    pools: HashMap<PoolKey, MyPool>,
+    /// One pool per (database, user, FOUND_ROWS), rebuilt where a reload
+    /// changes it.
+    pools: PoolSet<PoolKey, PoolIdentity, MyConnector>,
+    servers: Arc<ServerRegistry>,
     pub(crate) shutdown: CancellationToken,
     next_connection_id: AtomicU32,
     pub(super) clients: KillRegistry,
@@ -58,27 +61,11 @@ impl MySqlService {
         registry: Arc<ClientRegistry>,
         servers: Arc<ServerRegistry>,
     ) -> Self {
-        let mut pools = HashMap::new();
-        let snapshot = config.load_full();
-        let mysql_databases =
-            (snapshot.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Mysql);
-        for (db_name, db) in mysql_databases {
-            for (user_name, user) in &snapshot.users {
-                for found_rows in [false, true] {
-                    let target = Arc::new(UpstreamTarget::for_pool(db, user, found_rows));
-                    let connector = MyConnector {
-                        target,
-                        pool_name: (db_name.clone(), user_name.clone()),
-                        servers: Arc::clone(&servers),
-                    };
-                    let pool = Pool::new(connector, PoolLimits::from(&db.pool));
-                    pools.insert((db_name.clone(), user_name.clone(), found_rows), pool);
-                }
-            }
-        }
+        let pools = PoolSet::new(wanted_pools(&config.load(), &servers));
         MySqlService {
             config,
             pools,
+            servers,
             shutdown,
             next_connection_id: AtomicU32::new(1),
             clients: KillRegistry::default(),
@@ -90,13 +77,14 @@ impl MySqlService {
         }
     }
 
-    pub(super) fn pool(&self, key: &PoolKey) -> Option<&MyPool> {
+    /// The pool of `key` in force now.
+    pub(super) fn pool(&self, key: &PoolKey) -> Option<MyPool> {
         self.pools.get(key)
     }
 
     /// Every pool with its (database, user, found_rows).
-    pub(crate) fn pools(&self) -> impl Iterator<Item = (&PoolKey, &MyPool)> {
-        self.pools.iter()
+    pub(crate) fn pools(&self) -> Vec<(PoolKey, MyPool)> {
+        self.pools.all()
     }
 
     /// A connection id no connected client has (ids wrap after 2^32 - 1).
@@ -140,18 +128,60 @@ impl MySqlService {
         lock(&self.collations).insert(id, names);
     }
 
-    /// After the core put a reloaded configuration in force: a changed
+    /// Puts a reloaded configuration's pools in force, before the core
+    /// hands the configuration to new sessions (pools of removed or changed
+    /// databases and users close as their clients let go); a changed
     /// password must be proven in full again.
-    pub(crate) fn reloaded(&self) {
+    pub(crate) fn reload(&self, config: &Config) {
+        self.pools.reconcile(wanted_pools(config, &self.servers));
         lock(&self.sha2_cache).clear();
     }
 
-    /// Closes every idle server connection (at shutdown).
+    /// Closes every pool (at shutdown): idle server connections now, busy
+    /// ones on release.
     pub(crate) fn close_pools(&self) {
-        for pool in self.pools.values() {
-            pool.close();
+        self.pools.close_all();
+    }
+}
+
+/// What makes a pool the same pool across a reload: where and as whom it
+/// logs in (FOUND_ROWS included), and how its clients share it.
+#[derive(PartialEq)]
+struct PoolIdentity {
+    target: UpstreamTarget,
+    mode: PoolMode,
+}
+
+/// Two pools (without and with FOUND_ROWS) for every MySQL database and
+/// user of `config`.
+fn wanted_pools(
+    config: &Config,
+    servers: &Arc<ServerRegistry>,
+) -> Vec<Wanted<PoolKey, PoolIdentity, MyConnector>> {
+    let databases = (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Mysql);
+    let mut wanted = Vec::new();
+    for (db_name, db) in databases {
+        for (user_name, user) in &config.users {
+            for found_rows in [false, true] {
+                let target = UpstreamTarget::for_pool(db, user, found_rows);
+                let connector = MyConnector {
+                    target: Arc::new(target.clone()),
+                    pool_name: (db_name.clone(), user_name.clone()),
+                    servers: Arc::clone(servers),
+                };
+                wanted.push(Wanted {
+                    key: (db_name.clone(), user_name.clone(), found_rows),
+                    identity: PoolIdentity {
+                        target,
+                        mode: db.pool.pool_mode,
+                    },
+                    limits: PoolLimits::from(&db.pool),
+                    connector,
+                });
+            }
         }
     }
+    wanted
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

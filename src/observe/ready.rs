@@ -81,7 +81,7 @@ impl Readiness {
         if self.proxy.draining.is_cancelled() {
             return Err("draining: shutting down, new clients are refused".to_owned());
         }
-        let mut totals: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for pool in self.proxy.pools() {
             let stats = pool.control.stats();
             let total = totals.entry(pool.database).or_default();
@@ -92,7 +92,7 @@ impl Readiness {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut unreachable = None;
         for (database, (opened, failures)) in totals {
-            let connects = seen.entry(database.to_owned()).or_default();
+            let connects = seen.entry(database.clone()).or_default();
             connects.observe(opened, failures, now);
             if unreachable.is_none() {
                 unreachable = (connects.unreachable(now))

@@ -11,6 +11,7 @@ mod limits;
 mod pause;
 mod pins;
 mod resize;
+mod set;
 mod shared;
 mod stats;
 
@@ -19,6 +20,7 @@ pub use lease::{KeepOrGiveBack, Lease};
 pub use limits::PoolLimits;
 pub use pause::PoolControl;
 pub use pins::{PinCounters, PinnedClient};
+pub use set::{PoolSet, Wanted};
 pub use shared::Pool;
 pub use stats::{CloseReason, PoolStatsSnapshot, Traffic};
 

@@ -163,6 +163,17 @@ impl<C: Connector> Pool<C> {
         self.shared.idle().len()
     }
 
+    /// True when `other` is this pool (a clone of it), not merely alike.
+    pub fn is_same(&self, other: &Pool<C>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// True once the pool was closed (shutdown, or a reload removed or
+    /// replaced it): checkouts fail at once.
+    pub fn is_closed(&self) -> bool {
+        self.shared.permits.is_closed()
+    }
+
     /// Stops handing out connections and closes the idle ones; connections
     /// in use are closed when their clients let go of them, and clients
     /// keeping one between transactions are asked for it.

@@ -17,9 +17,9 @@ use super::prepared::StatementRegistry;
 use super::sql::PinReason;
 use super::state::Settings;
 use crate::config::{
-    AuthType, ClientSecret, Config, DatabaseConfig, Protocol, ScramVerifier, UserConfig,
+    AuthType, ClientSecret, Config, DatabaseConfig, PoolMode, Protocol, ScramVerifier, UserConfig,
 };
-use crate::pool::{PinCounters, Pool, PoolLimits};
+use crate::pool::{PinCounters, Pool, PoolLimits, PoolSet, Wanted};
 use crate::registry::{ClientRegistry, ServerRegistry};
 
 /// Pool of server connections for one (database, user).
@@ -30,7 +30,8 @@ pub struct PgService {
     /// The configuration in force, shared with the core, which swaps it
     /// whole on RELOAD.
     pub config: Arc<ArcSwap<Config>>,
-    pools: HashMap<(String, String), PgPool>,
+    /// One pool per (database, user), rebuilt where a reload changes it.
+    pools: PoolSet<(String, String), PoolIdentity, PgConnector>,
     /// Verifiers derived once from plaintext secrets, for SCRAM logins.
     pub(super) derived_verifiers: ArcSwap<HashMap<String, ScramVerifier>>,
     pub cancels: Arc<CancelRegistry>,
@@ -60,21 +61,8 @@ impl PgService {
         clients: Arc<ClientRegistry>,
         servers: Arc<ServerRegistry>,
     ) -> Self {
-        let mut pools = HashMap::new();
         let snapshot = config.load_full();
-        let postgres_databases =
-            (snapshot.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Postgres);
-        for (db_name, db) in postgres_databases {
-            for (user_name, user) in &snapshot.users {
-                let connector = PgConnector {
-                    target: Arc::new(upstream_target(db, user)),
-                    pool_name: (db_name.clone(), user_name.clone()),
-                    servers: Arc::clone(&servers),
-                };
-                let pool = Pool::new(connector, PoolLimits::from(&db.pool));
-                pools.insert((db_name.clone(), user_name.clone()), pool);
-            }
-        }
+        let pools = PoolSet::new(wanted_pools(&snapshot, &servers));
         PgService {
             derived_verifiers: ArcSwap::from_pointee(derive_verifiers(&snapshot)),
             config,
@@ -89,14 +77,17 @@ impl PgService {
         }
     }
 
-    /// Derives what logins need from a reloaded configuration, which the
-    /// core has put in force.
-    pub fn reloaded(&self, config: &Config) {
+    /// Puts a reloaded configuration's pools and secrets in force, before
+    /// the core hands the configuration to new sessions: pools of removed
+    /// or changed databases and users close as their clients let go.
+    pub fn reload(&self, config: &Config) {
+        self.pools.reconcile(wanted_pools(config, &self.servers));
         self.derived_verifiers
             .store(Arc::new(derive_verifiers(config)));
     }
 
-    pub fn pool(&self, database: &str, user: &str) -> Option<&PgPool> {
+    /// The pool of (database, user) in force now.
+    pub fn pool(&self, database: &str, user: &str) -> Option<PgPool> {
         self.pools.get(&(database.to_owned(), user.to_owned()))
     }
 
@@ -133,16 +124,53 @@ impl PgService {
         );
     }
 
-    pub fn pools(&self) -> impl Iterator<Item = (&(String, String), &PgPool)> {
-        self.pools.iter()
+    /// Every pool in force, by (database, user).
+    pub fn pools(&self) -> Vec<((String, String), PgPool)> {
+        self.pools.all()
     }
 
     /// Closes every pool: idle server connections now, busy ones on release.
     pub fn close_pools(&self) {
-        for pool in self.pools.values() {
-            pool.close();
+        self.pools.close_all();
+    }
+}
+
+/// What makes a pool the same pool across a reload: where and as whom it
+/// logs in, and how its clients share its connections.
+#[derive(PartialEq)]
+struct PoolIdentity {
+    target: UpstreamTarget,
+    mode: PoolMode,
+}
+
+/// A pool for every PostgreSQL database and user of `config`.
+fn wanted_pools(
+    config: &Config,
+    servers: &Arc<ServerRegistry>,
+) -> Vec<Wanted<(String, String), PoolIdentity, PgConnector>> {
+    let databases = (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Postgres);
+    let mut wanted = Vec::new();
+    for (db_name, db) in databases {
+        for (user_name, user) in &config.users {
+            let target = upstream_target(db, user);
+            let key = (db_name.clone(), user_name.clone());
+            let connector = PgConnector {
+                target: Arc::new(target.clone()),
+                pool_name: key.clone(),
+                servers: Arc::clone(servers),
+            };
+            wanted.push(Wanted {
+                key,
+                identity: PoolIdentity {
+                    target,
+                    mode: db.pool.pool_mode,
+                },
+                limits: PoolLimits::from(&db.pool),
+                connector,
+            });
         }
     }
+    wanted
 }
 
 /// SCRAM verifiers for users whose secret is plaintext, when logins use SCRAM.

@@ -67,7 +67,7 @@ pub(super) enum Ending {
 pub(super) struct Session<'a> {
     pub(super) service: &'a PgService,
     /// The client's pool; `None` when a reload added its database since start.
-    pub(super) pool: Option<&'a PgPool>,
+    pub(super) pool: Option<PgPool>,
     pub(super) settings: PoolSettings,
     pub(super) client: ClientSide,
     pub(super) server: Option<Attached>,
@@ -362,11 +362,23 @@ impl Session<'_> {
     /// Adds the session's traffic so far to its pool's counters.
     fn count_traffic(&mut self) {
         let traffic = self.client.traffic.take();
-        if let Some(pool) = self.pool
+        if let Some(pool) = &self.pool
             && !traffic.is_empty()
         {
             pool.add_traffic(&traffic);
         }
+    }
+
+    /// The pool to take a server connection from: the one the session
+    /// started with, or, when a reload has replaced or removed it since,
+    /// the one in force now (none when the database or user is gone).
+    fn current_pool(&mut self) -> Option<PgPool> {
+        if self.pool.as_ref().is_some_and(PgPool::is_closed)
+            && !self.service.shutdown.is_cancelled()
+        {
+            self.pool = self.service.pool(&self.database, &self.user);
+        }
+        self.pool.clone()
     }
 
     /// Keeps the pinned-clients gauge in step with the client's pins.
@@ -381,9 +393,12 @@ impl Session<'_> {
     /// session settings onto it; the client is told parameter values that
     /// differ from what it saw.
     async fn attach(&mut self) -> Result<(), Ending> {
-        let pool = self.pool.ok_or_else(|| Ending::NoServer {
+        let pool = self.current_pool().ok_or_else(|| Ending::NoServer {
             code: sqlstate::INVALID_CATALOG_NAME.into(),
-            message: "database is not configured for this user".into(),
+            message: format!(
+                "database \"{}\" is not configured for user \"{}\"",
+                self.database, self.user
+            ),
         })?;
         self.live.waiting();
         let asked = Instant::now();

@@ -1,15 +1,16 @@
 //! RELOAD: which settings a running churnstile can take from a re-read
-//! configuration file, and which need a restart. Pool sizes and timeouts,
-//! users' secrets, auth_type and admin_users apply to the next checkout,
-//! session or login; listeners, upstream addresses and credentials, pool
-//! modes and the set of databases and users stay as they are, and the
-//! administrator is told so.
+//! configuration file, and which need a restart. Databases and users are
+//! added, removed and changed (a pool whose upstream, credentials or pool
+//! mode changed is replaced; the old one closes as its clients let go, and
+//! their next transaction runs on the new one), and pool sizes and
+//! timeouts, secrets, auth_type and admin_users apply to the next checkout,
+//! session or login; listeners and process-wide settings stay as they are,
+//! and the administrator is told so.
 
 use std::sync::Arc;
 
 use super::Proxy;
-use crate::config::{Config, PoolSettings, load_file};
-use crate::pool::PoolLimits;
+use crate::config::{Config, load_file};
 
 /// Keys RELOAD changes, as SHOW CONFIG names them.
 pub const CHANGEABLE: &[&str] = &[
@@ -26,6 +27,7 @@ pub const CHANGEABLE: &[&str] = &[
     "server_reset_query",
     "max_prepared_statements",
     "pin_policy",
+    "pool_mode",
 ];
 
 /// Why RELOAD changed nothing.
@@ -49,38 +51,12 @@ impl Proxy {
         Ok(notes)
     }
 
-    /// Puts `merged` in force: new logins and sessions read it, and every
-    /// pool (PostgreSQL and MySQL) takes its database's sizes and timeouts.
+    /// Puts `merged` in force: each protocol first builds, keeps or closes
+    /// its pools to match it, then new logins and sessions read it.
     fn apply(&self, merged: Config) {
-        for pool in self.pools() {
-            if let Some(db) = merged.databases.get(pool.database) {
-                let limits = PoolLimits::from(&db.pool);
-                if *pool.control.limits() != limits {
-                    pool.control.set_limits(limits);
-                }
-            }
-        }
-        let merged = Arc::new(merged);
-        self.config.store(Arc::clone(&merged));
-        self.postgres.reloaded(&merged);
-        self.mysql.reloaded();
-    }
-}
-
-/// Pool settings from `new`, keeping the pool mode of `old` (server
-/// connections are shared by the pool's clients, who expect one mode).
-fn pool_settings(
-    old: &PoolSettings,
-    new: &PoolSettings,
-    context: &str,
-    notes: &mut Vec<String>,
-) -> PoolSettings {
-    if old.pool_mode != new.pool_mode {
-        notes.push(format!("{context}pool_mode needs a restart"));
-    }
-    PoolSettings {
-        pool_mode: old.pool_mode,
-        ..new.clone()
+        self.postgres.reload(&merged);
+        self.mysql.reload(&merged);
+        self.config.store(Arc::new(merged));
     }
 }
 
@@ -123,54 +99,9 @@ fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
     );
     merged.general.auth_type = now.auth_type;
     merged.general.observe.admin_users = now.observe.admin_users.clone();
-    merged.pool = pool_settings(&old.pool, &new.pool, "[pool] ", &mut notes);
-
-    for (name, db) in &mut merged.databases {
-        let Some(new_db) = new.databases.get(name) else {
-            notes.push(format!("removing database {name:?} needs a restart"));
-            continue;
-        };
-        let moved = (&db.host, db.port, &db.dbname) != (&new_db.host, new_db.port, &new_db.dbname);
-        restart(
-            moved,
-            &format!("database {name:?}: host, port or dbname"),
-            &mut notes,
-        );
-        db.pool = pool_settings(
-            &db.pool,
-            &new_db.pool,
-            &format!("database {name:?}: "),
-            &mut notes,
-        );
-    }
-    for name in new
-        .databases
-        .keys()
-        .filter(|name| !old.databases.contains_key(*name))
-    {
-        notes.push(format!("adding database {name:?} needs a restart"));
-    }
-    for (name, user) in &mut merged.users {
-        let Some(new_user) = new.users.get(name) else {
-            notes.push(format!("removing user {name:?} needs a restart"));
-            continue;
-        };
-        let upstream_changed = (&user.upstream_user, &user.upstream_password)
-            != (&new_user.upstream_user, &new_user.upstream_password);
-        restart(
-            upstream_changed,
-            &format!("user {name:?}: upstream_user or upstream_password"),
-            &mut notes,
-        );
-        user.secret = new_user.secret.clone();
-    }
-    for name in new
-        .users
-        .keys()
-        .filter(|name| !old.users.contains_key(*name))
-    {
-        notes.push(format!("adding user {name:?} needs a restart"));
-    }
+    merged.pool = new.pool.clone();
+    merged.databases = new.databases.clone();
+    merged.users = new.users.clone();
     (merged, notes)
 }
 
@@ -202,27 +133,20 @@ mod tests {
     }
 
     #[test]
-    fn what_needs_a_restart_is_kept_and_named() {
+    fn databases_users_and_pool_modes_apply_and_only_restart_keys_are_named() {
         let old = config(BASE);
         let new = config(
             "[listen]\npostgres = [\"127.0.0.1:7000\"]\n[pool]\npool_mode = \"transaction\"\n\
              [databases.app]\nport = 5433\n[databases.other]\n\
-             [users.app]\npassword = \"one\"\nupstream_password = \"up\"\n",
+             [users.other]\npassword = \"two\"\n",
         );
         let (merged, notes) = merge(&old, &new);
         assert_eq!(merged.listen, old.listen);
-        assert_eq!(merged.databases["app"].port, 5432);
-        assert_eq!(merged.databases["app"].pool.pool_mode, old.pool.pool_mode);
-        assert!(!merged.databases.contains_key("other"));
-        assert_eq!(
-            notes,
-            [
-                "[listen] needs a restart",
-                "[pool] pool_mode needs a restart",
-                "database \"app\": host, port or dbname needs a restart",
-                "database \"app\": pool_mode needs a restart",
-                "adding database \"other\" needs a restart",
-            ]
-        );
+        assert_eq!(merged.databases["app"].port, 5433);
+        assert_eq!(merged.pool.pool_mode, new.pool.pool_mode);
+        assert!(merged.databases.contains_key("other"));
+        assert!(merged.users.contains_key("other"));
+        assert!(!merged.users.contains_key("app"));
+        assert_eq!(notes, ["[listen] needs a restart"]);
     }
 }
