@@ -17,8 +17,8 @@ use super::backend::UpstreamTarget;
 use super::connector::MyConnector;
 use super::kill::KillRegistry;
 use super::sql::PinReason;
-use crate::config::{Config, PoolMode, Protocol};
-use crate::pool::{PinCounters, Pool, PoolLimits, PoolSet, Wanted};
+use crate::config::{Config, Protocol};
+use crate::pool::{PinCounters, Pool, PoolIdentity, PoolLimits, PoolSet, Wanted};
 use crate::registry::{ClientRegistry, ServerRegistry};
 
 /// Pool of server connections for one (database, user).
@@ -35,7 +35,7 @@ pub struct MySqlService {
     pub(crate) config: Arc<ArcSwap<Config>>,
     /// One pool per (database, user, FOUND_ROWS), rebuilt where a reload
     /// changes it.
-    pools: PoolSet<PoolKey, PoolIdentity, MyConnector>,
+    pools: PoolSet<PoolKey, PoolIdentity<UpstreamTarget>, MyConnector>,
     servers: Arc<ServerRegistry>,
     pub(crate) shutdown: CancellationToken,
     next_connection_id: AtomicU32,
@@ -144,20 +144,12 @@ impl MySqlService {
     }
 }
 
-/// What makes a pool the same pool across a reload: where and as whom it
-/// logs in (FOUND_ROWS included), and how its clients share it.
-#[derive(PartialEq)]
-struct PoolIdentity {
-    target: UpstreamTarget,
-    mode: PoolMode,
-}
-
 /// Two pools (without and with FOUND_ROWS) for every MySQL database and
 /// user of `config`.
 fn wanted_pools(
     config: &Config,
     servers: &Arc<ServerRegistry>,
-) -> Vec<Wanted<PoolKey, PoolIdentity, MyConnector>> {
+) -> Vec<Wanted<PoolKey, PoolIdentity<UpstreamTarget>, MyConnector>> {
     let databases = (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Mysql);
     let mut wanted = Vec::new();
     for (db_name, db) in databases {

@@ -20,7 +20,7 @@ pub use lease::{KeepOrGiveBack, Lease};
 pub use limits::PoolLimits;
 pub use pause::PoolControl;
 pub use pins::{PinCounters, PinnedClient};
-pub use set::{PoolSet, Wanted};
+pub use set::{PoolIdentity, PoolSet, Wanted};
 pub use shared::Pool;
 pub use stats::{CloseReason, PoolStatsSnapshot, Traffic};
 

@@ -12,6 +12,16 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::{Connector, Pool, PoolLimits};
+use crate::config::PoolMode;
+
+/// What makes a pool the same pool across a reload: where and as whom it
+/// logs in (`target`, the protocol's upstream description), and how its
+/// clients share its connections.
+#[derive(PartialEq)]
+pub struct PoolIdentity<T> {
+    pub target: T,
+    pub mode: PoolMode,
+}
 
 /// One pool a configuration calls for: its key, what makes it the same
 /// pool as before (upstream, credentials, mode), its limits, and the

@@ -17,9 +17,9 @@ use super::prepared::StatementRegistry;
 use super::sql::PinReason;
 use super::state::Settings;
 use crate::config::{
-    AuthType, ClientSecret, Config, DatabaseConfig, PoolMode, Protocol, ScramVerifier, UserConfig,
+    AuthType, ClientSecret, Config, DatabaseConfig, Protocol, ScramVerifier, UserConfig,
 };
-use crate::pool::{PinCounters, Pool, PoolLimits, PoolSet, Wanted};
+use crate::pool::{PinCounters, Pool, PoolIdentity, PoolLimits, PoolSet, Wanted};
 use crate::registry::{ClientRegistry, ServerRegistry};
 
 /// Pool of server connections for one (database, user).
@@ -31,7 +31,7 @@ pub struct PgService {
     /// whole on RELOAD.
     pub config: Arc<ArcSwap<Config>>,
     /// One pool per (database, user), rebuilt where a reload changes it.
-    pools: PoolSet<(String, String), PoolIdentity, PgConnector>,
+    pools: PoolSet<(String, String), PoolIdentity<UpstreamTarget>, PgConnector>,
     /// Verifiers derived once from plaintext secrets, for SCRAM logins.
     pub(super) derived_verifiers: ArcSwap<HashMap<String, ScramVerifier>>,
     pub cancels: Arc<CancelRegistry>,
@@ -135,19 +135,11 @@ impl PgService {
     }
 }
 
-/// What makes a pool the same pool across a reload: where and as whom it
-/// logs in, and how its clients share its connections.
-#[derive(PartialEq)]
-struct PoolIdentity {
-    target: UpstreamTarget,
-    mode: PoolMode,
-}
-
 /// A pool for every PostgreSQL database and user of `config`.
 fn wanted_pools(
     config: &Config,
     servers: &Arc<ServerRegistry>,
-) -> Vec<Wanted<(String, String), PoolIdentity, PgConnector>> {
+) -> Vec<Wanted<(String, String), PoolIdentity<UpstreamTarget>, PgConnector>> {
     let databases = (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Postgres);
     let mut wanted = Vec::new();
     for (db_name, db) in databases {
