@@ -31,7 +31,8 @@ pub struct Cli {
     pub listen: Option<SocketAddr>,
 
     /// Zero-config mode: upstream as postgres://USER:PASS@HOST:PORT/DB; clients
-    /// must present the same user and password.
+    /// must present the same user and password. Add ?sslmode=verify-full and
+    /// &sslrootcert=CA.pem for TLS upstream (default sslmode=prefer).
     #[arg(long, value_name = "URL", requires = "listen")]
     pub upstream: Option<String>,
 

@@ -8,6 +8,7 @@ mod observe;
 mod pool;
 mod secret;
 mod section;
+mod tls;
 mod types;
 mod url;
 
