@@ -7,6 +7,7 @@
 
 mod pools;
 mod reload;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,11 +24,14 @@ use crate::stream::Stream;
 
 pub use pools::PoolEntry;
 pub use reload::{CHANGEABLE, ReloadError};
+pub use tls::{ClientTlsContext, POSTGRES_ALPN, TlsContexts, TlsSetupError, UpstreamTls};
 
 /// Shared state of the running proxy.
 pub struct Proxy {
     /// The configuration in force; both protocols' services hold it too.
     pub config: Arc<ArcSwap<Config>>,
+    /// The TLS configurations built from it, rebuilt on RELOAD.
+    pub tls: Arc<ArcSwap<TlsContexts>>,
     /// The `--config` file, which RELOAD re-reads.
     config_file: Option<PathBuf>,
     /// Cancelled when the proxy shuts down.
@@ -41,10 +45,11 @@ pub struct Proxy {
 
 impl Proxy {
     /// Builds every pool of both protocols. Must run inside a Tokio
-    /// runtime (each pool starts its janitor). `config_file` is where
-    /// `config` came from, for RELOAD.
-    pub fn new(config: Config, config_file: Option<PathBuf>) -> Self {
+    /// runtime (each pool starts its janitor). `tls` was built from
+    /// `config`; `config_file` is where `config` came from, for RELOAD.
+    pub fn new(config: Config, tls: TlsContexts, config_file: Option<PathBuf>) -> Self {
         let config = Arc::new(ArcSwap::from_pointee(config));
+        let tls = Arc::new(ArcSwap::from_pointee(tls));
         let shutdown = CancellationToken::new();
         let clients = Arc::new(ClientRegistry::default());
         let servers = Arc::new(ServerRegistry::default());
@@ -62,6 +67,7 @@ impl Proxy {
         ));
         Proxy {
             config,
+            tls,
             config_file,
             shutdown,
             clients,

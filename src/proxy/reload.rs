@@ -1,13 +1,14 @@
 //! RELOAD: which settings a running churnstile can take from a re-read
 //! configuration file, and which need a restart. Pool sizes and timeouts,
-//! users' secrets, auth_type and admin_users apply to the next checkout,
-//! session or login; listeners, upstream addresses and credentials, pool
+//! users' secrets, auth_type, admin_users and the TLS settings and files
+//! apply to the next checkout, session, login or handshake; listeners, upstream addresses and credentials, pool
 //! modes and the set of databases and users stay as they are, and the
 //! administrator is told so.
 
 use std::sync::Arc;
 
 use super::Proxy;
+use super::tls::{TlsContexts, TlsSetupError};
 use crate::config::{Config, PoolSettings, load_file};
 use crate::pool::PoolLimits;
 
@@ -26,6 +27,16 @@ pub const CHANGEABLE: &[&str] = &[
     "server_reset_query",
     "max_prepared_statements",
     "pin_policy",
+    "client_tls_sslmode",
+    "client_tls_cert_file",
+    "client_tls_key_file",
+    "client_tls_ca_file",
+    "client_tls_protocols",
+    "server_tls_sslmode",
+    "server_tls_ca_file",
+    "server_tls_cert_file",
+    "server_tls_key_file",
+    "server_tls_protocols",
 ];
 
 /// Why RELOAD changed nothing.
@@ -35,15 +46,30 @@ pub enum ReloadError {
     NoConfigFile,
     #[error("configuration not reloaded:\n{0}")]
     Invalid(String),
+    #[error("configuration not reloaded, the TLS files in force are kept: {0}")]
+    Tls(#[from] TlsSetupError),
 }
 
 impl Proxy {
     /// Re-reads the configuration file and puts what can change at runtime
     /// in force; returns one note per change that needs a restart.
+    /// A refused reload is logged as well as returned, so whoever sent
+    /// RELOAD (or SIGHUP) is not the only one who learns why.
     pub fn reload(&self) -> Result<Vec<String>, ReloadError> {
+        let result = self.try_reload();
+        if let Err(error) = &result {
+            tracing::warn!(%error, "RELOAD refused; the configuration in force is kept");
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<Vec<String>, ReloadError> {
         let path = self.config_file.as_ref().ok_or(ReloadError::NoConfigFile)?;
         let new = load_file(path).map_err(|errors| ReloadError::Invalid(errors.to_string()))?;
         let (merged, notes) = merge(&self.config.load(), &new);
+        // New handshakes use the new files; established sessions keep theirs.
+        let tls = TlsContexts::build(&merged)?;
+        self.tls.store(Arc::new(tls));
         self.apply(merged);
         tracing::info!(file = %path.display(), not_applied = ?notes, "configuration reloaded");
         Ok(notes)
@@ -122,6 +148,7 @@ fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
         &mut notes,
     );
     merged.general.auth_type = now.auth_type;
+    merged.general.client_tls = now.client_tls.clone();
     merged.general.observe.admin_users = now.observe.admin_users.clone();
     merged.pool = pool_settings(&old.pool, &new.pool, "[pool] ", &mut notes);
 
@@ -223,6 +250,22 @@ mod tests {
                 "database \"app\": pool_mode needs a restart",
                 "adding database \"other\" needs a restart",
             ]
+        );
+    }
+
+    #[test]
+    fn tls_settings_apply() {
+        let old = config(BASE);
+        let new = config(&format!(
+            "[general]\nclient_tls_protocols = \"tlsv1.3\"\n\
+             [pool]\nserver_tls_sslmode = \"require\"\n{BASE}"
+        ));
+        let (merged, notes) = merge(&old, &new);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert!(!merged.general.client_tls.protocols.tls12);
+        assert_eq!(
+            merged.databases["app"].pool.server_tls.sslmode,
+            crate::config::ServerTlsMode::Require
         );
     }
 }
