@@ -1,4 +1,5 @@
-//! A throwaway certificate authority for unit tests: a CA, certificates it
+//! A throwaway certificate authority for tests (unit tests, and the
+//! integration tests through `tests/support`): a CA, certificates it
 //! issues for `localhost` and 127.0.0.1 (server) or a user name (client),
 //! and the mistakes operators make (an expired certificate, a key for
 //! another certificate), written as PEM files into a temporary directory.
