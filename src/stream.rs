@@ -22,6 +22,9 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 pub enum Stream {
     Tcp(Tcp),
     Unix(UnixStream),
+    /// What is left after a TLS handshake in place failed or was abandoned:
+    /// reads see end of stream, writes fail.
+    Closed,
 }
 
 /// A TCP connection, in plaintext or with TLS on it.
@@ -68,6 +71,7 @@ impl Stream {
         let result = match self {
             Stream::Tcp(Tcp::Plain(s)) => s.try_read(buf),
             Stream::Unix(s) => s.try_read(buf),
+            Stream::Closed => Ok(0),
             tls => return poll_now(|cx| read_into(Pin::new(tls), cx, buf)),
         };
         match result {
@@ -84,6 +88,7 @@ impl Stream {
         let written = match self {
             Stream::Tcp(Tcp::Plain(s)) => s.try_write(buf),
             Stream::Unix(s) => s.try_write(buf),
+            Stream::Closed => Ok(0),
             tls => {
                 let written = poll_now(|cx| Pin::new(&mut *tls).poll_write(cx, buf))?;
                 poll_now(|cx| Pin::new(&mut *tls).poll_flush(cx))?;
@@ -132,11 +137,40 @@ impl Stream {
         }
     }
 
+    /// [`Stream::accept_tls`] in place, for a protocol that holds the
+    /// stream by reference; after a failure the stream is [`Stream::Closed`].
+    pub async fn start_tls_server(
+        &mut self,
+        config: Arc<ServerConfig>,
+        already_read: &[u8],
+    ) -> Result<(), HandshakeError> {
+        let plain = std::mem::replace(self, Stream::Closed);
+        *self = plain.accept_tls(config, already_read).await?;
+        Ok(())
+    }
+
+    /// [`Stream::connect_tls`] in place; after a failure the stream is
+    /// [`Stream::Closed`].
+    pub async fn start_tls_client(
+        &mut self,
+        config: Arc<ClientConfig>,
+        server_name: ServerName<'static>,
+    ) -> Result<(), HandshakeError> {
+        let plain = std::mem::replace(self, Stream::Closed);
+        *self = plain.connect_tls(config, server_name).await?;
+        Ok(())
+    }
+
+    /// Whether TLS could start on this stream: plaintext TCP.
+    pub fn can_start_tls(&self) -> bool {
+        matches!(self, Stream::Tcp(Tcp::Plain(_)))
+    }
+
     fn into_plain_tcp(self) -> Result<TcpStream, HandshakeError> {
         match self {
             Stream::Tcp(Tcp::Plain(tcp)) => Ok(tcp),
             Stream::Tcp(_) => Err(HandshakeError::AlreadyTls),
-            Stream::Unix(_) => Err(HandshakeError::UnixSocket),
+            Stream::Unix(_) | Stream::Closed => Err(HandshakeError::UnixSocket),
         }
     }
 
@@ -181,15 +215,6 @@ impl Tcp {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket().local_addr()
     }
-
-    /// Writes without waiting, in plaintext only: TLS must encrypt first,
-    /// which [`Stream::try_write_now`] does; here TLS reports `WouldBlock`.
-    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Tcp::Plain(s) => s.try_write(buf),
-            _ => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
 }
 
 /// One poll with a waker that wakes nothing: `Ok(None)` when the
@@ -226,6 +251,7 @@ impl AsyncRead for Stream {
             Stream::Tcp(Tcp::TlsFromClient(s)) => Pin::new(s).poll_read(cx, buf),
             Stream::Tcp(Tcp::TlsToServer(s)) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 }
@@ -241,6 +267,7 @@ impl AsyncWrite for Stream {
             Stream::Tcp(Tcp::TlsFromClient(s)) => Pin::new(s).poll_write(cx, buf),
             Stream::Tcp(Tcp::TlsToServer(s)) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
         }
     }
 
@@ -250,6 +277,7 @@ impl AsyncWrite for Stream {
             Stream::Tcp(Tcp::TlsFromClient(s)) => Pin::new(s).poll_flush(cx),
             Stream::Tcp(Tcp::TlsToServer(s)) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 
@@ -259,6 +287,7 @@ impl AsyncWrite for Stream {
             Stream::Tcp(Tcp::TlsFromClient(s)) => Pin::new(s).poll_shutdown(cx),
             Stream::Tcp(Tcp::TlsToServer(s)) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 }

@@ -1,15 +1,24 @@
 //! TLS on both legs: certificates made at test time by a throwaway CA,
-//! `check-config` and startup naming a bad file with its line, and the
-//! test harness's PostgreSQL serving TLS with `hostssl`-only pg_hba.
+//! `check-config` and startup naming a bad file with its line, PostgreSQL
+//! clients over TLS to churnstile (SSLRequest and direct TLS, client
+//! certificates, plaintext refused under `require`), and churnstile over
+//! TLS to a `hostssl`-only PostgreSQL.
 
 mod support;
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
+use churnstile::tls::{ServerVerification, TlsVersions, connector, load_roots};
+use rustls_pki_types::ServerName;
 use support::postgres::ServerTls;
+use support::raw_pg::{self, RawConnection};
 use support::test_pki::TestPki;
-use support::{MD5_USER, PgServer, Proxy, pg_client, tls_client};
+use support::{APP_DB, MD5_USER, PgServer, Proxy, pg_client, pg_proxy_config, tls_client, wait};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 fn quoted(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
@@ -141,4 +150,256 @@ async fn the_harness_serves_tls_and_hostssl_refuses_plaintext_logins() {
     )
     .await;
     assert_eq!(ssl, "true");
+}
+
+/// A churnstile for `pg` accepting clients over TLS with a certificate for
+/// 127.0.0.1 and localhost from `pki`, under `sslmode`.
+fn tls_proxy(pg: &PgServer, pki: &TestPki, sslmode: &str, extra: &str) -> Proxy {
+    let certificate = pki.server("churnstile", &["localhost", "127.0.0.1"]);
+    Proxy::start(&pg_proxy_config(
+        pg,
+        &format!(
+            "[general]\nclient_tls_sslmode = \"{sslmode}\"\nclient_tls_cert_file = {}\n\
+             client_tls_key_file = {}\n{extra}",
+            quoted(&certificate.cert),
+            quoted(&certificate.key),
+        ),
+    ))
+}
+
+#[tokio::test]
+async fn postgres_clients_log_in_over_tls_verifying_churnstile_and_plaintext_is_refused() {
+    let pg = PgServer::start();
+    let pki = TestPki::new();
+    let proxy = tls_proxy(&pg, &pki, "require", "");
+    let plaintext = proxy.connection_string(MD5_USER.name, MD5_USER.password, APP_DB);
+    let over_tls = plaintext.replace("sslmode=disable", "sslmode=require");
+
+    let client = tls_client::connect(&over_tls, tls_client::verify_full(&pki.ca(), None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", proxy.stderr()));
+    assert_eq!(
+        pg_client::scalar(&client, "SELECT 'over tls'").await,
+        "over tls"
+    );
+
+    let refused = pg_client::connect(&plaintext).await.unwrap_err();
+    let refused = refused.as_db_error().unwrap();
+    assert_eq!(refused.code().code(), "28000");
+    assert_eq!(
+        refused.message(),
+        "TLS is required (client_tls_sslmode = \"require\"); connect with sslmode=require \
+         or stricter"
+    );
+}
+
+#[tokio::test]
+async fn a_client_trusting_another_ca_refuses_churnstile() {
+    let pg = PgServer::start();
+    let (pki, other) = (TestPki::new(), TestPki::new());
+    let proxy = tls_proxy(&pg, &pki, "prefer", "");
+    let over_tls = proxy
+        .connection_string(MD5_USER.name, MD5_USER.password, APP_DB)
+        .replace("sslmode=disable", "sslmode=require");
+    let error = tls_client::connect(&over_tls, tls_client::verify_full(&other.ca(), None))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{error:?}").contains("InvalidCertificate"),
+        "{error:?}"
+    );
+    // prefer: a plaintext client is still served.
+    let client = proxy.connect_as(MD5_USER).await;
+    assert_eq!(pg_client::scalar(&client, "SELECT 'plain'").await, "plain");
+}
+
+#[tokio::test]
+async fn verify_full_clients_need_a_certificate_from_the_client_ca() {
+    let pg = PgServer::start();
+    let pki = TestPki::new();
+    let proxy = tls_proxy(
+        &pg,
+        &pki,
+        "verify-full",
+        &format!("client_tls_ca_file = {}\n", quoted(&pki.ca())),
+    );
+    let over_tls = proxy
+        .connection_string(MD5_USER.name, MD5_USER.password, APP_DB)
+        .replace("sslmode=disable", "sslmode=require");
+    let without = tls_client::connect(&over_tls, tls_client::verify_full(&pki.ca(), None)).await;
+    assert!(without.is_err(), "logged in without a client certificate");
+    let certificate = pki.client("md5_user", MD5_USER.name);
+    let with = tls_client::verify_full(&pki.ca(), Some(&certificate));
+    let client = tls_client::connect(&over_tls, with)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", proxy.stderr()));
+    assert_eq!(
+        pg_client::scalar(&client, "SELECT 'certified'").await,
+        "certified"
+    );
+}
+
+#[tokio::test]
+async fn direct_tls_with_alpn_postgresql_is_accepted() {
+    let pg = PgServer::start();
+    let pki = TestPki::new();
+    let proxy = tls_proxy(&pg, &pki, "require", "");
+    let roots = Arc::new(load_roots(&pki.ca()).unwrap());
+    let alpn: &[&[u8]] = &[b"postgresql"];
+    let config = connector(
+        &ServerVerification::ChainAndName(roots),
+        None,
+        TlsVersions::default(),
+        alpn,
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", proxy.port()))
+        .await
+        .unwrap();
+    let mut tls = TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(&raw_pg::app_startup(MD5_USER.name))
+        .await
+        .unwrap();
+    let first = raw_pg::read_message_from(&mut tls).await.unwrap();
+    assert_eq!(first.0, b'R', "{first:?}; stderr:\n{}", proxy.stderr());
+    assert_eq!(raw_pg::auth_code(&first), raw_pg::AUTH_MD5);
+}
+
+#[tokio::test]
+async fn data_sent_after_ssl_request_before_the_handshake_is_refused() {
+    let pg = PgServer::start();
+    let pki = TestPki::new();
+    let proxy = tls_proxy(&pg, &pki, "prefer", "");
+    let mut raw = RawConnection::connect(proxy.port()).await;
+    let mut injected = raw_pg::request(raw_pg::SSL_REQUEST, &[]);
+    injected.extend_from_slice(&raw_pg::app_startup(MD5_USER.name));
+    raw.send(&injected).await;
+    let error = raw.expect_message().await;
+    assert_eq!(
+        raw_pg::error_fields(&error).get(&'M').map(String::as_str),
+        Some("received unencrypted data after encryption request")
+    );
+    // GSSENCRequest is declined, as before.
+    let mut raw = RawConnection::connect(proxy.port()).await;
+    raw.send(&raw_pg::request(raw_pg::GSSENC_REQUEST, &[]))
+        .await;
+    assert_eq!(raw.read_byte().await, b'N');
+}
+
+#[tokio::test]
+async fn garbage_instead_of_a_client_hello_is_closed_and_churnstile_keeps_serving() {
+    let pg = PgServer::start();
+    let pki = TestPki::new();
+    let proxy = tls_proxy(&pg, &pki, "require", "");
+    let fds_before = proxy.fd_count();
+    for _ in 0..20 {
+        let mut raw = RawConnection::connect(proxy.port()).await;
+        raw.send(&raw_pg::request(raw_pg::SSL_REQUEST, &[])).await;
+        assert_eq!(raw.read_byte().await, b'S');
+        raw.send(b"\x16\x03\x01\x00\x05hello, not TLS at all").await;
+        // An alert at most, then the close.
+        assert!(raw.read_message().await.is_none_or(|(tag, _)| tag == 0x15));
+    }
+    let settle = std::time::Duration::from_secs(5);
+    wait::until_equal("churnstile's open fds", settle, fds_before, async || {
+        proxy.fd_count()
+    })
+    .await;
+    let over_tls = proxy
+        .connection_string(MD5_USER.name, MD5_USER.password, APP_DB)
+        .replace("sslmode=disable", "sslmode=require");
+    let client = tls_client::connect(&over_tls, tls_client::verify_full(&pki.ca(), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        pg_client::scalar(&client, "SELECT 'still here'").await,
+        "still here"
+    );
+}
+
+/// A PostgreSQL with `ssl = on` whose pg_hba has only `hostssl` lines for
+/// the test roles, with a certificate for `names` from `pki`.
+fn hostssl_server(pki: &TestPki, names: &[&str]) -> PgServer {
+    let certificate = pki.server("postgres", names);
+    PgServer::builder()
+        .tls(ServerTls {
+            cert: certificate.cert,
+            key: certificate.key,
+            hostssl_only: true,
+        })
+        .start()
+}
+
+#[tokio::test]
+async fn churnstile_logs_in_over_tls_to_a_hostssl_only_server_under_verify_full() {
+    let pki = TestPki::new();
+    let pg = hostssl_server(&pki, &["localhost", "127.0.0.1"]);
+    let proxy = Proxy::start(&pg_proxy_config(
+        &pg,
+        &format!(
+            "[pool]\nserver_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = {}\n",
+            quoted(&pki.ca())
+        ),
+    ));
+    let client = proxy.connect_as(MD5_USER).await;
+    let ssl = pg_client::scalar(
+        &client,
+        "SELECT ssl::text || ' ' || version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .await;
+    assert_eq!(ssl, "true TLSv1.3");
+}
+
+#[tokio::test]
+async fn verify_full_refuses_a_server_certificate_for_another_name_and_the_client_sees_why() {
+    let pki = TestPki::new();
+    let pg = hostssl_server(&pki, &["db.example.internal"]);
+    let proxy = Proxy::start(&pg_proxy_config(
+        &pg,
+        &format!(
+            "[pool]\nserver_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = {}\n",
+            quoted(&pki.ca())
+        ),
+    ));
+    let error = proxy
+        .try_connect(MD5_USER.name, MD5_USER.password, APP_DB)
+        .await
+        .unwrap_err();
+    let error = error.as_db_error().unwrap();
+    assert_eq!(error.code().code(), "08006");
+    assert!(
+        error
+            .message()
+            .contains("server_tls_sslmode = \"verify-full\"")
+            && error.message().contains("not valid for name"),
+        "{}",
+        error.message()
+    );
+}
+
+#[tokio::test]
+async fn require_refuses_a_server_without_tls_and_the_client_sees_why() {
+    let pg = PgServer::start();
+    let proxy = Proxy::start(&pg_proxy_config(
+        &pg,
+        "[pool]\nserver_tls_sslmode = \"require\"\n",
+    ));
+    let error = proxy
+        .try_connect(MD5_USER.name, MD5_USER.password, APP_DB)
+        .await
+        .unwrap_err();
+    let error = error.as_db_error().unwrap();
+    assert_eq!(error.code().code(), "08006");
+    assert_eq!(
+        error.message(),
+        format!(
+            "could not connect to the server: 127.0.0.1:{} does not accept TLS (it answered 'N' to SSLRequest) and \
+             server_tls_sslmode = \"require\" requires it; enable ssl on the server or set \
+             server_tls_sslmode = \"prefer\"",
+            pg.port()
+        )
+    );
 }

@@ -82,6 +82,30 @@ fn postgres_advice(check: &LoginCheck, error: &postgres::UpstreamError) -> (Stri
             };
             (meaning, action)
         }
+        postgres::UpstreamError::TlsRefused { sslmode, .. } => (
+            format!(
+                "the server does not do TLS and server_tls_sslmode = \"{sslmode}\" requires \
+                 it: clients of this database get SQLSTATE 08006"
+            ),
+            format!(
+                "turn ssl on in the server's postgresql.conf, or set server_tls_sslmode = \
+                 \"prefer\" in [databases.{database}] if plaintext is acceptable"
+            ),
+        ),
+        postgres::UpstreamError::TlsHandshake {
+            sslmode, reason, ..
+        } => (
+            format!(
+                "the TLS handshake fails under server_tls_sslmode = \"{sslmode}\" ({reason}): \
+                 clients of this database get SQLSTATE 08006"
+            ),
+            format!(
+                "for a certificate error, check server_tls_ca_file holds the CA that issued \
+                 the server's certificate and, under verify-full, that the certificate names \
+                 {:?}",
+                target.host()
+            ),
+        ),
         postgres::UpstreamError::PasswordMissing(_) => (
             "the server asks for a password and churnstile has none for this user".to_owned(),
             format!("set upstream_password in [users.{user}]"),

@@ -380,13 +380,10 @@ impl ServerConn {
     }
 
     /// Sends COM_QUIT if it can be written at once; the socket closes on drop.
-    pub(crate) fn quit(self) {
+    pub(crate) fn quit(mut self) {
         let mut out = BytesMut::new();
         super::wire::packet::write_packet(&mut out, 0, &[super::wire::command::COM_QUIT]);
-        let _ = match &self.io.stream {
-            Stream::Tcp(s) => s.try_write(&out),
-            Stream::Unix(s) => s.try_write(&out),
-        };
+        let _ = self.io.stream.try_write_now(&out);
     }
 }
 

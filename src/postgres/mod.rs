@@ -11,6 +11,7 @@ pub mod backend;
 mod cancel;
 mod client;
 mod connector;
+mod encryption;
 mod lazy_release;
 mod login;
 mod pin_counters;

@@ -21,6 +21,7 @@ use crate::config::{
 };
 use crate::pool::{Pool, PoolLimits};
 use crate::registry::{ClientRegistry, ServerRegistry};
+use crate::tls::TlsContexts;
 
 /// Pool of server connections for one (database, user).
 pub type PgPool = Pool<PgConnector>;
@@ -44,6 +45,9 @@ pub struct PgService {
     /// Logged-in clients and open server connections, for the admin console.
     pub clients: Arc<ClientRegistry>,
     pub servers: Arc<ServerRegistry>,
+    /// TLS for clients and upstream, shared with the core, which swaps it
+    /// whole on RELOAD.
+    pub(super) tls: Arc<ArcSwap<TlsContexts>>,
 }
 
 type SettingsKey = (String, String, Vec<(String, String)>);
@@ -59,6 +63,7 @@ impl PgService {
         shutdown: CancellationToken,
         clients: Arc<ClientRegistry>,
         servers: Arc<ServerRegistry>,
+        tls: Arc<ArcSwap<TlsContexts>>,
     ) -> Self {
         let mut pools = HashMap::new();
         let snapshot = config.load_full();
@@ -70,6 +75,7 @@ impl PgService {
                     target: Arc::new(upstream_target(db, user)),
                     pool_name: (db_name.clone(), user_name.clone()),
                     servers: Arc::clone(&servers),
+                    tls: Arc::clone(&tls),
                 };
                 let pool = Pool::new(connector, PoolLimits::from(&db.pool));
                 pools.insert((db_name.clone(), user_name.clone()), pool);
@@ -86,6 +92,7 @@ impl PgService {
             normalized: Mutex::default(),
             clients,
             servers,
+            tls,
         }
     }
 

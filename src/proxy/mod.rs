@@ -21,10 +21,11 @@ use crate::postgres::ConsoleLogin;
 use crate::postgres::service::PgService;
 use crate::registry::{ClientRegistry, ServerRegistry};
 use crate::stream::Stream;
+use crate::tls::TlsContexts;
 
 pub use pools::PoolEntry;
 pub use reload::{CHANGEABLE, ReloadError};
-pub use tls::{ClientTlsContext, POSTGRES_ALPN, TlsContexts, TlsSetupError, UpstreamTls};
+pub use tls::{TlsSetupError, build_tls};
 
 /// Shared state of the running proxy.
 pub struct Proxy {
@@ -58,6 +59,7 @@ impl Proxy {
             shutdown.clone(),
             Arc::clone(&clients),
             Arc::clone(&servers),
+            Arc::clone(&tls),
         ));
         let mysql = Arc::new(MySqlService::new(
             Arc::clone(&config),

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::Proxy;
-use super::tls::{TlsContexts, TlsSetupError};
+use super::tls::{TlsSetupError, build_tls};
 use crate::config::{Config, PoolSettings, load_file};
 use crate::pool::PoolLimits;
 
@@ -68,7 +68,7 @@ impl Proxy {
         let new = load_file(path).map_err(|errors| ReloadError::Invalid(errors.to_string()))?;
         let (merged, notes) = merge(&self.config.load(), &new);
         // New handshakes use the new files; established sessions keep theirs.
-        let tls = TlsContexts::build(&merged)?;
+        let tls = build_tls(&merged)?;
         self.tls.store(Arc::new(tls));
         self.apply(merged);
         tracing::info!(file = %path.display(), not_applied = ?notes, "configuration reloaded");

@@ -1,7 +1,7 @@
-//! The TLS configurations the running proxy hands out: one for accepting
-//! clients of each protocol (one certificate, each protocol's ALPN) and one
-//! per database for its servers, built from the configuration once at
-//! startup and again on RELOAD (new handshakes use the new files,
+//! Building the TLS configurations the running proxy hands out: one for
+//! accepting clients of each protocol (one certificate, each protocol's
+//! ALPN) and one per database for its servers, from the configuration once
+//! at startup and again on RELOAD (new handshakes use the new files,
 //! established sessions keep theirs). Maps PgBouncer's sslmodes onto
 //! `crate::tls`'s builders.
 
@@ -9,45 +9,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
 
-use crate::config::{
-    ClientTls, ClientTlsMode, Config, DatabaseConfig, Protocol, ServerTls, ServerTlsMode,
-};
+use crate::config::{ClientTls, Config, DatabaseConfig, Protocol, ServerTls, ServerTlsMode};
 use crate::tls::{
-    Identity, ServerVerification, TlsError, acceptor, connector, load_roots, provider, system_roots,
+    ClientTlsContext, Identity, POSTGRES_ALPN, ServerVerification, TlsContexts, TlsError,
+    UpstreamTls, acceptor, connector, load_roots, provider, system_roots,
 };
-
-/// PostgreSQL's ALPN protocol name (required for PostgreSQL 17's direct TLS).
-pub const POSTGRES_ALPN: &[u8] = b"postgresql";
-
-/// Every TLS configuration in force.
-#[derive(Debug, Default)]
-pub struct TlsContexts {
-    /// `None` under `client_tls_sslmode = "disable"`.
-    pub clients: Option<ClientTlsContext>,
-    /// By database name; absent for a database whose servers are reached
-    /// in plaintext (`disable`, or a Unix socket).
-    upstreams: BTreeMap<String, UpstreamTls>,
-}
-
-/// How churnstile accepts TLS clients.
-#[derive(Debug)]
-pub struct ClientTlsContext {
-    pub mode: ClientTlsMode,
-    pub postgres: Arc<ServerConfig>,
-    pub mysql: Arc<ServerConfig>,
-}
-
-/// How churnstile reaches one database's servers over TLS.
-#[derive(Debug, Clone)]
-pub struct UpstreamTls {
-    pub mode: ServerTlsMode,
-    pub config: Arc<ClientConfig>,
-    /// What the certificate must be for under `verify-full`; the host.
-    pub server_name: ServerName<'static>,
-}
 
 /// Why the TLS configurations could not be built; names the file and why.
 #[derive(Debug, thiserror::Error)]
@@ -63,24 +32,18 @@ pub enum TlsSetupError {
     ServerName { database: String, host: String },
 }
 
-impl TlsContexts {
-    /// Reads every certificate, key and CA file `config` names.
-    pub fn build(config: &Config) -> Result<Self, TlsSetupError> {
-        let clients = client_context(&config.general.client_tls).map_err(TlsSetupError::Client)?;
-        let mut upstreams = BTreeMap::new();
-        let mut shared = SharedUpstreams::default();
-        for (name, database) in &config.databases {
-            if let Some(tls) = upstream_tls(name, database, &mut shared)? {
-                upstreams.insert(name.clone(), tls);
-            }
+/// The TLS configurations `config` asks for; reads every certificate,
+/// key and CA file it names.
+pub fn build_tls(config: &Config) -> Result<TlsContexts, TlsSetupError> {
+    let clients = client_context(&config.general.client_tls).map_err(TlsSetupError::Client)?;
+    let mut upstreams = BTreeMap::new();
+    let mut shared = SharedUpstreams::default();
+    for (name, database) in &config.databases {
+        if let Some(tls) = upstream_tls(name, database, &mut shared)? {
+            upstreams.insert(name.clone(), tls);
         }
-        Ok(TlsContexts { clients, upstreams })
     }
-
-    /// How to reach `database`'s servers over TLS; `None` for plaintext.
-    pub fn upstream(&self, database: &str) -> Option<&UpstreamTls> {
-        self.upstreams.get(database)
-    }
+    Ok(TlsContexts::new(clients, upstreams))
 }
 
 fn client_context(tls: &ClientTls) -> Result<Option<ClientTlsContext>, TlsError> {
@@ -98,7 +61,8 @@ fn client_context(tls: &ClientTls) -> Result<Option<ClientTlsContext>, TlsError>
     };
     let accept = |alpn: &[&[u8]]| acceptor(&identity, client_ca.clone(), tls.protocols, alpn);
     Ok(Some(ClientTlsContext {
-        mode: tls.sslmode,
+        required: tls.sslmode.requires_tls(),
+        sslmode: tls.sslmode.name(),
         postgres: accept(&[POSTGRES_ALPN])?,
         mysql: accept(&[])?,
     }))
@@ -182,7 +146,9 @@ fn upstream_tls(
             source,
         })?;
     Ok(Some(UpstreamTls {
-        mode: tls.sslmode,
+        required: tls.sslmode.requires_tls(),
+        sslmode: tls.sslmode.name(),
+        mysql_sslmode: tls.sslmode.mysql_name(),
         config,
         server_name,
     }))
@@ -203,10 +169,10 @@ mod tests {
         let text = "[databases.app]\n[databases.local]\nhost = \"/run/postgresql\"\n\
                     [databases.plain]\nserver_tls_sslmode = \"disable\"\n\
                     [databases.shop]\nprotocol = \"mysql\"\n[users.a]\npassword = \"x\"\n";
-        let contexts = TlsContexts::build(&parse_str(text, "c.toml").unwrap()).unwrap();
+        let contexts = build_tls(&parse_str(text, "c.toml").unwrap()).unwrap();
         assert!(contexts.clients.is_none());
         let app = contexts.upstream("app").unwrap();
-        assert_eq!(app.mode, ServerTlsMode::Prefer);
+        assert_eq!((app.required, app.sslmode), (false, "prefer"));
         assert_eq!(app.config.alpn_protocols, [b"postgresql".to_vec()]);
         assert_eq!(app.server_name, ServerName::try_from("127.0.0.1").unwrap());
         assert!(contexts.upstream("local").is_none());
@@ -230,9 +196,9 @@ mod tests {
             quoted(&pki.ca()),
             quoted(&pki.ca()),
         );
-        let contexts = TlsContexts::build(&parse_str(&text, "c.toml").unwrap()).unwrap();
+        let contexts = build_tls(&parse_str(&text, "c.toml").unwrap()).unwrap();
         let clients = contexts.clients.as_ref().unwrap();
-        assert_eq!(clients.mode, ClientTlsMode::VerifyCa);
+        assert_eq!((clients.required, clients.sslmode), (true, "verify-ca"));
         assert_eq!(clients.postgres.alpn_protocols, [b"postgresql".to_vec()]);
         assert!(clients.mysql.alpn_protocols.is_empty());
         let (a, b) = (
@@ -255,7 +221,7 @@ mod tests {
         );
         let config = parse_str(&text, "c.toml").unwrap();
         std::fs::remove_file(&server.key).unwrap();
-        let error = TlsContexts::build(&config).unwrap_err().to_string();
+        let error = build_tls(&config).unwrap_err().to_string();
         assert_eq!(
             error,
             format!(
@@ -278,7 +244,7 @@ mod tests {
         assert!(parse_str(text, "c.toml").is_err());
         let database = config.databases.get_mut("app").unwrap();
         database.pool.server_tls.sslmode = ServerTlsMode::VerifyFull;
-        let error = TlsContexts::build(&config).unwrap_err().to_string();
+        let error = build_tls(&config).unwrap_err().to_string();
         assert_eq!(
             error,
             "database \"app\": host \"db..internal\" is not a DNS name or IP address that \
@@ -290,7 +256,7 @@ mod tests {
     fn database_with_require_still_connects(config: &mut Config) {
         let database = config.databases.get_mut("app").unwrap();
         database.pool.server_tls.sslmode = ServerTlsMode::Require;
-        let contexts = TlsContexts::build(config).unwrap();
+        let contexts = build_tls(config).unwrap();
         assert_eq!(
             contexts.upstream("app").unwrap().server_name,
             ServerName::try_from("localhost").unwrap()

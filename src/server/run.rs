@@ -15,7 +15,7 @@ use super::bind::{BindError, bind_tcp, bind_unix, bind_unix_path};
 use super::limits;
 use crate::config::{Config, Protocol};
 use crate::observe::{self, MetricsError, MetricsSources};
-use crate::proxy::{Proxy, TlsContexts, TlsSetupError};
+use crate::proxy::{Proxy, TlsSetupError, build_tls};
 
 /// Why the proxy could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub enum RunError {
 /// `config_file` is where `config` came from, for the admin console's RELOAD.
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), RunError> {
     // Certificates and keys first: a bad file is one line naming it.
-    let tls = TlsContexts::build(&config)?;
+    let tls = build_tls(&config)?;
     // Bind first: a taken address is one error line, without warnings before it.
     let metrics = (config.general.observe.metrics_listen)
         .map(bind_tcp)

@@ -1,10 +1,12 @@
 //! TLS for both legs, whichever protocol: loading certificates and keys
 //! ([`Identity`], CA bundles), and building the rustls configurations
 //! churnstile accepts clients with ([`acceptor`]) and connects to upstream
-//! servers with ([`connector`]). rustls with the `ring` provider: no
-//! OpenSSL, no cmake. Knows nothing of the configuration file; the core
-//! maps sslmodes onto these builders.
+//! servers with ([`connector`]), and holding what the protocols use
+//! ([`TlsContexts`]). rustls with the `ring` provider: no OpenSSL, no
+//! cmake. Knows nothing of the configuration file; the core maps sslmodes
+//! onto these builders.
 
+mod contexts;
 mod files;
 mod verify;
 mod x509;
@@ -18,6 +20,7 @@ use rustls::sign::SingleCertAndKey;
 use rustls::version::{TLS12, TLS13};
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
+pub use contexts::{ClientTlsContext, POSTGRES_ALPN, TlsContexts, UpstreamTls};
 pub use files::{Identity, TlsFileError, load_roots, system_roots};
 
 /// The TLS versions one leg allows; rustls implements none older than 1.2.
