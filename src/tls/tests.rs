@@ -15,6 +15,12 @@ fn identity(pair: &Pair) -> Identity {
     Identity::load(&pair.cert, &pair.key, &provider()).unwrap()
 }
 
+/// An acceptor with a certificate for `names` from `pki`, offering `alpn`.
+fn server_for(pki: &TestPki, names: &[&str], alpn: &[&[u8]]) -> Arc<ServerConfig> {
+    let identity = identity(&pki.server("server", names));
+    acceptor(&identity, None, TlsVersions::default(), alpn).unwrap()
+}
+
 fn roots(pki: &TestPki) -> Arc<RootCertStore> {
     Arc::new(load_roots(&pki.ca()).unwrap())
 }
@@ -125,13 +131,7 @@ fn private_keys_never_appear_in_errors() {
 #[tokio::test]
 async fn verify_full_connects_to_the_named_host_and_bytes_flow_both_ways() {
     let pki = TestPki::new();
-    let server = acceptor(
-        &identity(&pki.server("server", &["localhost", "127.0.0.1"])),
-        None,
-        TlsVersions::default(),
-        &[b"postgresql"],
-    )
-    .unwrap();
+    let server = server_for(&pki, &["localhost", "127.0.0.1"], &[b"postgresql"]);
     let verification = ServerVerification::ChainAndName(roots(&pki));
     let client = connector(
         &verification,
@@ -161,13 +161,7 @@ async fn verify_full_connects_to_the_named_host_and_bytes_flow_both_ways() {
 #[tokio::test]
 async fn try_read_now_sees_data_that_arrived_over_tls() {
     let pki = TestPki::new();
-    let server = acceptor(
-        &identity(&pki.server("server", &["localhost"])),
-        None,
-        TlsVersions::default(),
-        &[],
-    )
-    .unwrap();
+    let server = server_for(&pki, &["localhost"], &[]);
     let client = connector(
         &ServerVerification::EncryptOnly,
         None,
@@ -205,13 +199,7 @@ async fn try_read_now_sees_data_that_arrived_over_tls() {
 #[tokio::test]
 async fn verify_full_refuses_a_certificate_for_another_name_and_verify_ca_accepts_it() {
     let pki = TestPki::new();
-    let server = acceptor(
-        &identity(&pki.server("server", &["db.example.internal"])),
-        None,
-        TlsVersions::default(),
-        &[],
-    )
-    .unwrap();
+    let server = server_for(&pki, &["db.example.internal"], &[]);
     let full = ServerVerification::ChainAndName(roots(&pki));
     let client = connector(&full, None, TlsVersions::default(), &[]).unwrap();
     let (_, connected) = handshake(Arc::clone(&server), client, localhost()).await;
@@ -227,13 +215,7 @@ async fn verify_full_refuses_a_certificate_for_another_name_and_verify_ca_accept
 #[tokio::test]
 async fn verify_ca_refuses_a_certificate_from_another_ca() {
     let (ours, theirs) = (TestPki::new(), TestPki::new());
-    let server = acceptor(
-        &identity(&theirs.server("server", &["localhost"])),
-        None,
-        TlsVersions::default(),
-        &[],
-    )
-    .unwrap();
+    let server = server_for(&theirs, &["localhost"], &[]);
     let chain = ServerVerification::Chain(roots(&ours));
     let client = connector(&chain, None, TlsVersions::default(), &[]).unwrap();
     let (_, connected) = handshake(server, client, localhost()).await;
@@ -293,13 +275,7 @@ async fn versions_limit_what_is_negotiated() {
 #[tokio::test]
 async fn a_client_hello_already_read_by_the_protocol_is_fed_to_the_handshake() {
     let pki = TestPki::new();
-    let server = acceptor(
-        &identity(&pki.server("server", &["localhost"])),
-        None,
-        TlsVersions::default(),
-        &[b"postgresql"],
-    )
-    .unwrap();
+    let server = server_for(&pki, &["localhost"], &[b"postgresql"]);
     let verification = ServerVerification::ChainAndName(roots(&pki));
     let client = connector(
         &verification,
@@ -322,13 +298,7 @@ async fn a_client_hello_already_read_by_the_protocol_is_fed_to_the_handshake() {
 #[tokio::test]
 async fn garbage_instead_of_a_client_hello_fails_the_handshake_cleanly() {
     let pki = TestPki::new();
-    let server = acceptor(
-        &identity(&pki.server("server", &["localhost"])),
-        None,
-        TlsVersions::default(),
-        &[],
-    )
-    .unwrap();
+    let server = server_for(&pki, &["localhost"], &[]);
     let (accepted, mut connected) = tcp_pair().await;
     let accepting = tokio::spawn(accepted.accept_tls(server, b""));
     connected
@@ -356,13 +326,7 @@ async fn garbage_instead_of_a_client_hello_fails_the_handshake_cleanly() {
 async fn tls_cannot_start_twice_or_on_a_unix_socket() {
     let (a, _b) = tokio::net::UnixStream::pair().unwrap();
     let pki = TestPki::new();
-    let server = acceptor(
-        &identity(&pki.server("server", &["localhost"])),
-        None,
-        TlsVersions::default(),
-        &[],
-    )
-    .unwrap();
+    let server = server_for(&pki, &["localhost"], &[]);
     let error = Stream::Unix(a).accept_tls(server, b"").await.unwrap_err();
     assert_eq!(error.to_string(), "TLS is not available over a Unix socket");
 }
