@@ -12,10 +12,13 @@ use std::sync::Arc;
 
 use churnstile::tls::{ServerVerification, TlsVersions, connector, load_roots};
 use rustls_pki_types::ServerName;
+use support::admin_console;
 use support::postgres::ServerTls;
 use support::raw_pg::{self, RawConnection};
 use support::test_pki::TestPki;
-use support::{APP_DB, MD5_USER, PgServer, Proxy, pg_client, pg_proxy_config, tls_client, wait};
+use support::{
+    APP_DB, MD5_USER, PgServer, Proxy, SCRAM_USER, pg_client, pg_proxy_config, tls_client, wait,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -402,4 +405,45 @@ async fn require_refuses_a_server_without_tls_and_the_client_sees_why() {
             pg.port()
         )
     );
+}
+
+#[tokio::test]
+async fn show_clients_and_show_servers_fill_the_tls_column() {
+    let pki = TestPki::new();
+    let pg = hostssl_server(&pki, &["localhost", "127.0.0.1"]);
+    let proxy = tls_proxy(
+        &pg,
+        &pki,
+        "prefer",
+        &format!(
+            "admin_users = [\"plain_user\"]\n[pool]\nserver_tls_sslmode = \"verify-full\"\n\
+             server_tls_ca_file = {}\n",
+            quoted(&pki.ca())
+        ),
+    );
+    let over_tls = proxy
+        .connection_string(MD5_USER.name, MD5_USER.password, APP_DB)
+        .replace("sslmode=disable", "sslmode=require");
+    let client = tls_client::connect(&over_tls, tls_client::verify_full(&pki.ca(), None))
+        .await
+        .unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    let plaintext = proxy.connect_as(SCRAM_USER).await;
+    plaintext.batch_execute("BEGIN").await.unwrap();
+    let admin = admin_console::admin(&proxy).await;
+
+    let clients = admin_console::rows(&admin, "SHOW CLIENTS").await;
+    let tls_of = |user: &str| -> Vec<String> {
+        (clients.iter())
+            .filter(|row| row["user"] == user)
+            .map(|row| row["tls"].clone())
+            .collect()
+    };
+    assert_eq!(tls_of(MD5_USER.name), ["TLSv1.3"]);
+    assert_eq!(tls_of(SCRAM_USER.name), [""]);
+    let servers = admin_console::rows(&admin, "SHOW SERVERS").await;
+    let server_tls: Vec<&str> = servers.iter().map(|row| row["tls"].as_str()).collect();
+    // Both clients' server connections are TLS: the leg to the server is
+    // its own.
+    assert_eq!(server_tls, ["TLSv1.3", "TLSv1.3"]);
 }
