@@ -11,13 +11,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use churnstile::tls::{ServerVerification, TlsVersions, connector, load_roots};
+use mysql_async::prelude::Queryable;
 use rustls_pki_types::ServerName;
 use support::admin_console;
+use support::mysql_client;
 use support::postgres::ServerTls;
 use support::raw_pg::{self, RawConnection};
 use support::test_pki::TestPki;
 use support::{
-    APP_DB, MD5_USER, PgServer, Proxy, SCRAM_USER, pg_client, pg_proxy_config, tls_client, wait,
+    APP_DB, MD5_USER, MYSQL_APP_USER, MariaDbServer, PgServer, Proxy, SCRAM_USER,
+    mysql_proxy_config_with, pg_client, pg_proxy_config, tls_client, wait,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -446,4 +449,56 @@ async fn show_clients_and_show_servers_fill_the_tls_column() {
     // Both clients' server connections are TLS: the leg to the server is
     // its own.
     assert_eq!(server_tls, ["TLSv1.3", "TLSv1.3"]);
+}
+
+/// A MariaDB that serves TLS with a certificate for `names` from `pki` and
+/// refuses plaintext TCP logins (`require_secure_transport = ON`).
+fn secure_transport_mariadb(pki: &TestPki, names: &[&str]) -> MariaDbServer {
+    let certificate = pki.server("mariadb", names);
+    MariaDbServer::builder()
+        .option(&format!("--ssl-cert={}", certificate.cert.display()))
+        .option(&format!("--ssl-key={}", certificate.key.display()))
+        .option("--require-secure-transport=ON")
+        .start()
+}
+
+#[tokio::test]
+async fn churnstile_logs_in_over_tls_to_a_mariadb_requiring_secure_transport() {
+    let pki = TestPki::new();
+    let maria = secure_transport_mariadb(&pki, &["localhost", "127.0.0.1"]);
+    let proxy = Proxy::start(&mysql_proxy_config_with(
+        &maria,
+        "session",
+        2,
+        &format!(
+            "[pool]\nserver_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = {}\n",
+            quoted(&pki.ca())
+        ),
+    ));
+    let mut conn = mysql_client::connect(&proxy, MYSQL_APP_USER).await;
+    let cipher = mysql_client::first_row(&mut conn, "SHOW SESSION STATUS LIKE 'Ssl_version'").await;
+    assert_eq!(cipher, ["Ssl_version", "TLSv1.3"]);
+}
+
+#[tokio::test]
+async fn require_refuses_a_mariadb_without_tls_and_the_client_sees_why() {
+    let maria = MariaDbServer::builder().option("--skip-ssl").start();
+    let proxy = Proxy::start(&mysql_proxy_config_with(
+        &maria,
+        "session",
+        2,
+        "[pool]\nserver_tls_sslmode = \"require\"\n",
+    ));
+    // The login to churnstile may come before any server connection; the
+    // first statement needs one at the latest.
+    let error =
+        match mysql_client::try_connect(mysql_client::proxy_opts(&proxy, MYSQL_APP_USER)).await {
+            Err(error) => error,
+            Ok(mut conn) => conn.query_drop("SELECT 1").await.unwrap_err(),
+        };
+    let message = mysql_client::error_message(&error);
+    assert!(
+        message.contains("does not offer TLS") && message.contains("ssl-mode REQUIRED"),
+        "{message}"
+    );
 }

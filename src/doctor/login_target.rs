@@ -118,9 +118,14 @@ impl LoginCheck {
                     Protocol::Postgres => {
                         LoginTarget::Postgres(Arc::new(upstream_target(db, user_config)))
                     }
-                    Protocol::Mysql => LoginTarget::Mysql(Arc::new(
-                        mysql::UpstreamTarget::for_pool(db, user_config, false),
-                    )),
+                    Protocol::Mysql => {
+                        LoginTarget::Mysql(Arc::new(mysql::UpstreamTarget::for_pool(
+                            db,
+                            user_config,
+                            false,
+                            tls.upstream(database).cloned(),
+                        )))
+                    }
                 };
                 checks.push(LoginCheck {
                     database: database.clone(),

@@ -19,6 +19,7 @@ use super::kill::KillRegistry;
 use crate::config::{Config, Protocol};
 use crate::pool::{Pool, PoolLimits};
 use crate::registry::{ClientRegistry, ServerRegistry};
+use crate::tls::TlsContexts;
 
 /// Pool of server connections for one (database, user).
 pub(crate) type MyPool = Pool<MyConnector>;
@@ -54,6 +55,7 @@ impl MySqlService {
         shutdown: CancellationToken,
         registry: Arc<ClientRegistry>,
         servers: Arc<ServerRegistry>,
+        tls: &TlsContexts,
     ) -> Self {
         let mut pools = HashMap::new();
         let snapshot = config.load_full();
@@ -62,7 +64,8 @@ impl MySqlService {
         for (db_name, db) in mysql_databases {
             for (user_name, user) in &snapshot.users {
                 for found_rows in [false, true] {
-                    let target = Arc::new(UpstreamTarget::for_pool(db, user, found_rows));
+                    let tls = tls.upstream(db_name).cloned();
+                    let target = Arc::new(UpstreamTarget::for_pool(db, user, found_rows, tls));
                     let connector = MyConnector {
                         target,
                         pool_name: (db_name.clone(), user_name.clone()),

@@ -66,6 +66,7 @@ impl Proxy {
             shutdown.clone(),
             Arc::clone(&clients),
             Arc::clone(&servers),
+            &tls.load(),
         ));
         Proxy {
             config,
