@@ -36,6 +36,8 @@ pub struct Cli {
     /// or mysql://...; repeat for several databases (one each, named by
     /// DB). Without PASS, PGPASSWORD or MYSQL_PWD is used, so no password
     /// shows in `ps`. Defaults to $CHURNSTILE_UPSTREAM.
+    /// Add ?sslmode=verify-full&sslrootcert=CA.pem for TLS upstream
+    /// (default sslmode=prefer).
     #[arg(long, value_name = "URL", requires = "listen")]
     pub upstream: Vec<String>,
 

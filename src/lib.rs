@@ -19,4 +19,5 @@ pub mod ratelimit;
 pub mod registry;
 pub mod server;
 pub mod stream;
+pub mod tls;
 pub mod top;

@@ -88,7 +88,7 @@ pub(super) fn reload(proxy: &Proxy) -> Result<Vec<String>, Failed> {
     proxy.reload().map_err(|error| {
         let code = match error {
             ReloadError::NoConfigFile => sqlstate::FEATURE_NOT_SUPPORTED,
-            ReloadError::Invalid(_) => sqlstate::CONFIG_FILE_ERROR,
+            ReloadError::Invalid(_) | ReloadError::Tls(_) => sqlstate::CONFIG_FILE_ERROR,
         };
         failed(code, error.to_string())
     })

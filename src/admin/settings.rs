@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use crate::config::{
-    Config, GeneralConfig, ListenConfig, LogFormat, PinPolicy, PoolMode, PoolSettings,
+    ClientTls, Config, GeneralConfig, ListenConfig, LogFormat, PinPolicy, PoolMode, PoolSettings,
+    ServerTls, TlsVersions,
 };
 
 /// A configuration with every default and nothing configured.
@@ -37,7 +40,7 @@ pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
     let general = &config.general;
     let pool = &config.pool;
     let addresses: Vec<String> = listen.postgres.iter().map(ToString::to_string).collect();
-    vec![
+    let mut settings = vec![
         ("listen_postgres", addresses.join(", ")),
         (
             "unix_socket_dir",
@@ -106,7 +109,46 @@ pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
             }
             .to_owned(),
         ),
+    ];
+    settings.extend(client_tls_settings(&general.client_tls));
+    settings.extend(server_tls_settings(&pool.server_tls));
+    settings
+}
+
+fn client_tls_settings(tls: &ClientTls) -> [(&'static str, String); 5] {
+    [
+        ("client_tls_sslmode", tls.sslmode.name().to_owned()),
+        ("client_tls_cert_file", path(&tls.cert_file)),
+        ("client_tls_key_file", path(&tls.key_file)),
+        ("client_tls_ca_file", path(&tls.ca_file)),
+        ("client_tls_protocols", protocols(tls.protocols)),
     ]
+}
+
+fn server_tls_settings(tls: &ServerTls) -> [(&'static str, String); 5] {
+    [
+        ("server_tls_sslmode", tls.sslmode.name().to_owned()),
+        ("server_tls_ca_file", path(&tls.ca_file)),
+        ("server_tls_cert_file", path(&tls.cert_file)),
+        ("server_tls_key_file", path(&tls.key_file)),
+        ("server_tls_protocols", protocols(tls.protocols)),
+    ]
+}
+
+fn path(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|path| path.display().to_string())
+        .unwrap_or_default()
+}
+
+/// PgBouncer's spelling: `secure` for TLS 1.2 and 1.3.
+fn protocols(versions: TlsVersions) -> String {
+    match (versions.tls12, versions.tls13) {
+        (true, true) => "secure",
+        (true, false) => "tlsv1.2",
+        _ => "tlsv1.3",
+    }
+    .to_owned()
 }
 
 pub(super) fn pool_mode_name(mode: PoolMode) -> &'static str {
@@ -134,6 +176,10 @@ mod tests {
         assert_eq!(get("server_lifetime"), Some("3600"));
         assert_eq!(get("client_idle_timeout"), Some("0"));
         assert_eq!(get("pool_mode"), Some("session"));
+        assert_eq!(get("client_tls_sslmode"), Some("disable"));
+        assert_eq!(get("server_tls_sslmode"), Some("prefer"));
+        assert_eq!(get("server_tls_protocols"), Some("secure"));
+        assert_eq!(get("client_tls_cert_file"), Some(""));
         for key in CHANGEABLE {
             assert!(get(key).is_some(), "{key}");
         }

@@ -164,7 +164,7 @@ fn clients(proxy: &Proxy) -> Table {
                     .unwrap_or_default(),
             ),
             num(0),
-            text(""),
+            text(client.tls.unwrap_or("")),
             text(&client.application_name),
             num(client.id),
         ]);
@@ -212,7 +212,7 @@ fn servers(proxy: &Proxy) -> Table {
                     .unwrap_or_default(),
             ),
             num(server.backend_pid),
-            text(""),
+            text(server.tls.unwrap_or("")),
             text(""),
             num(server.backend_pid),
         ]);

@@ -15,6 +15,9 @@ use super::password::read_password;
 use super::pool::{POOL_KEYS, read_pool_settings};
 use super::secret::parse_client_secret;
 use super::section::Section;
+use super::tls::{
+    CLIENT_TLS_KEYS, DATABASE_TLS_KEYS, SERVER_TLS_KEYS, read_client_tls, read_server_tls,
+};
 use super::types::{
     AuthType, ClientSecret, Config, DEFAULT_MYSQL_LISTEN_PORT, DatabaseConfig, GeneralConfig,
     ListenConfig, PoolMode, PoolSettings, Protocol, UserConfig,
@@ -101,8 +104,12 @@ fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
     general.auth_type = auth_type.unwrap_or(general.auth_type);
     let pool = match root.section("pool", diagnostics) {
         Some(section) => {
-            section.reject_unknown_keys(POOL_KEYS, "key", diagnostics);
-            read_pool_settings(&section, &PoolSettings::default(), diagnostics)
+            let allowed = [POOL_KEYS, SERVER_TLS_KEYS].concat();
+            section.reject_unknown_keys(&allowed, "key", diagnostics);
+            let mut pool = read_pool_settings(&section, &PoolSettings::default(), diagnostics);
+            pool.server_tls =
+                read_server_tls(&section, &pool.server_tls, SERVER_TLS_KEYS, diagnostics);
+            pool
         }
         None => PoolSettings::default(),
     };
@@ -246,7 +253,8 @@ fn read_auth_type(section: Option<&Section>, diagnostics: &mut Diagnostics) -> O
 }
 
 fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConfig {
-    section.reject_unknown_keys(&[GENERAL_KEYS, OBSERVE_KEYS].concat(), "key", diagnostics);
+    let allowed = [GENERAL_KEYS, OBSERVE_KEYS, CLIENT_TLS_KEYS].concat();
+    section.reject_unknown_keys(&allowed, "key", diagnostics);
     let mut general = GeneralConfig::default();
     if let Some(count) = section.count("max_client_conn", 1, diagnostics) {
         general.max_client_conn = count.into_inner();
@@ -260,6 +268,7 @@ fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConf
     if let Some(plugin) = section.choice("mysql_auth_plugin", diagnostics) {
         general.mysql_auth_plugin = plugin;
     }
+    general.client_tls = read_client_tls(section, diagnostics);
     general
 }
 
@@ -311,7 +320,8 @@ fn read_database(
     pool: &PoolSettings,
     diagnostics: &mut Diagnostics,
 ) -> DatabaseConfig {
-    section.reject_unknown_keys(&[DATABASE_KEYS, POOL_KEYS].concat(), "key", diagnostics);
+    let allowed = [DATABASE_KEYS, POOL_KEYS, DATABASE_TLS_KEYS].concat();
+    section.reject_unknown_keys(&allowed, "key", diagnostics);
     let protocol = section
         .choice("protocol", diagnostics)
         .unwrap_or(Protocol::Postgres);
@@ -349,7 +359,8 @@ fn read_database(
              so give user too (or set upstream_password in [users.NAME])",
         );
     }
-    let pool = read_pool_settings(section, pool, diagnostics);
+    let mut pool = read_pool_settings(section, pool, diagnostics);
+    pool.server_tls = read_server_tls(section, &pool.server_tls, DATABASE_TLS_KEYS, diagnostics);
     if protocol == Protocol::Mysql && pool.pool_mode == PoolMode::Statement {
         diagnostics.error(
             section
@@ -726,7 +737,7 @@ password = "md5abc"
                 "c.toml:2:31: listen.postgres[1]: \"localhost:6432\" is not an IP address and port such as \"127.0.0.1:6432\" or \"[::1]:6432\"; host names are not resolved here",
                 "c.toml:4:13: general.auth_type: unknown variant `kerberos`, expected one of `trust`, `md5`, `scram-sha-256`",
                 "c.toml:5:19: general.max_client_conn: must be at least 1, got 0",
-                "c.toml:7:1: pool.pool_sise: unknown key; allowed keys: pool_mode, default_pool_size, min_pool_size, server_lifetime, server_idle_timeout, query_wait_timeout, client_idle_timeout, client_login_timeout, server_connect_timeout, server_reset_query, max_prepared_statements, pin_policy",
+                "c.toml:7:1: pool.pool_sise: unknown key; allowed keys: pool_mode, default_pool_size, min_pool_size, server_lifetime, server_idle_timeout, query_wait_timeout, client_idle_timeout, client_login_timeout, server_connect_timeout, server_reset_query, max_prepared_statements, pin_policy, server_tls_sslmode, server_tls_ca_file, server_tls_cert_file, server_tls_key_file, server_tls_protocols",
                 "c.toml:9:8: databases.app.port: port must be between 1 and 65535, got 70000",
                 "c.toml:10:8: databases.app.host: host is empty; give an IP address, a host name, or a Unix socket directory starting with '/'",
                 "c.toml:12:12: users.alice.password: md5 secret must be \"md5\" followed by 32 hex digits, found 3",

@@ -11,6 +11,7 @@ mod pool;
 mod secret;
 mod section;
 mod sidecar;
+mod tls;
 mod types;
 mod url;
 

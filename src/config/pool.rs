@@ -164,6 +164,7 @@ mod tests {
                 server_reset_query: String::new(),
                 max_prepared_statements: 7,
                 pin_policy: PinPolicy::Reject,
+                server_tls: Default::default(),
             }
         );
     }

@@ -110,7 +110,10 @@ pub fn sidecar_config(
             dbname: url.dbname.clone(),
             user: None,
             password: None,
-            pool: pool.clone(),
+            pool: PoolSettings {
+                server_tls: url.tls,
+                ..pool.clone()
+            },
         };
         if databases.insert(url.dbname.clone(), database).is_some() {
             return Err(SidecarError::DuplicateDatabase(url.dbname));

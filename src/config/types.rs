@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::tls::TlsVersions;
+
 /// Everything churnstile needs to run, after validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -106,6 +108,8 @@ pub struct GeneralConfig {
     /// The authentication plugin churnstile's greeting names to MySQL clients.
     pub mysql_auth_plugin: MysqlAuthPlugin,
     pub observe: Observability,
+    /// TLS between clients and churnstile, for both protocols.
+    pub client_tls: ClientTls,
 }
 
 /// Metrics endpoint, admin console access and log format.
@@ -138,6 +142,7 @@ impl Default for GeneralConfig {
             worker_threads: 1,
             mysql_auth_plugin: MysqlAuthPlugin::NativePassword,
             observe: Observability::default(),
+            client_tls: ClientTls::default(),
         }
     }
 }
@@ -226,6 +231,8 @@ pub struct PoolSettings {
     /// What to do when a client creates state that cannot move between
     /// server connections (LISTEN, session advisory locks, temp tables...).
     pub pin_policy: PinPolicy,
+    /// TLS between churnstile and the database's servers.
+    pub server_tls: ServerTls,
 }
 
 /// Transaction pooling's answer to session state that cannot be replayed.
@@ -254,8 +261,139 @@ impl Default for PoolSettings {
             server_reset_query: "DISCARD ALL".to_owned(),
             max_prepared_statements: 200,
             pin_policy: PinPolicy::Pin,
+            server_tls: ServerTls::default(),
         }
     }
+}
+
+/// `client_tls_sslmode`: what churnstile asks of clients, PgBouncer's
+/// meanings. One certificate serves PostgreSQL and MySQL clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientTlsMode {
+    /// No TLS; a client asking for it is told no.
+    #[default]
+    Disable,
+    /// TLS when the client asks (PgBouncer treats `allow` like `prefer`).
+    Allow,
+    /// TLS when the client asks.
+    Prefer,
+    /// Plaintext clients are refused.
+    Require,
+    /// TLS with a client certificate issued by `client_tls_ca_file`.
+    VerifyCa,
+    /// As `verify-ca` (the certificate is checked the same way).
+    VerifyFull,
+}
+
+impl ClientTlsMode {
+    /// Whether clients may use TLS at all.
+    pub fn offers_tls(self) -> bool {
+        self != ClientTlsMode::Disable
+    }
+
+    /// Whether a plaintext client is refused.
+    pub fn requires_tls(self) -> bool {
+        matches!(
+            self,
+            ClientTlsMode::Require | ClientTlsMode::VerifyCa | ClientTlsMode::VerifyFull
+        )
+    }
+
+    /// Whether clients must present a certificate issued by `client_tls_ca_file`.
+    pub fn verifies_client_certificates(self) -> bool {
+        matches!(self, ClientTlsMode::VerifyCa | ClientTlsMode::VerifyFull)
+    }
+
+    /// The spelling used in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientTlsMode::Disable => "disable",
+            ClientTlsMode::Allow => "allow",
+            ClientTlsMode::Prefer => "prefer",
+            ClientTlsMode::Require => "require",
+            ClientTlsMode::VerifyCa => "verify-ca",
+            ClientTlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// `server_tls_sslmode`: how churnstile connects to a database's servers,
+/// libpq's meanings. For MySQL they are ssl-mode's DISABLED, PREFERRED,
+/// REQUIRED, VERIFY_CA and VERIFY_IDENTITY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerTlsMode {
+    Disable,
+    /// TLS when the server offers it, without checking its certificate.
+    #[default]
+    Prefer,
+    /// TLS or no connection, without checking the certificate.
+    Require,
+    /// TLS with a certificate issued by `server_tls_ca_file`.
+    VerifyCa,
+    /// As `verify-ca`, and the certificate must be for the host name.
+    VerifyFull,
+}
+
+impl ServerTlsMode {
+    /// Whether churnstile asks the server for TLS.
+    pub fn asks_for_tls(self) -> bool {
+        self != ServerTlsMode::Disable
+    }
+
+    /// Whether a server that cannot do TLS is an error.
+    pub fn requires_tls(self) -> bool {
+        !matches!(self, ServerTlsMode::Disable | ServerTlsMode::Prefer)
+    }
+
+    /// The spelling used in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerTlsMode::Disable => "disable",
+            ServerTlsMode::Prefer => "prefer",
+            ServerTlsMode::Require => "require",
+            ServerTlsMode::VerifyCa => "verify-ca",
+            ServerTlsMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// MySQL's name for the same mode (`--ssl-mode`).
+    pub fn mysql_name(self) -> &'static str {
+        match self {
+            ServerTlsMode::Disable => "DISABLED",
+            ServerTlsMode::Prefer => "PREFERRED",
+            ServerTlsMode::Require => "REQUIRED",
+            ServerTlsMode::VerifyCa => "VERIFY_CA",
+            ServerTlsMode::VerifyFull => "VERIFY_IDENTITY",
+        }
+    }
+}
+
+/// The `client_tls_*` keys of `[general]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClientTls {
+    pub sslmode: ClientTlsMode,
+    /// churnstile's certificate (chain, leaf first) and its private key.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The CA that issues client certificates (`verify-ca`, `verify-full`).
+    pub ca_file: Option<PathBuf>,
+    pub protocols: TlsVersions,
+}
+
+/// The `server_tls_*` keys of `[pool]`; a database may override the mode
+/// and the CA file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServerTls {
+    pub sslmode: ServerTlsMode,
+    /// CAs a server's certificate must chain to; `None` is the system's
+    /// trust store.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate churnstile presents to servers that ask for one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub protocols: TlsVersions,
 }
 
 /// Wire protocol a database speaks.

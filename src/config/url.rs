@@ -2,7 +2,7 @@
 //! `postgres://USER:PASSWORD@HOST:PORT/DB` or `mysql://USER:PASSWORD@HOST:PORT/DB`,
 //! parsed and percent-decoded; `sidecar.rs` builds a configuration from them.
 
-use super::types::Protocol;
+use super::types::{Protocol, ServerTls, ServerTlsMode};
 
 const SCHEMES: &[(&str, Protocol)] = &[
     ("postgres", Protocol::Postgres),
@@ -46,11 +46,18 @@ pub enum UrlError {
          that decode to UTF-8"
     )]
     BadPercentEncoding { part: &'static str },
+    #[error("the upstream URL has a fragment ('#' after the database); remove it")]
+    Fragment,
     #[error(
-        "the upstream URL has query parameters or a fragment ('?' or '#' after the database); \
-         none are supported, remove them"
+        "unsupported query parameter {name:?} in the upstream URL; supported: sslmode \
+         (ssl-mode for mysql://) and sslrootcert (ssl-ca)"
     )]
-    QueryParameters,
+    UnknownParameter { name: String },
+    #[error(
+        "invalid sslmode {value:?} in the upstream URL; use disable, prefer, require, verify-ca \
+         or verify-full (MySQL's DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY too)"
+    )]
+    BadSslMode { value: String },
 }
 
 /// The parts of `postgres://USER:PASSWORD@HOST:PORT/DB`, percent-decoded.
@@ -64,6 +71,8 @@ pub(super) struct UpstreamUrl {
     pub host: String,
     pub port: u16,
     pub dbname: String,
+    /// `sslmode` and `sslrootcert` from the query string.
+    pub tls: ServerTls,
 }
 
 impl UpstreamUrl {
@@ -88,10 +97,12 @@ impl UpstreamUrl {
             .find(['/', '?', '#'])
             .unwrap_or(after_user_info.len());
         let (host_and_port, tail) = after_user_info.split_at(host_end);
-        let path = tail.strip_prefix('/').unwrap_or(tail);
-        if path.contains(['?', '#']) || tail.starts_with(['?', '#']) {
-            return Err(UrlError::QueryParameters);
+        if tail.contains('#') {
+            return Err(UrlError::Fragment);
         }
+        let (tail, query) = tail.split_once('?').unwrap_or((tail, ""));
+        let path = tail.strip_prefix('/').unwrap_or(tail);
+        let tls = read_tls_parameters(query)?;
 
         let (user, password) = match user_info.split_once(':') {
             Some((user, password)) => (user, Some(password)),
@@ -122,8 +133,47 @@ impl UpstreamUrl {
             password,
             host,
             port,
+            tls,
         })
     }
+}
+
+/// libpq's `sslmode` and `sslrootcert` (`system` is the system's trust
+/// store), or their MySQL spellings `ssl-mode` and `ssl-ca`.
+fn read_tls_parameters(query: &str) -> Result<ServerTls, UrlError> {
+    let mut tls = ServerTls::default();
+    for parameter in query.split('&').filter(|parameter| !parameter.is_empty()) {
+        let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        let value = percent_decode(value, "query string")?;
+        match name {
+            "sslmode" | "ssl-mode" | "ssl_mode" => tls.sslmode = ssl_mode(&value)?,
+            "sslrootcert" | "ssl-ca" | "ssl_ca" if value == "system" => tls.ca_file = None,
+            "sslrootcert" | "ssl-ca" | "ssl_ca" => tls.ca_file = Some(value.into()),
+            _ => {
+                return Err(UrlError::UnknownParameter {
+                    name: name.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(tls)
+}
+
+fn ssl_mode(value: &str) -> Result<ServerTlsMode, UrlError> {
+    Ok(
+        match value.to_ascii_lowercase().replace('_', "-").as_str() {
+            "disable" | "disabled" => ServerTlsMode::Disable,
+            "prefer" | "preferred" => ServerTlsMode::Prefer,
+            "require" | "required" => ServerTlsMode::Require,
+            "verify-ca" => ServerTlsMode::VerifyCa,
+            "verify-full" | "verify-identity" => ServerTlsMode::VerifyFull,
+            _ => {
+                return Err(UrlError::BadSslMode {
+                    value: value.to_owned(),
+                });
+            }
+        },
+    )
 }
 
 fn split_host_port(text: &str, default_port: u16) -> Result<(String, u16), UrlError> {
@@ -197,6 +247,7 @@ mod tests {
             host: host.to_owned(),
             port,
             dbname: dbname.to_owned(),
+            tls: ServerTls::default(),
         }
     }
 
@@ -312,11 +363,19 @@ mod tests {
         assert_eq!(parse("postgres://:p@h/d"), Err(UrlError::MissingUser));
         assert_eq!(parse("postgres://u@/d"), Err(UrlError::MissingHost));
         assert_eq!(parse("postgres://u@:5432/d"), Err(UrlError::MissingHost));
+        assert_eq!(parse("postgres://u@h/d#top"), Err(UrlError::Fragment));
         assert_eq!(
-            parse("postgres://u@h/d?sslmode=disable"),
-            Err(UrlError::QueryParameters)
+            parse("postgres://u@h?x=1"),
+            Err(UrlError::UnknownParameter {
+                name: "x".to_owned()
+            })
         );
-        assert_eq!(parse("postgres://u@h?x=1"), Err(UrlError::QueryParameters));
+        assert_eq!(
+            parse("postgres://u@h/d?sslmode=allow"),
+            Err(UrlError::BadSslMode {
+                value: "allow".to_owned()
+            })
+        );
         assert_eq!(
             parse("postgres://u@a,b/d"),
             Err(UrlError::SeveralHosts {
@@ -342,5 +401,36 @@ mod tests {
         );
         let message = parse("postgres://u:hunter2%@h/d").unwrap_err().to_string();
         assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn sslmode_and_sslrootcert_set_the_upstream_tls() {
+        let full = parse(
+            "postgres://u:p@db.example.com/app?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+        )
+        .unwrap();
+        assert_eq!(full.tls.sslmode, ServerTlsMode::VerifyFull);
+        assert_eq!(
+            full.tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(full.dbname, "app");
+        let parsed = parse("postgres://u@h?sslmode=require&sslrootcert=system").unwrap();
+        assert_eq!(
+            (parsed.tls.sslmode, parsed.tls.ca_file),
+            (ServerTlsMode::Require, None)
+        );
+        assert_eq!(parsed.dbname, "u");
+        let mysql = parse("mysql://u@h/shop?ssl-mode=VERIFY_IDENTITY&ssl-ca=ca.pem").unwrap();
+        assert_eq!(mysql.tls.sslmode, ServerTlsMode::VerifyFull);
+        assert_eq!(mysql.dbname, "shop");
+        assert_eq!(
+            parse("mysql://u@h/shop?ssl-mode=DISABLED")
+                .unwrap()
+                .tls
+                .sslmode,
+            ServerTlsMode::Disable
+        );
+        assert_eq!(parse("postgres://u@h/d").unwrap().tls, ServerTls::default());
     }
 }

@@ -46,6 +46,39 @@ fn timed_out(limit: Duration, client_error: &str) -> (String, String) {
     )
 }
 
+/// A server without TLS under a mode that requires it.
+fn tls_refused(
+    sslmode: &str,
+    client_error: &str,
+    turn_on: &str,
+    database: &str,
+) -> (String, String) {
+    (
+        format!(
+            "the server does not do TLS and server_tls_sslmode = \"{sslmode}\" requires it: \
+             clients of this database get {client_error}"
+        ),
+        format!(
+            "{turn_on}, or set server_tls_sslmode = \"prefer\" in [databases.{database}] if \
+             plaintext is acceptable"
+        ),
+    )
+}
+
+/// A TLS handshake with the server that fails, usually its certificate.
+fn tls_failed(sslmode: &str, reason: &str, client_error: &str, host: &str) -> (String, String) {
+    (
+        format!(
+            "the TLS handshake fails under server_tls_sslmode = \"{sslmode}\" ({reason}): \
+             clients of this database get {client_error}"
+        ),
+        format!(
+            "for a certificate error, check server_tls_ca_file holds the CA that issued the \
+             server's certificate and, under verify-full, that the certificate names {host:?}"
+        ),
+    )
+}
+
 fn postgres_advice(check: &LoginCheck, error: &postgres::UpstreamError) -> (String, String) {
     let target = &check.target;
     let database = &check.database;
@@ -82,6 +115,15 @@ fn postgres_advice(check: &LoginCheck, error: &postgres::UpstreamError) -> (Stri
             };
             (meaning, action)
         }
+        postgres::UpstreamError::TlsRefused { sslmode, .. } => tls_refused(
+            sslmode,
+            "SQLSTATE 08006",
+            "turn ssl on in the server's postgresql.conf",
+            database,
+        ),
+        postgres::UpstreamError::TlsHandshake {
+            sslmode, reason, ..
+        } => tls_failed(sslmode, reason, "SQLSTATE 08006", target.host()),
         postgres::UpstreamError::PasswordMissing(_) => (
             "the server asks for a password and churnstile has none for this user".to_owned(),
             format!("set upstream_password in [users.{user}]"),
@@ -115,6 +157,15 @@ fn mysql_advice(check: &LoginCheck, error: &mysql::UpstreamError) -> (String, St
             ),
         ),
         mysql::UpstreamError::Timeout(limit) => timed_out(*limit, "MySQL error 1105"),
+        mysql::UpstreamError::TlsRefused { sslmode, .. } => tls_refused(
+            sslmode,
+            "MySQL error 1105",
+            "give the server ssl_cert and ssl_key",
+            database,
+        ),
+        mysql::UpstreamError::TlsHandshake {
+            sslmode, reason, ..
+        } => tls_failed(sslmode, reason, "MySQL error 1105", target.host()),
         mysql::UpstreamError::Rejected(packet) => {
             let meaning = format!(
                 "the server refuses churnstile's login: clients get its error {} ({})",

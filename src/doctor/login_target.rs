@@ -10,6 +10,7 @@ use crate::config::{Config, Protocol};
 use crate::mysql::backend as mysql;
 use crate::postgres::backend as postgres;
 use crate::postgres::service::upstream_target;
+use crate::tls::UpstreamTls;
 
 /// Where a pool logs in, and with which protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,11 +62,14 @@ impl LoginTarget {
         }
     }
 
-    /// Logs in and leaves again at once.
-    pub(super) async fn log_in(&self) -> Result<(), LoginFailure> {
+    /// Logs in (over TLS when `tls` says so, as the pool would) and
+    /// leaves again at once.
+    pub(super) async fn log_in(&self, tls: Option<&UpstreamTls>) -> Result<(), LoginFailure> {
         match self {
             LoginTarget::Postgres(target) => {
-                postgres::ServerConn::connect(target).await?.terminate();
+                postgres::ServerConn::connect(target, tls)
+                    .await?
+                    .terminate();
             }
             LoginTarget::Mysql(target) => mysql::ServerConn::connect(target).await?.quit(),
         }
@@ -97,11 +101,16 @@ pub struct LoginCheck {
     pub(super) user: String,
     pub(super) target: LoginTarget,
     pub(super) timeout: Duration,
+    /// TLS as the pool would use it; `None` for plaintext.
+    pub(super) tls: Option<UpstreamTls>,
 }
 
 impl LoginCheck {
     /// One check per (database, user) pair, as churnstile builds its pools.
     pub(super) fn for_config(config: &Config) -> Vec<LoginCheck> {
+        // The loader already read every TLS file; should one have gone bad
+        // since, the logins are checked without TLS and say so.
+        let tls = crate::proxy::build_tls(config).unwrap_or_default();
         let mut checks = Vec::new();
         for (database, db) in &config.databases {
             for (user, user_config) in &config.users {
@@ -109,15 +118,21 @@ impl LoginCheck {
                     Protocol::Postgres => {
                         LoginTarget::Postgres(Arc::new(upstream_target(db, user_config)))
                     }
-                    Protocol::Mysql => LoginTarget::Mysql(Arc::new(
-                        mysql::UpstreamTarget::for_pool(db, user_config, false),
-                    )),
+                    Protocol::Mysql => {
+                        LoginTarget::Mysql(Arc::new(mysql::UpstreamTarget::for_pool(
+                            db,
+                            user_config,
+                            false,
+                            tls.upstream(database).cloned(),
+                        )))
+                    }
                 };
                 checks.push(LoginCheck {
                     database: database.clone(),
                     user: user.clone(),
                     target,
                     timeout: db.pool.server_connect_timeout,
+                    tls: tls.upstream(database).cloned(),
                 });
             }
         }

@@ -46,10 +46,11 @@ pub(super) async fn check_logins(checks: &[LoginCheck]) -> (Vec<DatabaseLogin>, 
             // Never closed, so a permit always comes.
             let _slot = slots.acquire_owned().await;
             let started = Instant::now();
-            let outcome = tokio::time::timeout(check.timeout, check.target.log_in())
-                .await
-                .unwrap_or_else(|_| Err(check.target.timed_out(check.timeout)))
-                .map(|()| started.elapsed());
+            let outcome =
+                tokio::time::timeout(check.timeout, check.target.log_in(check.tls.as_ref()))
+                    .await
+                    .unwrap_or_else(|_| Err(check.target.timed_out(check.timeout)))
+                    .map(|()| started.elapsed());
             (index, outcome)
         });
     }
@@ -135,6 +136,7 @@ mod tests {
                 password: Some("secret".into()),
             })),
             timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 

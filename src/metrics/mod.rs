@@ -101,6 +101,20 @@ pub fn login_refused(sqlstate: &'static str) {
     metrics::counter!(CLIENT_LOGIN_FAILURES, "sqlstate" => sqlstate).increment(1);
 }
 
+/// A TLS session started on `leg` ("client": a client's to churnstile,
+/// "server": churnstile's to a server) with `version` (`TLSv1.3`).
+pub fn tls_handshake_done(protocol: &'static str, leg: &'static str, version: &'static str) {
+    metrics::counter!(TLS_HANDSHAKES, "protocol" => protocol, "leg" => leg, "version" => version)
+        .increment(1);
+}
+
+/// A TLS handshake on `leg` failed, for `reason` (`handshake`, `no_alpn`,
+/// `refused_by_server`).
+pub fn tls_handshake_failed(protocol: &'static str, leg: &'static str, reason: &'static str) {
+    metrics::counter!(TLS_HANDSHAKE_FAILURES, "protocol" => protocol, "leg" => leg, "reason" => reason)
+        .increment(1);
+}
+
 /// A logged-in client left after `lifetime`.
 pub fn client_session_ended(protocol: &str, database: &str, user: &str, lifetime: Duration) {
     metrics::histogram!(

@@ -9,6 +9,11 @@ pub const ACCEPTS_FD_EXHAUSTED: &str = "churnstile_accepts_fd_exhausted_total";
 pub const CLIENT_CONNECTIONS_REJECTED: &str = "churnstile_client_connections_rejected_total";
 /// Startups and logins refused, by `sqlstate` (counter).
 pub const CLIENT_LOGIN_FAILURES: &str = "churnstile_client_login_failures_total";
+/// TLS sessions started, by `protocol`, `leg` (client, server) and
+/// `version` (counter).
+pub const TLS_HANDSHAKES: &str = "churnstile_tls_handshakes_total";
+/// TLS handshakes that failed, by `protocol`, `leg` and `reason` (counter).
+pub const TLS_HANDSHAKE_FAILURES: &str = "churnstile_tls_handshake_failures_total";
 /// Clients that logged in, per pool (counter).
 pub const CLIENT_LOGINS: &str = "churnstile_client_logins_total";
 /// How long logged-in clients stayed, per pool (histogram).
@@ -89,6 +94,14 @@ pub fn describe_all() {
         "Client startups and logins refused, by SQLSTATE sent."
     );
     describe_counter!(CLIENT_LOGINS, "Clients that logged in, per pool.");
+    describe_counter!(
+        TLS_HANDSHAKES,
+        "TLS sessions started, by protocol, leg (client, server) and TLS version."
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed, by protocol, leg (client, server) and reason."
+    );
     describe_histogram!(
         CLIENT_SESSION_SECONDS,
         metrics::Unit::Seconds,

@@ -26,6 +26,7 @@ use super::wire::response::{
 use super::wire::{WireError, lenenc};
 use crate::config::{DatabaseConfig, UserConfig};
 use crate::stream::Stream;
+use crate::tls::UpstreamTls;
 
 /// Capabilities churnstile asks every upstream server for.
 pub(super) const UPSTREAM_CAPABILITIES: u32 = capability::LONG_PASSWORD
@@ -61,11 +62,18 @@ pub struct UpstreamTarget {
     /// Log in with CLIENT_FOUND_ROWS, for clients that asked for it: the
     /// flag decides what UPDATE's affected rows count, per connection.
     pub(super) found_rows: bool,
+    /// TLS as server_tls_sslmode asks (MySQL's ssl-mode); `None` in plaintext.
+    pub(crate) tls: Option<UpstreamTls>,
 }
 
 impl UpstreamTarget {
     /// Where the pool of `db` for `user` logs in, and as whom.
-    pub(crate) fn for_pool(db: &DatabaseConfig, user: &UserConfig, found_rows: bool) -> Self {
+    pub(crate) fn for_pool(
+        db: &DatabaseConfig,
+        user: &UserConfig,
+        found_rows: bool,
+        tls: Option<UpstreamTls>,
+    ) -> Self {
         let (login, password) = db.upstream_login(user);
         UpstreamTarget {
             host: db.host.clone(),
@@ -74,6 +82,7 @@ impl UpstreamTarget {
             user: login.to_owned(),
             password: password.map(str::to_owned),
             found_rows,
+            tls,
         }
     }
 
@@ -114,6 +123,22 @@ pub(crate) enum UpstreamError {
     Unsupported(String),
     #[error("upstream server did not answer within {0:?}")]
     Timeout(Duration),
+    #[error(
+        "{target} does not offer TLS (no CLIENT_SSL in its greeting) and server_tls_sslmode = \
+         \"{sslmode}\" (ssl-mode {mysql_sslmode}) requires it; give the server ssl_cert and \
+         ssl_key, or set server_tls_sslmode = \"prefer\""
+    )]
+    TlsRefused {
+        target: String,
+        sslmode: &'static str,
+        mysql_sslmode: &'static str,
+    },
+    #[error("TLS with {target} failed (server_tls_sslmode = \"{sslmode}\"): {reason}")]
+    TlsHandshake {
+        target: String,
+        sslmode: &'static str,
+        reason: String,
+    },
 }
 
 impl UpstreamError {
@@ -128,6 +153,32 @@ impl UpstreamError {
             _ => false,
         }
     }
+}
+
+/// The SSLRequest (the first 32 bytes of a HandshakeResponse41, with
+/// CLIENT_SSL), then the TLS handshake; the login goes on inside TLS.
+async fn start_tls(
+    io: &mut PacketStream,
+    target: &UpstreamTarget,
+    tls: &UpstreamTls,
+    capabilities: u32,
+    seq: u8,
+) -> Result<(), UpstreamError> {
+    let mut request = Vec::with_capacity(32);
+    request.extend_from_slice(&capabilities.to_le_bytes());
+    request.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    request.push(login::BASELINE_CHARSET_ID);
+    request.resize(32, 0);
+    io.send(seq, &request).await?;
+    let started = io
+        .stream
+        .start_tls_client(Arc::clone(&tls.config), tls.server_name.clone())
+        .await;
+    started.map_err(|error| UpstreamError::TlsHandshake {
+        target: target.describe(),
+        sslmode: tls.sslmode,
+        reason: error.to_string(),
+    })
 }
 
 /// What a command churnstile ran itself came back with.
@@ -184,7 +235,23 @@ impl ServerConn {
         } else {
             0
         };
-        let capabilities = (UPSTREAM_CAPABILITIES | found_rows) & greeting.capabilities;
+        let mut capabilities = (UPSTREAM_CAPABILITIES | found_rows) & greeting.capabilities;
+        let mut seq = header.seq.wrapping_add(1);
+        if let Some(tls) = &target.tls
+            && io.stream.can_start_tls()
+        {
+            if greeting.capabilities & capability::SSL != 0 {
+                capabilities |= capability::SSL;
+                start_tls(&mut io, target, tls, capabilities, seq).await?;
+                seq = seq.wrapping_add(1);
+            } else if tls.required {
+                return Err(UpstreamError::TlsRefused {
+                    target: target.describe(),
+                    sslmode: tls.sslmode,
+                    mysql_sslmode: tls.mysql_sslmode,
+                });
+            }
+        }
         let mut conn = ServerConn {
             io,
             target: Arc::clone(target),
@@ -197,7 +264,7 @@ impl ServerConn {
             auth_plugin: String::new(),
             reset_by_change_user: false,
         };
-        conn.log_in(&greeting, header.seq.wrapping_add(1)).await?;
+        conn.log_in(&greeting, seq).await?;
         conn.set_baseline().await?;
         Ok(conn)
     }
@@ -380,13 +447,10 @@ impl ServerConn {
     }
 
     /// Sends COM_QUIT if it can be written at once; the socket closes on drop.
-    pub(crate) fn quit(self) {
+    pub(crate) fn quit(mut self) {
         let mut out = BytesMut::new();
         super::wire::packet::write_packet(&mut out, 0, &[super::wire::command::COM_QUIT]);
-        let _ = match &self.io.stream {
-            Stream::Tcp(s) => s.try_write(&out),
-            Stream::Unix(s) => s.try_write(&out),
-        };
+        let _ = self.io.stream.try_write_now(&out);
     }
 }
 

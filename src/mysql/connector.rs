@@ -40,6 +40,7 @@ impl Connector for MyConnector {
                 local: Endpoint::local(&conn.io.stream),
                 backend_pid: conn.thread_id as i32,
                 connected_at: SystemTime::now(),
+                tls: conn.io.stream.tls_version(),
             }),
             Err(error) => {
                 let upstream = self.target.describe();

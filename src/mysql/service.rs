@@ -20,6 +20,7 @@ use super::sql::PinReason;
 use crate::config::{Config, Protocol};
 use crate::pool::{PinCounters, Pool, PoolIdentity, PoolLimits, PoolSet, Wanted};
 use crate::registry::{ClientRegistry, ServerRegistry};
+use crate::tls::TlsContexts;
 
 /// Pool of server connections for one (database, user).
 pub(crate) type MyPool = Pool<MyConnector>;
@@ -35,7 +36,7 @@ pub struct MySqlService {
     pub(crate) config: Arc<ArcSwap<Config>>,
     /// One pool per (database, user, FOUND_ROWS), rebuilt where a reload
     /// changes it.
-    pools: PoolSet<PoolKey, PoolIdentity<UpstreamTarget>, MyConnector>,
+    pools: PoolSet<PoolKey, Identity, MyConnector>,
     servers: Arc<ServerRegistry>,
     pub(crate) shutdown: CancellationToken,
     next_connection_id: AtomicU32,
@@ -60,8 +61,9 @@ impl MySqlService {
         shutdown: CancellationToken,
         registry: Arc<ClientRegistry>,
         servers: Arc<ServerRegistry>,
+        tls: &TlsContexts,
     ) -> Self {
-        let pools = PoolSet::new(wanted_pools(&config.load(), &servers));
+        let pools = PoolSet::new(wanted_pools(&config.load(), &servers, tls));
         MySqlService {
             config,
             pools,
@@ -132,8 +134,9 @@ impl MySqlService {
     /// hands the configuration to new sessions (pools of removed or changed
     /// databases and users close as their clients let go); a changed
     /// password must be proven in full again.
-    pub(crate) fn reload(&self, config: &Config) {
-        self.pools.reconcile(wanted_pools(config, &self.servers));
+    pub(crate) fn reload(&self, config: &Config, tls: &TlsContexts) {
+        self.pools
+            .reconcile(wanted_pools(config, &self.servers, tls));
         lock(&self.sha2_cache).clear();
     }
 
@@ -144,29 +147,45 @@ impl MySqlService {
     }
 }
 
+/// A pool's identity across a reload: its upstream without the TLS
+/// configuration (rebuilt at every reload, so never equal), and the TLS
+/// mode, so that a changed mode replaces the pool while new certificate
+/// files alone reach it at its next replacement.
+type Identity = (PoolIdentity<UpstreamTarget>, Option<&'static str>);
+
 /// Two pools (without and with FOUND_ROWS) for every MySQL database and
 /// user of `config`.
 fn wanted_pools(
     config: &Config,
     servers: &Arc<ServerRegistry>,
-) -> Vec<Wanted<PoolKey, PoolIdentity<UpstreamTarget>, MyConnector>> {
+    tls: &TlsContexts,
+) -> Vec<Wanted<PoolKey, Identity, MyConnector>> {
     let databases = (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Mysql);
     let mut wanted = Vec::new();
     for (db_name, db) in databases {
         for (user_name, user) in &config.users {
             for found_rows in [false, true] {
-                let target = UpstreamTarget::for_pool(db, user, found_rows);
+                let upstream_tls = tls.upstream(db_name).cloned();
+                let sslmode = upstream_tls.as_ref().map(|tls| tls.sslmode);
+                let target = UpstreamTarget::for_pool(db, user, found_rows, upstream_tls);
+                let compared = UpstreamTarget {
+                    tls: None,
+                    ..target.clone()
+                };
                 let connector = MyConnector {
-                    target: Arc::new(target.clone()),
+                    target: Arc::new(target),
                     pool_name: (db_name.clone(), user_name.clone()),
                     servers: Arc::clone(servers),
                 };
                 wanted.push(Wanted {
                     key: (db_name.clone(), user_name.clone(), found_rows),
-                    identity: PoolIdentity {
-                        target,
-                        mode: db.pool.pool_mode,
-                    },
+                    identity: (
+                        PoolIdentity {
+                            target: compared,
+                            mode: db.pool.pool_mode,
+                        },
+                        sslmode,
+                    ),
                     limits: PoolLimits::from(&db.pool),
                     connector,
                 });

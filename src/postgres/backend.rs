@@ -21,6 +21,7 @@ use super::wire::codec::{
 };
 use super::wire::messages::{ErrorFields, parse_error_fields};
 use crate::stream::Stream;
+use crate::tls::UpstreamTls;
 
 /// Where and as whom churnstile logs in upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +75,21 @@ pub enum UpstreamError {
     Protocol(String),
     #[error("upstream server did not finish within {0:?}")]
     Timeout(Duration),
+    #[error(
+        "{target} does not accept TLS (it answered 'N' to SSLRequest) and \
+         server_tls_sslmode = \"{sslmode}\" requires it; enable ssl on the server or \
+         set server_tls_sslmode = \"prefer\""
+    )]
+    TlsRefused {
+        target: String,
+        sslmode: &'static str,
+    },
+    #[error("TLS with {target} failed (server_tls_sslmode = \"{sslmode}\"): {reason}")]
+    TlsHandshake {
+        target: String,
+        sslmode: &'static str,
+        reason: String,
+    },
 }
 
 impl From<codec::ProtocolError> for UpstreamError {
@@ -246,15 +262,24 @@ pub struct ServerConn {
 }
 
 impl ServerConn {
-    /// Opens a connection and logs in as the target user.
-    pub(crate) async fn connect(target: &Arc<UpstreamTarget>) -> Result<ServerConn, UpstreamError> {
-        let stream = target
+    /// Opens a connection, over TLS when `tls` says so (never over a Unix
+    /// socket), and logs in as the target user.
+    pub(crate) async fn connect(
+        target: &Arc<UpstreamTarget>,
+        tls: Option<&UpstreamTls>,
+    ) -> Result<ServerConn, UpstreamError> {
+        let mut stream = target
             .open_stream()
             .await
             .map_err(|source| UpstreamError::Connect {
                 target: target.describe(),
                 source,
             })?;
+        if let Some(tls) = tls
+            && stream.can_start_tls()
+        {
+            super::encryption::negotiate_upstream(&mut stream, &target.describe(), tls).await?;
+        }
         let mut conn = ServerConn {
             stream,
             read_buf: BytesMut::with_capacity(16 * 1024),
@@ -501,13 +526,10 @@ impl ServerConn {
     }
 
     /// Sends Terminate if it can be written at once; the socket closes on drop.
-    pub(crate) fn terminate(self) {
+    pub(crate) fn terminate(mut self) {
         let mut out = BytesMut::new();
         frontend::terminate(&mut out);
-        let _ = match &self.stream {
-            Stream::Tcp(s) => s.try_write(&out),
-            Stream::Unix(s) => s.try_write(&out),
-        };
+        let _ = self.stream.try_write_now(&out);
     }
 }
 

@@ -33,8 +33,9 @@ pub async fn serve(
 ) -> Option<ConsoleLogin> {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let login_timeout = service.config.load().pool.client_login_timeout;
+    let tls = service.tls.load_full();
     let login = async {
-        match startup::read_opening(&mut stream, &mut buf).await? {
+        match startup::read_opening(&mut stream, &mut buf, tls.clients.as_ref()).await? {
             Opening::Cancel {
                 process_id,
                 secret_key,
@@ -90,6 +91,11 @@ pub async fn serve(
             }
         }
         Ok(None) | Err(StartupError::Closed) | Err(StartupError::Io(_)) => {}
+        Err(StartupError::Tls(error)) => {
+            tracing::debug!(%peer, %error, "client TLS handshake failed");
+            let protocol = crate::metrics::PROTOCOL_POSTGRES;
+            crate::metrics::tls_handshake_failed(protocol, "client", error.reason());
+        }
         Err(StartupError::Refused { code, message }) => {
             tracing::debug!(%peer, %code, reason = %message, "client login refused");
             crate::metrics::login_refused(code);

@@ -8,6 +8,7 @@ use super::backend::{ServerConn, UpstreamError, UpstreamTarget};
 use crate::pool::Connector;
 use crate::ratelimit::{Suppressed, WARNINGS};
 use crate::registry::{Endpoint, ServerEntry, ServerRegistry};
+use crate::tls::TlsContexts;
 
 /// Opens server connections to one upstream database as one user.
 pub struct PgConnector {
@@ -15,6 +16,8 @@ pub struct PgConnector {
     /// The pool's (database, user) as clients name them.
     pub(super) pool_name: (String, String),
     pub(super) servers: Arc<ServerRegistry>,
+    /// The TLS configurations in force; the pool's database picks its own.
+    pub(super) tls: Arc<arc_swap::ArcSwap<TlsContexts>>,
 }
 
 impl PgConnector {
@@ -31,7 +34,8 @@ impl Connector for PgConnector {
     type Error = UpstreamError;
 
     async fn connect(&self) -> Result<ServerConn, UpstreamError> {
-        let conn = ServerConn::connect(&self.target).await;
+        let tls = self.tls.load();
+        let conn = ServerConn::connect(&self.target, tls.upstream(&self.pool_name.0)).await;
         match &conn {
             Ok(conn) => self.servers.opened(ServerEntry {
                 database: self.pool_name.0.clone(),
@@ -40,6 +44,7 @@ impl Connector for PgConnector {
                 local: Endpoint::local(&conn.stream),
                 backend_pid: conn.key.process_id,
                 connected_at: SystemTime::now(),
+                tls: conn.stream.tls_version(),
             }),
             Err(error) => {
                 let upstream = self.target.describe();
@@ -62,6 +67,8 @@ impl Connector for PgConnector {
 
     fn is_transient(&self, error: &UpstreamError) -> bool {
         match error {
+            // A TLS failure is a certificate or setting that retrying
+            // will not change: clients learn why at once.
             UpstreamError::Connect { .. } | UpstreamError::Io(_) | UpstreamError::Timeout(_) => {
                 true
             }

@@ -11,6 +11,7 @@ pub mod backend;
 mod cancel;
 mod client;
 mod connector;
+mod encryption;
 mod login;
 mod prepared;
 mod probe;

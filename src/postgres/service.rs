@@ -21,6 +21,7 @@ use crate::config::{
 };
 use crate::pool::{PinCounters, Pool, PoolIdentity, PoolLimits, PoolSet, Wanted};
 use crate::registry::{ClientRegistry, ServerRegistry};
+use crate::tls::TlsContexts;
 
 /// Pool of server connections for one (database, user).
 pub type PgPool = Pool<PgConnector>;
@@ -45,6 +46,9 @@ pub struct PgService {
     /// Logged-in clients and open server connections, for the admin console.
     pub clients: Arc<ClientRegistry>,
     pub servers: Arc<ServerRegistry>,
+    /// TLS for clients and upstream, shared with the core, which swaps it
+    /// whole on RELOAD.
+    pub(super) tls: Arc<ArcSwap<TlsContexts>>,
 }
 
 type SettingsKey = (String, String, Vec<(String, String)>);
@@ -60,9 +64,10 @@ impl PgService {
         shutdown: CancellationToken,
         clients: Arc<ClientRegistry>,
         servers: Arc<ServerRegistry>,
+        tls: Arc<ArcSwap<TlsContexts>>,
     ) -> Self {
         let snapshot = config.load_full();
-        let pools = PoolSet::new(wanted_pools(&snapshot, &servers));
+        let pools = PoolSet::new(wanted_pools(&snapshot, &servers, &tls));
         PgService {
             derived_verifiers: ArcSwap::from_pointee(derive_verifiers(&snapshot)),
             config,
@@ -74,6 +79,7 @@ impl PgService {
             normalized: Mutex::default(),
             clients,
             servers,
+            tls,
         }
     }
 
@@ -81,7 +87,8 @@ impl PgService {
     /// the core hands the configuration to new sessions: pools of removed
     /// or changed databases and users close as their clients let go.
     pub fn reload(&self, config: &Config) {
-        self.pools.reconcile(wanted_pools(config, &self.servers));
+        self.pools
+            .reconcile(wanted_pools(config, &self.servers, &self.tls));
         self.derived_verifiers
             .store(Arc::new(derive_verifiers(config)));
     }
@@ -139,6 +146,7 @@ impl PgService {
 fn wanted_pools(
     config: &Config,
     servers: &Arc<ServerRegistry>,
+    tls: &Arc<ArcSwap<TlsContexts>>,
 ) -> Vec<Wanted<(String, String), PoolIdentity<UpstreamTarget>, PgConnector>> {
     let databases = (config.databases.iter()).filter(|(_, db)| db.protocol == Protocol::Postgres);
     let mut wanted = Vec::new();
@@ -150,6 +158,7 @@ fn wanted_pools(
                 target: Arc::new(target.clone()),
                 pool_name: key.clone(),
                 servers: Arc::clone(servers),
+                tls: Arc::clone(tls),
             };
             wanted.push(Wanted {
                 key,

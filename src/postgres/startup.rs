@@ -1,18 +1,21 @@
 //! The startup phase over the client's socket: reading packets until a
-//! StartupMessage or CancelRequest, declining SSL/GSS encryption requests,
-//! and sending the FATAL that ends a refused connection. What the packets
-//! mean is decided in `wire/startup.rs`.
+//! StartupMessage or CancelRequest, starting TLS when the client asks for it
+//! (`encryption.rs`) and declining GSS encryption, and sending the FATAL
+//! that ends a refused connection. What the packets mean is decided in
+//! `wire/startup.rs`.
 
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::encryption::{self, ClientTlsError};
 use super::wire::codec::{self, InitialPacket};
 use super::wire::messages::{self, Severity, sqlstate};
 pub(super) use super::wire::startup::{Opening, Startup};
 use super::wire::startup::{Refusal, check_version, negotiation, startup_from};
 use crate::stream::Stream;
+use crate::tls::ClientTlsContext;
 
 /// Why the startup phase ended without a login attempt. Each carries the
 /// SQLSTATE and message the client gets.
@@ -24,6 +27,8 @@ pub(super) enum StartupError {
     Refused { code: &'static str, message: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] ClientTlsError),
 }
 
 impl From<codec::ProtocolError> for StartupError {
@@ -48,14 +53,23 @@ fn refused(code: &'static str, message: impl Into<String>) -> StartupError {
     }
 }
 
-/// Reads packets until a StartupMessage or CancelRequest arrives. `buf`
-/// keeps bytes the client sent beyond the startup packet.
+/// Reads packets until a StartupMessage or CancelRequest arrives, starting
+/// TLS on the way when `tls` allows it. `buf` keeps bytes the client sent
+/// beyond the startup packet.
 pub(super) async fn read_opening(
     stream: &mut Stream,
     buf: &mut BytesMut,
+    tls: Option<&ClientTlsContext>,
 ) -> Result<Opening, StartupError> {
     loop {
         let packet = loop {
+            if let Some(tls) = tls
+                && stream.can_start_tls()
+                && encryption::is_direct_tls(buf)
+            {
+                encryption::accept_direct(stream, buf, tls).await?;
+                continue;
+            }
             if let Some(packet) = codec::decode_initial(buf)? {
                 break packet;
             }
@@ -73,7 +87,18 @@ pub(super) async fn read_opening(
                         "received unencrypted data after encryption request",
                     ));
                 }
-                stream.write_all(b"N").await?;
+                if stream.tls_version().is_some() {
+                    return Err(refused(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "encryption request over a connection already encrypted",
+                    ));
+                }
+                match packet {
+                    InitialPacket::SslRequest => {
+                        encryption::answer_ssl_request(stream, tls).await?;
+                    }
+                    _ => stream.write_all(b"N").await?,
+                }
             }
             InitialPacket::CancelRequest {
                 process_id,
@@ -89,6 +114,9 @@ pub(super) async fn read_opening(
                 minor,
                 params,
             } => {
+                if let Some(message) = encryption::plaintext_refusal(stream, tls) {
+                    return Err(refused(sqlstate::INVALID_AUTHORIZATION, message));
+                }
                 return accept_startup(stream, major, minor, params)
                     .await
                     .map(Opening::Startup);
@@ -126,7 +154,8 @@ const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// reached) the way PostgreSQL does: after its startup packet, with FATAL.
 pub(super) async fn refuse_connection(mut stream: Stream, code: &str, message: &str) {
     let mut buf = BytesMut::new();
-    let opening = tokio::time::timeout(REFUSE_TIMEOUT, read_opening(&mut stream, &mut buf)).await;
+    let opening =
+        tokio::time::timeout(REFUSE_TIMEOUT, read_opening(&mut stream, &mut buf, None)).await;
     if let Ok(Ok(Opening::Startup(_))) = opening {
         send_fatal(&mut stream, code, message).await;
     }

@@ -7,6 +7,7 @@
 
 mod pools;
 mod reload;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,14 +21,18 @@ use crate::postgres::ConsoleLogin;
 use crate::postgres::service::PgService;
 use crate::registry::{ClientRegistry, ServerRegistry};
 use crate::stream::Stream;
+use crate::tls::TlsContexts;
 
 pub use pools::PoolEntry;
 pub use reload::{CHANGEABLE, ReloadError};
+pub use tls::{TlsSetupError, build_tls};
 
 /// Shared state of the running proxy.
 pub struct Proxy {
     /// The configuration in force; both protocols' services hold it too.
     pub config: Arc<ArcSwap<Config>>,
+    /// The TLS configurations built from it, rebuilt on RELOAD.
+    pub tls: Arc<ArcSwap<TlsContexts>>,
     /// The `--config` file, which RELOAD re-reads.
     config_file: Option<PathBuf>,
     /// Cancelled when a shutdown starts: listeners stop accepting.
@@ -44,10 +49,11 @@ pub struct Proxy {
 
 impl Proxy {
     /// Builds every pool of both protocols. Must run inside a Tokio
-    /// runtime (each pool starts its janitor). `config_file` is where
-    /// `config` came from, for RELOAD.
-    pub fn new(config: Config, config_file: Option<PathBuf>) -> Self {
+    /// runtime (each pool starts its janitor). `tls` was built from
+    /// `config`; `config_file` is where `config` came from, for RELOAD.
+    pub fn new(config: Config, tls: TlsContexts, config_file: Option<PathBuf>) -> Self {
         let config = Arc::new(ArcSwap::from_pointee(config));
+        let tls = Arc::new(ArcSwap::from_pointee(tls));
         let shutdown = CancellationToken::new();
         let clients = Arc::new(ClientRegistry::default());
         let servers = Arc::new(ServerRegistry::default());
@@ -56,15 +62,18 @@ impl Proxy {
             shutdown.clone(),
             Arc::clone(&clients),
             Arc::clone(&servers),
+            Arc::clone(&tls),
         ));
         let mysql = Arc::new(MySqlService::new(
             Arc::clone(&config),
             shutdown.clone(),
             Arc::clone(&clients),
             Arc::clone(&servers),
+            &tls.load(),
         ));
         Proxy {
             config,
+            tls,
             config_file,
             draining: CancellationToken::new(),
             shutdown,

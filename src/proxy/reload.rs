@@ -2,14 +2,16 @@
 //! configuration file, and which need a restart. Databases and users are
 //! added, removed and changed (a pool whose upstream, credentials or pool
 //! mode changed is replaced; the old one closes as its clients let go, and
-//! their next transaction runs on the new one), and pool sizes and
-//! timeouts, secrets, auth_type and admin_users apply to the next checkout,
-//! session or login; listeners and process-wide settings stay as they are,
-//! and the administrator is told so.
+//! their next transaction runs on the new one); pool sizes and timeouts,
+//! secrets, auth_type, admin_users and the TLS settings and files apply to
+//! the next checkout, session, login or handshake; listeners and
+//! process-wide settings stay as they are, and the administrator is told
+//! so.
 
 use std::sync::Arc;
 
 use super::Proxy;
+use super::tls::{TlsSetupError, build_tls};
 use crate::config::{Config, load_file};
 
 /// Keys RELOAD changes, as SHOW CONFIG names them.
@@ -28,6 +30,16 @@ pub const CHANGEABLE: &[&str] = &[
     "max_prepared_statements",
     "pin_policy",
     "pool_mode",
+    "client_tls_sslmode",
+    "client_tls_cert_file",
+    "client_tls_key_file",
+    "client_tls_ca_file",
+    "client_tls_protocols",
+    "server_tls_sslmode",
+    "server_tls_ca_file",
+    "server_tls_cert_file",
+    "server_tls_key_file",
+    "server_tls_protocols",
 ];
 
 /// Why RELOAD changed nothing.
@@ -37,15 +49,30 @@ pub enum ReloadError {
     NoConfigFile,
     #[error("configuration not reloaded:\n{0}")]
     Invalid(String),
+    #[error("configuration not reloaded, the TLS files in force are kept: {0}")]
+    Tls(#[from] TlsSetupError),
 }
 
 impl Proxy {
     /// Re-reads the configuration file and puts what can change at runtime
     /// in force; returns one note per change that needs a restart.
+    /// A refused reload is logged as well as returned, so whoever sent
+    /// RELOAD (or SIGHUP) is not the only one who learns why.
     pub fn reload(&self) -> Result<Vec<String>, ReloadError> {
+        let result = self.try_reload();
+        if let Err(error) = &result {
+            tracing::warn!(%error, "RELOAD refused; the configuration in force is kept");
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<Vec<String>, ReloadError> {
         let path = self.config_file.as_ref().ok_or(ReloadError::NoConfigFile)?;
         let new = load_file(path).map_err(|errors| ReloadError::Invalid(errors.to_string()))?;
         let (merged, notes) = merge(&self.config.load(), &new);
+        // New handshakes use the new files; established sessions keep theirs.
+        let tls = build_tls(&merged)?;
+        self.tls.store(Arc::new(tls));
         self.apply(merged);
         tracing::info!(file = %path.display(), not_applied = ?notes, "configuration reloaded");
         Ok(notes)
@@ -55,7 +82,7 @@ impl Proxy {
     /// its pools to match it, then new logins and sessions read it.
     fn apply(&self, merged: Config) {
         self.postgres.reload(&merged);
-        self.mysql.reload(&merged);
+        self.mysql.reload(&merged, &self.tls.load());
         self.config.store(Arc::new(merged));
     }
 }
@@ -98,6 +125,7 @@ fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
         &mut notes,
     );
     merged.general.auth_type = now.auth_type;
+    merged.general.client_tls = now.client_tls.clone();
     merged.general.observe.admin_users = now.observe.admin_users.clone();
     merged.pool = new.pool.clone();
     merged.databases = new.databases.clone();
@@ -148,5 +176,21 @@ mod tests {
         assert!(merged.users.contains_key("other"));
         assert!(!merged.users.contains_key("app"));
         assert_eq!(notes, ["[listen] needs a restart"]);
+    }
+
+    #[test]
+    fn tls_settings_apply() {
+        let old = config(BASE);
+        let new = config(&format!(
+            "[general]\nclient_tls_protocols = \"tlsv1.3\"\n\
+             [pool]\nserver_tls_sslmode = \"require\"\n{BASE}"
+        ));
+        let (merged, notes) = merge(&old, &new);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert!(!merged.general.client_tls.protocols.tls12);
+        assert_eq!(
+            merged.databases["app"].pool.server_tls.sslmode,
+            crate::config::ServerTlsMode::Require
+        );
     }
 }

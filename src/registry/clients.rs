@@ -57,6 +57,8 @@ pub struct ClientEntry {
     pub application_name: String,
     pub peer: Endpoint,
     pub local: Endpoint,
+    /// The TLS version in use (`TLSv1.3`); `None` in plaintext.
+    pub tls: Option<&'static str>,
     pub connected_at: SystemTime,
     started: Instant,
     state: AtomicU8,
@@ -140,6 +142,7 @@ impl ClientRegistry {
             application_name: application_name.to_owned(),
             peer: Endpoint::peer(stream),
             local: Endpoint::local(stream),
+            tls: stream.tls_version(),
             connected_at: SystemTime::now(),
             started: Instant::now(),
             state: AtomicU8::new(ClientState::Idle as u8),

@@ -37,7 +37,7 @@ impl Endpoint {
     pub fn peer(stream: &Stream) -> Self {
         match stream {
             Stream::Tcp(tcp) => Endpoint::tcp(tcp.peer_addr()),
-            Stream::Unix(_) => Endpoint::unix(),
+            Stream::Unix(_) | Stream::Closed => Endpoint::unix(),
         }
     }
 
@@ -45,7 +45,7 @@ impl Endpoint {
     pub fn local(stream: &Stream) -> Self {
         match stream {
             Stream::Tcp(tcp) => Endpoint::tcp(tcp.local_addr()),
-            Stream::Unix(_) => Endpoint::unix(),
+            Stream::Unix(_) | Stream::Closed => Endpoint::unix(),
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct ServerEntry {
     pub local: Endpoint,
     pub backend_pid: i32,
     pub connected_at: SystemTime,
+    /// The TLS version in use (`TLSv1.3`); `None` in plaintext.
+    pub tls: Option<&'static str>,
 }
 
 type Key = (String, u16, i32);

@@ -16,7 +16,7 @@ use super::notify::Notifier;
 use super::signals::{Shutdown, Signals};
 use crate::config::{Config, Protocol};
 use crate::observe::{self, MetricsError, MetricsSources};
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, TlsSetupError, build_tls};
 
 /// Why the proxy could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +33,15 @@ pub enum RunError {
     MetricsBind(BindError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
 }
 
 /// Runs until SIGTERM or SIGINT and a graceful shutdown.
 /// `config_file` is where `config` came from, for the admin console's RELOAD.
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), RunError> {
+    // Certificates and keys first: a bad file is one line naming it.
+    let tls = build_tls(&config)?;
     // Bind first: a taken address is one error line, without warnings before it.
     let metrics = (config.general.observe.metrics_listen)
         .map(bind_tcp)
@@ -51,7 +55,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
     limits::check_at_startup(&config);
     let mut signals = Signals::install().map_err(RunError::Signal)?;
 
-    let proxy = Arc::new(Proxy::new(config.clone(), config_file));
+    let proxy = Arc::new(Proxy::new(config.clone(), tls, config_file));
     let max_clients = config.general.max_client_conn;
     let client_slots = Arc::new(Semaphore::new(max_clients));
     if let Some(listener) = metrics {

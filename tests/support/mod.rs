@@ -3,8 +3,9 @@
 //! tokio-postgres clients (`pg_client`), a hand-made wire protocol client
 //! (`raw_pg`), the admin console (`admin_console`), the metrics endpoint
 //! (`metrics_endpoint`), mysql_async clients (`mysql_client`), a hand-made
-//! MySQL protocol client (`raw_mysql`), watching churnstile stop
-//! (`shutdown`) and bounded polling (`wait`).
+//! MySQL protocol client (`raw_mysql`), a throwaway certificate authority (`test_pki`), TLS clients
+//! (`tls_client`) and
+//! bounded polling (`wait`).
 //!
 //! Every server and proxy is a child process that the kernel kills if the
 //! test process dies, and that `Drop` stops and cleans up otherwise.
@@ -29,6 +30,10 @@ pub mod raw_mysql;
 pub mod raw_pg;
 pub mod shutdown;
 pub mod temp_dirs;
+/// The unit tests' throwaway CA, shared rather than copied.
+#[path = "../../src/tls/test_pki.rs"]
+pub mod test_pki;
+pub mod tls_client;
 pub mod wait;
 
 // Re-exports so tests write `support::PgServer`; each binary uses some.

@@ -32,6 +32,15 @@ const START_ATTEMPTS: u32 = 3;
 pub struct PgServerBuilder {
     max_connections: u32,
     config_lines: Vec<String>,
+    tls: Option<ServerTls>,
+}
+
+/// `ssl = on` with this certificate and key; with `hostssl_only`, pg_hba
+/// has only `hostssl` lines for TCP, so plaintext TCP logins are refused.
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub hostssl_only: bool,
 }
 
 impl PgServerBuilder {
@@ -47,6 +56,12 @@ impl PgServerBuilder {
     /// written after the harness's own settings, so it wins.
     pub fn config(mut self, line: &str) -> Self {
         self.config_lines.push(line.to_owned());
+        self
+    }
+
+    /// Serves TLS (`ssl = on`) with `tls`'s certificate and key.
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -89,6 +104,7 @@ impl PgServer {
         PgServerBuilder {
             max_connections: 100,
             config_lines: Vec::new(),
+            tls: None,
         }
     }
 

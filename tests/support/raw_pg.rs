@@ -290,7 +290,11 @@ async fn within<T>(limit: Option<Duration>, read: impl Future<Output = T>) -> T 
     }
 }
 
-async fn read_message_from(stream: &mut TcpStream) -> Option<Message> {
+/// The next whole message from any byte stream (a TLS one too), or `None`
+/// if the peer closed it.
+pub async fn read_message_from(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Option<Message> {
     let mut header = [0u8; 5];
     match stream.read_exact(&mut header).await {
         Ok(_) => {}

@@ -20,7 +20,7 @@ use crate::mysql::wire::response::{EOF_HEADER, ERR_HEADER, ErrPacket, OK_HEADER}
 use crate::mysql::wire::{WireError, lenenc};
 
 /// utf8mb4_general_ci, which MySQL 5.5+ and every MariaDB know.
-const BASELINE_CHARSET_ID: u8 = 45;
+pub(super) const BASELINE_CHARSET_ID: u8 = 45;
 
 impl ServerConn {
     /// Answers the server's greeting; returns once the server accepted.
@@ -115,7 +115,8 @@ impl ServerConn {
     ) -> Result<(), UpstreamError> {
         let mut clear = password.as_bytes().to_vec();
         clear.push(0);
-        if self.target.is_unix_socket() {
+        // Over TLS, as over a Unix socket, the channel protects the password.
+        if self.target.is_unix_socket() || self.io.stream.tls_version().is_some() {
             self.io.send(seq, &clear).await?;
             return Ok(());
         }
@@ -216,6 +217,7 @@ mod tests {
             user: "bob".into(),
             password: Some("pw".into()),
             found_rows: false,
+            tls: None,
         };
         let auth = native::scramble(b"pw", &[7; 20]);
         let payload =

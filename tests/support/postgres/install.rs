@@ -101,7 +101,34 @@ pub(super) fn init_cluster(server: &PgServer, settings: &PgServerBuilder) {
     let mut conf = crate::support::child::append(&data.join("postgresql.conf"));
     conf.write_all(postgresql_conf(server, settings).as_bytes())
         .expect("writing postgresql.conf");
-    fs::write(data.join("pg_hba.conf"), pg_hba_conf()).expect("writing pg_hba.conf");
+    let mut hostssl_only = false;
+    if let Some(tls) = &settings.tls {
+        install_tls_files(server, tls);
+        conf.write_all(b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+            .expect("writing postgresql.conf");
+        hostssl_only = tls.hostssl_only;
+    }
+    fs::write(data.join("pg_hba.conf"), pg_hba_conf(hostssl_only)).expect("writing pg_hba.conf");
+}
+
+/// Copies the certificate and key into the data directory, owned by the
+/// service account, the key readable by it alone (PostgreSQL insists).
+fn install_tls_files(server: &PgServer, tls: &super::ServerTls) {
+    use std::os::unix::fs::PermissionsExt;
+    let data = server.data_dir();
+    for (from, name, mode) in [
+        (&tls.cert, "server.crt", 0o644),
+        (&tls.key, "server.key", 0o600),
+    ] {
+        let to = data.join(name);
+        fs::copy(from, &to).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+        fs::set_permissions(&to, fs::Permissions::from_mode(mode)).expect("chmod");
+        if let Some(account) = server.run_as {
+            let owner = rustix::fs::Uid::from_raw(account.uid);
+            let group = rustix::fs::Gid::from_raw(account.gid);
+            rustix::fs::chown(&to, Some(owner), Some(group)).expect("chown to postgres");
+        }
+    }
 }
 
 fn postgresql_conf(server: &PgServer, settings: &PgServerBuilder) -> String {
@@ -128,18 +155,22 @@ fn postgresql_conf(server: &PgServer, settings: &PgServerBuilder) -> String {
     conf
 }
 
-/// One method per test role, over the Unix socket and 127.0.0.1 alike.
-fn pg_hba_conf() -> String {
+/// One method per test role, over the Unix socket and 127.0.0.1 alike;
+/// with `hostssl_only`, the test roles' TCP lines are `hostssl` (the
+/// harness's own superuser keeps plaintext TCP for its queries).
+fn pg_hba_conf(hostssl_only: bool) -> String {
+    let host = if hostssl_only { "hostssl" } else { "host" };
     let mut hba = String::from("# TYPE  DATABASE  USER  ADDRESS  METHOD\n");
-    let roles = std::iter::once((PG_SUPERUSER, "trust"))
-        .chain(PG_USERS.iter().map(|user| (user.name, user.method)));
-    for (role, method) in roles {
+    writeln!(hba, "local all {PG_SUPERUSER} trust").expect("writing to a String");
+    writeln!(hba, "host all {PG_SUPERUSER} {HOST}/32 trust").expect("writing to a String");
+    for user in PG_USERS {
+        let (role, method) = (user.name, user.method);
         writeln!(hba, "local all {role} {method}").expect("writing to a String");
-        writeln!(hba, "host all {role} {HOST}/32 {method}").expect("writing to a String");
+        writeln!(hba, "{host} all {role} {HOST}/32 {method}").expect("writing to a String");
     }
     // Roles a test creates itself: md5 also accepts SCRAM-stored passwords.
     hba.push_str("local all all md5\n");
-    writeln!(hba, "host all all {HOST}/32 md5").expect("writing to a String");
+    writeln!(hba, "{host} all all {HOST}/32 md5").expect("writing to a String");
     hba
 }
 
