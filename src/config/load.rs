@@ -15,6 +15,7 @@ use super::password::read_password;
 use super::pool::{POOL_KEYS, read_pool_settings};
 use super::secret::parse_client_secret;
 use super::section::Section;
+use super::tcp::{TCP_KEYS, read_tcp};
 use super::types::{
     AuthType, ClientSecret, Config, DEFAULT_MYSQL_LISTEN_PORT, DatabaseConfig, GeneralConfig,
     ListenConfig, PoolMode, PoolSettings, Protocol, UserConfig,
@@ -246,7 +247,11 @@ fn read_auth_type(section: Option<&Section>, diagnostics: &mut Diagnostics) -> O
 }
 
 fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConfig {
-    section.reject_unknown_keys(&[GENERAL_KEYS, OBSERVE_KEYS].concat(), "key", diagnostics);
+    section.reject_unknown_keys(
+        &[GENERAL_KEYS, OBSERVE_KEYS, TCP_KEYS].concat(),
+        "key",
+        diagnostics,
+    );
     let mut general = GeneralConfig::default();
     if let Some(count) = section.count("max_client_conn", 1, diagnostics) {
         general.max_client_conn = count.into_inner();
@@ -260,6 +265,7 @@ fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConf
     if let Some(plugin) = section.choice("mysql_auth_plugin", diagnostics) {
         general.mysql_auth_plugin = plugin;
     }
+    general.tcp = read_tcp(section, diagnostics);
     general
 }
 

@@ -11,11 +11,13 @@ mod pool;
 mod secret;
 mod section;
 mod sidecar;
+mod tcp;
 mod types;
 mod url;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, parse_str};
 pub use sidecar::{Sidecar, SidecarError, sidecar_config};
+pub use tcp::TcpSettings;
 pub use types::*;
 pub use url::UrlError;

@@ -106,6 +106,8 @@ pub struct GeneralConfig {
     /// The authentication plugin churnstile's greeting names to MySQL clients.
     pub mysql_auth_plugin: MysqlAuthPlugin,
     pub observe: Observability,
+    /// Keepalive and user timeout of upstream connections and listeners.
+    pub tcp: super::TcpSettings,
 }
 
 /// Metrics endpoint, admin console access and log format.
@@ -138,6 +140,7 @@ impl Default for GeneralConfig {
             worker_threads: 1,
             mysql_auth_plugin: MysqlAuthPlugin::NativePassword,
             observe: Observability::default(),
+            tcp: super::TcpSettings::default(),
         }
     }
 }

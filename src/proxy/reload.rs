@@ -97,6 +97,8 @@ fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
         "log_format",
         &mut notes,
     );
+    // Listeners' accepted clients inherit them: one set for the process.
+    restart(was.tcp != now.tcp, "the tcp_* keys", &mut notes);
     merged.general.auth_type = now.auth_type;
     merged.general.observe.admin_users = now.observe.admin_users.clone();
     merged.pool = new.pool.clone();

@@ -38,6 +38,7 @@ pub enum RunError {
 /// Runs until SIGTERM or SIGINT and a graceful shutdown.
 /// `config_file` is where `config` came from, for the admin console's RELOAD.
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), RunError> {
+    crate::stream::use_tcp_settings(config.general.tcp);
     // Bind first: a taken address is one error line, without warnings before it.
     let metrics = (config.general.observe.metrics_listen)
         .map(bind_tcp)
