@@ -182,6 +182,15 @@ impl RawConnection {
         }
     }
 
+    /// A connection over `stream`, e.g. one opened from another network
+    /// namespace; reads wait up to [`READ_TIMEOUT`].
+    pub fn over(stream: TcpStream) -> RawConnection {
+        RawConnection {
+            stream,
+            read_limit: Some(READ_TIMEOUT),
+        }
+    }
+
     /// Reads wait up to `limit` from now on.
     pub fn with_read_limit(mut self, limit: Duration) -> RawConnection {
         self.read_limit = Some(limit);
