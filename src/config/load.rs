@@ -732,7 +732,7 @@ password = "md5abc"
                 "c.toml:2:31: listen.postgres[1]: \"localhost:6432\" is not an IP address and port such as \"127.0.0.1:6432\" or \"[::1]:6432\"; host names are not resolved here",
                 "c.toml:4:13: general.auth_type: unknown variant `kerberos`, expected one of `trust`, `md5`, `scram-sha-256`",
                 "c.toml:5:19: general.max_client_conn: must be at least 1, got 0",
-                "c.toml:7:1: pool.pool_sise: unknown key; allowed keys: pool_mode, default_pool_size, min_pool_size, server_lifetime, server_idle_timeout, query_wait_timeout, client_idle_timeout, client_login_timeout, server_connect_timeout, server_reset_query, max_prepared_statements, pin_policy",
+                "c.toml:7:1: pool.pool_sise: unknown key; allowed keys: pool_mode, default_pool_size, min_pool_size, server_lifetime, server_idle_timeout, query_wait_timeout, client_idle_timeout, client_login_timeout, server_connect_timeout, server_reset_query, max_prepared_statements, pin_policy, max_packet_size",
                 "c.toml:9:8: databases.app.port: port must be between 1 and 65535, got 70000",
                 "c.toml:10:8: databases.app.host: host is empty; give an IP address, a host name, or a Unix socket directory starting with '/'",
                 "c.toml:12:12: users.alice.password: md5 secret must be \"md5\" followed by 32 hex digits, found 3",

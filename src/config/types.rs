@@ -199,6 +199,16 @@ pub enum PoolMode {
     Statement,
 }
 
+/// `max_packet_size` unless configured: 64 MiB. PostgreSQL accepts
+/// messages up to 1 GiB - 1 and PgBouncer's default is 2 GiB - 1, but a
+/// pooler holds a message it inspects in memory, so that limit would let
+/// each client make churnstile hold a gigabyte. 64 MiB still passes the
+/// large multi-row INSERTs and bytea parameters applications send.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 64 << 20;
+
+/// The largest `max_packet_size`: PostgreSQL's own message limit.
+pub const MAX_MAX_PACKET_SIZE: usize = (1 << 30) - 1;
+
 /// PgBouncer's pool settings, with PgBouncer's names and meanings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolSettings {
@@ -229,6 +239,11 @@ pub struct PoolSettings {
     /// What to do when a client creates state that cannot move between
     /// server connections (LISTEN, session advisory locks, temp tables...).
     pub pin_policy: PinPolicy,
+    /// Largest client message churnstile holds whole, in bytes (the
+    /// messages it rewrites or analyses under transaction and statement
+    /// pooling, and a first message before a server is attached); a client
+    /// declaring a larger one gets 08P01 before its body is read.
+    pub max_packet_size: usize,
 }
 
 /// Transaction pooling's answer to session state that cannot be replayed.
@@ -257,6 +272,7 @@ impl Default for PoolSettings {
             server_reset_query: "DISCARD ALL".to_owned(),
             max_prepared_statements: 200,
             pin_policy: PinPolicy::Pin,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
         }
     }
 }

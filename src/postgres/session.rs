@@ -295,7 +295,9 @@ impl Session<'_> {
         }
         let kept = self.server.as_ref().map(|server| server.pooled.is_kept());
         if kept != Some(false) {
-            if !relay::first_message_ready(&self.client.buf, self.pooling()) {
+            let ready = relay::first_message_ready(&self.client.buf, &self.settings)
+                .map_err(Ending::ClientProtocol)?;
+            if !ready {
                 return Ok(());
             }
             if self.client.buf[0] == b'X' {

@@ -28,6 +28,7 @@ pub const CHANGEABLE: &[&str] = &[
     "max_prepared_statements",
     "pin_policy",
     "pool_mode",
+    "max_packet_size",
 ];
 
 /// Why RELOAD changed nothing.

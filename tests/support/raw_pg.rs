@@ -210,6 +210,23 @@ impl RawConnection {
             .expect("writing to churnstile");
     }
 
+    /// Streams `total` bytes of filler in 1 MiB writes, as a client sending
+    /// a huge message body would; returns how many were written before the
+    /// peer stopped taking them (closed, or took none for 5 s).
+    pub async fn stream_filler(&mut self, total: usize) -> usize {
+        let chunk = vec![b'x'; 1 << 20];
+        let mut written = 0;
+        while written < total {
+            let len = chunk.len().min(total - written);
+            let write = self.stream.write_all(&chunk[..len]);
+            match tokio::time::timeout(Duration::from_secs(5), write).await {
+                Ok(Ok(())) => written += len,
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        written
+    }
+
     /// One byte, as churnstile answers an SSLRequest or GSSENCRequest.
     pub async fn read_byte(&mut self) -> u8 {
         let mut byte = [0u8];
