@@ -52,6 +52,14 @@ pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
         ("max_client_conn", general.max_client_conn.to_string()),
         ("shutdown_timeout", seconds(general.shutdown_timeout)),
         ("worker_threads", general.worker_threads.to_string()),
+        ("tcp_keepalive", general.tcp.keepalive.to_string()),
+        ("tcp_keepidle", optional_seconds(general.tcp.keepidle)),
+        ("tcp_keepintvl", optional_seconds(general.tcp.keepintvl)),
+        ("tcp_keepcnt", general.tcp.keepcnt.unwrap_or(0).to_string()),
+        (
+            "tcp_user_timeout",
+            optional_seconds(general.tcp.user_timeout),
+        ),
         (
             "metrics_listen",
             general
@@ -106,6 +114,7 @@ pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
             }
             .to_owned(),
         ),
+        ("max_packet_size", pool.max_packet_size.to_string()),
     ]
 }
 
@@ -134,6 +143,9 @@ mod tests {
         assert_eq!(get("server_lifetime"), Some("3600"));
         assert_eq!(get("client_idle_timeout"), Some("0"));
         assert_eq!(get("pool_mode"), Some("session"));
+        assert_eq!(get("tcp_keepidle"), Some("60"));
+        assert_eq!(get("tcp_user_timeout"), Some("0"));
+        assert_eq!(get("max_packet_size"), Some("67108864"));
         for key in CHANGEABLE {
             assert!(get(key).is_some(), "{key}");
         }
