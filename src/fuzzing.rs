@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use bytes::BytesMut;
 
 use crate::config::{self, ScramVerifier};
-use crate::mysql::wire::{handshake, lenenc, packet, response};
+use crate::mysql::wire::{command_payload, handshake, lenenc, packet, response};
 use crate::postgres::auth::{ScramExchange, scram_verifier_from_password};
 use crate::postgres::backend::ServerState;
 use crate::postgres::wire::codec::{self, Verdict};
@@ -49,6 +49,30 @@ pub fn mysql_command_packets(data: &[u8]) {
         let _ = crate::mysql::wire::command::name(command);
         while lenenc::read_bytes(&mut rest).is_ok() && !rest.is_empty() {}
     }
+}
+
+/// A COM_CHANGE_USER payload, decoded under the capabilities in its first
+/// four bytes.
+pub fn mysql_change_user(data: &[u8]) {
+    if let Some((caps, payload)) = data.split_first_chunk::<4>() {
+        let _ = command_payload::ChangeUser::decode(payload, u32::from_le_bytes(*caps));
+    }
+}
+
+/// A COM_STMT_EXECUTE payload rewritten for a statement whose parameter
+/// count is the first two bytes, with or without stored parameter types.
+pub fn mysql_stmt_execute(data: &[u8]) {
+    let Some((params, payload)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    // As the session does: the statement id must be there.
+    if payload.len() < 5 {
+        return;
+    }
+    let params = u16::from_le_bytes(*params);
+    let stored = bytes::Bytes::from(vec![0x08; 2 * usize::from(params)]);
+    let _ = command_payload::rewrite_execute(payload, 7, params, None);
+    let _ = command_payload::rewrite_execute(payload, 7, params, Some(&stored));
 }
 
 /// What a (hostile) MySQL server sends: the initial handshake, auth
