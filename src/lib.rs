@@ -6,6 +6,8 @@
 pub mod admin;
 pub mod config;
 pub mod doctor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod keywords;
 pub mod logging;

@@ -17,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::config::TcpSettings;
+
 /// A connected TCP or Unix stream.
 #[derive(Debug)]
 pub enum Stream {
@@ -292,14 +294,74 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// TCP_NODELAY (small protocol messages must not wait for Nagle) and
-/// keepalive (dead peers are noticed) on a connection, or on a listener
-/// whose accepted connections then inherit them.
+/// The `[general]` TCP settings in force; the core sets them from each
+/// configuration it loads, before the listeners are bound.
+static TCP_SETTINGS: std::sync::RwLock<TcpSettings> = std::sync::RwLock::new(TcpSettings::DEFAULT);
+
+/// Puts `settings` in force for TCP sockets set up from now on.
+pub fn use_tcp_settings(settings: TcpSettings) {
+    *TCP_SETTINGS
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = settings;
+}
+
+/// TCP_NODELAY (small protocol messages must not wait for Nagle) and the
+/// configured keepalive and user timeout (dead peers are noticed) on a
+/// connection, or on a listener whose accepted connections then inherit them.
 pub fn set_tcp_options(socket: socket2::SockRef<'_>) -> io::Result<()> {
     socket.set_tcp_nodelay(true)?;
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(std::time::Duration::from_secs(60))
-        .with_interval(std::time::Duration::from_secs(10))
-        .with_retries(6);
+    let tcp = *TCP_SETTINGS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(timeout) = tcp.user_timeout {
+        socket.set_tcp_user_timeout(Some(timeout))?;
+    }
+    if !tcp.keepalive {
+        return socket.set_keepalive(false);
+    }
+    let mut keepalive = socket2::TcpKeepalive::new();
+    if let Some(idle) = tcp.keepidle {
+        keepalive = keepalive.with_time(idle);
+    }
+    if let Some(interval) = tcp.keepintvl {
+        keepalive = keepalive.with_interval(interval);
+    }
+    if let Some(count) = tcp.keepcnt {
+        keepalive = keepalive.with_retries(count);
+    }
     socket.set_tcp_keepalive(&keepalive)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn sockets_take_the_configured_keepalive_and_user_timeout() {
+        use_tcp_settings(TcpSettings {
+            keepalive: true,
+            keepidle: Some(Duration::from_secs(7)),
+            keepintvl: Some(Duration::from_secs(3)),
+            keepcnt: Some(4),
+            user_timeout: Some(Duration::from_secs(9)),
+        });
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None);
+        let socket = socket.unwrap();
+        let applied = set_tcp_options(socket2::SockRef::from(&socket));
+        use_tcp_settings(TcpSettings::DEFAULT);
+        applied.unwrap();
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(3)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 4);
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(9))
+        );
+    }
 }

@@ -267,7 +267,7 @@ async fn a_wrong_password_gets_28p01_and_never_reaches_the_server() {
 }
 
 #[tokio::test]
-async fn an_unknown_user_gets_28000_and_never_reaches_the_server() {
+async fn an_unknown_user_gets_28p01_like_a_wrong_password_and_never_reaches_the_server() {
     let pg = PgServer::start();
     let mut proxy = Proxy::start(&pg_proxy_config(&pg, ""));
     // The harness itself logs in as the superuser while setting up.
@@ -275,11 +275,11 @@ async fn an_unknown_user_gets_28000_and_never_reaches_the_server() {
 
     assert_eq!(
         login_error(&proxy, "nobody", "whatever", APP_DB).await,
-        "28000"
+        "28P01"
     );
     assert_eq!(
         login_error(&proxy, PG_SUPERUSER, "", APP_DB).await,
-        "28000",
+        "28P01",
         "a server role churnstile does not list"
     );
     let after = ["nobody", PG_SUPERUSER].map(|user| pg.connections_authorized(APP_DB, user));
@@ -547,7 +547,7 @@ async fn zero_config_mode_serves_the_upstream_urls_credentials() {
     );
     assert_eq!(
         login_error(&proxy, SCRAM_USER.name, SCRAM_USER.password, APP_DB).await,
-        "28000",
+        "28P01",
         "only the URL's user is served"
     );
     assert_eq!(pg.connections_authorized(APP_DB, MD5_USER.name), 1);

@@ -82,3 +82,41 @@ fi
 cargo fmt --all -- --check
 cargo clippy --quiet --all-targets -- -D warnings
 cargo test --all-targets "$@"
+
+# Each fuzz target in fuzz/ briefly (CHURNSTILE_FUZZ_SECONDS, default 5) from
+# its committed corpus, when the nightly toolchain is there: a crash fails the
+# run, a missing nightly or cargo-fuzz never does. New inputs go to a scratch
+# directory, so the committed corpus stays as it is. The long runs (millions
+# of executions per target) are scheduled separately. Only on a full run.
+fuzz_briefly() {
+    local seconds="${CHURNSTILE_FUZZ_SECONDS:-5}" target scratch log
+    if [ "$seconds" = 0 ]; then
+        return 0
+    fi
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        echo "tests/run.sh: no nightly toolchain (rustup toolchain install nightly); fuzz targets skipped" >&2
+        return 0
+    fi
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1 \
+        && ! cargo install cargo-fuzz --locked --quiet; then
+        echo "tests/run.sh: could not install cargo-fuzz; fuzz targets skipped" >&2
+        return 0
+    fi
+    cargo +nightly fuzz build
+    for target in $(cargo +nightly fuzz list); do
+        scratch="$(mktemp -d)"
+        log="$(mktemp)"
+        if ! cargo +nightly fuzz run "$target" "$scratch" "fuzz/corpus/$target" -- \
+            -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
+            tail -40 "$log" >&2
+            echo "tests/run.sh: fuzz target $target failed; its input is under fuzz/artifacts/$target" >&2
+            rm -rf "$scratch" "$log"
+            return 1
+        fi
+        sed -n "s/^stat::number_of_executed_units: */fuzz $target: executions: /p" "$log"
+        rm -rf "$scratch" "$log"
+    done
+}
+if [ "$#" -eq 0 ]; then
+    fuzz_briefly
+fi

@@ -55,6 +55,14 @@ pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
         ("max_client_conn", general.max_client_conn.to_string()),
         ("shutdown_timeout", seconds(general.shutdown_timeout)),
         ("worker_threads", general.worker_threads.to_string()),
+        ("tcp_keepalive", general.tcp.keepalive.to_string()),
+        ("tcp_keepidle", optional_seconds(general.tcp.keepidle)),
+        ("tcp_keepintvl", optional_seconds(general.tcp.keepintvl)),
+        ("tcp_keepcnt", general.tcp.keepcnt.unwrap_or(0).to_string()),
+        (
+            "tcp_user_timeout",
+            optional_seconds(general.tcp.user_timeout),
+        ),
         (
             "metrics_listen",
             general
@@ -109,6 +117,7 @@ pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
             }
             .to_owned(),
         ),
+        ("max_packet_size", pool.max_packet_size.to_string()),
     ];
     settings.extend(client_tls_settings(&general.client_tls));
     settings.extend(server_tls_settings(&pool.server_tls));
@@ -180,6 +189,9 @@ mod tests {
         assert_eq!(get("server_tls_sslmode"), Some("prefer"));
         assert_eq!(get("server_tls_protocols"), Some("secure"));
         assert_eq!(get("client_tls_cert_file"), Some(""));
+        assert_eq!(get("tcp_keepidle"), Some("60"));
+        assert_eq!(get("tcp_user_timeout"), Some("0"));
+        assert_eq!(get("max_packet_size"), Some("67108864"));
         for key in CHANGEABLE {
             assert!(get(key).is_some(), "{key}");
         }

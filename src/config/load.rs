@@ -15,6 +15,7 @@ use super::password::read_password;
 use super::pool::{POOL_KEYS, read_pool_settings};
 use super::secret::parse_client_secret;
 use super::section::Section;
+use super::tcp::{TCP_KEYS, read_tcp};
 use super::tls::{
     CLIENT_TLS_KEYS, DATABASE_TLS_KEYS, SERVER_TLS_KEYS, read_client_tls, read_server_tls,
 };
@@ -253,7 +254,7 @@ fn read_auth_type(section: Option<&Section>, diagnostics: &mut Diagnostics) -> O
 }
 
 fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConfig {
-    let allowed = [GENERAL_KEYS, OBSERVE_KEYS, CLIENT_TLS_KEYS].concat();
+    let allowed = [GENERAL_KEYS, OBSERVE_KEYS, CLIENT_TLS_KEYS, TCP_KEYS].concat();
     section.reject_unknown_keys(&allowed, "key", diagnostics);
     let mut general = GeneralConfig::default();
     if let Some(count) = section.count("max_client_conn", 1, diagnostics) {
@@ -269,6 +270,7 @@ fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConf
         general.mysql_auth_plugin = plugin;
     }
     general.client_tls = read_client_tls(section, diagnostics);
+    general.tcp = read_tcp(section, diagnostics);
     general
 }
 
@@ -737,7 +739,7 @@ password = "md5abc"
                 "c.toml:2:31: listen.postgres[1]: \"localhost:6432\" is not an IP address and port such as \"127.0.0.1:6432\" or \"[::1]:6432\"; host names are not resolved here",
                 "c.toml:4:13: general.auth_type: unknown variant `kerberos`, expected one of `trust`, `md5`, `scram-sha-256`",
                 "c.toml:5:19: general.max_client_conn: must be at least 1, got 0",
-                "c.toml:7:1: pool.pool_sise: unknown key; allowed keys: pool_mode, default_pool_size, min_pool_size, server_lifetime, server_idle_timeout, query_wait_timeout, client_idle_timeout, client_login_timeout, server_connect_timeout, server_reset_query, max_prepared_statements, pin_policy, server_tls_sslmode, server_tls_ca_file, server_tls_cert_file, server_tls_key_file, server_tls_protocols",
+                "c.toml:7:1: pool.pool_sise: unknown key; allowed keys: pool_mode, default_pool_size, min_pool_size, server_lifetime, server_idle_timeout, query_wait_timeout, client_idle_timeout, client_login_timeout, server_connect_timeout, server_reset_query, max_prepared_statements, pin_policy, max_packet_size, server_tls_sslmode, server_tls_ca_file, server_tls_cert_file, server_tls_key_file, server_tls_protocols",
                 "c.toml:9:8: databases.app.port: port must be between 1 and 65535, got 70000",
                 "c.toml:10:8: databases.app.host: host is empty; give an IP address, a host name, or a Unix socket directory starting with '/'",
                 "c.toml:12:12: users.alice.password: md5 secret must be \"md5\" followed by 32 hex digits, found 3",

@@ -5,7 +5,7 @@ use toml::Spanned;
 
 use super::error::Diagnostics;
 use super::section::Section;
-use super::types::{PinPolicy, PoolMode, PoolSettings};
+use super::types::{MAX_MAX_PACKET_SIZE, PinPolicy, PoolMode, PoolSettings};
 
 /// Every key `[pool]` accepts and a database may override.
 pub(super) const POOL_KEYS: &[&str] = &[
@@ -21,6 +21,7 @@ pub(super) const POOL_KEYS: &[&str] = &[
     "server_reset_query",
     "max_prepared_statements",
     "pin_policy",
+    "max_packet_size",
 ];
 
 /// `base` with every pool key present in `section` applied.
@@ -74,6 +75,20 @@ pub(super) fn read_pool_settings(
     }
     if let Some(policy) = section.choice::<PinPolicy>("pin_policy", diagnostics) {
         pool.pin_policy = policy;
+    }
+    if let Some(size) = section.count("max_packet_size", 1024, diagnostics) {
+        if *size.get_ref() > MAX_MAX_PACKET_SIZE {
+            diagnostics.error(
+                size.span(),
+                section.field("max_packet_size"),
+                format!(
+                    "must be at most {MAX_MAX_PACKET_SIZE} (PostgreSQL's message limit), got {}",
+                    size.get_ref()
+                ),
+            );
+        } else {
+            pool.max_packet_size = size.into_inner();
+        }
     }
     let sizes = [
         ("min_pool_size", min_size),
@@ -146,7 +161,8 @@ mod tests {
         let text = "[pool]\npool_mode = \"transaction\"\ndefault_pool_size = 5\nmin_pool_size = 2\n\
                     server_lifetime = 0\nserver_idle_timeout = 0\nquery_wait_timeout = 1.5\n\
                     client_idle_timeout = 30\nclient_login_timeout = 0\nserver_connect_timeout = 2\n\
-                    server_reset_query = \"\"\nmax_prepared_statements = 7\npin_policy = \"reject\"\n";
+                    server_reset_query = \"\"\nmax_prepared_statements = 7\npin_policy = \"reject\"\n\
+                    max_packet_size = 1048576\n";
         let (pool, errors) = read(text, &PoolSettings::default());
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(
@@ -165,7 +181,31 @@ mod tests {
                 max_prepared_statements: 7,
                 pin_policy: PinPolicy::Reject,
                 server_tls: Default::default(),
+                max_packet_size: 1 << 20,
             }
+        );
+    }
+
+    #[test]
+    fn max_packet_size_is_64_mib_by_default_and_at_most_postgres_limit() {
+        let (pool, errors) = read("[pool]\n", &PoolSettings::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(pool.max_packet_size, 64 * 1024 * 1024);
+        let (pool, errors) = read(
+            "[pool]\nmax_packet_size = 1073741824\n",
+            &PoolSettings::default(),
+        );
+        assert_eq!(pool.max_packet_size, 64 * 1024 * 1024);
+        assert_eq!(
+            errors,
+            [
+                "t.toml:2:19: pool.max_packet_size: must be at most 1073741823 (PostgreSQL's message limit), got 1073741824"
+            ]
+        );
+        let (_, errors) = read("[pool]\nmax_packet_size = 100\n", &PoolSettings::default());
+        assert_eq!(
+            errors,
+            ["t.toml:2:19: pool.max_packet_size: must be at least 1024, got 100"]
         );
     }
 

@@ -110,6 +110,8 @@ pub struct GeneralConfig {
     pub observe: Observability,
     /// TLS between clients and churnstile, for both protocols.
     pub client_tls: ClientTls,
+    /// Keepalive and user timeout of upstream connections and listeners.
+    pub tcp: super::TcpSettings,
 }
 
 /// Metrics endpoint, admin console access and log format.
@@ -143,6 +145,7 @@ impl Default for GeneralConfig {
             mysql_auth_plugin: MysqlAuthPlugin::NativePassword,
             observe: Observability::default(),
             client_tls: ClientTls::default(),
+            tcp: super::TcpSettings::default(),
         }
     }
 }
@@ -201,6 +204,16 @@ pub enum PoolMode {
     Statement,
 }
 
+/// `max_packet_size` unless configured: 64 MiB. PostgreSQL accepts
+/// messages up to 1 GiB - 1 and PgBouncer's default is 2 GiB - 1, but a
+/// pooler holds a message it inspects in memory, so that limit would let
+/// each client make churnstile hold a gigabyte. 64 MiB still passes the
+/// large multi-row INSERTs and bytea parameters applications send.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 64 << 20;
+
+/// The largest `max_packet_size`: PostgreSQL's own message limit.
+pub const MAX_MAX_PACKET_SIZE: usize = (1 << 30) - 1;
+
 /// PgBouncer's pool settings, with PgBouncer's names and meanings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolSettings {
@@ -233,6 +246,11 @@ pub struct PoolSettings {
     pub pin_policy: PinPolicy,
     /// TLS between churnstile and the database's servers.
     pub server_tls: ServerTls,
+    /// Largest client message churnstile holds whole, in bytes (the
+    /// messages it rewrites or analyses under transaction and statement
+    /// pooling, and a first message before a server is attached); a client
+    /// declaring a larger one gets 08P01 before its body is read.
+    pub max_packet_size: usize,
 }
 
 /// Transaction pooling's answer to session state that cannot be replayed.
@@ -262,6 +280,7 @@ impl Default for PoolSettings {
             max_prepared_statements: 200,
             pin_policy: PinPolicy::Pin,
             server_tls: ServerTls::default(),
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
         }
     }
 }

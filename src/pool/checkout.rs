@@ -12,11 +12,6 @@ use super::shared::Slot;
 use super::{CloseReason, Connector, Pool};
 use crate::metrics::{self, Rejection};
 
-/// First pause before retrying a failed connect; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-/// Longest pause between connect attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
-
 /// Why a client got no server connection.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError<E: std::error::Error + 'static> {
@@ -121,40 +116,90 @@ impl<C: Connector> Pool<C> {
             shared.close(slot, reason);
         }
 
-        let slot = self
-            .open_retrying(wait.map(|limit| started + limit))
-            .await?;
+        let slot = self.open_retrying(started, wait).await?;
         shared.stats.checked_out();
         Ok(Lease::new(slot, Arc::clone(shared), permit, false))
     }
 
     /// Opens a connection, retrying transient failures (unreachable, timed
-    /// out, server starting up) with jittered exponential back-off until
-    /// `deadline` (the client's `query_wait_timeout`), so a restarting or
-    /// flapping upstream costs clients a short wait instead of an error.
+    /// out, server starting up) until `deadline` (the client's
+    /// `query_wait_timeout`), so a restarting or flapping upstream costs
+    /// clients a short wait instead of an error. A healthy pool opens in
+    /// parallel; during an outage the pool's clients take turns, one attempt
+    /// per back-off pause (see `backoff.rs`), so attempts do not scale with
+    /// the number of waiting clients.
     async fn open_retrying(
         &self,
-        deadline: Option<Instant>,
+        started: Instant,
+        wait: Option<Duration>,
     ) -> Result<Slot<C::Conn>, CheckoutError<C::Error>> {
-        let mut backoff = FIRST_BACKOFF;
+        let deadline = wait.map(|limit| started + limit);
+        let mut last_error = None;
         loop {
-            let error = match self.open().await {
+            let attempt = if self.shared.backoff.retry_at().is_none() {
+                self.open().await
+            } else {
+                match self.attempt_in_turn(deadline).await {
+                    Turn::Attempted(result) => result,
+                    Turn::Recovered => continue,
+                    Turn::TooLate => {
+                        return Err(last_error.unwrap_or_else(|| self.upstream_down(started)));
+                    }
+                }
+            };
+            let error = match attempt {
                 Ok(slot) => return Ok(slot),
                 Err(error) => error,
             };
-            let transient = match &error {
-                CheckoutError::Connect(cause) => self.shared.connector.is_transient(cause),
-                CheckoutError::ConnectTimeout(_) => true,
-                _ => false,
-            };
-            let pause = backoff.mul_f64(rand::random_range(0.75..1.25));
-            let retry =
-                transient && deadline.is_some_and(|deadline| Instant::now() + pause < deadline);
-            if !retry {
+            if deadline.is_none() || !self.is_transient(&error) {
                 return Err(error);
             }
-            tokio::time::sleep(pause).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            last_error = Some(error);
+        }
+    }
+
+    /// During an outage: waits for the pool's turn and its back-off pause,
+    /// then attempts once, unless that would end after `deadline`.
+    async fn attempt_in_turn(&self, deadline: Option<Instant>) -> Turn<C> {
+        let backoff = &self.shared.backoff;
+        let turn = match deadline {
+            Some(deadline) => {
+                match tokio::time::timeout_at(deadline.into(), backoff.turn()).await {
+                    Ok(turn) => turn,
+                    Err(_) => return Turn::TooLate,
+                }
+            }
+            None => backoff.turn().await,
+        };
+        let Some(retry_at) = backoff.retry_at() else {
+            return Turn::Recovered;
+        };
+        if deadline.is_some_and(|deadline| retry_at >= deadline) {
+            return Turn::TooLate;
+        }
+        tokio::time::sleep_until(retry_at.into()).await;
+        let attempt = self.open().await;
+        drop(turn);
+        Turn::Attempted(attempt)
+    }
+
+    fn is_transient(&self, error: &CheckoutError<C::Error>) -> bool {
+        match error {
+            CheckoutError::Connect(cause) => self.shared.connector.is_transient(cause),
+            CheckoutError::ConnectTimeout(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The error of a client whose wait ended during an outage before it
+    /// could attempt a connect itself.
+    fn upstream_down(&self, started: Instant) -> CheckoutError<C::Error> {
+        CheckoutError::UpstreamDown {
+            waited: started.elapsed(),
+            last_error: self
+                .shared
+                .last_connect_failure()
+                .unwrap_or_else(|| "connect attempts are failing".to_owned()),
         }
     }
 
@@ -173,14 +218,24 @@ impl<C: Connector> Pool<C> {
                 Ok(shared.new_slot(conn))
             }
             Ok(Err(error)) => {
-                shared.connect_failed(error.to_string());
+                let transient = shared.connector.is_transient(&error);
+                shared.connect_failed(error.to_string(), transient);
                 Err(CheckoutError::Connect(error))
             }
             Err(_) => {
                 let error = CheckoutError::<C::Error>::ConnectTimeout(limit);
-                shared.connect_failed(error.to_string());
+                shared.connect_failed(error.to_string(), true);
                 Err(error)
             }
         }
     }
+}
+
+/// What came of waiting for the pool's turn to connect during an outage.
+enum Turn<C: Connector> {
+    Attempted(Result<Slot<C::Conn>, CheckoutError<C::Error>>),
+    /// Another client's attempt succeeded meanwhile: open in parallel again.
+    Recovered,
+    /// The client's wait would end before its attempt could start.
+    TooLate,
 }

@@ -45,11 +45,22 @@ fn spawn<C: Connector>(shared: Weak<Shared<C>>) {
     });
 }
 
-/// Opens connections until `min_pool_size` are open (not while paused). Only
+/// Opens connections until `min_pool_size` are open (not while paused, nor
+/// during an outage before the pool's back-off allows the next attempt). Only
 /// takes permits that are free at once, so it never makes a waiting client
 /// wait longer.
 async fn top_up<C: Connector>(pool: &Pool<C>) {
     while pool.shared.stats.open_now() < pool.limits().min_size && !pool.is_paused() {
+        // During an outage the janitor's attempt takes the pool's turn too.
+        let backoff = &pool.shared.backoff;
+        let _turn = match backoff.retry_at() {
+            None => None,
+            Some(at) if at <= Instant::now() => match backoff.try_turn() {
+                Some(turn) => Some(turn),
+                None => return,
+            },
+            Some(_) => return,
+        };
         let Ok(permit) = Arc::clone(&pool.shared.permits).try_acquire_owned() else {
             return;
         };

@@ -3,6 +3,7 @@
 //! served. A protocol plugs in through [`Connector`]; the pool knows nothing
 //! about PostgreSQL or MySQL.
 
+mod backoff;
 mod checkout;
 mod demand;
 mod janitor;

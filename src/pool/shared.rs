@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
+use super::backoff::Backoff;
 use super::demand::Demand;
 use super::pause::PauseGate;
 use super::stats::{CloseReason, PoolStats, PoolStatsSnapshot, Traffic};
@@ -35,6 +36,8 @@ pub(super) struct Shared<C: Connector> {
     pub(super) stats: PoolStats,
     /// The last failed connect, while no connect has succeeded since.
     last_connect_failure: Mutex<Option<(Instant, String)>>,
+    /// One reconnect back-off for the whole pool, not one per waiting client.
+    pub(super) backoff: Backoff,
     pub(super) pause: PauseGate,
     /// Shared with a shrink waiting for permits in the background.
     pub(super) demand: Arc<Demand>,
@@ -50,6 +53,7 @@ impl<C: Connector> Shared<C> {
             idle: Mutex::new(VecDeque::new()),
             stats: PoolStats::default(),
             last_connect_failure: Mutex::new(None),
+            backoff: Backoff::default(),
             pause: PauseGate::default(),
             demand: Arc::default(),
         })
@@ -75,13 +79,26 @@ impl<C: Connector> Shared<C> {
         }
     }
 
-    pub(super) fn connect_failed(&self, error: String) {
+    /// Records a failed connect; a `transient` one starts or lengthens the
+    /// pool's back-off.
+    pub(super) fn connect_failed(&self, error: String, transient: bool) {
         self.stats.connect_failed();
         *lock(&self.last_connect_failure) = Some((Instant::now(), error));
+        if transient {
+            self.backoff.failed();
+        }
     }
 
     pub(super) fn connect_succeeded(&self) {
         *lock(&self.last_connect_failure) = None;
+        self.backoff.succeeded();
+    }
+
+    /// Why the last connect failed, while none has succeeded since.
+    pub(super) fn last_connect_failure(&self) -> Option<String> {
+        lock(&self.last_connect_failure)
+            .as_ref()
+            .map(|(_, error)| error.clone())
     }
 
     /// Why connecting failed, if it has failed since `since` without

@@ -505,6 +505,15 @@ impl ServerConn {
             if self.state.pending_ready == 0 {
                 break;
             }
+            if self.state.copy_in && !self.state.copy_end_sent {
+                // A COPY FROM STDIN began with no client left to feed it
+                // (it left before the server's CopyInResponse arrived):
+                // end it now rather than wait for data that never comes.
+                let mut out = BytesMut::new();
+                frontend::copy_fail("client disconnected during COPY", &mut out)?;
+                self.state.note_sent(b'f');
+                self.stream.write_all(&out).await?;
+            }
             if self.stream.read_buf(&mut self.read_buf).await? == 0 {
                 return Err(UpstreamError::Io(io::ErrorKind::UnexpectedEof.into()));
             }

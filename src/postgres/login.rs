@@ -5,7 +5,10 @@
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::auth::{ScramError, ScramExchange, new_md5_salt, verify_md5_response};
+use super::auth::{
+    ScramError, ScramExchange, mock_md5_secret, mock_scram_verifier, new_md5_salt,
+    verify_md5_response,
+};
 use super::wire::codec::{self, Message};
 use super::wire::messages::{self, sqlstate};
 use crate::config::{AuthType, ClientSecret, ScramVerifier};
@@ -35,6 +38,30 @@ pub(super) fn challenge_for<'a>(
         (AuthType::Md5, Some(secret)) => Some(Challenge::Md5(secret)),
         (AuthType::ScramSha256, Some(ClientSecret::Plain(_))) => derived.map(Challenge::Scram),
         _ => None,
+    }
+}
+
+/// What a user churnstile has no password for (unknown, or in `[users]`
+/// without one) is challenged against: the exchange a known user gets, so
+/// it fails the same way, with 28P01.
+pub(super) enum MockSecret {
+    Md5(ClientSecret),
+    Scram(ScramVerifier),
+}
+
+impl MockSecret {
+    pub(super) fn for_user(auth_type: AuthType, user: &str) -> MockSecret {
+        match auth_type {
+            AuthType::ScramSha256 => MockSecret::Scram(mock_scram_verifier(user)),
+            AuthType::Md5 | AuthType::Trust => MockSecret::Md5(mock_md5_secret(user)),
+        }
+    }
+
+    pub(super) fn challenge(&self) -> Challenge<'_> {
+        match self {
+            MockSecret::Md5(secret) => Challenge::Md5(secret),
+            MockSecret::Scram(verifier) => Challenge::Scram(verifier),
+        }
     }
 }
 

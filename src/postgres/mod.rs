@@ -6,7 +6,7 @@
 //! connector, and cancel routing. The core hands each accepted connection
 //! to [`serve`].
 
-mod auth;
+pub(crate) mod auth;
 pub mod backend;
 mod cancel;
 mod client;

@@ -295,7 +295,9 @@ impl Session<'_> {
         }
         let kept = self.server.as_ref().map(|server| server.pooled.is_kept());
         if kept != Some(false) {
-            if !relay::first_message_ready(&self.client.buf, self.pooling()) {
+            let ready = relay::first_message_ready(&self.client.buf, &self.settings)
+                .map_err(Ending::ClientProtocol)?;
+            if !ready {
                 return Ok(());
             }
             if self.client.buf[0] == b'X' {
@@ -312,14 +314,16 @@ impl Session<'_> {
         // Taken while in use; an error ends the session, so it needs no
         // putting back then.
         let mut outcome = std::mem::take(&mut self.client_outcome);
-        relay::client_to_server(
+        let relayed = relay::client_to_server(
             &mut self.client,
             server,
             &self.service.statements,
             &self.settings,
             &mut outcome,
-        )
-        .map_err(Ending::ClientProtocol)?;
+        );
+        // Whole messages before a protocol error are sent, as PostgreSQL
+        // would run them: the server's tracked state counts them, so the
+        // release waits only for their answers, not for a timeout.
         let conn = server.pooled.conn();
         if !outcome.to_server.is_empty() {
             conn.stream
@@ -327,6 +331,7 @@ impl Session<'_> {
                 .await
                 .map_err(|e| Ending::ServerGone(e.to_string()))?;
         }
+        relayed.map_err(Ending::ClientProtocol)?;
         self.client.traffic.sent(outcome.to_client.len());
         self.send_to_client(&outcome.to_client).await?;
         let terminated = outcome.terminated;

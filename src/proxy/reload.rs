@@ -40,6 +40,7 @@ pub const CHANGEABLE: &[&str] = &[
     "server_tls_cert_file",
     "server_tls_key_file",
     "server_tls_protocols",
+    "max_packet_size",
 ];
 
 /// Why RELOAD changed nothing.
@@ -124,6 +125,8 @@ fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
         "log_format",
         &mut notes,
     );
+    // Listeners' accepted clients inherit them: one set for the process.
+    restart(was.tcp != now.tcp, "the tcp_* keys", &mut notes);
     merged.general.auth_type = now.auth_type;
     merged.general.client_tls = now.client_tls.clone();
     merged.general.observe.admin_users = now.observe.admin_users.clone();

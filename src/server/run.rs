@@ -42,6 +42,7 @@ pub enum RunError {
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), RunError> {
     // Certificates and keys first: a bad file is one line naming it.
     let tls = build_tls(&config)?;
+    crate::stream::use_tcp_settings(config.general.tcp);
     // Bind first: a taken address is one error line, without warnings before it.
     let metrics = (config.general.observe.metrics_listen)
         .map(bind_tcp)

@@ -182,6 +182,15 @@ impl RawConnection {
         }
     }
 
+    /// A connection over `stream`, e.g. one opened from another network
+    /// namespace; reads wait up to [`READ_TIMEOUT`].
+    pub fn over(stream: TcpStream) -> RawConnection {
+        RawConnection {
+            stream,
+            read_limit: Some(READ_TIMEOUT),
+        }
+    }
+
     /// Reads wait up to `limit` from now on.
     pub fn with_read_limit(mut self, limit: Duration) -> RawConnection {
         self.read_limit = Some(limit);
@@ -199,6 +208,23 @@ impl RawConnection {
             .write_all(bytes)
             .await
             .expect("writing to churnstile");
+    }
+
+    /// Streams `total` bytes of filler in 1 MiB writes, as a client sending
+    /// a huge message body would; returns how many were written before the
+    /// peer stopped taking them (closed, or took none for 5 s).
+    pub async fn stream_filler(&mut self, total: usize) -> usize {
+        let chunk = vec![b'x'; 1 << 20];
+        let mut written = 0;
+        while written < total {
+            let len = chunk.len().min(total - written);
+            let write = self.stream.write_all(&chunk[..len]);
+            match tokio::time::timeout(Duration::from_secs(5), write).await {
+                Ok(Ok(())) => written += len,
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        written
     }
 
     /// One byte, as churnstile answers an SSLRequest or GSSENCRequest.

@@ -11,6 +11,7 @@ use crate::mysql::auth;
 use crate::mysql::login::{self, Attempt};
 use crate::mysql::state::SessionState;
 use crate::mysql::wire::command::COM_CHANGE_USER;
+use crate::mysql::wire::command_payload::ChangeUser;
 use crate::mysql::wire::errors;
 use crate::mysql::wire::flags::capability;
 use crate::mysql::wire::handshake::{AuthSwitchRequest, CACHING_SHA2_PASSWORD, NATIVE_PASSWORD};
@@ -117,46 +118,4 @@ impl Session {
             .relogged(self.id, &request.user, self.handle.killed.clone());
         self.send_ok(seq).await
     }
-}
-
-/// A decoded COM_CHANGE_USER.
-struct ChangeUser {
-    user: String,
-    database: Option<String>,
-    charset: Option<u8>,
-    plugin: Option<String>,
-}
-
-impl ChangeUser {
-    fn decode(payload: &[u8], capabilities: u32) -> Option<ChangeUser> {
-        let mut rest = payload.get(1..)?;
-        let user = take_cstr(&mut rest)?;
-        if capabilities & capability::SECURE_CONNECTION != 0 {
-            let len = usize::from(*rest.first()?);
-            rest = rest.get(1 + len..)?;
-        } else {
-            take_cstr(&mut rest)?;
-        }
-        let database = take_cstr(&mut rest).filter(|db| !db.is_empty());
-        let charset = rest.first().copied();
-        rest = rest.get(2..).unwrap_or_default();
-        let plugin = if capabilities & capability::PLUGIN_AUTH != 0 {
-            take_cstr(&mut rest)
-        } else {
-            None
-        };
-        Some(ChangeUser {
-            user,
-            database,
-            charset,
-            plugin,
-        })
-    }
-}
-
-fn take_cstr(rest: &mut &[u8]) -> Option<String> {
-    let end = rest.iter().position(|&b| b == 0)?;
-    let text = String::from_utf8_lossy(&rest[..end]).into_owned();
-    *rest = &rest[end + 1..];
-    Some(text)
 }

@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::commands::statement_id;
 use super::{Ending, Session};
 use crate::mysql::prepared::{ClientStatement, statement_key};
 use crate::mysql::relay::{Effects, Expect, ResponseRelay, Step};
 use crate::mysql::wire::command::*;
+use crate::mysql::wire::command_payload::rewrite_execute;
 use crate::mysql::wire::errors::{self, ErrorCode};
 use crate::mysql::wire::flags::status;
 use crate::mysql::wire::response::ErrPacket;
@@ -160,7 +161,12 @@ impl Session {
             Ok(server_id) => server_id,
             Err(error) => return self.send_err_packet(reply, &error).await,
         };
-        let (packet, bound_types) = rewrite_execute(payload, server_id, &statement);
+        let (packet, bound_types) = rewrite_execute(
+            payload,
+            server_id,
+            statement.params,
+            statement.param_types.as_ref(),
+        );
         if let Some(types) = bound_types
             && let Some(stored) = self.statements.get_mut(id)
         {
@@ -302,43 +308,5 @@ impl Session {
             self.holds.cursors.remove(&id);
         }
         Ok(())
-    }
-}
-
-/// COM_STMT_EXECUTE with the server's statement id and the parameter types
-/// always bound (the server connection may never have seen them). Returns
-/// the packet and the types the client bound in it, if it did.
-fn rewrite_execute(
-    payload: &[u8],
-    server_id: u32,
-    statement: &ClientStatement,
-) -> (BytesMut, Option<Bytes>) {
-    let mut packet = BytesMut::from(payload);
-    packet[1..5].copy_from_slice(&server_id.to_le_bytes());
-    let params = usize::from(statement.params);
-    if params == 0 {
-        return (packet, None);
-    }
-    let flag_at = 10 + params.div_ceil(8);
-    let types_len = 2 * params;
-    match packet.get(flag_at) {
-        Some(1) => {
-            let types = packet
-                .get(flag_at + 1..flag_at + 1 + types_len)
-                .map(Bytes::copy_from_slice);
-            (packet, types)
-        }
-        Some(0) => match &statement.param_types {
-            Some(types) => {
-                let mut bound = BytesMut::with_capacity(packet.len() + types_len);
-                bound.put_slice(&packet[..flag_at]);
-                bound.put_u8(1);
-                bound.put_slice(types);
-                bound.put_slice(&packet[flag_at + 1..]);
-                (bound, None)
-            }
-            None => (packet, None),
-        },
-        _ => (packet, None),
     }
 }

@@ -4,6 +4,7 @@
 //! short or inconsistent payload as a [`WireError`], never a panic.
 
 pub mod command;
+pub mod command_payload;
 pub mod errors;
 pub mod flags;
 pub mod handshake;

@@ -11,8 +11,8 @@ use super::crypto::{hmac_sha256, keyed_hmac_sha256, sha256};
 use crate::config::ScramVerifier;
 
 /// PostgreSQL's default `scram_iterations`.
-const ITERATIONS: u32 = 4096;
-const SALT_LEN: usize = 16;
+pub(super) const ITERATIONS: u32 = 4096;
+pub(super) const SALT_LEN: usize = 16;
 
 /// A verifier for `password` with a fresh random salt, as
 /// `password_encryption = scram-sha-256` would store it.

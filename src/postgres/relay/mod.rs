@@ -29,20 +29,50 @@ use crate::config::{PoolMode, PoolSettings};
 /// Client message types handled whole when pooling (rewritten or analysed).
 const POOLING_INSPECTS: &[u8] = b"XQPBDC";
 
+/// How the relay frames a client message: PostgreSQL's limits, and those
+/// it holds whole (`inspect`) no larger than `max_packet_size`.
+fn client_framing(tag: u8, inspect: &[u8], max_packet_size: usize) -> Framing {
+    match frontend_framing(tag, inspect) {
+        Framing::Inspect { limit } => Framing::Inspect {
+            limit: limit.min(max_packet_size),
+        },
+        other => other,
+    }
+}
+
+/// Message types handled whole in this pool mode.
+fn inspected(pooling: bool) -> &'static [u8] {
+    if pooling { POOLING_INSPECTS } else { b"X" }
+}
+
 /// True when the client's first buffered message can be acted on: its
 /// header is there and, for a message handled whole, all of it. A server
-/// connection is only taken for a message that can be sent.
-pub(super) fn first_message_ready(buf: &[u8], pooling: bool) -> bool {
+/// connection is only taken for a message that can be sent. A message of
+/// an unknown type, or declared longer than its limit, is refused as soon
+/// as its header arrives, before any of its body is buffered.
+pub(super) fn first_message_ready(
+    buf: &[u8],
+    settings: &PoolSettings,
+) -> Result<bool, ProtocolError> {
     let Some(header) = buf.get(..5) else {
-        return false;
+        return Ok(false);
     };
+    let tag = header[0];
     let declared = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    let whole = if pooling {
-        POOLING_INSPECTS
-    } else {
-        b"X".as_slice()
+    let pooling = settings.pool_mode != PoolMode::Session;
+    let (whole, limit) = match client_framing(tag, inspected(pooling), settings.max_packet_size) {
+        Framing::Inspect { limit } => (true, limit),
+        Framing::Stream { limit } => (false, limit),
+        Framing::Invalid => return Err(ProtocolError::InvalidType(tag)),
     };
-    !whole.contains(&header[0]) || buf.len() > declared
+    if declared > limit {
+        return Err(ProtocolError::TooLarge {
+            tag: tag as char,
+            len: declared,
+            limit,
+        });
+    }
+    Ok(!whole || buf.len() > declared)
 }
 
 /// Capacity a relay buffer may keep between uses; one grown past it by a
@@ -88,7 +118,8 @@ pub(super) fn client_to_server(
     outcome: &mut ClientOutcome,
 ) -> Result<(), ProtocolError> {
     let pooling = settings.pool_mode != PoolMode::Session;
-    let inspect: &[u8] = if pooling { POOLING_INSPECTS } else { b"X" };
+    let inspect = inspected(pooling);
+    let max_packet_size = settings.max_packet_size;
     let conn = server.pooled.conn();
     let mut custom_settings = Vec::new();
     let mut rewriter = Rewriter {
@@ -108,7 +139,7 @@ pub(super) fn client_to_server(
     let terminated = &mut outcome.terminated;
     let scanned = client.scanner.scan(
         &client.buf,
-        |tag| frontend_framing(tag, inspect),
+        |tag| client_framing(tag, inspect, max_packet_size),
         &mut outcome.to_server,
         |tag, body, out| {
             if tag == b'X' {
@@ -213,22 +244,59 @@ pub(super) fn server_to_client(
 mod tests {
     use super::*;
 
+    fn mode(pool_mode: PoolMode) -> PoolSettings {
+        PoolSettings {
+            pool_mode,
+            max_packet_size: 1024,
+            ..PoolSettings::default()
+        }
+    }
+
     #[test]
     fn a_server_is_taken_only_for_a_message_that_can_be_sent() {
+        let pooling = mode(PoolMode::Transaction);
+        let ready =
+            |buf: &[u8], settings: &PoolSettings| first_message_ready(buf, settings).unwrap();
         let query = [b'Q', 0, 0, 0, 8, b'S', b'E', b'L', 0];
-        assert!(!first_message_ready(&query[..4], true));
+        assert!(!ready(&query[..4], &pooling));
+        assert!(!ready(&query[..8], &pooling), "a query is analysed whole");
+        assert!(ready(&query, &pooling));
         assert!(
-            !first_message_ready(&query[..8], true),
-            "a query is analysed whole"
-        );
-        assert!(first_message_ready(&query, true));
-        assert!(
-            first_message_ready(&query[..6], false),
+            ready(&query[..6], &mode(PoolMode::Session)),
             "session mode streams it"
         );
         assert!(
-            first_message_ready(&[b'd', 0, 0, 0, 100, 1], true),
+            ready(&[b'd', 0, 0, 0, 100, 1], &pooling),
             "COPY data streams"
+        );
+    }
+
+    #[test]
+    fn an_oversized_or_unknown_first_message_is_refused_from_its_header() {
+        let pooling = mode(PoolMode::Transaction);
+        let huge_query = [b'Q', 0x3f, 0xff, 0xff, 0xff];
+        assert_eq!(
+            first_message_ready(&huge_query, &pooling),
+            Err(ProtocolError::TooLarge {
+                tag: 'Q',
+                len: (1 << 30) - 1,
+                limit: 1024
+            }),
+            "over max_packet_size when held whole"
+        );
+        assert_eq!(
+            first_message_ready(&huge_query, &mode(PoolMode::Session)),
+            Ok(true),
+            "streamed in session mode, within PostgreSQL's limit"
+        );
+        let over_protocol = [b'Q', 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            first_message_ready(&over_protocol, &mode(PoolMode::Session)),
+            Err(ProtocolError::TooLarge { limit, .. }) if limit == codec::MAX_MESSAGE
+        ));
+        assert_eq!(
+            first_message_ready(&[b'!', 0, 0, 0, 4], &pooling),
+            Err(ProtocolError::InvalidType(b'!'))
         );
     }
 }

@@ -1,0 +1,5 @@
+//! Fuzzes `churnstile::fuzzing::mysql_command_packets`: arbitrary bytes must be refused or
+//! accepted, never panic, hang or allocate without bound.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| churnstile::fuzzing::mysql_command_packets(data));
