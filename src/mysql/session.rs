@@ -401,6 +401,13 @@ impl Session {
     /// was cut off.
     async fn finish(&mut self, ending: Ending) {
         match &ending {
+            // As MariaDB tells its idle clients when it shuts down: an ERR
+            // with sequence id 0, the start of the next exchange.
+            Ending::Shutdown => {
+                let _ =
+                    (self.send_error(0, errors::SERVER_SHUTDOWN, "Server shutdown in progress"))
+                        .await;
+            }
             Ending::ServerGone(reason) => {
                 tracing::info!(peer = %self.peer.addr, %reason, "MySQL session ended: server connection lost");
             }

@@ -138,7 +138,8 @@ fn reload_on_signal(proxy: &Proxy) {
 
 /// Stops accepting and waits, up to `shutdown_timeout`, until every client
 /// has gone: for SIGTERM as long as they stay; for SIGINT each is ended
-/// (PostgreSQL: FATAL 57P01) as soon as it is between transactions.
+/// (PostgreSQL: FATAL 57P01, MySQL: ERR 1053) as soon as it is between
+/// transactions.
 async fn drain(proxy: &Proxy, how: Shutdown, client_slots: &Semaphore, max_clients: usize) {
     let timeout = proxy.config.load().general.shutdown_timeout;
     proxy.draining.cancel();
