@@ -45,11 +45,15 @@ fn spawn<C: Connector>(shared: Weak<Shared<C>>) {
     });
 }
 
-/// Opens connections until `min_pool_size` are open (not while paused). Only
+/// Opens connections until `min_pool_size` are open (not while paused or
+/// winding down). Only
 /// takes permits that are free at once, so it never makes a waiting client
 /// wait longer.
 async fn top_up<C: Connector>(pool: &Pool<C>) {
-    while pool.shared.stats.open_now() < pool.limits().min_size && !pool.is_paused() {
+    while pool.shared.stats.open_now() < pool.limits().min_size
+        && !pool.is_paused()
+        && !pool.shared.is_winding_down()
+    {
         let Ok(permit) = Arc::clone(&pool.shared.permits).try_acquire_owned() else {
             return;
         };

@@ -144,10 +144,15 @@ async fn drain(proxy: &Proxy, how: Shutdown, client_slots: &Semaphore, max_clien
     let timeout = proxy.config.load().general.shutdown_timeout;
     proxy.draining.cancel();
     match how {
-        Shutdown::WaitForClients => tracing::info!(
-            ?timeout,
-            "SIGTERM: shutting down once every client has disconnected; no new clients"
-        ),
+        Shutdown::WaitForClients => {
+            tracing::info!(
+                ?timeout,
+                "SIGTERM: shutting down once every client has disconnected; no new clients, idle server connections closed"
+            );
+            for pool in proxy.pools() {
+                pool.control.close_idle();
+            }
+        }
         Shutdown::WaitForServers => {
             tracing::info!(
                 ?timeout,
