@@ -133,6 +133,13 @@ impl<'t, 'i> Section<'t, 'i> {
             .map(Spanned::into_inner)
     }
 
+    /// `true` or `false`.
+    pub(super) fn flag(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<bool> {
+        let value = self.value_of_kind(key, "true or false", DeValue::is_bool, diagnostics)?;
+        self.deserialize(key, value, diagnostics)
+            .map(Spanned::into_inner)
+    }
+
     /// An integer no smaller than `min`.
     pub(super) fn count(
         &self,

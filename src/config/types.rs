@@ -108,14 +108,33 @@ pub struct GeneralConfig {
     pub observe: Observability,
 }
 
-/// Metrics endpoint, admin console access and log format.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Metrics endpoint, admin console access and what is logged how.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observability {
     /// Where to serve Prometheus metrics over HTTP; `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
     /// Users (from `[users]`) who may open the admin console.
     pub admin_users: Vec<String>,
     pub log_format: LogFormat,
+    /// A line per client login (PgBouncer's `log_connections`).
+    pub log_connections: bool,
+    /// A line per client that leaves, with how long it stayed and why.
+    pub log_disconnections: bool,
+    /// How often each database's `stats:` line is written; zero writes none.
+    pub stats_period: Duration,
+}
+
+impl Default for Observability {
+    fn default() -> Self {
+        Observability {
+            metrics_listen: None,
+            admin_users: Vec::new(),
+            log_format: LogFormat::Text,
+            log_connections: true,
+            log_disconnections: true,
+            stats_period: Duration::from_secs(60),
+        }
+    }
 }
 
 /// How log lines are written to stderr.

@@ -69,6 +69,21 @@ enum Ending {
     IdleTimeout(Duration),
 }
 
+impl Ending {
+    /// Why the client was disconnected, for `log_disconnections`.
+    fn reason(&self) -> &'static str {
+        match self {
+            Ending::Quit => "client sent COM_QUIT",
+            Ending::ClientGone => "client closed the connection",
+            Ending::ServerGone(_) => "server connection lost",
+            Ending::Killed => "killed",
+            Ending::Shutdown => "shutdown",
+            Ending::ChangeUserFailed => "COM_CHANGE_USER failed",
+            Ending::IdleTimeout(_) => "client_idle_timeout",
+        }
+    }
+}
+
 /// What keeps a server connection attached besides pins.
 #[derive(Debug, Default)]
 struct Holds {
@@ -169,6 +184,7 @@ pub(super) async fn run(
         service: Arc::clone(&service),
     };
     let ending = session.serve().await;
+    session.live.ending(ending.reason());
     session.finish(ending).await;
     service.clients.unregister(id);
 }

@@ -50,6 +50,8 @@ impl Proxy {
         let config = Arc::new(ArcSwap::from_pointee(config));
         let shutdown = CancellationToken::new();
         let clients = Arc::new(ClientRegistry::default());
+        let observe = &config.load().general.observe;
+        clients.set_logging(observe.log_connections, observe.log_disconnections);
         let servers = Arc::new(ServerRegistry::default());
         let postgres = Arc::new(PgService::new(
             Arc::clone(&config),

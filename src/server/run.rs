@@ -67,6 +67,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         tracing::info!(%addr, "serving Prometheus metrics at /metrics, probes at /healthz and /readyz");
     }
     spawn_accept_loops(listeners, mysql_listeners, &proxy, &client_slots);
+    observe::stats_log::spawn(Arc::clone(&proxy));
     tracing::info!(
         listen = ?config.listen.postgres,
         mysql = ?config.listen.mysql,
