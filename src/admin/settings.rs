@@ -57,6 +57,7 @@ pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
         ("max_client_conn", general.max_client_conn.to_string()),
         ("shutdown_timeout", seconds(general.shutdown_timeout)),
         ("worker_threads", general.worker_threads.to_string()),
+        ("so_reuseport", flag(general.so_reuseport)),
         (
             "metrics_listen",
             general

@@ -34,6 +34,7 @@ const GENERAL_KEYS: &[&str] = &[
     "shutdown_timeout",
     "worker_threads",
     "mysql_auth_plugin",
+    "so_reuseport",
 ];
 const DATABASE_KEYS: &[&str] = &[
     "protocol",
@@ -259,6 +260,9 @@ fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConf
     }
     if let Some(plugin) = section.choice("mysql_auth_plugin", diagnostics) {
         general.mysql_auth_plugin = plugin;
+    }
+    if let Some(on) = section.flag("so_reuseport", diagnostics) {
+        general.so_reuseport = on;
     }
     general
 }
@@ -771,7 +775,7 @@ password = "md5abc"
         );
         assert_one_error(
             "[general]\nauth = \"md5\"\n[databases.app]\n",
-            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, metrics_listen, admin_users, log_format, log_connections, log_disconnections, stats_period",
+            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, so_reuseport, metrics_listen, admin_users, log_format, log_connections, log_disconnections, stats_period",
         );
         assert_one_error(
             "[databases.app]\nusername = \"x\"\n",

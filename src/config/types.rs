@@ -105,6 +105,9 @@ pub struct GeneralConfig {
     pub worker_threads: usize,
     /// The authentication plugin churnstile's greeting names to MySQL clients.
     pub mysql_auth_plugin: MysqlAuthPlugin,
+    /// SO_REUSEPORT on TCP listeners, so several churnstiles can share a
+    /// port (PgBouncer's `so_reuseport`).
+    pub so_reuseport: bool,
     pub observe: Observability,
 }
 
@@ -156,6 +159,7 @@ impl Default for GeneralConfig {
             shutdown_timeout: Duration::from_secs(30),
             worker_threads: 1,
             mysql_auth_plugin: MysqlAuthPlugin::NativePassword,
+            so_reuseport: false,
             observe: Observability::default(),
         }
     }

@@ -39,8 +39,9 @@ pub enum RunError {
 /// `config_file` is where `config` came from, for the admin console's RELOAD.
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), RunError> {
     // Bind first: a taken address is one error line, without warnings before it.
+    let reuse_port = config.general.so_reuseport;
     let metrics = (config.general.observe.metrics_listen)
-        .map(bind_tcp)
+        .map(|addr| bind_tcp(addr, reuse_port))
         .transpose()
         .map_err(RunError::MetricsBind)?;
     let Bound {
@@ -182,13 +183,16 @@ struct Bound {
 /// Binds every configured listener, failing on the first that cannot be.
 fn bind_all(config: &Config) -> Result<Bound, RunError> {
     let listen = &config.listen;
+    let reuse_port = config.general.so_reuseport;
     let mut bound = Bound {
         postgres: Vec::new(),
         mysql: Vec::new(),
         socket_files: Vec::new(),
     };
     for addr in &listen.postgres {
-        bound.postgres.push(Listener::Tcp(bind_tcp(*addr)?));
+        bound
+            .postgres
+            .push(Listener::Tcp(bind_tcp(*addr, reuse_port)?));
     }
     if let Some(dir) = config.postgres_socket_dir() {
         let (listener, path) = bind_unix(dir, listen.unix_socket_port)?;
@@ -196,7 +200,9 @@ fn bind_all(config: &Config) -> Result<Bound, RunError> {
         bound.socket_files.push(path);
     }
     for addr in &listen.mysql {
-        bound.mysql.push(Listener::Tcp(bind_tcp(*addr)?));
+        bound
+            .mysql
+            .push(Listener::Tcp(bind_tcp(*addr, reuse_port)?));
     }
     if let Some(path) = &listen.mysql_unix_socket {
         bound.mysql.push(Listener::Unix(bind_unix_path(path)?));
