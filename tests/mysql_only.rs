@@ -92,4 +92,10 @@ async fn sigint_lets_a_mysql_transaction_commit_then_tells_the_client_1053() {
         proxy.stderr()
     );
     assert_eq!(maria.query("SELECT count(*) FROM app.orders").trim(), "1");
+    let logged = proxy.stderr();
+    assert!(
+        logged.contains("pooler error: Server shutdown in progress")
+            && logged.contains("code=1053"),
+        "log_pooler_errors: {logged}"
+    );
 }

@@ -188,6 +188,13 @@ async fn sigint_lets_an_open_transaction_commit_then_tells_the_client() {
     busy.batch_execute("COMMIT").await.unwrap();
     assert_eq!(ending_sqlstate(busy_connection).await, ADMIN_SHUTDOWN);
     assert_clean_exit(&mut proxy, &pg).await;
+    assert!(
+        proxy
+            .stderr()
+            .contains("pooler error: terminating connection due to administrator command"),
+        "log_pooler_errors: {}",
+        proxy.stderr()
+    );
     let direct = pg.client(MD5_USER.name, APP_DB).await;
     assert_eq!(
         pg_client::query_i64(&direct, "SELECT count(*) FROM orders").await,

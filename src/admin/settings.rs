@@ -81,6 +81,7 @@ pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
             flag(general.observe.log_disconnections),
         ),
         ("stats_period", seconds(general.observe.stats_period)),
+        ("log_pooler_errors", flag(general.observe.log_pooler_errors)),
         ("pool_mode", pool_mode_name(pool.pool_mode).to_owned()),
         ("default_pool_size", pool.default_pool_size.to_string()),
         ("min_pool_size", pool.min_pool_size.to_string()),

@@ -775,7 +775,7 @@ password = "md5abc"
         );
         assert_one_error(
             "[general]\nauth = \"md5\"\n[databases.app]\n",
-            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, so_reuseport, metrics_listen, admin_users, log_format, log_connections, log_disconnections, stats_period",
+            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, so_reuseport, metrics_listen, admin_users, log_format, log_connections, log_disconnections, stats_period, log_pooler_errors",
         );
         assert_one_error(
             "[databases.app]\nusername = \"x\"\n",

@@ -17,6 +17,7 @@ pub(super) const OBSERVE_KEYS: &[&str] = &[
     "log_connections",
     "log_disconnections",
     "stats_period",
+    "log_pooler_errors",
 ];
 
 /// The observability keys of `[general]`; the admin users are checked
@@ -64,6 +65,9 @@ pub(super) fn read_observability(
     }
     if let Some(on) = section.flag("log_disconnections", diagnostics) {
         observe.log_disconnections = on;
+    }
+    if let Some(on) = section.flag("log_pooler_errors", diagnostics) {
+        observe.log_pooler_errors = on;
     }
     if let Some(period) = section.seconds("stats_period", diagnostics) {
         observe.stats_period = period.into_inner();

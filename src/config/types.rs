@@ -125,6 +125,8 @@ pub struct Observability {
     pub log_disconnections: bool,
     /// How often each database's `stats:` line is written; zero writes none.
     pub stats_period: Duration,
+    /// A line per error churnstile itself sends a client.
+    pub log_pooler_errors: bool,
 }
 
 impl Default for Observability {
@@ -136,6 +138,7 @@ impl Default for Observability {
             log_connections: true,
             log_disconnections: true,
             stats_period: Duration::from_secs(60),
+            log_pooler_errors: true,
         }
     }
 }

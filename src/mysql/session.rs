@@ -511,6 +511,9 @@ impl Session {
     }
 
     async fn send_err_packet(&mut self, seq: u8, packet: &ErrPacket) -> Result<(), Ending> {
+        if self.service.config.load().general.observe.log_pooler_errors {
+            tracing::info!(peer = %self.peer.addr, db = %self.client.database, user = %self.client.user, code = packet.code, "pooler error: {}", packet.message);
+        }
         let mut payload = BytesMut::new();
         packet.encode(&mut payload);
         self.io

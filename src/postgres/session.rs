@@ -490,6 +490,9 @@ impl Session<'_> {
             }
         };
         if let Some((code, message)) = farewell {
+            if self.service.config.load().general.observe.log_pooler_errors {
+                tracing::info!(peer = %self.peer, db = %self.database, user = %self.user, sqlstate = %code, "pooler error: {message}");
+            }
             let mut out = BytesMut::new();
             messages::error_response(&mut out, Severity::Fatal, &code, &message);
             let _ = self.client.stream.write_all(&out).await;
