@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::{APP_DB, MD5_USER, PgServer, Proxy, free_port, pg_proxy_config};
 
 #[tokio::test]
@@ -58,4 +60,84 @@ async fn repeated_warnings_are_written_once_per_interval() {
     let written = |message: &str| stderr.lines().filter(|line| line.contains(message)).count();
     assert_eq!(written("server connection failed"), 1, "{stderr}");
     assert_eq!(written("client got no server connection"), 1, "{stderr}");
+}
+
+/// The JSON lines of `stderr` whose message is `message`.
+fn json_lines(stderr: &str, message: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .is_some_and(|text| text.starts_with(message))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_disconnections_and_stats_are_logged_as_pgbouncer_logs_them() {
+    let pg = PgServer::start();
+    let config = "[general]\nlog_format = \"json\"\nstats_period = 1\n";
+    let proxy = Proxy::start(&pg_proxy_config(&pg, config));
+    let client = proxy.connect_as(MD5_USER).await;
+    assert_eq!(support::pg_client::scalar(&client, "SELECT 1").await, "1");
+    drop(client);
+
+    let logged = async |message: &str| {
+        support::wait::eventually(message, Duration::from_secs(5), async || {
+            !json_lines(&proxy.stderr(), message).is_empty()
+        })
+        .await;
+        json_lines(&proxy.stderr(), message).remove(0)
+    };
+    let connected = logged("client connected").await;
+    assert_eq!(connected["fields"]["db"], APP_DB);
+    assert_eq!(connected["fields"]["user"], MD5_USER.name);
+    assert_eq!(connected["fields"]["protocol"], "postgres");
+    assert_eq!(connected["fields"]["addr"], "127.0.0.1");
+    let disconnected = logged("client disconnected").await;
+    assert_eq!(disconnected["fields"]["reason"], "client sent Terminate");
+    assert_eq!(disconnected["fields"]["id"], connected["fields"]["id"]);
+    assert!(disconnected["fields"]["duration"].is_string());
+    let stats = logged("stats: ").await;
+    assert_eq!(stats["fields"]["db"], APP_DB);
+    let line = stats["fields"]["message"].as_str().unwrap();
+    let shape = line
+        .split(", ")
+        .map(|part| {
+            part.split(' ')
+                .filter(|w| w.parse::<u64>().is_err())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        shape,
+        [
+            "stats: xacts/s",
+            "queries/s",
+            "in B/s",
+            "out B/s",
+            "xact us",
+            "wait us"
+        ],
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn log_connections_can_be_turned_off() {
+    let pg = PgServer::start();
+    let config = "[general]\nlog_connections = false\n";
+    let proxy = Proxy::start(&pg_proxy_config(&pg, config));
+    let client = proxy.connect_as(MD5_USER).await;
+    assert_eq!(support::pg_client::scalar(&client, "SELECT 1").await, "1");
+    drop(client);
+    support::wait::eventually("the disconnect line", Duration::from_secs(5), async || {
+        proxy.stderr().contains("client disconnected")
+    })
+    .await;
+    let stderr = proxy.stderr();
+    assert!(!stderr.contains("client connected"), "{stderr}");
 }

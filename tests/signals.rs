@@ -1,7 +1,7 @@
 //! The signals an operator (or systemd, or logrotate) sends, with
 //! PgBouncer's meanings: SIGHUP reloads the configuration file, SIGUSR1
-//! pauses every pool and SIGUSR2 resumes it, SIGTERM waits for clients to
-//! leave, SIGINT lets transactions commit and then tells clients 57P01, and
+//! pauses every pool and SIGUSR2 resumes it, SIGTERM closes idle server
+//! connections and waits for clients to leave, SIGINT lets transactions commit and then tells clients 57P01, and
 //! a second SIGTERM or SIGINT exits at once.
 
 mod support;
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use support::admin_console::{ADMIN_CONFIG, admin, owned, pool_counts, rows};
 use support::pg_client::{self, scalar};
 use support::shutdown::{
-    ADMIN_SHUTDOWN, PROMPTLY, assert_clean_exit, connect_watched, ending_sqlstate, wait_exit,
-    wait_refused,
+    ADMIN_SHUTDOWN, PROMPTLY, assert_clean_exit, connect_watched, ending_sqlstate, wait_backends,
+    wait_exit, wait_refused,
 };
 use support::wait::until_equal;
 use support::{APP_DB, MD5_USER, PgServer, Proxy, Signal, free_port, pg_proxy_config};
@@ -139,6 +139,28 @@ async fn sigterm_waits_for_a_connected_idle_client_to_leave() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_idle_server_connections_while_the_client_stays() {
+    let pg = PgServer::start();
+    let config = "[pool]\npool_mode = \"transaction\"\n";
+    let mut proxy = Proxy::start(&pg_proxy_config(&pg, config));
+    let (client, _connection) = connect_watched(&proxy).await;
+    assert_eq!(scalar(&client, "SELECT 1").await, "1");
+    wait_backends(&pg, 1).await;
+
+    proxy.send_signal(Signal::TERM);
+    wait_backends(&pg, 0).await;
+    assert_eq!(
+        scalar(&client, "SELECT 'still served'").await,
+        "still served",
+        "the client stays connected and is served"
+    );
+    wait_backends(&pg, 0).await;
+    assert_eq!(wait_exit(&mut proxy, Duration::ZERO), None, "still running");
+    drop(client);
+    assert_clean_exit(&mut proxy, &pg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_lets_an_open_transaction_commit_then_tells_the_client() {
     let pg = PgServer::start();
     let mut proxy = Proxy::start(&pg_proxy_config(&pg, ""));
@@ -166,6 +188,13 @@ async fn sigint_lets_an_open_transaction_commit_then_tells_the_client() {
     busy.batch_execute("COMMIT").await.unwrap();
     assert_eq!(ending_sqlstate(busy_connection).await, ADMIN_SHUTDOWN);
     assert_clean_exit(&mut proxy, &pg).await;
+    assert!(
+        proxy
+            .stderr()
+            .contains("pooler error: terminating connection due to administrator command"),
+        "log_pooler_errors: {}",
+        proxy.stderr()
+    );
     let direct = pg.client(MD5_USER.name, APP_DB).await;
     assert_eq!(
         pg_client::query_i64(&direct, "SELECT count(*) FROM orders").await,

@@ -30,6 +30,11 @@ fn seconds(duration: Duration) -> String {
     }
 }
 
+/// As PgBouncer shows a boolean setting.
+fn flag(on: bool) -> String {
+    u8::from(on).to_string()
+}
+
 fn optional_seconds(duration: Option<Duration>) -> String {
     duration.map_or_else(|| "0".to_owned(), seconds)
 }
@@ -63,6 +68,7 @@ pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
             "tcp_user_timeout",
             optional_seconds(general.tcp.user_timeout),
         ),
+        ("so_reuseport", flag(general.so_reuseport)),
         (
             "metrics_listen",
             general
@@ -80,6 +86,13 @@ pub(super) fn config_settings(config: &Config) -> Vec<(&'static str, String)> {
             }
             .to_owned(),
         ),
+        ("log_connections", flag(general.observe.log_connections)),
+        (
+            "log_disconnections",
+            flag(general.observe.log_disconnections),
+        ),
+        ("stats_period", seconds(general.observe.stats_period)),
+        ("log_pooler_errors", flag(general.observe.log_pooler_errors)),
         ("pool_mode", pool_mode_name(pool.pool_mode).to_owned()),
         ("default_pool_size", pool.default_pool_size.to_string()),
         ("min_pool_size", pool.min_pool_size.to_string()),

@@ -38,6 +38,7 @@ const GENERAL_KEYS: &[&str] = &[
     "shutdown_timeout",
     "worker_threads",
     "mysql_auth_plugin",
+    "so_reuseport",
 ];
 const DATABASE_KEYS: &[&str] = &[
     "protocol",
@@ -271,6 +272,9 @@ fn read_general(section: &Section, diagnostics: &mut Diagnostics) -> GeneralConf
     }
     general.client_tls = read_client_tls(section, diagnostics);
     general.tcp = read_tcp(section, diagnostics);
+    if let Some(on) = section.boolean("so_reuseport", diagnostics) {
+        general.so_reuseport = on;
+    }
     general
 }
 
@@ -784,7 +788,7 @@ password = "md5abc"
         );
         assert_one_error(
             "[general]\nauth = \"md5\"\n[databases.app]\n",
-            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, metrics_listen, admin_users, log_format",
+            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, so_reuseport, metrics_listen, admin_users, log_format, log_connections, log_disconnections, stats_period, log_pooler_errors",
         );
         assert_one_error(
             "[databases.app]\nusername = \"x\"\n",

@@ -10,7 +10,15 @@ use super::section::Section;
 use super::types::{LogFormat, Observability, UserConfig};
 
 /// The keys this file reads, for `[general]`'s list of allowed keys.
-pub(super) const OBSERVE_KEYS: &[&str] = &["metrics_listen", "admin_users", "log_format"];
+pub(super) const OBSERVE_KEYS: &[&str] = &[
+    "metrics_listen",
+    "admin_users",
+    "log_format",
+    "log_connections",
+    "log_disconnections",
+    "stats_period",
+    "log_pooler_errors",
+];
 
 /// The observability keys of `[general]`; the admin users are checked
 /// against `users` so a typo is an error, not a console nobody can open.
@@ -52,6 +60,18 @@ pub(super) fn read_observability(
     if let Some(format) = section.choice::<LogFormat>("log_format", diagnostics) {
         observe.log_format = format;
     }
+    if let Some(on) = section.boolean("log_connections", diagnostics) {
+        observe.log_connections = on;
+    }
+    if let Some(on) = section.boolean("log_disconnections", diagnostics) {
+        observe.log_disconnections = on;
+    }
+    if let Some(on) = section.boolean("log_pooler_errors", diagnostics) {
+        observe.log_pooler_errors = on;
+    }
+    if let Some(period) = section.seconds("stats_period", diagnostics) {
+        observe.stats_period = period.into_inner();
+    }
     observe
 }
 
@@ -74,6 +94,23 @@ mod tests {
         );
         assert_eq!(observe.admin_users, ["admin"]);
         assert_eq!(observe.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn log_keys_are_read_and_default_as_pgbouncer() {
+        let defaults = parse_str(BASE, "c.toml").unwrap().general.observe;
+        assert!(defaults.log_connections && defaults.log_disconnections);
+        assert_eq!(defaults.stats_period, std::time::Duration::from_secs(60));
+        let text = format!(
+            "[general]\nlog_connections = false\nlog_disconnections = false\nstats_period = 1\n{BASE}"
+        );
+        let observe = parse_str(&text, "c.toml").unwrap().general.observe;
+        assert!(!observe.log_connections && !observe.log_disconnections);
+        assert_eq!(observe.stats_period, std::time::Duration::from_secs(1));
+        let error = parse_str(&format!("[general]\nlog_connections = 1\n{BASE}"), "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("general.log_connections"), "{error}");
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub struct GeneralConfig {
     pub worker_threads: usize,
     /// The authentication plugin churnstile's greeting names to MySQL clients.
     pub mysql_auth_plugin: MysqlAuthPlugin,
+    /// SO_REUSEPORT on TCP listeners, so several churnstiles can share a
+    /// port (PgBouncer's `so_reuseport`).
+    pub so_reuseport: bool,
     pub observe: Observability,
     /// TLS between clients and churnstile, for both protocols.
     pub client_tls: ClientTls,
@@ -114,14 +117,36 @@ pub struct GeneralConfig {
     pub tcp: super::TcpSettings,
 }
 
-/// Metrics endpoint, admin console access and log format.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Metrics endpoint, admin console access and what is logged how.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observability {
     /// Where to serve Prometheus metrics over HTTP; `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
     /// Users (from `[users]`) who may open the admin console.
     pub admin_users: Vec<String>,
     pub log_format: LogFormat,
+    /// A line per client login (PgBouncer's `log_connections`).
+    pub log_connections: bool,
+    /// A line per client that leaves, with how long it stayed and why.
+    pub log_disconnections: bool,
+    /// How often each database's `stats:` line is written; zero writes none.
+    pub stats_period: Duration,
+    /// A line per error churnstile itself sends a client.
+    pub log_pooler_errors: bool,
+}
+
+impl Default for Observability {
+    fn default() -> Self {
+        Observability {
+            metrics_listen: None,
+            admin_users: Vec::new(),
+            log_format: LogFormat::Text,
+            log_connections: true,
+            log_disconnections: true,
+            stats_period: Duration::from_secs(60),
+            log_pooler_errors: true,
+        }
+    }
 }
 
 /// How log lines are written to stderr.
@@ -143,6 +168,7 @@ impl Default for GeneralConfig {
             shutdown_timeout: Duration::from_secs(30),
             worker_threads: 1,
             mysql_auth_plugin: MysqlAuthPlugin::NativePassword,
+            so_reuseport: false,
             observe: Observability::default(),
             client_tls: ClientTls::default(),
             tcp: super::TcpSettings::default(),

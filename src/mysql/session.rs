@@ -69,6 +69,21 @@ enum Ending {
     IdleTimeout(Duration),
 }
 
+impl Ending {
+    /// Why the client was disconnected, for `log_disconnections`.
+    fn reason(&self) -> &'static str {
+        match self {
+            Ending::Quit => "client sent COM_QUIT",
+            Ending::ClientGone => "client closed the connection",
+            Ending::ServerGone(_) => "server connection lost",
+            Ending::Killed => "killed",
+            Ending::Shutdown => "shutdown",
+            Ending::ChangeUserFailed => "COM_CHANGE_USER failed",
+            Ending::IdleTimeout(_) => "client_idle_timeout",
+        }
+    }
+}
+
 /// What keeps a server connection attached besides pins.
 #[derive(Debug, Default)]
 struct Holds {
@@ -169,6 +184,7 @@ pub(super) async fn run(
         service: Arc::clone(&service),
     };
     let ending = session.serve().await;
+    session.live.ending(ending.reason());
     session.finish(ending).await;
     service.clients.unregister(id);
 }
@@ -401,6 +417,13 @@ impl Session {
     /// was cut off.
     async fn finish(&mut self, ending: Ending) {
         match &ending {
+            // As MariaDB tells its idle clients when it shuts down: an ERR
+            // with sequence id 0, the start of the next exchange.
+            Ending::Shutdown => {
+                let _ =
+                    (self.send_error(0, errors::SERVER_SHUTDOWN, "Server shutdown in progress"))
+                        .await;
+            }
             Ending::ServerGone(reason) => {
                 tracing::info!(peer = %self.peer.addr, %reason, "MySQL session ended: server connection lost");
             }
@@ -488,6 +511,9 @@ impl Session {
     }
 
     async fn send_err_packet(&mut self, seq: u8, packet: &ErrPacket) -> Result<(), Ending> {
+        if self.service.config.load().general.observe.log_pooler_errors {
+            tracing::info!(peer = %self.peer.addr, db = %self.client.database, user = %self.client.user, code = packet.code, "pooler error: {}", packet.message);
+        }
         let mut payload = BytesMut::new();
         packet.encode(&mut payload);
         self.io

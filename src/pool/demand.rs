@@ -41,7 +41,7 @@ impl Demand {
         self.raised.notify_waiters();
     }
 
-    fn anyone_waiting(&self) -> bool {
+    pub(super) fn anyone_waiting(&self) -> bool {
         self.waiting.load(Ordering::SeqCst) > 0
     }
 }
@@ -50,10 +50,13 @@ impl<C: Connector> Pool<C> {
     /// True when a client keeping its connection between transactions must
     /// give it back now: someone waits in line for a permit (and the pool
     /// has none left, or it would have been served), or the pool is
-    /// shrinking, paused or closing.
+    /// shrinking, paused, winding down or closing.
     pub fn wants_connections_back(&self) -> bool {
         let shared = &self.shared;
-        shared.demand.anyone_waiting() || shared.pause.is_paused() || shared.permits.is_closed()
+        shared.demand.anyone_waiting()
+            || shared.pause.is_paused()
+            || shared.is_winding_down()
+            || shared.permits.is_closed()
     }
 
     /// Completes once [`Pool::wants_connections_back`] is true.

@@ -45,12 +45,15 @@ fn spawn<C: Connector>(shared: Weak<Shared<C>>) {
     });
 }
 
-/// Opens connections until `min_pool_size` are open (not while paused, nor
-/// during an outage before the pool's back-off allows the next attempt). Only
-/// takes permits that are free at once, so it never makes a waiting client
-/// wait longer.
+/// Opens connections until `min_pool_size` are open (not while paused or
+/// winding down, nor during an outage before the pool's back-off allows the
+/// next attempt). Only takes permits that are free at once, so it never
+/// makes a waiting client wait longer.
 async fn top_up<C: Connector>(pool: &Pool<C>) {
-    while pool.shared.stats.open_now() < pool.limits().min_size && !pool.is_paused() {
+    while pool.shared.stats.open_now() < pool.limits().min_size
+        && !pool.is_paused()
+        && !pool.shared.is_winding_down()
+    {
         // During an outage the janitor's attempt takes the pool's turn too.
         let backoff = &pool.shared.backoff;
         let _turn = match backoff.retry_at() {

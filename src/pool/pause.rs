@@ -68,6 +68,7 @@ impl<C: Connector> Pool<C> {
 pub trait PoolControl: Send + Sync {
     fn pause(&self);
     fn resume(&self);
+    fn close_idle(&self);
     fn is_paused(&self) -> bool;
     fn stats(&self) -> PoolStatsSnapshot;
     fn limits(&self) -> Arc<PoolLimits>;
@@ -81,6 +82,10 @@ impl<C: Connector> PoolControl for Pool<C> {
 
     fn resume(&self) {
         Pool::resume(self);
+    }
+
+    fn close_idle(&self) {
+        Pool::close_idle(self);
     }
 
     fn is_paused(&self) -> bool {

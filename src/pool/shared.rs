@@ -3,6 +3,7 @@
 //! since creating a pool starts its janitor.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,8 @@ pub(super) struct Shared<C: Connector> {
     pub(super) pause: PauseGate,
     /// Shared with a shrink waiting for permits in the background.
     pub(super) demand: Arc<Demand>,
+    /// Set by [`Pool::close_idle`]: connections nobody waits for close.
+    winding_down: AtomicBool,
 }
 
 impl<C: Connector> Shared<C> {
@@ -56,6 +59,7 @@ impl<C: Connector> Shared<C> {
             backoff: Backoff::default(),
             pause: PauseGate::default(),
             demand: Arc::default(),
+            winding_down: AtomicBool::new(false),
         })
     }
 
@@ -115,11 +119,17 @@ impl<C: Connector> Shared<C> {
         self.stats.connection_closed(reason);
     }
 
+    pub(super) fn is_winding_down(&self) -> bool {
+        self.winding_down.load(Ordering::SeqCst)
+    }
+
     /// Puts a connection, idle since `idle_since`, back unless it has
-    /// outlived `server_lifetime` or the pool is closing or paused.
+    /// outlived `server_lifetime`, the pool is closing or paused, or it
+    /// winds down and no client waits in line.
     pub(super) fn return_idle(&self, mut slot: Slot<C::Conn>, idle_since: Instant) {
         let now = Instant::now();
-        let close_for = if self.permits.is_closed() {
+        let unwanted = self.is_winding_down() && !self.demand.anyone_waiting();
+        let close_for = if self.permits.is_closed() || unwanted {
             Some(CloseReason::Shutdown)
         } else if self.pause.is_paused() {
             Some(CloseReason::Paused)
@@ -196,6 +206,20 @@ impl<C: Connector> Pool<C> {
     /// keeping one between transactions are asked for it.
     pub fn close(&self) {
         self.shared.permits.close();
+        self.shared.demand.raise();
+        let drained: Vec<_> = self.shared.idle().drain(..).collect();
+        for slot in drained {
+            self.shared.close(slot, CloseReason::Shutdown);
+        }
+    }
+
+    /// Winds the pool down while its clients finish (SIGTERM, PgBouncer's
+    /// "idle pools closed"): idle connections close now, kept ones are
+    /// asked back, and from now on a connection given back closes unless
+    /// a client waits in line for it. Checkouts still work, opening a
+    /// connection when none is idle; `min_pool_size` is no longer kept.
+    pub fn close_idle(&self) {
+        self.shared.winding_down.store(true, Ordering::SeqCst);
         self.shared.demand.raise();
         let drained: Vec<_> = self.shared.idle().drain(..).collect();
         for slot in drained {

@@ -275,6 +275,37 @@ async fn close_refuses_new_checkouts_and_closes_idle() {
 }
 
 #[tokio::test]
+async fn close_idle_closes_idle_and_unwanted_connections_but_still_serves() {
+    let connector = Arc::new(Counting::default());
+    let pool = Pool::new(Arc::clone(&connector), limits(1));
+    pool.checkout(None).await.unwrap().release();
+    pool.close_idle();
+    assert_eq!(connector.closed.load(Ordering::SeqCst), 1);
+    assert!(
+        pool.wants_connections_back(),
+        "kept connections are asked back"
+    );
+
+    let held = pool.checkout(None).await.unwrap();
+    assert_eq!(connector.opened.load(Ordering::SeqCst), 2);
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.checkout(None).await.map(|lease| lease.release()) }
+    });
+    wait_until(|| pool.shared.demand.anyone_waiting()).await;
+    held.release();
+    waiter.await.unwrap().unwrap();
+    assert_eq!(
+        connector.opened.load(Ordering::SeqCst),
+        2,
+        "a client waiting in line got the connection given back"
+    );
+    assert_eq!(connector.closed.load(Ordering::SeqCst), 2, "then it closed");
+    assert_eq!(pool.idle_count(), 0);
+    assert_eq!(pool.stats().closed_for(CloseReason::Shutdown), 2);
+}
+
+#[tokio::test]
 async fn a_flapping_upstream_is_retried_within_the_wait() {
     let connector = Arc::new(Counting::default());
     let pool = Pool::new(Arc::clone(&connector), limits(1));

@@ -76,7 +76,7 @@ pub async fn serve(
                 .iter()
                 .find(|(name, _)| name == "application_name")
                 .map_or("", |(_, value)| value.as_str());
-            let client = service.clients.logged_in(
+            let mut client = service.clients.logged_in(
                 crate::metrics::PROTOCOL_POSTGRES,
                 &startup.database,
                 &startup.user,
@@ -85,10 +85,14 @@ pub async fn serve(
             );
             // KILL ends the session where it stands; dropping it closes
             // the server connection it holds.
-            tokio::select! {
-                () = session::run(&service, stream, buf, startup, &peer, &client) => {}
-                () = client.killed() => tracing::info!(%peer, "client killed from the admin console"),
-            }
+            let reason = tokio::select! {
+                reason = session::run(&service, stream, buf, startup, &peer, &client) => reason,
+                () = client.killed() => {
+                    tracing::info!(%peer, "client killed from the admin console");
+                    "killed from the admin console"
+                }
+            };
+            client.ending(reason);
         }
         Ok(None) | Err(StartupError::Closed) | Err(StartupError::Io(_)) => {}
         Err(StartupError::Tls(error)) => {

@@ -64,6 +64,21 @@ pub(super) enum Ending {
     Shutdown,
 }
 
+impl Ending {
+    /// Why the client was disconnected, for `log_disconnections`.
+    fn reason(&self) -> &'static str {
+        match self {
+            Ending::Terminated => "client sent Terminate",
+            Ending::ClientGone => "client closed the connection",
+            Ending::ClientProtocol(_) => "client broke the protocol",
+            Ending::ServerGone(_) => "server connection lost",
+            Ending::NoServer { .. } => "no server connection",
+            Ending::IdleTimeout(_) => "client_idle_timeout",
+            Ending::Shutdown => "shutdown",
+        }
+    }
+}
+
 pub(super) struct Session<'a> {
     pub(super) service: &'a PgService,
     /// The client's pool; `None` when a reload added its database since start.
@@ -84,7 +99,7 @@ pub(super) struct Session<'a> {
     server_output: BytesMut,
 }
 
-/// Runs a logged-in client's session to its end.
+/// Runs a logged-in client's session to its end; returns why it ended.
 pub(super) async fn run(
     service: &PgService,
     mut stream: Stream,
@@ -92,7 +107,7 @@ pub(super) async fn run(
     startup: Startup,
     peer: &str,
     live: &LiveClient,
-) {
+) -> &'static str {
     let Some(settings) = service
         .config
         .load()
@@ -106,7 +121,7 @@ pub(super) async fn run(
             "database is not configured",
         )
         .await;
-        return;
+        return "database is not configured";
     };
     let startup_settings = match session_settings(&startup.params) {
         Ok(list) => list,
@@ -117,7 +132,7 @@ pub(super) async fn run(
                 &error.to_string(),
             )
             .await;
-            return;
+            return "invalid startup parameter";
         }
     };
     let histograms = PoolHistograms::new(&startup.database, &startup.user);
@@ -154,7 +169,9 @@ pub(super) async fn run(
         Ok(()) => session.serve().await,
         Err(ending) => ending,
     };
+    let reason = ending.reason();
     session.finish(ending).await;
+    reason
 }
 
 impl Session<'_> {
@@ -493,6 +510,9 @@ impl Session<'_> {
             }
         };
         if let Some((code, message)) = farewell {
+            if self.service.config.load().general.observe.log_pooler_errors {
+                tracing::info!(peer = %self.peer, db = %self.database, user = %self.user, sqlstate = %code, "pooler error: {message}");
+            }
             let mut out = BytesMut::new();
             messages::error_response(&mut out, Severity::Fatal, &code, &message);
             let _ = self.client.stream.write_all(&out).await;

@@ -56,6 +56,8 @@ impl Proxy {
         let tls = Arc::new(ArcSwap::from_pointee(tls));
         let shutdown = CancellationToken::new();
         let clients = Arc::new(ClientRegistry::default());
+        let observe = &config.load().general.observe;
+        clients.set_logging(observe.log_connections, observe.log_disconnections);
         let servers = Arc::new(ServerRegistry::default());
         let postgres = Arc::new(PgService::new(
             Arc::clone(&config),

@@ -4,7 +4,7 @@
 //! exit only; state changes at attach and release are atomic stores.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
@@ -113,12 +113,22 @@ struct Clients {
 #[derive(Debug, Default)]
 pub struct ClientRegistry {
     clients: Mutex<Clients>,
+    /// `log_connections` and `log_disconnections`.
+    log_logins: AtomicBool,
+    log_exits: AtomicBool,
 }
 
 impl ClientRegistry {
     fn lock(&self) -> MutexGuard<'_, Clients> {
         // Every update leaves the maps consistent, even one that panicked.
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether logins and exits are logged (`log_connections`,
+    /// `log_disconnections`).
+    pub fn set_logging(&self, logins: bool, exits: bool) {
+        self.log_logins.store(logins, Ordering::Relaxed);
+        self.log_exits.store(exits, Ordering::Relaxed);
     }
 
     /// Records a client of `protocol` that has just logged in to
@@ -155,9 +165,21 @@ impl ClientRegistry {
             .logins
             .entry((entry.database.clone(), entry.user.clone()))
             .or_default() += 1;
+        if self.log_logins.load(Ordering::Relaxed) {
+            tracing::info!(
+                protocol,
+                db = %entry.database,
+                user = %entry.user,
+                addr = %entry.peer.addr,
+                port = entry.peer.port,
+                id = entry.id,
+                "client connected"
+            );
+        }
         LiveClient {
             registry: Arc::clone(self),
             entry,
+            reason: "client closed the connection",
         }
     }
 
@@ -191,6 +213,8 @@ impl ClientRegistry {
 pub struct LiveClient {
     registry: Arc<ClientRegistry>,
     entry: Arc<ClientEntry>,
+    /// Why the session ended, for the `log_disconnections` line.
+    reason: &'static str,
 }
 
 impl LiveClient {
@@ -219,6 +243,11 @@ impl LiveClient {
         self.entry.set(ClientState::Idle, server_pid);
     }
 
+    /// Why the session is ending, when not because the client left.
+    pub fn ending(&mut self, reason: &'static str) {
+        self.reason = reason;
+    }
+
     /// Completes when the admin console kills this client.
     pub async fn killed(&self) {
         self.entry.kill.cancelled().await;
@@ -234,6 +263,20 @@ impl LiveClient {
 impl Drop for LiveClient {
     fn drop(&mut self) {
         self.registry.lock().live.remove(&self.entry.id);
+        if self.registry.log_exits.load(Ordering::Relaxed) {
+            let entry = &self.entry;
+            tracing::info!(
+                protocol = entry.protocol,
+                db = %entry.database,
+                user = %entry.user,
+                addr = %entry.peer.addr,
+                port = entry.peer.port,
+                id = entry.id,
+                duration = ?entry.started.elapsed(),
+                reason = self.reason,
+                "client disconnected"
+            );
+        }
         crate::metrics::client_session_ended(
             self.entry.protocol,
             &self.entry.database,

@@ -66,10 +66,13 @@ fn held_by(owner: Option<&ProcessInfo>) -> String {
 /// TCP options accepted clients inherit ([`set_tcp_options`]).
 ///
 /// Must be called inside a tokio runtime.
-pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
+pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, BindError> {
     let listen = || -> io::Result<TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }
@@ -249,7 +252,7 @@ mod tests {
     async fn binds_ipv4_and_ipv6() {
         for addr in ["127.0.0.1:0", "[::1]:0"] {
             let addr: SocketAddr = addr.parse().unwrap();
-            let listener = bind_tcp(addr).unwrap();
+            let listener = bind_tcp(addr, false).unwrap();
             let bound = listener.local_addr().unwrap();
             assert_eq!(bound.ip(), addr.ip());
             assert_ne!(bound.port(), 0);
@@ -261,7 +264,7 @@ mod tests {
     #[tokio::test]
     async fn accepted_connections_inherit_nodelay_and_keepalive() {
         for addr in ["127.0.0.1:0", "[::1]:0"] {
-            let listener = bind_tcp(addr.parse().unwrap()).unwrap();
+            let listener = bind_tcp(addr.parse().unwrap(), false).unwrap();
             let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
             let (accepted, _) = tokio::try_join!(listener.accept(), client).unwrap();
             let accepted = socket2::SockRef::from(&accepted.0);
@@ -280,10 +283,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn so_reuseport_lets_two_listeners_share_a_port() {
+        let first = bind_tcp("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let addr = first.local_addr().unwrap();
+        let second = bind_tcp(addr, true).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        assert!(matches!(
+            bind_tcp(addr, false).unwrap_err(),
+            BindError::InUse { .. }
+        ));
+    }
+
+    #[tokio::test]
     async fn a_port_we_hold_names_this_process() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = held.local_addr().unwrap();
-        let error = bind_tcp(addr).unwrap_err();
+        let error = bind_tcp(addr, false).unwrap_err();
         let message = error.to_string();
         assert!(
             matches!(error, BindError::InUse { owner: Some(_), .. }),
@@ -302,7 +317,7 @@ mod tests {
     async fn a_port_another_process_holds_names_it() {
         let holder = PortHolder::spawn();
         let addr: SocketAddr = format!("127.0.0.1:{}", holder.port).parse().unwrap();
-        let message = bind_tcp(addr).unwrap_err().to_string();
+        let message = bind_tcp(addr, false).unwrap_err().to_string();
         assert!(
             message.contains(&format!("cannot listen on {addr}: address already in use")),
             "{message}"
@@ -316,7 +331,7 @@ mod tests {
     #[tokio::test]
     async fn an_address_not_on_this_host_is_an_os_error() {
         let addr: SocketAddr = "192.0.2.1:6432".parse().unwrap();
-        let error = bind_tcp(addr).unwrap_err();
+        let error = bind_tcp(addr, false).unwrap_err();
         assert!(matches!(error, BindError::Io { .. }), "{error}");
         assert!(
             error

@@ -44,8 +44,9 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
     let tls = build_tls(&config)?;
     crate::stream::use_tcp_settings(config.general.tcp);
     // Bind first: a taken address is one error line, without warnings before it.
+    let reuse_port = config.general.so_reuseport;
     let metrics = (config.general.observe.metrics_listen)
-        .map(bind_tcp)
+        .map(|addr| bind_tcp(addr, reuse_port))
         .transpose()
         .map_err(RunError::MetricsBind)?;
     let Bound {
@@ -72,6 +73,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Run
         tracing::info!(%addr, "serving Prometheus metrics at /metrics, probes at /healthz and /readyz");
     }
     spawn_accept_loops(listeners, mysql_listeners, &proxy, &client_slots);
+    observe::stats_log::spawn(Arc::clone(&proxy));
     tracing::info!(
         listen = ?config.listen.postgres,
         mysql = ?config.listen.mysql,
@@ -143,15 +145,21 @@ fn reload_on_signal(proxy: &Proxy) {
 
 /// Stops accepting and waits, up to `shutdown_timeout`, until every client
 /// has gone: for SIGTERM as long as they stay; for SIGINT each is ended
-/// (PostgreSQL: FATAL 57P01) as soon as it is between transactions.
+/// (PostgreSQL: FATAL 57P01, MySQL: ERR 1053) as soon as it is between
+/// transactions.
 async fn drain(proxy: &Proxy, how: Shutdown, client_slots: &Semaphore, max_clients: usize) {
     let timeout = proxy.config.load().general.shutdown_timeout;
     proxy.draining.cancel();
     match how {
-        Shutdown::WaitForClients => tracing::info!(
-            ?timeout,
-            "SIGTERM: shutting down once every client has disconnected; no new clients"
-        ),
+        Shutdown::WaitForClients => {
+            tracing::info!(
+                ?timeout,
+                "SIGTERM: shutting down once every client has disconnected; no new clients, idle server connections closed"
+            );
+            for pool in proxy.pools() {
+                pool.control.close_idle();
+            }
+        }
         Shutdown::WaitForServers => {
             tracing::info!(
                 ?timeout,
@@ -180,13 +188,16 @@ struct Bound {
 /// Binds every configured listener, failing on the first that cannot be.
 fn bind_all(config: &Config) -> Result<Bound, RunError> {
     let listen = &config.listen;
+    let reuse_port = config.general.so_reuseport;
     let mut bound = Bound {
         postgres: Vec::new(),
         mysql: Vec::new(),
         socket_files: Vec::new(),
     };
     for addr in &listen.postgres {
-        bound.postgres.push(Listener::Tcp(bind_tcp(*addr)?));
+        bound
+            .postgres
+            .push(Listener::Tcp(bind_tcp(*addr, reuse_port)?));
     }
     if let Some(dir) = config.postgres_socket_dir() {
         let (listener, path) = bind_unix(dir, listen.unix_socket_port)?;
@@ -194,7 +205,9 @@ fn bind_all(config: &Config) -> Result<Bound, RunError> {
         bound.socket_files.push(path);
     }
     for addr in &listen.mysql {
-        bound.mysql.push(Listener::Tcp(bind_tcp(*addr)?));
+        bound
+            .mysql
+            .push(Listener::Tcp(bind_tcp(*addr, reuse_port)?));
     }
     if let Some(path) = &listen.mysql_unix_socket {
         bound.mysql.push(Listener::Unix(bind_unix_path(path)?));

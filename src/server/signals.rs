@@ -15,7 +15,7 @@ pub enum Shutdown {
     /// (PgBouncer's `SHUTDOWN WAIT_FOR_CLIENTS`).
     WaitForClients,
     /// SIGINT: stop accepting, let transactions finish, then end each
-    /// client, PostgreSQL ones with FATAL 57P01 (PgBouncer's `SHUTDOWN
+    /// client (PostgreSQL: FATAL 57P01, MySQL: ERR 1053; PgBouncer's `SHUTDOWN
     /// WAIT_FOR_SERVERS`).
     WaitForServers,
 }
