@@ -17,6 +17,7 @@ use super::types::{
     AuthType, ClientSecret, Config, DEFAULT_MYSQL_LISTEN_PORT, DatabaseConfig, GeneralConfig,
     ListenConfig, PoolMode, PoolSettings, Protocol, UserConfig,
 };
+use super::userlist::{AUTH_FILE_KEY, read_auth_file};
 
 const SECTIONS: &[&str] = &["listen", "general", "pool", "databases", "users"];
 const LISTEN_KEYS: &[&str] = &[
@@ -32,6 +33,7 @@ const GENERAL_KEYS: &[&str] = &[
     "shutdown_timeout",
     "worker_threads",
     "mysql_auth_plugin",
+    AUTH_FILE_KEY,
 ];
 const DATABASE_KEYS: &[&str] = &["protocol", "host", "port", "dbname", "user", "password"];
 const USER_KEYS: &[&str] = &["password", "upstream_user", "upstream_password"];
@@ -65,11 +67,11 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
             return Err(diagnostics.into_errors());
         }
     };
-    let config = read_config(&Section::root(&document), &mut diagnostics);
+    let config = read_config(&Section::root(&document), origin, &mut diagnostics);
     diagnostics.finish(config)
 }
 
-fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
+fn read_config(root: &Section, origin: &str, diagnostics: &mut Diagnostics) -> Config {
     root.reject_unknown_keys(SECTIONS, "section", diagnostics);
     let listen_section = root.section("listen", diagnostics);
     let mut listen = match &listen_section {
@@ -93,7 +95,9 @@ fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
     let databases = read_databases(root, &pool, diagnostics);
     let serves_mysql = databases.values().any(|db| db.protocol == Protocol::Mysql);
     add_mysql_listener_defaults(&mut listen, listen_section.as_ref(), serves_mysql);
-    let users = read_users(root, auth_type, diagnostics);
+    let mut users = read_auth_file(general_section.as_ref(), origin, diagnostics);
+    // [users] wins over the auth_file: it can also say upstream_user.
+    users.extend(read_users(root, auth_type, diagnostics));
     if let Some(section) = &general_section {
         general.observe = read_observability(section, &users, diagnostics);
     }
@@ -727,7 +731,7 @@ password = "md5abc"
         );
         assert_one_error(
             "[general]\nauth = \"md5\"\n[databases.app]\n",
-            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, metrics_listen, admin_users, log_format",
+            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, auth_file, metrics_listen, admin_users, log_format",
         );
         assert_one_error(
             "[databases.app]\nusername = \"x\"\n",

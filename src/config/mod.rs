@@ -10,6 +10,7 @@ mod secret;
 mod section;
 mod types;
 mod url;
+mod userlist;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, parse_str};
