@@ -7,6 +7,7 @@ pub mod admin;
 pub mod config;
 pub mod doctor;
 pub mod host;
+pub mod import;
 pub mod keywords;
 pub mod logging;
 pub mod metrics;
