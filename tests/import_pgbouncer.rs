@@ -130,7 +130,6 @@ fn production_transaction_file_lists_every_setting_left_behind() {
             "15 [pgbouncer] pidfile",
             "22 [pgbouncer] auth_user",
             "23 [pgbouncer] auth_query",
-            "26 [pgbouncer] stats_users",
             "31 [pgbouncer] reserve_pool_size",
             "32 [pgbouncer] reserve_pool_timeout",
             "34 [pgbouncer] max_db_connections",
@@ -155,7 +154,7 @@ fn production_transaction_file_lists_every_setting_left_behind() {
     assert!(!exit.stderr.contains("s3cr"), "a password reached stderr");
     for expected in [
         "postgres = [\"0.0.0.0:6432\"]\nunix_socket_dir = \"\"\n",
-        "admin_users = [\"pgbouncer_admin\"]\nmax_client_conn = 2000\n",
+        "admin_users = [\"pgbouncer_admin\"]\nstats_users = [\"datadog\", \"prometheus\"]\n",
         "[pool]\npool_mode = \"transaction\"\ndefault_pool_size = 25\nmin_pool_size = 5\n",
         "server_lifetime = 1800\nserver_idle_timeout = 300\nserver_connect_timeout = 5\n",
         "[databases.reports]\nhost = \"db-replica.internal\"\nport = 5432\ndbname = \"app\"\npool_mode = \"session\"\ndefault_pool_size = 5\n",
@@ -166,7 +165,7 @@ fn production_transaction_file_lists_every_setting_left_behind() {
     let check = check_config(&dir.path().join("churnstile.toml"));
     assert_eq!(check.code, 0, "{}", check.stderr);
     assert!(
-        check.stdout.ends_with("OK (5 databases, 4 users)\n"),
+        check.stdout.ends_with("OK (5 databases, 6 users)\n"),
         "{}",
         check.stdout
     );

@@ -13,6 +13,10 @@ pub(super) enum Listing {
     Databases,
     Config,
     Version,
+    State,
+    Fds,
+    DnsHosts,
+    DnsZones,
     Help,
 }
 
@@ -26,6 +30,8 @@ pub(super) enum Command {
     Kill(String),
     Reload,
     Shutdown,
+    /// PgBouncer's SUSPEND, answered with a not-supported error.
+    Suspend,
 }
 
 /// What was wrong with a command; the console answers with an ERROR and
@@ -73,6 +79,7 @@ fn parse_one(statement: &str) -> Result<Command, CommandError> {
             None => Err(CommandError::Arguments("KILL", "a database name")),
         },
         "RELOAD" if args.is_empty() => Ok(Command::Reload),
+        "SUSPEND" => Ok(Command::Suspend),
         "SHUTDOWN" if args.is_empty() => Ok(Command::Shutdown),
         "RELOAD" => Err(CommandError::Arguments("RELOAD", "no arguments")),
         "SHUTDOWN" => Err(CommandError::Arguments("SHUTDOWN", "no arguments")),
@@ -90,6 +97,10 @@ fn listing(word: &str) -> Result<Listing, CommandError> {
         "DATABASES" => Listing::Databases,
         "CONFIG" => Listing::Config,
         "VERSION" => Listing::Version,
+        "STATE" => Listing::State,
+        "FDS" => Listing::Fds,
+        "DNS_HOSTS" => Listing::DnsHosts,
+        "DNS_ZONES" => Listing::DnsZones,
         "HELP" => Listing::Help,
         _ => return Err(CommandError::UnknownListing(word.to_owned())),
     })
@@ -129,6 +140,14 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ),
     ("SHOW VERSION", "churnstile's version"),
     (
+        "SHOW STATE",
+        "whether churnstile is active, paused or suspended",
+    ),
+    (
+        "SHOW FDS, DNS_HOSTS, DNS_ZONES",
+        "PgBouncer's columns, no rows: no descriptors handed over, no DNS cache",
+    ),
+    (
         "PAUSE [db]",
         "new queries wait; returns once server connections are closed",
     ),
@@ -142,6 +161,10 @@ pub(super) const HELP: &[(&str, &str)] = &[
         "re-read the --config file and apply what can change without a restart",
     ),
     ("SHUTDOWN", "shut down as on SIGTERM"),
+    (
+        "SUSPEND",
+        "not supported: churnstile does not hand its sockets to a new process; PAUSE drains the pools",
+    ),
 ];
 
 #[cfg(test)]
@@ -173,6 +196,16 @@ mod tests {
             vec![Ok(Command::Reload), Ok(Command::Shutdown)]
         );
         assert!(parse(" ; ").is_empty());
+        assert_eq!(
+            parse("show state;show fds;show dns_hosts;SHOW DNS_ZONES;suspend"),
+            vec![
+                Ok(Command::Show(Listing::State)),
+                Ok(Command::Show(Listing::Fds)),
+                Ok(Command::Show(Listing::DnsHosts)),
+                Ok(Command::Show(Listing::DnsZones)),
+                Ok(Command::Suspend),
+            ]
+        );
     }
 
     #[test]

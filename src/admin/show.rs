@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::command::{HELP, Listing};
 use super::settings::{config_settings, default_config, pool_mode_name};
+use super::show_state;
 use super::table::{Kind, Table, num, text};
 use super::time::utc;
 use crate::config::Config;
@@ -30,6 +31,10 @@ pub(super) async fn show(proxy: &Proxy, listing: Listing) -> Table {
         Listing::Databases => databases(proxy),
         Listing::Config => config(proxy),
         Listing::Version => version(),
+        Listing::State => show_state::state(proxy),
+        Listing::Fds => show_state::fds(),
+        Listing::DnsHosts => show_state::dns_hosts(),
+        Listing::DnsZones => show_state::dns_zones(),
         Listing::Help => help(),
     }
 }

@@ -731,7 +731,7 @@ password = "md5abc"
         );
         assert_one_error(
             "[general]\nauth = \"md5\"\n[databases.app]\n",
-            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, auth_file, metrics_listen, admin_users, log_format",
+            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, auth_file, metrics_listen, admin_users, stats_users, log_format",
         );
         assert_one_error(
             "[databases.app]\nusername = \"x\"\n",

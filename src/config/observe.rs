@@ -10,7 +10,8 @@ use super::section::Section;
 use super::types::{LogFormat, Observability, UserConfig};
 
 /// The keys this file reads, for `[general]`'s list of allowed keys.
-pub(super) const OBSERVE_KEYS: &[&str] = &["metrics_listen", "admin_users", "log_format"];
+pub(super) const OBSERVE_KEYS: &[&str] =
+    &["metrics_listen", "admin_users", "stats_users", "log_format"];
 
 /// The observability keys of `[general]`; the admin users are checked
 /// against `users` so a typo is an error, not a console nobody can open.
@@ -33,26 +34,36 @@ pub(super) fn read_observability(
             ),
         }
     }
-    for user in section
-        .strings("admin_users", diagnostics)
-        .unwrap_or_default()
-    {
-        if !users.contains_key(user.get_ref()) {
-            diagnostics.error(
-                user.span(),
-                section.field("admin_users"),
-                format!(
-                    "{:?} is not in [users]; admin users log in like any other user",
-                    user.get_ref()
-                ),
-            );
-        }
-        observe.admin_users.push(user.into_inner());
-    }
+    observe.admin_users = console_users(section, "admin_users", users, diagnostics);
+    observe.stats_users = console_users(section, "stats_users", users, diagnostics);
     if let Some(format) = section.choice::<LogFormat>("log_format", diagnostics) {
         observe.log_format = format;
     }
     observe
+}
+
+/// The users listed under `key`, each checked against `[users]`.
+fn console_users(
+    section: &Section,
+    key: &str,
+    users: &BTreeMap<String, UserConfig>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<String> {
+    let mut listed = Vec::new();
+    for user in section.strings(key, diagnostics).unwrap_or_default() {
+        if !users.contains_key(user.get_ref()) {
+            diagnostics.error(
+                user.span(),
+                section.field(key),
+                format!(
+                    "{:?} is not in [users]; console users log in like any other user",
+                    user.get_ref()
+                ),
+            );
+        }
+        listed.push(user.into_inner());
+    }
+    listed
 }
 
 #[cfg(test)]

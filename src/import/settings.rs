@@ -83,7 +83,7 @@ fn map_one(setting: &Setting, mapped: &mut Mapped, dropped: &mut Vec<Dropped>) {
             let path = std::path::absolute(&path).unwrap_or(path);
             mapped.general.string(key, &path.display().to_string());
         }
-        "admin_users" => mapped.general.strings(key, &list(value)),
+        "admin_users" | "stats_users" => mapped.general.strings(key, &list(value)),
         other => drop(dropped_reason(other)),
     }
 }
@@ -150,9 +150,6 @@ fn dropped_reason(key: &str) -> &'static str {
         }
         "pidfile" => "churnstile does not write a pid file; the service manager knows its pid",
         "user" => "churnstile does not switch users; run it as the right user",
-        "stats_users" => {
-            "churnstile has no stats-only console users yet; list them in admin_users to give them the console"
-        }
         "auth_user" | "auth_query" | "auth_dbname" => {
             "churnstile does not look passwords up in the database yet; put the users in auth_file or [users]"
         }

@@ -123,6 +123,7 @@ fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
     );
     merged.general.auth_type = now.auth_type;
     merged.general.observe.admin_users = now.observe.admin_users.clone();
+    merged.general.observe.stats_users = now.observe.stats_users.clone();
     merged.pool = pool_settings(&old.pool, &new.pool, "[pool] ", &mut notes);
 
     for (name, db) in &mut merged.databases {
