@@ -1,7 +1,7 @@
 //! The admin console as PgBouncer's tools meet it: the database name
 //! `pgbouncer` opens it, `stats_users` may SHOW but a PAUSE from one is
-//! refused with 42501, SHOW STATE / FDS / DNS_HOSTS / DNS_ZONES answer with
-//! PgBouncer's columns, and SUSPEND is a clear not-supported error.
+//! refused with 42501, SHOW POOLS / STATE / FDS / DNS_HOSTS / DNS_ZONES
+//! answer with PgBouncer 1.25's columns in its order, and SUSPEND is a clear not-supported error.
 
 mod support;
 
@@ -64,6 +64,28 @@ async fn the_pgbouncer_database_opens_the_console_with_pgbouncer_tables() {
     );
     console.simple_query("RESUME").await.unwrap();
 
+    assert_eq!(
+        columns(&console, "SHOW POOLS").await,
+        [
+            "database",
+            "user",
+            "cl_active",
+            "cl_waiting",
+            "cl_active_cancel_req",
+            "cl_waiting_cancel_req",
+            "sv_active",
+            "sv_active_cancel",
+            "sv_being_canceled",
+            "sv_idle",
+            "sv_used",
+            "sv_tested",
+            "sv_login",
+            "maxwait",
+            "maxwait_us",
+            "pool_mode",
+            "load_balance_hosts"
+        ]
+    );
     assert_eq!(
         columns(&console, "SHOW FDS").await,
         [

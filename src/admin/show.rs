@@ -86,7 +86,11 @@ fn pools(proxy: &Proxy) -> Table {
         ("user", Kind::Text),
         ("cl_active", Kind::Int),
         ("cl_waiting", Kind::Int),
+        ("cl_active_cancel_req", Kind::Int),
+        ("cl_waiting_cancel_req", Kind::Int),
         ("sv_active", Kind::Int),
+        ("sv_active_cancel", Kind::Int),
+        ("sv_being_canceled", Kind::Int),
         ("sv_idle", Kind::Int),
         ("sv_used", Kind::Int),
         ("sv_tested", Kind::Int),
@@ -94,6 +98,7 @@ fn pools(proxy: &Proxy) -> Table {
         ("maxwait", Kind::Int),
         ("maxwait_us", Kind::Int),
         ("pool_mode", Kind::Text),
+        ("load_balance_hosts", Kind::Text),
     ]);
     for view in pool_views(proxy) {
         let stats = view.stats;
@@ -106,7 +111,12 @@ fn pools(proxy: &Proxy) -> Table {
             text(&view.user),
             num(view.clients.saturating_sub(stats.waiting)),
             num(stats.waiting),
+            // Cancel requests are relayed at once, never queued in a pool.
+            num(0),
+            num(0),
             num(stats.in_use),
+            num(0),
+            num(0),
             num(stats.open.saturating_sub(stats.in_use)),
             num(0),
             num(0),
@@ -114,6 +124,8 @@ fn pools(proxy: &Proxy) -> Table {
             num(stats.longest_wait.as_secs()),
             num(stats.longest_wait.subsec_micros()),
             text(mode),
+            // One host per database: nothing to balance.
+            None,
         ]);
     }
     table
