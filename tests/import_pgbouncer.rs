@@ -179,6 +179,7 @@ fn included_files_are_followed_and_nothing_is_dropped() {
     assert_eq!(exit.stderr, "");
     for expected in [
         "postgres = [\"127.0.0.1:6433\", \"[::1]:6433\"]\n",
+        "auth_type = \"md5\"\n",
         "[pool]\npool_mode = \"transaction\"\ndefault_pool_size = 10\nserver_lifetime = 600.5\n",
         "[databases.inventory]\nhost = \"10.0.1.6\"\nport = 5433\ndbname = \"inventory\"\ndefault_pool_size = 4\n",
         // The later definition in the included file wins.

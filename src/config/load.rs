@@ -95,7 +95,7 @@ fn read_config(root: &Section, origin: &str, diagnostics: &mut Diagnostics) -> C
     let databases = read_databases(root, &pool, diagnostics);
     let serves_mysql = databases.values().any(|db| db.protocol == Protocol::Mysql);
     add_mysql_listener_defaults(&mut listen, listen_section.as_ref(), serves_mysql);
-    let mut users = read_auth_file(general_section.as_ref(), origin, diagnostics);
+    let mut users = read_auth_file(general_section.as_ref(), origin, auth_type, diagnostics);
     // [users] wins over the auth_file: it can also say upstream_user.
     users.extend(read_users(root, auth_type, diagnostics));
     if let Some(section) = &general_section {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::error::{ConfigError, Diagnostics};
 use super::secret::parse_client_secret;
 use super::section::Section;
-use super::types::{ClientSecret, UserConfig};
+use super::types::{AuthType, ClientSecret, UserConfig};
 
 /// The `[general]` key naming the file.
 pub(super) const AUTH_FILE_KEY: &str = "auth_file";
@@ -37,6 +37,7 @@ struct LineError {
 pub(super) fn read_auth_file(
     general: Option<&Section>,
     origin: &str,
+    auth_type: Option<AuthType>,
     diagnostics: &mut Diagnostics,
 ) -> BTreeMap<String, UserConfig> {
     let Some(section) = general else {
@@ -65,6 +66,13 @@ pub(super) fn read_auth_file(
     }
     for entry in entries {
         match parse_client_secret(&entry.secret) {
+            // As for [users]: SCRAM cannot check a client against an md5 hash.
+            Ok(ClientSecret::Md5(_)) if auth_type == Some(AuthType::ScramSha256) => {
+                let message = "an md5 secret cannot be checked with auth_type = \
+                               \"scram-sha-256\"; give the SCRAM-SHA-256 verifier from \
+                               pg_authid or the plaintext password, or use auth_type = \"md5\"";
+                diagnostics.push(located(&shown, entry.line, 1, message.to_owned()));
+            }
             Ok(secret) => {
                 users.insert(entry.name.clone(), user(entry.name, secret));
             }
@@ -277,6 +285,20 @@ mod tests {
             .collect();
         assert_eq!(found, vec![(true, 2, 1), (true, 3, 1)]);
         assert!(errors.iter().all(|e| !e.to_string().contains(MD5)));
+    }
+
+    #[test]
+    fn scram_auth_cannot_use_an_md5_line() {
+        let userlist = format!("\"alice\" \"pw\"\n\"bob\" \"{MD5}\"\n");
+        let (_dir, pair) = config_with_userlist(&userlist, "");
+        let pair = pair.replace("[general]\n", "[general]\nauth_type = \"scram-sha-256\"\n");
+        let errors = parse(&pair).unwrap_err().errors;
+        assert_eq!((errors.len(), errors[0].line), (1, 2));
+        assert!(
+            errors[0]
+                .message
+                .starts_with("an md5 secret cannot be checked")
+        );
     }
 
     #[test]
