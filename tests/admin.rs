@@ -335,7 +335,7 @@ async fn non_admin_users_are_refused_and_unknown_commands_are_errors() {
     assert_eq!(sqlstate(&error), "0A000", "extended protocol is refused");
     assert_eq!(
         rows(&console, "SHOW HELP").await.len(),
-        16,
+        17,
         "the session goes on"
     );
 }

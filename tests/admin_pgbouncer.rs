@@ -1,6 +1,6 @@
 //! The admin console as PgBouncer's tools meet it: the database name
 //! `pgbouncer` opens it, `stats_users` may SHOW but a PAUSE from one is
-//! refused with 42501, SHOW POOLS / STATE / FDS / DNS_HOSTS / DNS_ZONES
+//! refused with 42501, SHOW POOLS / STATE / LISTS / FDS / DNS_HOSTS / DNS_ZONES
 //! answer with PgBouncer 1.25's columns in its order, and SUSPEND is a clear not-supported error.
 
 mod support;
@@ -106,6 +106,13 @@ async fn the_pgbouncer_database_opens_the_console_with_pgbouncer_tables() {
             "scram_server_key"
         ]
     );
+    let lists: Vec<String> = rows(&console, "SHOW LISTS")
+        .await
+        .iter()
+        .map(|row| format!("{}={}", row["list"], row["items"]))
+        .collect();
+    assert_eq!(lists[..3], ["databases=1", "users=3", "pools=3"]);
+    assert_eq!(lists.len(), 12);
     assert_eq!(
         columns(&console, "SHOW DNS_HOSTS").await,
         ["hostname", "ttl", "addrs"]

@@ -14,6 +14,7 @@ pub(super) enum Listing {
     Config,
     Version,
     State,
+    Lists,
     Fds,
     DnsHosts,
     DnsZones,
@@ -98,6 +99,7 @@ fn listing(word: &str) -> Result<Listing, CommandError> {
         "CONFIG" => Listing::Config,
         "VERSION" => Listing::Version,
         "STATE" => Listing::State,
+        "LISTS" => Listing::Lists,
         "FDS" => Listing::Fds,
         "DNS_HOSTS" => Listing::DnsHosts,
         "DNS_ZONES" => Listing::DnsZones,
@@ -142,6 +144,10 @@ pub(super) const HELP: &[(&str, &str)] = &[
     (
         "SHOW STATE",
         "whether churnstile is active, paused or suspended",
+    ),
+    (
+        "SHOW LISTS",
+        "how many databases, users, pools, clients and server connections there are",
     ),
     (
         "SHOW FDS, DNS_HOSTS, DNS_ZONES",
@@ -216,8 +222,8 @@ mod tests {
             "unknown command \"SELECT 1\"; SHOW HELP lists the commands"
         );
         assert_eq!(
-            message("SHOW LISTS"),
-            "SHOW LISTS: unknown; SHOW HELP lists what can be shown"
+            message("SHOW MEMORY"),
+            "SHOW MEMORY: unknown; SHOW HELP lists what can be shown"
         );
         assert_eq!(message("KILL"), "KILL takes a database name");
         assert_eq!(

@@ -32,6 +32,7 @@ pub(super) async fn show(proxy: &Proxy, listing: Listing) -> Table {
         Listing::Config => config(proxy),
         Listing::Version => version(),
         Listing::State => show_state::state(proxy),
+        Listing::Lists => show_state::lists(proxy),
         Listing::Fds => show_state::fds(),
         Listing::DnsHosts => show_state::dns_hosts(),
         Listing::DnsZones => show_state::dns_zones(),

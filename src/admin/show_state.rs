@@ -1,10 +1,10 @@
 //! SHOW tables PgBouncer's tools ask for that describe the process rather
-//! than the pools: STATE, and FDS, DNS_HOSTS and DNS_ZONES, which churnstile
+//! than the pools: STATE, LISTS, and FDS, DNS_HOSTS and DNS_ZONES, which churnstile
 //! answers with PgBouncer's columns and no rows (it hands no descriptors
 //! over on restart and keeps no DNS cache), so scripts that read them by
 //! position or name keep working.
 
-use super::table::{Kind, Table, text};
+use super::table::{Kind, Table, num, text};
 use crate::proxy::Proxy;
 
 /// SHOW STATE: `active`, `paused` and `suspended` as yes/no, as PgBouncer.
@@ -16,6 +16,33 @@ pub(super) fn state(proxy: &Proxy) -> Table {
     table.push(vec![text("active"), yes_no(!paused)]);
     table.push(vec![text("paused"), yes_no(paused)]);
     table.push(vec![text("suspended"), yes_no(false)]);
+    table
+}
+
+/// SHOW LISTS: PgBouncer's `list`/`items` rows, counted from the
+/// configuration and the registries; the lists churnstile does not keep
+/// (free slabs, DNS) are 0.
+pub(super) fn lists(proxy: &Proxy) -> Table {
+    let config = proxy.config.load();
+    let pools = proxy.pools().len();
+    let counts = [
+        ("databases", config.databases.len()),
+        ("users", config.users.len()),
+        ("pools", pools),
+        ("free_clients", 0),
+        ("used_clients", proxy.clients.list().len()),
+        ("login_clients", 0),
+        ("free_servers", 0),
+        ("used_servers", proxy.servers.list().len()),
+        ("dns_names", 0),
+        ("dns_zones", 0),
+        ("dns_queries", 0),
+        ("dns_pending", 0),
+    ];
+    let mut table = Table::new(&[("list", Kind::Text), ("items", Kind::Int)]);
+    for (list, items) in counts {
+        table.push(vec![text(list), num(items)]);
+    }
     table
 }
 
