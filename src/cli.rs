@@ -1,7 +1,8 @@
 //! Command-line interface: run from a config file, run zero-config as a
 //! sidecar (`--listen` + `--upstream`, `--upstream-file` or
 //! `CHURNSTILE_UPSTREAM`), check a config file, diagnose the
-//! host (`doctor`), or watch a running instance (`top`).
+//! host (`doctor`), watch a running instance (`top`), or convert a
+//! PgBouncer configuration (`import-pgbouncer`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -142,6 +143,18 @@ pub enum Command {
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+    },
+    /// Convert a PgBouncer configuration (pgbouncer.ini, following %include)
+    /// to churnstile TOML. Every setting not carried over is listed on
+    /// stderr with the reason. Exit status 0 when everything was carried
+    /// over, 3 when something was dropped, 2 when no valid configuration
+    /// came out.
+    ImportPgbouncer {
+        /// The pgbouncer.ini to read.
+        file: PathBuf,
+        /// Where to write the TOML; standard output when absent.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Diagnose this host from /proc: listen ports, ephemeral-port pressure,
     /// descriptor leaks, upstream logins. Exit status 0 healthy, 1 warnings,

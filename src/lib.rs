@@ -9,6 +9,7 @@ pub mod doctor;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod host;
+pub mod import;
 pub mod keywords;
 pub mod logging;
 pub mod metrics;

@@ -18,12 +18,19 @@ const EXIT_CONFIG: u8 = 2;
 /// so scripts that act on 2 do not mistake it for health or a warning.
 const EXIT_DOCTOR_FAILED: u8 = 2;
 
+/// Exit status of `import-pgbouncer` when the configuration was written but
+/// some settings were not carried over (listed on stderr).
+const EXIT_IMPORT_DROPPED: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => {
             logging::init(LogFormat::Text);
             check_config(&file)
+        }
+        Some(Command::ImportPgbouncer { file, output }) => {
+            import_pgbouncer(&file, output.as_deref())
         }
         Some(Command::Doctor(args)) => {
             logging::init(LogFormat::Text);
@@ -66,6 +73,47 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             eprintln!("{errors}");
             ExitCode::from(EXIT_CONFIG)
         }
+    }
+}
+
+/// Writes the converted configuration and lists what was dropped: exit 0
+/// when nothing was, 3 when something was, 2 when the input cannot be read
+/// or the result does not pass check-config (it is still written).
+fn import_pgbouncer(file: &std::path::Path, output: Option<&std::path::Path>) -> ExitCode {
+    let checked_as = output.unwrap_or(std::path::Path::new("churnstile.toml"));
+    let import = match churnstile::import::import_pgbouncer(file, checked_as) {
+        Ok(import) => import,
+        Err(error) => {
+            eprintln!("churnstile import-pgbouncer: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for dropped in &import.dropped {
+        eprintln!("{dropped}");
+    }
+    let written = match output {
+        Some(path) => std::fs::write(path, &import.toml)
+            .map_err(|error| format!("cannot write {}: {error}", path.display())),
+        None => {
+            print!("{}", import.toml);
+            Ok(())
+        }
+    };
+    if let Err(message) = written {
+        eprintln!("churnstile import-pgbouncer: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if let Some(errors) = &import.invalid {
+        eprintln!("the converted configuration does not pass check-config yet:\n{errors}");
+        ExitCode::from(EXIT_CONFIG)
+    } else if import.dropped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{} setting(s) not carried over; the rest is in the configuration",
+            import.dropped.len()
+        );
+        ExitCode::from(EXIT_IMPORT_DROPPED)
     }
 }
 

@@ -68,12 +68,17 @@ async fn show_pools_clients_and_servers_describe_connected_and_waiting_clients()
         columns,
         [
             "cl_active",
+            "cl_active_cancel_req",
             "cl_waiting",
+            "cl_waiting_cancel_req",
             "database",
+            "load_balance_hosts",
             "maxwait",
             "maxwait_us",
             "pool_mode",
             "sv_active",
+            "sv_active_cancel",
+            "sv_being_canceled",
             "sv_idle",
             "sv_login",
             "sv_tested",
@@ -331,7 +336,7 @@ async fn non_admin_users_are_refused_and_unknown_commands_are_errors() {
     assert_eq!(sqlstate(&error), "0A000", "extended protocol is refused");
     assert_eq!(
         rows(&console, "SHOW HELP").await.len(),
-        13,
+        17,
         "the session goes on"
     );
 }

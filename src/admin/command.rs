@@ -13,6 +13,11 @@ pub(super) enum Listing {
     Databases,
     Config,
     Version,
+    State,
+    Lists,
+    Fds,
+    DnsHosts,
+    DnsZones,
     Help,
 }
 
@@ -30,6 +35,8 @@ pub(super) enum Command {
     Shutdown {
         wait_for_clients: bool,
     },
+    /// PgBouncer's SUSPEND, answered with a not-supported error.
+    Suspend,
 }
 
 /// What was wrong with a command; the console answers with an ERROR and
@@ -77,6 +84,7 @@ fn parse_one(statement: &str) -> Result<Command, CommandError> {
             None => Err(CommandError::Arguments("KILL", "a database name")),
         },
         "RELOAD" if args.is_empty() => Ok(Command::Reload),
+        "SUSPEND" => Ok(Command::Suspend),
         "RELOAD" => Err(CommandError::Arguments("RELOAD", "no arguments")),
         "SHUTDOWN" => {
             shutdown_mode(args).map(|wait_for_clients| Command::Shutdown { wait_for_clients })
@@ -109,6 +117,11 @@ fn listing(word: &str) -> Result<Listing, CommandError> {
         "DATABASES" => Listing::Databases,
         "CONFIG" => Listing::Config,
         "VERSION" => Listing::Version,
+        "STATE" => Listing::State,
+        "LISTS" => Listing::Lists,
+        "FDS" => Listing::Fds,
+        "DNS_HOSTS" => Listing::DnsHosts,
+        "DNS_ZONES" => Listing::DnsZones,
         "HELP" => Listing::Help,
         _ => return Err(CommandError::UnknownListing(word.to_owned())),
     })
@@ -148,6 +161,18 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ),
     ("SHOW VERSION", "churnstile's version"),
     (
+        "SHOW STATE",
+        "whether churnstile is active, paused or suspended",
+    ),
+    (
+        "SHOW LISTS",
+        "how many databases, users, pools, clients and server connections there are",
+    ),
+    (
+        "SHOW FDS, DNS_HOSTS, DNS_ZONES",
+        "PgBouncer's columns, no rows: no descriptors handed over, no DNS cache",
+    ),
+    (
         "PAUSE [db]",
         "new queries wait; returns once server connections are closed",
     ),
@@ -163,6 +188,10 @@ pub(super) const HELP: &[(&str, &str)] = &[
     (
         "SHUTDOWN [WAIT_FOR_SERVERS | WAIT_FOR_CLIENTS]",
         "shut down as on SIGINT, or with WAIT_FOR_CLIENTS as on SIGTERM (once every client, this one too, has left)",
+    ),
+    (
+        "SUSPEND",
+        "not supported: churnstile does not hand its sockets to a new process; PAUSE drains the pools",
     ),
 ];
 
@@ -211,6 +240,16 @@ mod tests {
             ]
         );
         assert!(parse(" ; ").is_empty());
+        assert_eq!(
+            parse("show state;show fds;show dns_hosts;SHOW DNS_ZONES;suspend"),
+            vec![
+                Ok(Command::Show(Listing::State)),
+                Ok(Command::Show(Listing::Fds)),
+                Ok(Command::Show(Listing::DnsHosts)),
+                Ok(Command::Show(Listing::DnsZones)),
+                Ok(Command::Suspend),
+            ]
+        );
     }
 
     #[test]
@@ -221,8 +260,8 @@ mod tests {
             "unknown command \"SELECT 1\"; SHOW HELP lists the commands"
         );
         assert_eq!(
-            message("SHOW LISTS"),
-            "SHOW LISTS: unknown; SHOW HELP lists what can be shown"
+            message("SHOW MEMORY"),
+            "SHOW MEMORY: unknown; SHOW HELP lists what can be shown"
         );
         assert_eq!(message("KILL"), "KILL takes a database name");
         assert_eq!(

@@ -14,6 +14,9 @@ use crate::postgres::wire::codec::{MAX_SMALL_MESSAGE, decode_message, take_cstr}
 use crate::postgres::wire::messages::{self, Severity, sqlstate};
 use crate::proxy::Proxy;
 
+/// SQLSTATE for a stats user's attempt to change something.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
 /// What the console tells a client about itself at login.
 const PARAMETERS: &[(&str, &str)] = &[
     ("server_version", "16.0 (churnstile admin console)"),
@@ -31,7 +34,7 @@ pub async fn serve(proxy: &Proxy, login: ConsoleLogin) {
         mut stream,
         mut buf,
         peer,
-        ..
+        user,
     } = login;
     tracing::info!(%peer, "admin console opened");
     let mut out = BytesMut::new();
@@ -62,7 +65,7 @@ pub async fn serve(proxy: &Proxy, login: ConsoleLogin) {
                 b'Q' if !skipping_to_sync => {
                     let mut body = &message.body[..];
                     let sql = take_cstr(&mut body).unwrap_or_default().to_owned();
-                    run_query(proxy, &sql, &mut out).await;
+                    run_query(proxy, &user, &sql, &mut out).await;
                     messages::ready_for_query(&mut out, b'I');
                 }
                 b'S' => {
@@ -100,7 +103,7 @@ pub async fn serve(proxy: &Proxy, login: ConsoleLogin) {
 }
 
 /// Runs every command in `sql`, stopping at the first that fails.
-async fn run_query(proxy: &Proxy, sql: &str, out: &mut BytesMut) {
+async fn run_query(proxy: &Proxy, user: &str, sql: &str, out: &mut BytesMut) {
     let commands = command::parse(sql);
     if commands.is_empty() {
         empty_query_response(out);
@@ -108,7 +111,10 @@ async fn run_query(proxy: &Proxy, sql: &str, out: &mut BytesMut) {
     }
     for parsed in commands {
         let result = match parsed {
-            Ok(command) => execute(proxy, command, out).await,
+            Ok(command) => match may_run(proxy, user, &command) {
+                Ok(()) => execute(proxy, command, out).await,
+                Err(failed) => Err(failed),
+            },
             Err(error) => Err(Failed {
                 code: sqlstate::SYNTAX_ERROR,
                 message: error.to_string(),
@@ -119,6 +125,22 @@ async fn run_query(proxy: &Proxy, sql: &str, out: &mut BytesMut) {
             return;
         }
     }
+}
+
+/// Admin users may run everything; stats users (PgBouncer's split of
+/// rights) only SHOW. Read per command, so RELOAD changes it at once.
+fn may_run(proxy: &Proxy, user: &str, command: &Command) -> Result<(), Failed> {
+    let config = proxy.config.load();
+    let admin = config.general.observe.admin_users.iter().any(|u| u == user);
+    if admin || matches!(command, Command::Show(_)) {
+        return Ok(());
+    }
+    Err(Failed {
+        code: INSUFFICIENT_PRIVILEGE,
+        message: format!(
+            "user \"{user}\" may only SHOW (in [general] stats_users, not admin_users)"
+        ),
+    })
 }
 
 async fn execute(proxy: &Proxy, command: Command, out: &mut BytesMut) -> Result<(), Failed> {
@@ -150,6 +172,14 @@ async fn execute(proxy: &Proxy, command: Command, out: &mut BytesMut) -> Result<
                 notice(out, &note);
             }
             "RELOAD"
+        }
+        Command::Suspend => {
+            return Err(Failed {
+                code: sqlstate::FEATURE_NOT_SUPPORTED,
+                message: "SUSPEND is not supported: churnstile does not hand its sockets to a \
+                          new process; use PAUSE to drain the pools, or restart with SIGTERM"
+                    .to_owned(),
+            });
         }
         Command::Shutdown { wait_for_clients } => {
             control::shutdown(wait_for_clients)?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::command::{HELP, Listing};
 use super::settings::{config_settings, default_config, pool_mode_name};
+use super::show_state;
 use super::table::{Kind, Table, num, text};
 use super::time::utc;
 use crate::config::Config;
@@ -30,6 +31,11 @@ pub(super) async fn show(proxy: &Proxy, listing: Listing) -> Table {
         Listing::Databases => databases(proxy),
         Listing::Config => config(proxy),
         Listing::Version => version(),
+        Listing::State => show_state::state(proxy),
+        Listing::Lists => show_state::lists(proxy),
+        Listing::Fds => show_state::fds(),
+        Listing::DnsHosts => show_state::dns_hosts(),
+        Listing::DnsZones => show_state::dns_zones(),
         Listing::Help => help(),
     }
 }
@@ -81,7 +87,11 @@ fn pools(proxy: &Proxy) -> Table {
         ("user", Kind::Text),
         ("cl_active", Kind::Int),
         ("cl_waiting", Kind::Int),
+        ("cl_active_cancel_req", Kind::Int),
+        ("cl_waiting_cancel_req", Kind::Int),
         ("sv_active", Kind::Int),
+        ("sv_active_cancel", Kind::Int),
+        ("sv_being_canceled", Kind::Int),
         ("sv_idle", Kind::Int),
         ("sv_used", Kind::Int),
         ("sv_tested", Kind::Int),
@@ -89,6 +99,7 @@ fn pools(proxy: &Proxy) -> Table {
         ("maxwait", Kind::Int),
         ("maxwait_us", Kind::Int),
         ("pool_mode", Kind::Text),
+        ("load_balance_hosts", Kind::Text),
     ]);
     for view in pool_views(proxy) {
         let stats = view.stats;
@@ -101,7 +112,12 @@ fn pools(proxy: &Proxy) -> Table {
             text(&view.user),
             num(view.clients.saturating_sub(stats.waiting)),
             num(stats.waiting),
+            // Cancel requests are relayed at once, never queued in a pool.
+            num(0),
+            num(0),
             num(stats.in_use),
+            num(0),
+            num(0),
             num(stats.open.saturating_sub(stats.in_use)),
             num(0),
             num(0),
@@ -109,6 +125,8 @@ fn pools(proxy: &Proxy) -> Table {
             num(stats.longest_wait.as_secs()),
             num(stats.longest_wait.subsec_micros()),
             text(mode),
+            // One host per database: nothing to balance.
+            None,
         ]);
     }
     table

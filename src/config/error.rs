@@ -93,6 +93,11 @@ impl<'a> Diagnostics<'a> {
         });
     }
 
+    /// An error found in another file (an `auth_file`), already located.
+    pub(super) fn push(&mut self, error: ConfigError) {
+        self.errors.push(error);
+    }
+
     /// `value` when nothing was wrong, else every error in file order.
     pub(super) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
         if self.errors.is_empty() {
@@ -105,7 +110,9 @@ impl<'a> Diagnostics<'a> {
     /// The errors collected so far, in file order.
     pub(super) fn into_errors(self) -> ConfigErrors {
         let mut errors = self.errors;
-        errors.sort_by_key(|error| (error.line, error.column));
+        // The configuration's own errors first, then those of an auth_file.
+        let origin = self.origin;
+        errors.sort_by_key(|error| (error.file != origin, error.line, error.column));
         ConfigErrors { errors }
     }
 }

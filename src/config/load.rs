@@ -23,6 +23,7 @@ use super::types::{
     AuthType, ClientSecret, Config, DEFAULT_MYSQL_LISTEN_PORT, DatabaseConfig, GeneralConfig,
     ListenConfig, PoolMode, PoolSettings, Protocol, UserConfig,
 };
+use super::userlist::{AUTH_FILE_KEY, read_auth_file};
 
 const SECTIONS: &[&str] = &["listen", "general", "pool", "databases", "users"];
 const LISTEN_KEYS: &[&str] = &[
@@ -39,6 +40,7 @@ const GENERAL_KEYS: &[&str] = &[
     "worker_threads",
     "mysql_auth_plugin",
     "so_reuseport",
+    AUTH_FILE_KEY,
 ];
 const DATABASE_KEYS: &[&str] = &[
     "protocol",
@@ -86,11 +88,11 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
             return Err(diagnostics.into_errors());
         }
     };
-    let config = read_config(&Section::root(&document), &mut diagnostics);
+    let config = read_config(&Section::root(&document), origin, &mut diagnostics);
     diagnostics.finish(config)
 }
 
-fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
+fn read_config(root: &Section, origin: &str, diagnostics: &mut Diagnostics) -> Config {
     root.reject_unknown_keys(SECTIONS, "section", diagnostics);
     let listen_section = root.section("listen", diagnostics);
     let mut listen = match &listen_section {
@@ -117,7 +119,9 @@ fn read_config(root: &Section, diagnostics: &mut Diagnostics) -> Config {
     };
     let databases = read_databases(root, &pool, diagnostics);
     derive_listeners(&mut listen, listen_section.as_ref(), &databases);
-    let users = read_users(root, auth_type, diagnostics);
+    let mut users = read_auth_file(general_section.as_ref(), origin, auth_type, diagnostics);
+    // [users] wins over the auth_file: it can also say upstream_user.
+    users.extend(read_users(root, auth_type, diagnostics));
     if let Some(section) = &general_section {
         general.observe = read_observability(section, &users, diagnostics);
     }
@@ -788,7 +792,7 @@ password = "md5abc"
         );
         assert_one_error(
             "[general]\nauth = \"md5\"\n[databases.app]\n",
-            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, so_reuseport, metrics_listen, admin_users, log_format, log_connections, log_disconnections, stats_period, log_pooler_errors",
+            "c.toml:2:1: general.auth: unknown key; allowed keys: auth_type, max_client_conn, shutdown_timeout, worker_threads, mysql_auth_plugin, so_reuseport, auth_file, metrics_listen, admin_users, stats_users, log_format, log_connections, log_disconnections, stats_period, log_pooler_errors",
         );
         assert_one_error(
             "[databases.app]\nusername = \"x\"\n",

@@ -15,6 +15,7 @@ mod tcp;
 mod tls;
 mod types;
 mod url;
+mod userlist;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, parse_str};

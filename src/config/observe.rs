@@ -13,6 +13,7 @@ use super::types::{LogFormat, Observability, UserConfig};
 pub(super) const OBSERVE_KEYS: &[&str] = &[
     "metrics_listen",
     "admin_users",
+    "stats_users",
     "log_format",
     "log_connections",
     "log_disconnections",
@@ -41,22 +42,8 @@ pub(super) fn read_observability(
             ),
         }
     }
-    for user in section
-        .strings("admin_users", diagnostics)
-        .unwrap_or_default()
-    {
-        if !users.contains_key(user.get_ref()) {
-            diagnostics.error(
-                user.span(),
-                section.field("admin_users"),
-                format!(
-                    "{:?} is not in [users]; admin users log in like any other user",
-                    user.get_ref()
-                ),
-            );
-        }
-        observe.admin_users.push(user.into_inner());
-    }
+    observe.admin_users = console_users(section, "admin_users", users, diagnostics);
+    observe.stats_users = console_users(section, "stats_users", users, diagnostics);
     if let Some(format) = section.choice::<LogFormat>("log_format", diagnostics) {
         observe.log_format = format;
     }
@@ -73,6 +60,30 @@ pub(super) fn read_observability(
         observe.stats_period = period.into_inner();
     }
     observe
+}
+
+/// The users listed under `key`, each checked against `[users]`.
+fn console_users(
+    section: &Section,
+    key: &str,
+    users: &BTreeMap<String, UserConfig>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<String> {
+    let mut listed = Vec::new();
+    for user in section.strings(key, diagnostics).unwrap_or_default() {
+        if !users.contains_key(user.get_ref()) {
+            diagnostics.error(
+                user.span(),
+                section.field(key),
+                format!(
+                    "{:?} is not in [users]; console users log in like any other user",
+                    user.get_ref()
+                ),
+            );
+        }
+        listed.push(user.into_inner());
+    }
+    listed
 }
 
 #[cfg(test)]

@@ -124,6 +124,8 @@ pub struct Observability {
     pub metrics_listen: Option<SocketAddr>,
     /// Users (from `[users]`) who may open the admin console.
     pub admin_users: Vec<String>,
+    /// Users (from `[users]`) who may open the console to SHOW only.
+    pub stats_users: Vec<String>,
     pub log_format: LogFormat,
     /// A line per client login (PgBouncer's `log_connections`).
     pub log_connections: bool,
@@ -140,6 +142,7 @@ impl Default for Observability {
         Observability {
             metrics_listen: None,
             admin_users: Vec::new(),
+            stats_users: Vec::new(),
             log_format: LogFormat::Text,
             log_connections: true,
             log_disconnections: true,
@@ -542,3 +545,22 @@ pub struct ScramVerifier {
 
 /// The database name that opens the admin console; never a pool.
 pub const ADMIN_DATABASE: &str = "churnstile";
+
+/// PgBouncer's name for its console, answered too so PgBouncer's tools and
+/// exporters connect unchanged; never a pool either.
+pub const PGBOUNCER_ADMIN_DATABASE: &str = "pgbouncer";
+
+/// Whether connecting to `database` opens the admin console.
+pub fn is_admin_database(database: &str) -> bool {
+    database == ADMIN_DATABASE || database == PGBOUNCER_ADMIN_DATABASE
+}
+
+impl Observability {
+    /// Whether `user` may open the admin console (to change or to look).
+    pub fn may_open_console(&self, user: &str) -> bool {
+        self.admin_users
+            .iter()
+            .chain(&self.stats_users)
+            .any(|u| u == user)
+    }
+}

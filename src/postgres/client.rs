@@ -12,7 +12,7 @@ use super::service::PgService;
 use super::session;
 use super::startup::{self, Opening, Startup, StartupError};
 use super::wire::messages::sqlstate;
-use crate::config::{ADMIN_DATABASE, AuthType};
+use crate::config::{AuthType, is_admin_database};
 use crate::stream::Stream;
 
 /// An authenticated admin user, for the console to serve.
@@ -62,7 +62,7 @@ pub async fn serve(
         None => login.await,
     };
     match outcome {
-        Ok(Some(startup)) if startup.database == ADMIN_DATABASE => {
+        Ok(Some(startup)) if is_admin_database(&startup.database) => {
             return Some(ConsoleLogin {
                 stream,
                 buf,
@@ -145,14 +145,14 @@ async fn log_in(
             login::LoginError::Io(io) => StartupError::Io(io),
             other => refused(other.sqlstate(), other.to_string()),
         })?;
-    if startup.database == ADMIN_DATABASE {
-        return if config.general.observe.admin_users.contains(&startup.user) {
+    if is_admin_database(&startup.database) {
+        return if config.general.observe.may_open_console(&startup.user) {
             Ok(startup)
         } else {
             Err(refused(
                 sqlstate::INVALID_AUTHORIZATION,
                 format!(
-                    "user \"{}\" may not use the admin console (not in [general] admin_users)",
+                    "user \"{}\" may not use the admin console (not in [general] admin_users or stats_users)",
                     startup.user
                 ),
             ))

@@ -130,6 +130,7 @@ fn merge(old: &Config, new: &Config) -> (Config, Vec<String>) {
     merged.general.auth_type = now.auth_type;
     merged.general.client_tls = now.client_tls.clone();
     merged.general.observe.admin_users = now.observe.admin_users.clone();
+    merged.general.observe.stats_users = now.observe.stats_users.clone();
     merged.pool = new.pool.clone();
     merged.databases = new.databases.clone();
     merged.users = new.users.clone();
