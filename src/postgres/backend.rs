@@ -16,6 +16,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::prepared::ServerStatements;
 use super::state::ReportedParams;
+pub use super::upstream_error::UpstreamError;
 use super::wire::codec::{
     self, Framing, MAX_INSPECTED_MESSAGE, MAX_MESSAGE, Message, MessageScanner, Verdict,
 };
@@ -51,50 +52,6 @@ impl UpstreamTarget {
         } else {
             Stream::tcp(TcpStream::connect((self.host.as_str(), self.port)).await?)
         }
-    }
-}
-
-/// Why an upstream connection could not be opened or used.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("cannot reach {target}: {source}")]
-    Connect { target: String, source: io::Error },
-    #[error("connection to upstream lost: {0}")]
-    Io(#[from] io::Error),
-    #[error("upstream server refused login: {} (SQLSTATE {})", .0.message, .0.code)]
-    Rejected(ErrorFields),
-    #[error(
-        "upstream server asks for a password for user {0:?} but none is configured (set upstream_password)"
-    )]
-    PasswordMissing(String),
-    #[error(
-        "upstream server asks for an authentication method churnstile does not support (code {0})"
-    )]
-    UnsupportedAuth(i32),
-    #[error("upstream protocol error: {0}")]
-    Protocol(String),
-    #[error("upstream server did not finish within {0:?}")]
-    Timeout(Duration),
-    #[error(
-        "{target} does not accept TLS (it answered 'N' to SSLRequest) and \
-         server_tls_sslmode = \"{sslmode}\" requires it; enable ssl on the server or \
-         set server_tls_sslmode = \"prefer\""
-    )]
-    TlsRefused {
-        target: String,
-        sslmode: &'static str,
-    },
-    #[error("TLS with {target} failed (server_tls_sslmode = \"{sslmode}\"): {reason}")]
-    TlsHandshake {
-        target: String,
-        sslmode: &'static str,
-        reason: String,
-    },
-}
-
-impl From<codec::ProtocolError> for UpstreamError {
-    fn from(error: codec::ProtocolError) -> Self {
-        UpstreamError::Protocol(error.to_string())
     }
 }
 

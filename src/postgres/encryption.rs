@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::backend::UpstreamError;
+use super::upstream_error::UpstreamError;
 use crate::metrics::{PROTOCOL_POSTGRES, tls_handshake_done, tls_handshake_failed};
 use crate::stream::Stream;
 use crate::tls::{ClientTlsContext, POSTGRES_ALPN, UpstreamTls};

@@ -24,6 +24,7 @@ pub mod sql;
 mod startup;
 mod state;
 mod traffic;
+mod upstream_error;
 pub mod wire;
 
 pub use client::{ConsoleLogin, refuse_too_many, serve};
