@@ -31,7 +31,7 @@ pub struct Cli {
     /// Zero-config mode: address to accept clients on (PostgreSQL ones, or
     /// MySQL ones when every upstream is mysql://).
     #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+    listen: Option<SocketAddr>,
 
     /// Zero-config mode: an upstream as postgres://USER[:PASS]@HOST:PORT/DB
     /// or mysql://...; repeat for several databases (one each, named by
@@ -40,40 +40,40 @@ pub struct Cli {
     /// Add ?sslmode=verify-full&sslrootcert=CA.pem for TLS upstream
     /// (default sslmode=prefer).
     #[arg(long, value_name = "URL", requires = "listen")]
-    pub upstream: Vec<String>,
+    upstream: Vec<String>,
 
     /// Zero-config mode: upstream URLs from FILE, one per line (`#` starts
     /// a comment).
     #[arg(long, value_name = "FILE", requires = "listen")]
-    pub upstream_file: Option<PathBuf>,
+    upstream_file: Option<PathBuf>,
 
     /// Zero-config mode: address for MySQL clients when the upstreams mix
     /// postgres:// and mysql://.
     #[arg(long, value_name = "ADDR", requires = "listen")]
-    pub mysql_listen: Option<SocketAddr>,
+    mysql_listen: Option<SocketAddr>,
 
     /// Zero-config mode: directory for the Unix sockets (.s.PGSQL.<port>,
     /// churnstile-mysql-<port>.sock).
     #[arg(long, value_name = "DIR", requires = "listen")]
-    pub unix_socket_dir: Option<PathBuf>,
+    unix_socket_dir: Option<PathBuf>,
 
     /// Zero-config mode: pool mode.
     #[arg(long, value_enum, requires = "listen")]
-    pub pool_mode: Option<PoolModeArg>,
+    pool_mode: Option<PoolModeArg>,
 
     /// Zero-config mode: most server connections per database and user
     /// (default_pool_size).
     #[arg(long, value_name = "N", requires = "listen")]
-    pub pool_size: Option<usize>,
+    pool_size: Option<usize>,
 
     /// Zero-config mode: client connections at once (default 100).
     #[arg(long, value_name = "N", requires = "listen")]
-    pub max_client_conn: Option<usize>,
+    max_client_conn: Option<usize>,
 
     /// Zero-config mode: this upstream URL user may open the admin console
     /// (database `churnstile`).
     #[arg(long, value_name = "NAME", requires = "listen")]
-    pub admin_user: Option<String>,
+    admin_user: Option<String>,
 
     /// Address for the Prometheus metrics endpoint (overrides [general]
     /// metrics_listen).
@@ -174,30 +174,30 @@ pub struct DoctorArgs {
     /// Check what this configuration would run: its listeners and a login
     /// to every database as every user.
     #[arg(short, long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    config: Option<PathBuf>,
 
     /// A TCP address churnstile listens on (repeatable); replaces the
     /// configuration's. Without --config or --listen: 127.0.0.1:6432 and
     /// /tmp/.s.PGSQL.6432.
     #[arg(long, value_name = "ADDR")]
-    pub listen: Vec<SocketAddr>,
+    listen: Vec<SocketAddr>,
 
     /// Log in to this upstream, as `churnstile --upstream URL` would.
     #[arg(long, value_name = "URL", conflicts_with = "config")]
-    pub upstream: Option<String>,
+    upstream: Option<String>,
 
     /// Check only this process's descriptors instead of every process's.
     #[arg(long, value_name = "PID")]
-    pub pid: Option<i32>,
+    pid: Option<i32>,
 
     /// Rows per table.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TOP)]
-    pub top: usize,
+    top: usize,
 
     /// Sample sockets twice, SECONDS apart (at most 60), to measure new
     /// connections per second toward each destination.
     #[arg(long, value_name = "SECONDS", value_parser = parse_interval)]
-    pub interval: Option<Duration>,
+    interval: Option<Duration>,
 
     /// Print the report as JSON (layout in the README).
     #[arg(long)]

@@ -14,8 +14,8 @@ use crate::host::{EphemeralPorts, SocketEntry, SocketTableError, TcpState, tcp_s
 
 /// This namespace's TCP sockets at one moment.
 pub(super) struct Sample {
-    pub(super) sockets: Vec<SocketEntry>,
-    pub(super) taken: Instant,
+    sockets: Vec<SocketEntry>,
+    taken: Instant,
 }
 
 impl Sample {

@@ -17,14 +17,14 @@ use crate::host::{EphemeralPorts, ProcessInfo, port_owner, socket_path_owner};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(super) struct ListenPort {
     /// `IP:port`, or the Unix socket's path.
-    pub(super) address: String,
-    pub(super) state: ListenState,
+    address: String,
+    state: ListenState,
     /// The process holding the address, when /proc shows it.
     pub(super) owner: Option<ProcessInfo>,
     /// Why the address cannot be used, when it is `unavailable`.
-    pub(super) error: Option<String>,
+    error: Option<String>,
     /// Whether a client socket may take the port (TCP only).
-    pub(super) inside_ephemeral_range: Option<bool>,
+    inside_ephemeral_range: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -21,18 +21,18 @@ const CONCURRENT_LOGINS: usize = 16;
 /// The outcome of one login (`databases` in the JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(super) struct DatabaseLogin {
-    pub(super) database: String,
-    pub(super) user: String,
+    database: String,
+    user: String,
     /// `postgres` or `mysql`.
-    pub(super) protocol: &'static str,
+    protocol: &'static str,
     /// `host:port` or the Unix socket path.
-    pub(super) upstream: String,
-    pub(super) dbname: String,
-    pub(super) upstream_user: String,
-    pub(super) ok: bool,
+    upstream: String,
+    dbname: String,
+    upstream_user: String,
+    ok: bool,
     /// How long connecting and logging in took, when it worked.
-    pub(super) login_ms: Option<u64>,
-    pub(super) error: Option<String>,
+    login_ms: Option<u64>,
+    error: Option<String>,
 }
 
 /// Runs the checks, [`CONCURRENT_LOGINS`] at a time; results come back in

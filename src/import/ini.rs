@@ -20,7 +20,7 @@ pub struct Setting {
     /// The file it came from, as the including file named it.
     pub file: PathBuf,
     /// 1-based.
-    pub line: usize,
+    line: usize,
 }
 
 impl Setting {

@@ -9,10 +9,10 @@ use super::ini::Setting;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dropped {
     /// `file:line` of the setting.
-    pub place: String,
+    place: String,
     /// `[section] key`, or more precise (`[databases] app: connect_query`).
-    pub what: String,
-    pub reason: String,
+    what: String,
+    reason: String,
 }
 
 impl Dropped {

@@ -52,7 +52,7 @@ pub(super) enum Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Prepared {
     pub(super) server_id: u32,
-    pub(super) columns: u16,
+    columns: u16,
     pub(super) params: u16,
 }
 

@@ -44,10 +44,10 @@ pub(crate) enum HeadError {
 /// The parts of a request head the endpoint looks at.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Request {
-    pub method: String,
-    pub path: String,
+    method: String,
+    path: String,
     /// Whether the client wants the connection closed after the response.
-    pub close: bool,
+    close: bool,
 }
 
 /// The parts of a response head `churnstile top` looks at.

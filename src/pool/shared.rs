@@ -21,7 +21,7 @@ pub(super) struct Slot<T> {
     pub(super) conn: T,
     /// When this connection stops being reused (`server_lifetime` minus jitter).
     pub(super) expires_at: Instant,
-    pub(super) idle_since: Instant,
+    idle_since: Instant,
 }
 
 /// State shared by the pool handle, checked-out connections and the janitor.

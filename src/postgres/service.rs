@@ -45,7 +45,7 @@ pub struct PgService {
     normalized: Mutex<HashMap<SettingsKey, Settings>>,
     /// Logged-in clients and open server connections, for the admin console.
     pub clients: Arc<ClientRegistry>,
-    pub servers: Arc<ServerRegistry>,
+    servers: Arc<ServerRegistry>,
     /// TLS for clients and upstream, shared with the core, which swaps it
     /// whole on RELOAD.
     pub(super) tls: Arc<ArcSwap<TlsContexts>>,

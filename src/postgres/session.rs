@@ -82,15 +82,15 @@ impl Ending {
 pub(super) struct Session<'a> {
     pub(super) service: &'a PgService,
     /// The client's pool; `None` when a reload added its database since start.
-    pub(super) pool: Option<PgPool>,
+    pool: Option<PgPool>,
     pub(super) settings: PoolSettings,
     pub(super) client: ClientSide,
     pub(super) server: Option<Attached>,
-    pub(super) cancel: CancelHandle,
+    cancel: CancelHandle,
     database: String,
     user: String,
     pub(super) peer: &'a str,
-    pub(super) live: &'a LiveClient,
+    live: &'a LiveClient,
     wait_seconds: Histogram,
     /// Held while the client is pinned, for the pinned-clients gauge.
     pinned: Option<PinnedClient<'a>>,

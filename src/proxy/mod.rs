@@ -32,7 +32,7 @@ pub struct Proxy {
     /// The configuration in force; both protocols' services hold it too.
     pub config: Arc<ArcSwap<Config>>,
     /// The TLS configurations built from it, rebuilt on RELOAD.
-    pub tls: Arc<ArcSwap<TlsContexts>>,
+    tls: Arc<ArcSwap<TlsContexts>>,
     /// The `--config` file, which RELOAD re-reads.
     config_file: Option<PathBuf>,
     /// Cancelled when a shutdown starts: listeners stop accepting.

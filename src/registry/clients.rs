@@ -51,7 +51,7 @@ impl ClientState {
 pub struct ClientEntry {
     pub id: u64,
     /// `postgres` or `mysql`, as metrics label it.
-    pub protocol: &'static str,
+    protocol: &'static str,
     pub database: String,
     pub user: String,
     pub application_name: String,

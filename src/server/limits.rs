@@ -19,8 +19,8 @@ const SPARE_FDS: u64 = 64;
 /// The open-file limit before and after raising it; `None` is unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdLimit {
-    pub before: Option<u64>,
-    pub now: Option<u64>,
+    before: Option<u64>,
+    now: Option<u64>,
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit: a pooler's clients and

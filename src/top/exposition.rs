@@ -4,8 +4,8 @@
 /// One sample line: `name{label="value",...} value`.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Sample {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
+    name: String,
+    labels: Vec<(String, String)>,
     pub value: f64,
 }
 

@@ -19,9 +19,9 @@ const MAX_BODY: usize = 16 << 20;
 /// Where the metrics are: `http://HOST:PORT/PATH`, or just `HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsUrl {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
+    host: String,
+    port: u16,
+    path: String,
 }
 
 /// A `--metrics` value that is not a usable URL.

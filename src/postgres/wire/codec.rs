@@ -217,7 +217,7 @@ pub struct Scanned {
     /// Bytes at the front of the input that were consumed.
     pub consumed: usize,
     /// The scan stopped at a message the caller asked to stop before.
-    pub stopped: bool,
+    stopped: bool,
 }
 
 /// Finds message boundaries in a forwarded byte stream. Messages the caller

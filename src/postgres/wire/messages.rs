@@ -137,7 +137,7 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, newest_minor: i32, unrecog
 /// The fields of an ErrorResponse or NoticeResponse body that churnstile uses.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ErrorFields {
-    pub severity: String,
+    severity: String,
     pub code: String,
     pub message: String,
 }
