@@ -139,7 +139,7 @@ impl<C: Connector> Pool<C> {
             let attempt = if self.shared.backoff.retry_at().is_none() {
                 self.open().await
             } else {
-                match self.attempt_in_turn(deadline).await {
+                match self.attempt_in_turn(deadline, last_error.is_some()).await {
                     Turn::Attempted(result) => result,
                     Turn::Recovered => continue,
                     Turn::TooLate => {
@@ -159,8 +159,11 @@ impl<C: Connector> Pool<C> {
     }
 
     /// During an outage: waits for the pool's turn and its back-off pause,
-    /// then attempts once, unless that would end after `deadline`.
-    async fn attempt_in_turn(&self, deadline: Option<Instant>) -> Turn<C> {
+    /// then attempts once, unless that would end after `deadline`. A client
+    /// that has `tried` nothing itself yet attempts at once in its turn
+    /// instead of giving up unheard, so an upstream that came back during
+    /// the pause is found by the first client after it.
+    async fn attempt_in_turn(&self, deadline: Option<Instant>, tried: bool) -> Turn<C> {
         let backoff = &self.shared.backoff;
         let turn = match deadline {
             Some(deadline) => {
@@ -175,9 +178,12 @@ impl<C: Connector> Pool<C> {
             return Turn::Recovered;
         };
         if deadline.is_some_and(|deadline| retry_at >= deadline) {
-            return Turn::TooLate;
+            if tried {
+                return Turn::TooLate;
+            }
+        } else {
+            tokio::time::sleep_until(retry_at.into()).await;
         }
-        tokio::time::sleep_until(retry_at.into()).await;
         let attempt = self.open().await;
         drop(turn);
         Turn::Attempted(attempt)
