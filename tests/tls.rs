@@ -319,9 +319,13 @@ async fn garbage_instead_of_a_client_hello_is_closed_and_churnstile_keeps_servin
     }
     // Generous: on a loaded 2-core host the closes may lag the test.
     let settle = std::time::Duration::from_secs(20);
-    wait::until_equal("churnstile's open fds", settle, fds_before, async || {
-        proxy.fd_count()
-    })
+    // At most the count before: a connection the harness opened to see
+    // churnstile start may close meanwhile, one per garbage client must.
+    wait::eventually(
+        "churnstile's open fds back to at most the count before",
+        settle,
+        async || proxy.fd_count() <= fds_before,
+    )
     .await;
     let over_tls = proxy
         .connection_string(MD5_USER.name, MD5_USER.password, APP_DB)
