@@ -27,16 +27,8 @@ pub fn config_toml(data: &[u8]) {
 /// as `--upstream` gives it, with no environment.
 pub fn sidecar_url(data: &[u8]) {
     if let Ok(url) = std::str::from_utf8(data) {
-        let flags = config::Sidecar {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 6432)),
-            upstreams: vec![url.to_owned()],
-            mysql_listen: None,
-            unix_socket_dir: None,
-            pool_mode: None,
-            pool_size: None,
-            max_client_conn: None,
-            admin_user: None,
-        };
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 6432));
+        let flags = config::Sidecar::new(listen, url);
         let _ = config::sidecar_config(&flags, &|_| None);
     }
 }
